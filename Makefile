@@ -1,0 +1,28 @@
+# Pipeline Pulse — every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## The main job on the embedded default: the report of the bundled sample events.
+demo: $(STAMP)
+	$(BIN)/pulse report $$($(BIN)/python -c "import importlib.resources as r; print(r.files('pulse') / 'samples' / 'demo.jsonl')")
+
+## The test suite (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Benchmarks print figures; they are not tests.
+bench: $(STAMP)
+	$(BIN)/python bench/bench_report.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info bench/out

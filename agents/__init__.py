@@ -1,0 +1,1 @@
+"""Faust wiring for the live worker (thin shell over pulse.streams)."""

@@ -1,0 +1,436 @@
+"""The run-time event parser (SPEC section 1): one raw input -> `Event` or `Rejected`.
+
+`parse_event` runs once per input in the report and the stream processor, so its
+common path is written for speed: one `orjson.loads`, then plain dict look-ups and
+class-identity checks (`x.__class__ is str`; orjson only produces exact built-in
+types), no regular expressions and no exceptions. Rare inputs (anything orjson
+refuses) take a slow but strict path through the standard library's `json` to name
+the problem precisely.
+
+`Rejected.detail` names the field and the problem but never contains a value taken
+from the input (values may be personal data).
+
+Timestamps are converted to integer microseconds since the Unix epoch (UTC) with
+exact integer arithmetic on the proleptic Gregorian calendar; `parse_timestamp` and
+`format_timestamp` are shared with the CLI (`--as-of`) and the report.
+"""
+from __future__ import annotations
+
+import json as _json
+from typing import Any
+
+import orjson
+
+from .types import (
+    CLOSED,
+    CREATED,
+    INVALID_EVENT,
+    INVALID_JSON,
+    KIND_BY_TYPE,
+    STAGE_CHANGED,
+    UNKNOWN_PIPELINE,
+    UNKNOWN_STAGE,
+    Event,
+    Rejected,
+)
+
+__all__ = ["parse_event", "parse_timestamp", "format_timestamp", "MAX_ID_CHARS"]
+
+MAX_ID_CHARS = 128          # `event_id` and `lead_id`: 1..128 code points
+DEFAULT_PIPELINE = "default"
+
+# --------------------------------------------------------------------------------------
+# Timestamps
+# --------------------------------------------------------------------------------------
+
+_US_PER_S = 1_000_000
+_US_PER_DAY = 86_400 * _US_PER_S
+
+# Two-character look-up tables: one dict access both validates (ASCII digits, range)
+# and converts. `int()` alone would accept "+5", " 5", "0_5" or non-ASCII digits.
+_MONTH = {f"{i:02d}": i for i in range(1, 13)}
+_DAY = {f"{i:02d}": i for i in range(1, 32)}
+_HOUR = {f"{i:02d}": i for i in range(24)}
+_MIN_SEC = {f"{i:02d}": i for i in range(60)}      # minutes and seconds (no :60)
+# "HH:MM" -> seconds since midnight (1,440 entries).
+_HM = {f"{h:02d}:{m:02d}": (h * 60 + m) * 60 for h in range(24) for m in range(60)}
+# "+HH:MM" / "-HH:MM" -> offset in seconds east of UTC (hours <= 23, minutes <= 59).
+_OFFSET = {}
+for _h in range(24):
+    for _m in range(60):
+        _OFFSET[f"+{_h:02d}:{_m:02d}"] = (_h * 60 + _m) * 60
+        _OFFSET[f"-{_h:02d}:{_m:02d}"] = -(_h * 60 + _m) * 60
+del _h, _m
+
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+# "YYYY-MM-DDT" -> microseconds at 00:00:00Z of that date. Bounded: cleared when full.
+_DATE_CACHE: dict[str, int] = {}
+_DATE_CACHE_MAX = 8192
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + 9 if m <= 2 else m - 3) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146_097 + doe - 719_468
+
+
+def _civil_from_days(z: int) -> tuple[int, int, int]:
+    """Inverse of `_days_from_civil`."""
+    z += 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return (y + 1 if m <= 2 else y), m, d
+
+
+def _parse_date_prefix(p: str) -> int | None:
+    """'YYYY-MM-DDT' -> microseconds since the epoch at 00:00Z, or None if invalid."""
+    if len(p) != 11 or p[4] != "-" or p[7] != "-" or p[10] != "T":
+        return None
+    ys = p[:4]
+    if not (ys.isascii() and ys.isdigit()):
+        return None
+    y = int(ys)
+    m = _MONTH.get(p[5:7])
+    d = _DAY.get(p[8:10])
+    if y == 0 or m is None or d is None:
+        return None
+    if d > _DAYS_IN_MONTH[m]:
+        if not (m == 2 and d == 29 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
+            return None
+    return _days_from_civil(y, m, d) * _US_PER_DAY
+
+
+def parse_timestamp(s: str) -> int | None:
+    """An RFC 3339 timestamp as SPEC section 1 allows it -> microseconds since the epoch.
+
+    Accepted: ``YYYY-MM-DDTHH:MM:SS``, optionally ``.`` and one or more ASCII digits
+    (kept to the microsecond, further digits truncated), then ``Z`` or ``±HH:MM``
+    (hours <= 23, minutes <= 59). Uppercase ``T``/``Z``, real calendar dates, years
+    0001-9999, no leap second. Returns None for anything else (including non-strings).
+    """
+    if s.__class__ is not str or len(s) < 20:
+        return None
+    prefix = s[:11]
+    base = _DATE_CACHE.get(prefix)
+    if base is None:
+        base = _parse_date_prefix(prefix)
+        if base is None:
+            return None
+        if len(_DATE_CACHE) >= _DATE_CACHE_MAX:
+            _DATE_CACHE.clear()
+        _DATE_CACHE[prefix] = base
+    hm = _HM.get(s[11:16])
+    sec = _MIN_SEC.get(s[17:19])
+    if hm is None or sec is None or s[16] != ":":
+        return None
+    secs = hm + sec
+    if len(s) == 20:                                    # "...SSZ": the common case
+        if s[19] == "Z":
+            return base + secs * _US_PER_S
+        return None
+    tail = s[19:]
+    if tail[0] == ".":
+        if tail[-1] == "Z":
+            frac = tail[1:-1]
+            off = 0
+        else:
+            frac = tail[1:-6]
+            off = _OFFSET.get(tail[-6:])
+            if off is None:
+                return None
+        if not frac or not (frac.isascii() and frac.isdigit()):
+            return None
+        us = int(frac[:6]) if len(frac) >= 6 else int(frac) * 10 ** (6 - len(frac))
+        return base + (secs - off) * _US_PER_S + us
+    off = _OFFSET.get(tail)
+    if off is None:
+        return None
+    return base + (secs - off) * _US_PER_S
+
+
+def format_timestamp(us: int) -> str:
+    """Microseconds since the epoch -> RFC 3339 in UTC with ``Z``.
+
+    The fraction (always six digits) is written only when it is not zero:
+    ``2026-03-01T10:15:00Z``, ``2026-03-01T10:15:00.250000Z``. Exact for any int;
+    the result is RFC 3339 only for years 0001-9999.
+    """
+    days, rem = divmod(us, _US_PER_DAY)
+    secs, frac = divmod(rem, _US_PER_S)
+    y, m, d = _civil_from_days(days)
+    hh, r = divmod(secs, 3600)
+    mm, ss = divmod(r, 60)
+    if frac:
+        return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{frac:06d}Z"
+    return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}Z"
+
+
+# --------------------------------------------------------------------------------------
+# JSON: orjson first, a strict standard-library path for whatever orjson refuses
+# --------------------------------------------------------------------------------------
+
+class _BadJSON(Exception):
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _reject_constant(_name: str) -> Any:
+    raise _BadJSON("NaN and Infinity are not JSON numbers")
+
+
+def _strict_float(s: str) -> float:
+    f = float(s)
+    if f == _INF or f == -_INF:
+        raise _BadJSON("a number is beyond double range")
+    return f
+
+
+def _strict_int(s: str) -> int | float:
+    # Like orjson: integers that fit in 64 bits stay int, larger ones become float.
+    if len(s) <= 20:
+        v = int(s)
+        if -(1 << 63) <= v < (1 << 64):
+            return v
+    return _strict_float(s)         # float() of the text: no int-digits limit involved
+
+
+_INF = float("inf")
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        c = o.__class__
+        if c is str:
+            try:
+                o.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif c is dict:
+            for k, v in o.items():
+                try:
+                    k.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+                stack.append(v)
+        elif c is list:
+            stack.extend(o)
+    return False
+
+
+def _slow_loads(raw: Any, orjson_error: str) -> Any:
+    """Decode what orjson refused. Returns the value, or a `Rejected(invalid_json)`."""
+    try:
+        if isinstance(raw, str):
+            raw.encode("utf-8")
+            text = raw
+        else:
+            text = bytes(raw).decode("utf-8")
+    except UnicodeError:
+        return Rejected(INVALID_JSON, "input is not valid UTF-8")
+    except TypeError:
+        return Rejected(INVALID_JSON, "input is neither bytes nor text")
+    if text.startswith("\ufeff"):
+        return Rejected(INVALID_JSON, "input starts with a byte-order mark")
+    low = orjson_error.lower()
+    if "recursion" in low or "depth" in low:
+        # orjson's limit is 1024 levels; the standard library's depends on the stack.
+        return Rejected(INVALID_JSON, "JSON nested too deeply")
+    try:
+        obj = _json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_strict_float,
+            parse_int=_strict_int,
+        )
+    except _BadJSON as e:
+        return Rejected(INVALID_JSON, e.detail)
+    except RecursionError:
+        return Rejected(INVALID_JSON, "JSON nested too deeply")
+    except (ValueError, OverflowError):
+        return Rejected(INVALID_JSON, "unparseable JSON")
+    if _has_lone_surrogate(obj):
+        return Rejected(INVALID_JSON, "a string has an unpaired surrogate escape")
+    return obj
+
+
+# --------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------
+
+_R_NOT_OBJECT = Rejected(INVALID_JSON, "not a JSON object")
+
+
+def _bad(detail: str) -> Rejected:
+    return Rejected(INVALID_EVENT, detail)
+
+
+_R_TYPE_MISSING = _bad("type: missing")
+_R_TYPE_NOT_STR = _bad("type: not a string")
+_R_TYPE_UNKNOWN = _bad("type: not a known event type")
+_R_ID = {
+    f: (_bad(f"{f}: missing"), _bad(f"{f}: not a string"),
+        _bad(f"{f}: must be 1-{MAX_ID_CHARS} characters"))
+    for f in ("event_id", "lead_id")
+}
+_R_OCC_MISSING = _bad("occurred_at: missing")
+_R_OCC_NOT_STR = _bad("occurred_at: not a string")
+_R_OCC_BAD = _bad("occurred_at: not an RFC 3339 timestamp with offset")
+_R_AMOUNT_NOT_NUM = _bad("amount: not a number")
+_R_AMOUNT_NEG = _bad("amount: negative")
+_R_CURRENCY = _bad("currency: not 3 ASCII letters")
+_R_ATTRIBUTES = _bad("attributes: not an object")
+_R_OUTCOME = _bad("outcome: not \"won\" or \"lost\"")
+_R_OUTCOME_MISSING = _bad("outcome: missing (required for deal.closed)")
+_R_TO_STAGE_MISSING = _bad("to_stage: missing (required for lead.stage_changed)")
+_R_UNKNOWN_PIPELINE = Rejected(UNKNOWN_PIPELINE, "pipeline: not configured")
+_R_UNKNOWN_STAGE = Rejected(UNKNOWN_STAGE, "stage: not a stage of the event's pipeline")
+_R_UNKNOWN_TO_STAGE = Rejected(UNKNOWN_STAGE, "to_stage: not a stage of the event's pipeline")
+
+# Optional string fields (every event type; SPEC: "must have its stated type when present").
+_STR_FIELDS = ("pipeline", "owner", "team", "source", "reason", "stage", "to_stage", "from_stage")
+_R_NOT_STR = {f: _bad(f"{f}: not a string") for f in _STR_FIELDS}
+_R_WON_LOST = {"won": True, "lost": False}
+
+
+def _mismatch(expected_type: str) -> Rejected:
+    return _bad(f"type: does not match the topic, which carries {expected_type}")
+
+
+def _check_ids(d: dict) -> Rejected | None:
+    for f in ("event_id", "lead_id"):
+        v = d.get(f)
+        missing, not_str, bad_len = _R_ID[f]
+        if v is None:
+            return missing
+        if v.__class__ is not str:
+            return not_str
+        if not 0 < len(v) <= MAX_ID_CHARS:
+            return bad_len
+    return None
+
+
+def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None) -> Event | Rejected:
+    """Parse one input (a Kafka message value or one JSON Lines line without its newline).
+
+    `config` is a `pulse.config.Config`; `expected_type` is the event type the topic
+    carries (None for file replays: no topic check). Returns an `Event`, or a
+    `Rejected` whose reason is the first of SPEC's table that applies:
+    invalid_json, invalid_event, unknown_pipeline, unknown_stage.
+    Never raises for any bytes or text.
+    """
+    try:
+        d = orjson.loads(raw)
+    except Exception as e:      # orjson.JSONDecodeError; TypeError for odd input types
+        d = _slow_loads(raw, str(e))
+        if d.__class__ is Rejected:
+            return d
+    if d.__class__ is not dict:
+        return _R_NOT_OBJECT
+    get = d.get
+
+    # ---- invalid_event -------------------------------------------------------------
+    t = get("type")
+    if t.__class__ is not str:
+        return _R_TYPE_MISSING if t is None else _R_TYPE_NOT_STR
+    kind = KIND_BY_TYPE.get(t)
+    if kind is None:
+        return _R_TYPE_UNKNOWN
+    if expected_type is not None and t != expected_type:
+        return _mismatch(expected_type)
+
+    event_id = get("event_id")
+    lead_id = get("lead_id")
+    if (event_id.__class__ is not str or lead_id.__class__ is not str
+            or not 0 < len(event_id) <= MAX_ID_CHARS or not 0 < len(lead_id) <= MAX_ID_CHARS):
+        return _check_ids(d)
+
+    ts = parse_timestamp(get("occurred_at"))
+    if ts is None:
+        occ = get("occurred_at")
+        return _R_OCC_MISSING if occ is None else (_R_OCC_NOT_STR if occ.__class__ is not str else _R_OCC_BAD)
+
+    pipeline = get("pipeline")
+    owner = get("owner")
+    team = get("team")
+    source = get("source")
+    stage = get("stage")
+    to_stage = get("to_stage")
+    for v in (pipeline, owner, team, source, stage, to_stage, get("from_stage"), get("reason")):
+        if v is not None and v.__class__ is not str:
+            for f in _STR_FIELDS:
+                v = get(f)
+                if v is not None and v.__class__ is not str:
+                    return _R_NOT_STR[f]
+
+    amount = get("amount")
+    if amount is not None:
+        c = amount.__class__
+        if c is float or c is int:          # bool is not int here: its class is bool
+            if amount < 0:
+                return _R_AMOUNT_NEG
+            amount = amount + 0.0           # int -> float, -0.0 -> 0.0
+        else:
+            return _R_AMOUNT_NOT_NUM
+
+    currency = get("currency")
+    if currency is not None and (currency.__class__ is not str or len(currency) != 3
+                                 or not currency.isascii() or not currency.isalpha()):
+        return _R_CURRENCY
+
+    attributes = get("attributes")
+    if attributes is not None and attributes.__class__ is not dict:
+        return _R_ATTRIBUTES
+
+    outcome = get("outcome")
+    if outcome is not None:
+        won = _R_WON_LOST.get(outcome) if outcome.__class__ is str else None
+        if won is None:
+            return _R_OUTCOME
+    else:
+        won = False
+
+    # ---- per type, then unknown_pipeline / unknown_stage ---------------------------
+    if pipeline is None:
+        pipeline = DEFAULT_PIPELINE
+    if kind == STAGE_CHANGED:
+        if to_stage is None:
+            return _R_TO_STAGE_MISSING
+        pc = config.pipelines.get(pipeline)
+        if pc is None:
+            return _R_UNKNOWN_PIPELINE
+        idx = pc.stage_index.get(to_stage)
+        if idx is None:
+            return _R_UNKNOWN_TO_STAGE
+        return Event(ts, STAGE_CHANGED, event_id, pipeline, lead_id, idx, False, owner, team, amount, None)
+    if kind == CREATED:
+        pc = config.pipelines.get(pipeline)
+        if pc is None:
+            return _R_UNKNOWN_PIPELINE
+        if stage is None:
+            idx = 0
+        else:
+            idx = pc.stage_index.get(stage)
+            if idx is None:
+                return _R_UNKNOWN_STAGE
+        return Event(ts, CREATED, event_id, pipeline, lead_id, idx, False, owner, team, amount, source)
+    # deal.closed
+    if outcome is None:
+        return _R_OUTCOME_MISSING
+    if pipeline not in config.pipelines:
+        return _R_UNKNOWN_PIPELINE
+    return Event(ts, CLOSED, event_id, pipeline, lead_id, -1, won, owner, team, amount, None)

@@ -1,0 +1,184 @@
+"""The analytics engine: events in (one at a time, any arrival order), report out.
+
+This is the one core shared by `pulse report` and the live worker. It owns the
+SPEC's bookkeeping around the lead fold (lead.py): validation outcome counts,
+duplicates, event-time ordering with late events, and the `as_of` cut-off.
+Time is always a parameter; nothing here reads the clock or does I/O.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+from pulse.config import Config, PipelineConfig
+from pulse.schemas.parse import parse_event
+from pulse.schemas.types import REASONS, Event, Rejected
+
+from . import history
+from .deals import DealFlow
+from .flow import StageFlow
+from .lead import Lead, apply_event
+from .open_pipeline import OpenPipeline
+
+# What happened to one input (SPEC 5 data_quality); dead-lettered inputs return their reason.
+APPLIED, DUPLICATE, AFTER_AS_OF = "applied", "duplicate", "after_as_of"
+
+
+class PipelineState:
+    """Everything the engine knows about one configured pipeline."""
+
+    def __init__(self, config: PipelineConfig):
+        n = len(config.stages)
+        self.config = config
+        self.qualified_index = config.qualified_index
+        self.flow = StageFlow(n)
+        self.deals = DealFlow()
+        self.open = OpenPipeline(n)
+        self.implicit_creates = 0
+        self.leads: dict[str, Lead] = {}
+        self.open_leads: dict[str, Lead] = {}
+
+    def _remove_current(self, lead: Lead) -> None:
+        if lead.is_open:
+            self.open.add(lead.stage, lead.amount, -1)
+            del self.open_leads[lead.lead_id]
+
+    def _add_current(self, lead: Lead) -> None:
+        if lead.is_open:
+            self.open.add(lead.stage, lead.amount, +1)
+            self.open_leads[lead.lead_id] = lead
+
+
+class PulseEngine:
+    """Incremental SPEC 3-4 state over every configured pipeline.
+
+    `as_of`: when given, events after it are counted as `after_as_of` and never
+    applied (SPEC 4: they do not exist yet). Reports must be asked for at a time
+    no earlier than the latest applied event.
+    """
+
+    def __init__(self, config: Config, as_of: int | None = None):
+        self.config = config
+        self.as_of = as_of
+        self.pipelines = {name: PipelineState(pc) for name, pc in config.pipelines.items()}
+        self.events_read = 0
+        self.applied = 0
+        self.duplicates = 0
+        self.after_as_of = 0
+        self.dead_letter_reasons = Counter({r: 0 for r in REASONS})
+        self.max_ts: int | None = None      # latest occurred_at of a valid event
+        self._strings: dict[str, str] = {}  # owner/team values, shared between leads
+
+    # -- input -------------------------------------------------------------------------
+
+    def ingest(self, raw: bytes | str, expected_type: str | None = None) -> str | Rejected:
+        """Parse, classify and apply one input; returns APPLIED, DUPLICATE, AFTER_AS_OF or the Rejected."""
+        self.events_read += 1
+        ev = parse_event(raw, self.config, expected_type)
+        if ev.__class__ is Rejected:
+            self.dead_letter_reasons[ev.reason] += 1
+            return ev
+        return self.ingest_event(ev)
+
+    def ingest_many(self, lines: Iterable[bytes | str]) -> None:
+        for line in lines:
+            self.ingest(line)
+
+    def ingest_event(self, ev: Event) -> str:
+        """Apply one valid event (already counted in events_read by the caller)."""
+        ts = ev.ts
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
+        if self.as_of is not None and ts > self.as_of:
+            self.after_as_of += 1
+            return AFTER_AS_OF
+        p = self.pipelines[ev.pipeline]
+        lead = p.leads.get(ev.lead_id)
+        if lead is None:
+            lead = p.leads[ev.lead_id] = Lead(ev.lead_id)
+        elif history.contains_event_id(lead.history, ev.event_id):
+            self.duplicates += 1
+            return DUPLICATE
+        self.applied += 1
+        ev = self._share_strings(ev)
+        p._remove_current(lead)
+        if ts > lead.last_ts or (ts == lead.last_ts and (ev.kind > lead.last_kind or (
+                ev.kind == lead.last_kind and ev.event_id > self._last_event_id(lead, p)))):
+            apply_event(lead, ev, p, +1)                       # in order: the common case
+            lead.last_ts, lead.last_kind = ts, ev.kind
+            lead.history += history.encode(ev)
+        else:
+            self._refold(lead, ev, p)                           # late: revert and re-derive the lead
+        p._add_current(lead)
+        return APPLIED
+
+    def _share_strings(self, ev: Event) -> Event:
+        owner, team = ev.owner, ev.team
+        if owner is None and team is None:
+            return ev
+        s = self._strings
+        if owner is not None:
+            owner = s.setdefault(owner, owner)
+        if team is not None:
+            team = s.setdefault(team, team)
+        return ev._replace(owner=owner, team=team)
+
+    @staticmethod
+    def _last_event_id(lead: Lead, p: PipelineState) -> str:
+        events = history.decode(lead.history, p.config.name, lead.lead_id)
+        return max(events, key=history.sort_key).event_id
+
+    def _refold(self, lead: Lead, ev: Event, p: PipelineState) -> None:
+        old = history.decode(lead.history, p.config.name, lead.lead_id)
+        old.sort(key=history.sort_key)
+        self._fold(Lead(lead.lead_id), old, p, -1)
+        new = old + [ev]
+        new.sort(key=history.sort_key)
+        fresh = Lead(lead.lead_id)
+        self._fold(fresh, new, p, +1)
+        for name in Lead.__slots__:
+            if name != "history":
+                setattr(lead, name, getattr(fresh, name))
+        lead.history = b"".join(history.encode(e) for e in new)
+
+    def _fold(self, lead: Lead, events: list[Event], p: PipelineState, sign: int) -> None:
+        for e in events:
+            apply_event(lead, e, p, sign)
+        if events:
+            lead.last_ts, lead.last_kind = events[-1].ts, events[-1].kind
+        if lead.owner is not None:
+            lead.owner = self._strings.setdefault(lead.owner, lead.owner)
+        if lead.team is not None:
+            lead.team = self._strings.setdefault(lead.team, lead.team)
+
+    # -- output ------------------------------------------------------------------------
+
+    def default_as_of(self, now_us: int) -> int:
+        """SPEC 7: the given as_of, else the latest occurred_at of a valid event, else now."""
+        if self.as_of is not None:
+            return self.as_of
+        return self.max_ts if self.max_ts is not None else now_us
+
+    def data_quality(self) -> dict:
+        dead = sum(self.dead_letter_reasons.values())
+        implicit = sum(p.implicit_creates for p in self.pipelines.values())
+        return {
+            "events_read": self.events_read,
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "implicit_creates": implicit,
+            "dead_lettered": dead,
+            "after_as_of": self.after_as_of,
+            "dead_letter_reasons": {r: self.dead_letter_reasons[r] for r in REASONS},
+        }
+
+    def report(self, as_of: int | None = None, pipeline: str | None = None, now_us: int | None = None) -> dict:
+        """The SPEC 5 document at `as_of` (default: see default_as_of)."""
+        from .report import build_document  # late import: report.py builds on the engine's types
+
+        if as_of is None:
+            if now_us is None:
+                import time
+                now_us = time.time_ns() // 1000
+            as_of = self.default_as_of(now_us)
+        return build_document(self, as_of, pipeline)

@@ -1,0 +1,33 @@
+"""Order-independent sums of money amounts.
+
+Float addition is not associative, so a running float sum depends on the order
+in which leads contributed — and the report must not depend on arrival order
+(SPEC section 3). Every finite double is an integer multiple of 2**-1074, so we
+keep sums as exact Python integers in that unit: adding and removing a lead's
+contribution is exact, and the value reported is the correctly rounded sum.
+"""
+from __future__ import annotations
+
+_SHIFT = 1074
+_ONE = 1 << _SHIFT
+
+
+def to_fixed(x: float) -> int:
+    """The exact value of `x` in units of 2**-1074."""
+    n, d = x.as_integer_ratio()  # d is a power of two <= 2**1074
+    return n << (_SHIFT + 1 - d.bit_length())
+
+
+def from_fixed(total: int) -> float:
+    """The double nearest to an exact fixed-point sum (int / int is correctly rounded)."""
+    return total / _ONE
+
+
+def weighted(probability: float, total: int) -> float:
+    """probability × total, rounded once: the exact Σ amount × probability of SPEC 4.4."""
+    return to_fixed(probability) * total / (_ONE * _ONE)
+
+
+def weighted_sum(pairs) -> float:
+    """Σ probability_i × total_i over (probability, fixed total) pairs, rounded once."""
+    return sum(to_fixed(p) * t for p, t in pairs) / (_ONE * _ONE)

@@ -1,0 +1,110 @@
+"""How events build lead state (SPEC section 3), as one transition function.
+
+`apply_event(lead, event, stats, sign)` walks one event of a lead, in SPEC 3's
+event-time order, and reports every contribution it makes (a stay started or
+ended, a creation, a close, a qualification) to the pipeline's accumulators,
+multiplied by `sign`. Folding a lead's events with sign -1 therefore removes
+exactly what folding them with +1 added: that is how a late event is handled
+(revert the lead, re-fold it with the event in place), with no second code path.
+
+The lead's *current* state (open or not, stage, amount) is not a contribution
+of any one event; the engine removes and re-adds it around each change.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, Event
+
+from .flow import ADVANCED, LOST, REGRESSED, WON
+
+if TYPE_CHECKING:
+    from .engine import PipelineState
+
+
+class Lead:
+    """Derived state of one lead (identified by pipeline and lead_id)."""
+
+    __slots__ = ("lead_id", "created", "implicit", "stage", "stay_start", "is_open", "close_ts", "won",
+                 "close_amount", "owner", "team", "amount", "qualified_at", "last_ts", "last_kind", "history")
+
+    def __init__(self, lead_id: str):
+        self.lead_id = lead_id
+        self.created: int | None = None     # creation time (explicit or implicit); None: not created yet
+        self.implicit = False               # created by an event other than lead.created
+        self.stage = 0                      # stage of the current stay (open) or of the closing stay (closed)
+        self.stay_start = 0
+        self.is_open = False
+        self.close_ts: int | None = None    # the close that counts (a later close supersedes it)
+        self.won = False
+        self.close_amount: float | None = None
+        self.owner: str | None = None
+        self.team: str | None = None
+        self.amount: float | None = None
+        self.qualified_at: int | None = None  # start of the first stay at or after qualified_stage
+        self.last_ts = -1                   # SPEC 3 order key (ts, kind) of the latest applied event
+        self.last_kind = -1
+        self.history = b""                  # applied events, see history.py
+
+
+def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
+    # Fields first: a close takes the amount *after* applying the closing event (SPEC 3.7).
+    if ev.owner is not None:
+        lead.owner = ev.owner
+    if ev.team is not None:
+        lead.team = ev.team
+    if ev.amount is not None:
+        lead.amount = ev.amount
+    ts = ev.ts
+    kind = ev.kind
+
+    if lead.created is None:                                    # 3.1 and 3.2: the lead begins
+        lead.created = ts
+        p.deals.lead_created(ts, sign)
+        if kind != CREATED:
+            lead.implicit = True
+            p.implicit_creates += sign
+        lead.is_open = True
+        _start_stay(lead, ev.stage if kind != CLOSED else 0, ts, p, sign)
+        if kind == CLOSED:                                      # implicit create and close at once
+            _close(lead, ev, p, sign)
+        return
+
+    if kind == STAGE_CHANGED:
+        to_stage = ev.stage
+        if lead.is_open:
+            if to_stage == lead.stage:                          # 3.3: same stage, fields only
+                return
+            outcome = ADVANCED if to_stage > lead.stage else REGRESSED
+            p.flow.stay_ended(lead.stage, lead.stay_start, ts, outcome, to_stage, sign)
+        else:                                                   # 3.6: reopen; no stay ends
+            lead.is_open = True
+        _start_stay(lead, to_stage, ts, p, sign)
+    elif kind == CLOSED:
+        if lead.is_open:                                        # 3.4
+            _close(lead, ev, p, sign)
+        else:                                                   # 3.5: supersede the earlier close
+            p.flow.stay_ended(lead.stage, lead.stay_start, lead.close_ts, WON if lead.won else LOST, -1, -sign)
+            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created, -sign)
+            _close(lead, ev, p, sign)
+    # kind == CREATED on an existing lead: fields only (3.1)
+
+
+def _start_stay(lead: Lead, stage: int, ts: int, p: PipelineState, sign: int) -> None:
+    lead.stage = stage
+    lead.stay_start = ts
+    p.flow.stay_started(stage, ts, sign)
+    if lead.qualified_at is None and stage >= p.qualified_index:
+        lead.qualified_at = ts
+        p.deals.lead_qualified(ts, sign)
+
+
+def _close(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
+    ts = ev.ts
+    amount = lead.amount if lead.amount is not None else 0.0
+    p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign)
+    p.deals.closed(ts, ev.won, amount, lead.created, sign)
+    lead.is_open = False
+    lead.close_ts = ts
+    lead.won = ev.won
+    lead.close_amount = amount

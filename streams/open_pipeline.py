@@ -1,0 +1,41 @@
+"""The open pipeline at T (SPEC 4.4, 4.7): open leads and their amounts by current stage."""
+from __future__ import annotations
+
+from pulse.config import PipelineConfig
+
+from .exact import from_fixed, to_fixed, weighted, weighted_sum
+
+
+class OpenPipeline:
+    """Counts and exact amount sums of open leads per current stage (signed contributions)."""
+
+    def __init__(self, n_stages: int):
+        self.count = [0] * n_stages
+        self.amount = [0] * n_stages    # exact, units of 2**-1074
+
+    def add(self, stage: int, amount: float | None, sign: int) -> None:
+        self.count[stage] += sign
+        if amount:
+            self.amount[stage] += sign * to_fixed(amount)
+
+    def opportunities(self, first_stage: int) -> int:
+        """Open leads in `first_stage` or later (SPEC 4.7)."""
+        return sum(self.count[first_stage:])
+
+    def report(self, pipeline: PipelineConfig, stale_by_stage: list[int]) -> dict:
+        stages = {}
+        for st in pipeline.stages:
+            i = st.index
+            stages[st.name] = {
+                "count": self.count[i],
+                "amount": from_fixed(self.amount[i]),
+                "weighted_amount": weighted(st.probability, self.amount[i]),
+                "stale": stale_by_stage[i],
+            }
+        return {
+            "count": sum(self.count),
+            "amount": from_fixed(sum(self.amount)),
+            "weighted_amount": weighted_sum((st.probability, self.amount[st.index]) for st in pipeline.stages),
+            "opportunities": self.opportunities(pipeline.opportunity_index),
+            "stages": stages,
+        }

@@ -1,0 +1,97 @@
+"""The report document (SPEC section 5), assembled from the engine's accumulators at T."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from pulse.config import Config
+from pulse.schemas.parse import format_timestamp, parse_timestamp
+
+from .engine import PipelineState, PulseEngine
+from .flow import stage_report
+from .staleness import stale_level
+from .velocity import deal_metrics, lead_velocity_rate
+from .windows import DAY_US, previous_window_days, window_days
+
+LVR_DAYS = 30  # SPEC 4.6: always 30 days, whatever `windows` holds
+
+
+def build_report(lines: Iterable[bytes | str], config: Config, as_of: str | None = None) -> dict:
+    """`pulse report` as a function: JSON Lines inputs in, the SPEC 5 document out."""
+    as_of_us = None
+    if as_of is not None:
+        as_of_us = parse_timestamp(as_of)
+        if as_of_us is None:
+            raise ValueError(f"as_of is not an RFC 3339 timestamp with offset: {as_of!r}")
+    engine = PulseEngine(config, as_of=as_of_us)
+    for line in lines:
+        if line.strip():
+            engine.ingest(line)
+    return engine.report()
+
+
+def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> dict:
+    pipelines = {
+        name: pipeline_report(p, as_of, engine.config)
+        for name, p in engine.pipelines.items()
+        if only_pipeline is None or name == only_pipeline
+    }
+    return {"as_of": format_timestamp(as_of), "data_quality": engine.data_quality(), "pipelines": pipelines}
+
+
+def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
+    pc = p.config
+    stale, stale_by_stage = stale_leads(p, as_of)
+    opportunities = p.open.opportunities(pc.opportunity_index)
+    windows = {}
+    for w in config.windows:
+        days = window_days(as_of, w.days)
+        stage_windows, transitions = p.flow.window(days)
+        windows[w.key] = {
+            "from": format_timestamp(days.start_us),
+            "to": format_timestamp(as_of),
+            **deal_metrics(p.deals.window(days), opportunities),
+            "stages": {st.name: stage_report(stage_windows[st.index]) for st in pc.stages},
+            "transitions": {
+                f"{pc.stages[a].name}->{pc.stages[b].name}": n for (a, b), n in sorted(transitions.items())
+            },
+        }
+    current = p.deals.window(window_days(as_of, LVR_DAYS)).qualified
+    previous = p.deals.window(previous_window_days(as_of, LVR_DAYS)).qualified
+    return {
+        "open": p.open.report(pc, stale_by_stage),
+        "stale": stale,
+        "windows": windows,
+        "lead_velocity_rate": lead_velocity_rate(current, previous),
+    }
+
+
+def stale_leads(p: PipelineState, as_of: int) -> tuple[list[dict], list[int]]:
+    """Stale open leads at T, sorted by age descending then lead_id, and their count per stage."""
+    stages = p.config.stages
+    limits = [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in stages]
+    by_stage = [0] * len(stages)
+    found = []
+    for lead in p.open_leads.values():
+        limit = limits[lead.stage]
+        if limit is None:
+            continue
+        age = as_of - lead.stay_start
+        if age > limit:
+            by_stage[lead.stage] += 1
+            found.append((-age, lead.lead_id, lead, limit))
+    found.sort(key=lambda f: (f[0], f[1]))
+    entries = [
+        {
+            "lead_id": lead.lead_id,
+            "stage": stages[lead.stage].name,
+            "since": format_timestamp(lead.stay_start),
+            "age_days": -neg_age / DAY_US,
+            "stale_after_days": limit / DAY_US,
+            "level": stale_level(-neg_age, limit),
+            "owner": lead.owner,
+            "team": lead.team,
+            "amount": lead.amount,
+        }
+        for neg_age, _, lead, limit in found
+    ]
+    return entries, by_stage

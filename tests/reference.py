@@ -1,0 +1,487 @@
+"""A deliberately naive batch implementation of SPEC sections 3-5 (the test oracle).
+
+This is the project's *second, independent* reading of the contract in SPEC.md. It
+is written for obviousness, not speed: it reads every input, groups the applied
+events by lead, sorts each lead's events, walks SPEC section 3's rules literally
+while keeping explicit lists of stays and closes, and then computes every metric of
+section 4 straight from its definition with plain loops (exact nearest-rank
+percentiles, exact means).  Validation (section 1) is not re-implemented here: it is
+`pulse.schemas.parse.parse_event`'s job.
+
+Times are integer microseconds since 1970-01-01T00:00:00Z throughout (as `Event.ts`).
+
+Readings of points the SPEC leaves open are marked "READING:" below.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from pulse.config import Config, PipelineConfig, Stage, Window
+from pulse.schemas.parse import parse_event
+from pulse.schemas.types import (
+    CLOSED,
+    CREATED,
+    REASONS,
+    STAGE_CHANGED,
+    Event,
+    Rejected,
+)
+
+US = 1_000_000                  # microseconds per second
+DAY_US = 86_400 * US            # one day (86,400 s) in microseconds
+LVR_DAYS = 30                   # SPEC 4.6: the lead velocity rate is always over 30 days
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------------------
+# Times
+# --------------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})"
+)
+
+
+def parse_time(text: str) -> int:
+    """An RFC 3339 timestamp with offset (SPEC section 1's grammar) -> microseconds."""
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")
+    year, month, day, hour, minute, second, fraction, offset = m.groups()
+    if int(second) > 59:
+        raise ValueError(f"no leap seconds: {text!r}")
+    naive = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    us = (naive.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1)
+    us += int((fraction or "")[:6].ljust(6, "0"))           # further digits truncated
+    if offset != "Z":
+        sign = 1 if offset[0] == "+" else -1
+        off_h, off_m = int(offset[1:3]), int(offset[4:6])
+        if off_h > 23 or off_m > 59:
+            raise ValueError(f"bad offset: {text!r}")
+        us -= sign * (off_h * 3600 + off_m * 60) * US
+    return us
+
+
+def format_time(us: int) -> str:
+    """Microseconds -> RFC 3339 in UTC with `Z`; the fraction only when not zero."""
+    dt = _EPOCH + timedelta(microseconds=us)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}"
+    return text + "Z"
+
+
+def day_start(us: int) -> int:
+    """00:00:00 UTC of the day that contains `us`."""
+    return us - us % DAY_US
+
+
+# --------------------------------------------------------------------------------------
+# Config helpers for tests (the types are pulse.config's)
+# --------------------------------------------------------------------------------------
+
+def make_pipeline(name: str, stages, qualified: str | None = None,
+                  opportunity: str | None = None) -> PipelineConfig:
+    """stages: [(name, stale_after_s or None, probability), ...] in pipeline order.
+
+    qualified/opportunity default to the second stage (the first when only one), as
+    SPEC section 2 says."""
+    built = tuple(Stage(n, i, sa, float(p)) for i, (n, sa, p) in enumerate(stages))
+    index = {s.name: s.index for s in built}
+    default = built[1].name if len(built) > 1 else built[0].name
+    return PipelineConfig(
+        name=name,
+        stages=built,
+        stage_index=index,
+        qualified_index=index[qualified or default],
+        opportunity_index=index[opportunity or default],
+    )
+
+
+def make_config(pipelines, windows=(("7d", 7), ("30d", 30), ("90d", 90))) -> Config:
+    """pipelines: iterable of PipelineConfig; windows: [(key, days), ...]."""
+    return Config(
+        pipelines={p.name: p for p in pipelines},
+        windows=tuple(Window(k, d) for k, d in windows),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Section 3: lead state
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class StayRec:
+    stage: int                      # stage index
+    start: int
+    end: int | None = None          # None while open
+    outcome: str | None = None      # advanced / regressed / won / lost
+    to_stage: int | None = None     # for advanced / regressed: the stage moved to
+
+
+@dataclass
+class CloseRec:
+    ts: int
+    won: bool
+    amount: float                   # the lead's amount after applying the closing event
+
+
+@dataclass
+class LeadRec:
+    pipeline: str
+    lead_id: str
+    created: int                    # creation time (explicit or implicit)
+    implicit: bool
+    stays: list = field(default_factory=list)     # every stay, in walk order
+    closes: list = field(default_factory=list)    # closes that still count (not superseded)
+    closed: bool = False
+    owner: str | None = None
+    team: str | None = None
+    amount: float | None = None
+    source: str | None = None
+
+    @property
+    def current(self) -> StayRec | None:
+        """The current (open) stay of an open lead; None when the lead is closed."""
+        return None if self.closed else self.stays[-1]
+
+
+def walk_lead(events: list[Event]) -> LeadRec:
+    """Apply one lead's (already deduplicated) events in SPEC section 3's total order."""
+    ordered = sorted(events, key=lambda e: (e.ts, e.kind, e.event_id.encode("utf-8")))
+    lead: LeadRec | None = None
+    closing_stay: StayRec | None = None   # the stay that the lead's latest close ended
+
+    for e in ordered:
+        # ---- rules 1 and 2: creation (explicit or implicit) -------------------------
+        if lead is None:
+            lead = LeadRec(e.pipeline, e.lead_id, created=e.ts, implicit=(e.kind != CREATED))
+            if e.kind == CREATED:
+                lead.stays.append(StayRec(e.stage, e.ts))
+            elif e.kind == STAGE_CHANGED:
+                lead.stays.append(StayRec(e.stage, e.ts))        # starts in to_stage
+            else:
+                lead.stays.append(StayRec(0, e.ts))              # first stage; closed below
+            created_now = True
+        else:
+            created_now = False
+
+        # ---- rule 7: fields (before the close's amount is fixed) --------------------
+        if e.owner is not None:
+            lead.owner = e.owner
+        if e.team is not None:
+            lead.team = e.team
+        if e.amount is not None:
+            lead.amount = e.amount
+        if e.kind == CREATED and e.source is not None:
+            lead.source = e.source
+
+        # ---- structural effect -------------------------------------------------------
+        if e.kind == CREATED:
+            pass        # rule 1: a second lead.created only updates fields
+        elif e.kind == STAGE_CHANGED:
+            if created_now:
+                pass                                              # rule 2: already placed
+            elif lead.closed:                                     # rule 6: reopen
+                lead.closed = False
+                lead.stays.append(StayRec(e.stage, e.ts))
+            else:
+                cur = lead.stays[-1]
+                if e.stage == cur.stage:
+                    pass                                          # rule 3: fields only
+                else:                                             # rule 3: a transition
+                    cur.end = e.ts
+                    cur.outcome = "advanced" if e.stage > cur.stage else "regressed"
+                    cur.to_stage = e.stage
+                    lead.stays.append(StayRec(e.stage, e.ts))
+        else:  # CLOSED
+            outcome = "won" if e.won else "lost"
+            amount = lead.amount if lead.amount is not None else 0.0
+            if not lead.closed:                                   # rules 2 and 4
+                cur = lead.stays[-1]
+                cur.end = e.ts
+                cur.outcome = outcome
+                closing_stay = cur
+                lead.closed = True
+                lead.closes.append(CloseRec(e.ts, e.won, amount))
+            else:                                                 # rule 5: supersede
+                lead.closes.pop()                                 # no longer counts anywhere
+                closing_stay.end = e.ts
+                closing_stay.outcome = outcome
+                lead.closes.append(CloseRec(e.ts, e.won, amount))
+    return lead
+
+
+# --------------------------------------------------------------------------------------
+# Section 4 helpers
+# --------------------------------------------------------------------------------------
+
+def nearest_rank(sorted_values: list[int], p: int) -> int:
+    """The value at rank ceil(p/100 * n) (1-based) of the sorted values."""
+    n = len(sorted_values)
+    rank = -(-p * n // 100)          # exact integer ceil(p * n / 100)
+    return sorted_values[max(rank, 1) - 1]
+
+
+def _ratio(num, den):
+    return None if den == 0 else num / den
+
+
+# --------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------
+
+def _is_blank(raw: bytes) -> bool:
+    # READING: "only whitespace" = ASCII whitespace as Python's bytes.strip() sees it
+    # (space, \t, \n, \r, \v, \f).
+    return raw.strip() == b""
+
+
+def reference_report(lines, config: Config, as_of: str | None = None) -> dict:
+    """The full SPEC section 5 document for `lines` (one input each), as of `as_of`."""
+    # ---- section 5 inputs and section 1 validation ----------------------------------
+    inputs: list[bytes] = []
+    for line in lines:
+        raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else bytes(line)
+        if _is_blank(raw):
+            continue
+        inputs.append(raw)
+    parsed = [parse_event(raw, config) for raw in inputs]
+
+    # ---- T -------------------------------------------------------------------------
+    if as_of is not None:
+        T = parse_time(as_of)
+    else:
+        valid_ts = [p.ts for p in parsed if isinstance(p, Event)]
+        # READING: "a valid event" = any input that is not dead-lettered (duplicates too).
+        T = max(valid_ts) if valid_ts else time.time_ns() // 1000
+
+    # ---- data quality classification (first that applies) ----------------------------
+    reasons = {r: 0 for r in REASONS}
+    dead_lettered = after_as_of = duplicates = 0
+    seen: set = set()
+    applied: list[Event] = []
+    for p in parsed:
+        if isinstance(p, Rejected):
+            dead_lettered += 1
+            reasons[p.reason] += 1
+        elif p.ts > T:
+            after_as_of += 1            # does not exist yet: not even a duplicate's original
+        elif (p.pipeline, p.lead_id, p.event_id) in seen:
+            duplicates += 1
+        else:
+            seen.add((p.pipeline, p.lead_id, p.event_id))
+            applied.append(p)
+
+    # ---- section 3: walk every lead --------------------------------------------------
+    by_lead: dict = {}
+    for e in applied:
+        by_lead.setdefault((e.pipeline, e.lead_id), []).append(e)
+    leads = [walk_lead(evs) for _, evs in sorted(by_lead.items())]
+    implicit_creates = sum(1 for lead in leads if lead.implicit)
+
+    doc = {
+        "as_of": format_time(T),
+        "data_quality": {
+            "events_read": len(inputs),
+            "applied": len(applied),
+            "duplicates": duplicates,
+            "implicit_creates": implicit_creates,
+            "dead_lettered": dead_lettered,
+            "after_as_of": after_as_of,
+            "dead_letter_reasons": reasons,
+        },
+        "pipelines": {},
+    }
+    for name, pc in config.pipelines.items():
+        mine = [lead for lead in leads if lead.pipeline == name]
+        doc["pipelines"][name] = _pipeline_report(pc, mine, T, config.windows)
+    return doc
+
+
+def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) -> dict:
+    names = [s.name for s in pc.stages]
+    open_leads = [lead for lead in leads if not lead.closed]
+
+    # ---- 4.4 open pipeline, 4.7 open opportunities --------------------------------------
+    open_doc = {
+        "count": len(open_leads),
+        "amount": 0.0,
+        "weighted_amount": 0.0,
+        "opportunities": 0,
+        "stages": {},
+    }
+    stale_entries = []
+    for stage in pc.stages:
+        entry = {"count": 0, "amount": 0.0, "weighted_amount": 0.0, "stale": 0}
+        for lead in open_leads:
+            if lead.current.stage != stage.index:
+                continue
+            amount = lead.amount if lead.amount is not None else 0.0
+            entry["count"] += 1
+            entry["amount"] += amount
+            entry["weighted_amount"] += amount * stage.probability
+            open_doc["amount"] += amount
+            open_doc["weighted_amount"] += amount * stage.probability
+            if stage.index >= pc.opportunity_index:
+                open_doc["opportunities"] += 1
+            # ---- 4.5 stale leads
+            if stage.stale_after_s is None:
+                continue
+            age = T - lead.current.start
+            limit = stage.stale_after_s * US
+            if age > limit:
+                level = max(k for k in (1, 2, 3) if age > k * limit)
+                entry["stale"] += 1
+                stale_entries.append((age, lead, stage, level))
+        open_doc["stages"][stage.name] = entry
+
+    stale_entries.sort(key=lambda t: (-t[0], t[1].lead_id.encode("utf-8")))
+    stale_doc = [
+        {
+            "lead_id": lead.lead_id,
+            "stage": stage.name,
+            "since": format_time(lead.current.start),
+            "age_days": age / DAY_US,
+            "stale_after_days": stage.stale_after_s / 86_400,
+            "level": level,
+            "owner": lead.owner,
+            "team": lead.team,
+            "amount": lead.amount,
+        }
+        for age, lead, stage, level in stale_entries
+    ]
+
+    # ---- 4.1 windows -----------------------------------------------------------------
+    def window_bounds(days: int) -> tuple[int, int]:
+        return day_start(T) - (days - 1) * DAY_US, T
+
+    def qualified_in(lo: int, hi: int, hi_inclusive: bool) -> int:
+        count = 0
+        for lead in leads:
+            first = None
+            for stay in lead.stays:
+                if stay.stage >= pc.qualified_index:
+                    first = stay
+                    break
+            if first is None:
+                continue
+            if lo <= first.start and (first.start <= hi if hi_inclusive else first.start < hi):
+                count += 1
+        return count
+
+    windows_doc = {}
+    for w in windows:
+        lo, hi = window_bounds(w.days)
+
+        def inside(t):
+            return t is not None and lo <= t <= hi
+
+        leads_created = sum(1 for lead in leads if inside(lead.created))
+        won = lost = 0
+        won_amount = 0.0
+        cycles = []
+        for lead in leads:
+            for c in lead.closes:
+                if not inside(c.ts):
+                    continue
+                if c.won:
+                    won += 1
+                    won_amount += c.amount
+                    cycles.append(c.ts - lead.created)
+                else:
+                    lost += 1
+        win_rate = _ratio(won, won + lost)
+        close_rate = _ratio(won, leads_created)
+        avg_deal_size = _ratio(won_amount, won)
+        cycle_mean = None if not cycles else sum(cycles) / len(cycles) / DAY_US
+
+        # 4.2 sales velocity.  READING: the null rules come first; "0 open opportunities
+        # gives 0" only says that a zero factor is not a null one.
+        opportunities = open_doc["opportunities"]
+        if win_rate is None or avg_deal_size is None or cycle_mean is None or cycle_mean == 0:
+            velocity = None
+        else:
+            velocity = opportunities * win_rate * avg_deal_size / cycle_mean
+
+        # 4.3 stage flow
+        stages_doc = {}
+        for stage in pc.stages:
+            entered = 0
+            exited_dwells = []
+            outcomes = {"advanced": 0, "regressed": 0, "won": 0, "lost": 0}
+            for lead in leads:
+                for stay in lead.stays:
+                    if stay.stage != stage.index:
+                        continue
+                    if inside(stay.start):
+                        entered += 1
+                    if inside(stay.end):
+                        exited_dwells.append(stay.end - stay.start)
+                        outcomes[stay.outcome] += 1
+            exited = len(exited_dwells)
+            if exited:
+                dwells = sorted(exited_dwells)
+                dwell = {
+                    "mean": sum(dwells) / exited / DAY_US,
+                    "p50": nearest_rank(dwells, 50) / DAY_US,
+                    "p90": nearest_rank(dwells, 90) / DAY_US,
+                }
+            else:
+                dwell = {"mean": None, "p50": None, "p90": None}
+            stages_doc[stage.name] = {
+                "entered": entered,
+                "exited": exited,
+                "advanced": outcomes["advanced"],
+                "regressed": outcomes["regressed"],
+                "won": outcomes["won"],
+                "lost": outcomes["lost"],
+                "conversion_rate": _ratio(outcomes["advanced"] + outcomes["won"], exited),
+                "drop_off_rate": _ratio(outcomes["lost"], exited),
+                "dwell_days": dwell,
+            }
+
+        transitions: dict = {}
+        for lead in leads:
+            for stay in lead.stays:
+                if stay.outcome in ("advanced", "regressed") and inside(stay.end):
+                    key = f"{names[stay.stage]}->{names[stay.to_stage]}"
+                    transitions[key] = transitions.get(key, 0) + 1
+
+        windows_doc[w.key] = {
+            "from": format_time(lo),
+            "to": format_time(hi),
+            "leads_created": leads_created,
+            "won": won,
+            "lost": lost,
+            "won_amount": won_amount,
+            "win_rate": win_rate,
+            "close_rate": close_rate,
+            "avg_deal_size": avg_deal_size,
+            "sales_cycle_days": {"mean": cycle_mean, "count": len(cycles)},
+            "qualified_leads": qualified_in(lo, hi, hi_inclusive=True),
+            "sales_velocity_per_day": velocity,
+            "stages": stages_doc,
+            "transitions": transitions,
+        }
+
+    # ---- 4.6 lead velocity rate --------------------------------------------------------
+    lo30, hi30 = window_bounds(LVR_DAYS)
+    current = qualified_in(lo30, hi30, hi_inclusive=True)
+    previous = qualified_in(lo30 - LVR_DAYS * DAY_US, lo30, hi_inclusive=False)
+    lvr = {
+        "window": f"{LVR_DAYS}d",
+        "current": current,
+        "previous": previous,
+        "rate": None if previous == 0 else (current - previous) / previous,
+    }
+
+    return {
+        "open": open_doc,
+        "stale": stale_doc,
+        "windows": windows_doc,
+        "lead_velocity_rate": lvr,
+    }
