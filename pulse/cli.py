@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report time, RFC 3339 with offset (default: the latest occurred_at of a valid event)")
     report.add_argument("--dead-letter", dest="dead_letter", metavar="OUT",
                         help="write every rejected input with its reason to OUT as JSON Lines")
+    report.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="processes to use (default: one per core for large files, 1 for stdin)")
     report.add_argument("--compact", action="store_true", help="print the document on one line")
     report.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     report.set_defaults(run=cmd_report)
@@ -63,7 +65,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         check_readable(args.files)
         document = run_report(args.files, config, as_of, dead_letter_path=args.dead_letter,
-                              progress=not args.no_progress and sys.stderr.isatty())
+                              progress=not args.no_progress and sys.stderr.isatty(), jobs=args.jobs)
     except InputError as exc:
         return _fail(str(exc))
     except OSError as exc:  # e.g. the dead-letter output cannot be written

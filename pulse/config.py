@@ -122,8 +122,10 @@ def _why_not_duration(text: Any) -> str:
     if s.startswith("P"):
         if re.fullmatch(r"P[^T]*[YM].*", s):
             return "months and years are not allowed"
-        if s in ("P", "PT") or s.endswith("T"):
+        if s in ("P", "PT"):
             return "it has no value"
+        if s.endswith("T"):
+            return "T must be followed by hours, minutes or seconds"
     return ""
 
 

@@ -51,22 +51,25 @@ _US_PER_DAY = 86_400 * _US_PER_S
 _MONTH = {f"{i:02d}": i for i in range(1, 13)}
 _DAY = {f"{i:02d}": i for i in range(1, 32)}
 _HOUR = {f"{i:02d}": i for i in range(24)}
-_MIN_SEC = {f"{i:02d}": i for i in range(60)}      # minutes and seconds (no :60)
-# "HH:MM" -> seconds since midnight (1,440 entries).
-_HM = {f"{h:02d}:{m:02d}": (h * 60 + m) * 60 for h in range(24) for m in range(60)}
-# "+HH:MM" / "-HH:MM" -> offset in seconds east of UTC (hours <= 23, minutes <= 59).
+# "+HH:MM" / "-HH:MM" -> offset in microseconds east of UTC (hours <= 23, minutes <= 59).
 _OFFSET = {}
 for _h in range(24):
     for _m in range(60):
-        _OFFSET[f"+{_h:02d}:{_m:02d}"] = (_h * 60 + _m) * 60
-        _OFFSET[f"-{_h:02d}:{_m:02d}"] = -(_h * 60 + _m) * 60
+        _OFFSET[f"+{_h:02d}:{_m:02d}"] = (_h * 60 + _m) * 60 * _US_PER_S
+        _OFFSET[f"-{_h:02d}:{_m:02d}"] = -(_h * 60 + _m) * 60 * _US_PER_S
 del _h, _m
 
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
-# "YYYY-MM-DDT" -> microseconds at 00:00:00Z of that date. Bounded: cleared when full.
-_DATE_CACHE: dict[str, int] = {}
-_DATE_CACHE_MAX = 8192
+# ":MM:SS" -> microseconds past the hour (3,600 entries): one look-up validates both
+# colons, the minute and the second (no :60) and converts them.
+_MMSS = {f":{m:02d}:{s:02d}": (m * 60 + s) * _US_PER_S for m in range(60) for s in range(60)}
+_MMSSZ = {k + "Z": v for k, v in _MMSS.items()}     # the same, for "...:MM:SSZ" endings
+
+# "YYYY-MM-DDTHH" -> microseconds since the epoch at that hour (local to the
+# timestamp's offset). Bounded: cleared when full (32,768 hours is ~3.7 years).
+_HOUR_CACHE: dict[str, int] = {}
+_HOUR_CACHE_MAX = 1 << 15
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -94,9 +97,9 @@ def _civil_from_days(z: int) -> tuple[int, int, int]:
     return (y + 1 if m <= 2 else y), m, d
 
 
-def _parse_date_prefix(p: str) -> int | None:
-    """'YYYY-MM-DDT' -> microseconds since the epoch at 00:00Z, or None if invalid."""
-    if len(p) != 11 or p[4] != "-" or p[7] != "-" or p[10] != "T":
+def _hour_base(p: str) -> int | None:
+    """'YYYY-MM-DDTHH' -> microseconds since the epoch, or None if invalid. Caches."""
+    if len(p) != 13 or p[4] != "-" or p[7] != "-" or p[10] != "T":
         return None
     ys = p[:4]
     if not (ys.isascii() and ys.isdigit()):
@@ -104,12 +107,17 @@ def _parse_date_prefix(p: str) -> int | None:
     y = int(ys)
     m = _MONTH.get(p[5:7])
     d = _DAY.get(p[8:10])
-    if y == 0 or m is None or d is None:
+    h = _HOUR.get(p[11:13])
+    if y == 0 or m is None or d is None or h is None:
         return None
     if d > _DAYS_IN_MONTH[m]:
         if not (m == 2 and d == 29 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
             return None
-    return _days_from_civil(y, m, d) * _US_PER_DAY
+    base = (_days_from_civil(y, m, d) * 24 + h) * 3600 * _US_PER_S
+    if len(_HOUR_CACHE) >= _HOUR_CACHE_MAX:
+        _HOUR_CACHE.clear()
+    _HOUR_CACHE[p] = base
+    return base
 
 
 def parse_timestamp(s: str) -> int | None:
@@ -122,24 +130,16 @@ def parse_timestamp(s: str) -> int | None:
     """
     if s.__class__ is not str or len(s) < 20:
         return None
-    prefix = s[:11]
-    base = _DATE_CACHE.get(prefix)
+    base = _HOUR_CACHE.get(s[:13])
     if base is None:
-        base = _parse_date_prefix(prefix)
+        base = _hour_base(s[:13])
         if base is None:
             return None
-        if len(_DATE_CACHE) >= _DATE_CACHE_MAX:
-            _DATE_CACHE.clear()
-        _DATE_CACHE[prefix] = base
-    hm = _HM.get(s[11:16])
-    sec = _MIN_SEC.get(s[17:19])
-    if hm is None or sec is None or s[16] != ":":
+    mmss = _MMSS.get(s[13:19])
+    if mmss is None:
         return None
-    secs = hm + sec
     if len(s) == 20:                                    # "...SSZ": the common case
-        if s[19] == "Z":
-            return base + secs * _US_PER_S
-        return None
+        return base + mmss if s[19] == "Z" else None
     tail = s[19:]
     if tail[0] == ".":
         if tail[-1] == "Z":
@@ -153,11 +153,11 @@ def parse_timestamp(s: str) -> int | None:
         if not frac or not (frac.isascii() and frac.isdigit()):
             return None
         us = int(frac[:6]) if len(frac) >= 6 else int(frac) * 10 ** (6 - len(frac))
-        return base + (secs - off) * _US_PER_S + us
+        return base + mmss - off + us
     off = _OFFSET.get(tail)
     if off is None:
         return None
-    return base + (secs - off) * _US_PER_S
+    return base + mmss - off
 
 
 def format_timestamp(us: int) -> str:
@@ -238,12 +238,12 @@ def _slow_loads(raw: Any, orjson_error: str) -> Any:
         if isinstance(raw, str):
             raw.encode("utf-8")
             text = raw
-        else:
+        elif isinstance(raw, (bytes, bytearray, memoryview)):
             text = bytes(raw).decode("utf-8")
+        else:
+            return Rejected(INVALID_JSON, "input is neither bytes nor text")
     except UnicodeError:
         return Rejected(INVALID_JSON, "input is not valid UTF-8")
-    except TypeError:
-        return Rejected(INVALID_JSON, "input is neither bytes nor text")
     if text.startswith("\ufeff"):
         return Rejected(INVALID_JSON, "input starts with a byte-order mark")
     low = orjson_error.lower()
@@ -324,6 +324,10 @@ def _check_ids(d: dict) -> Rejected | None:
     return None
 
 
+_loads = orjson.loads
+_tuple_new = tuple.__new__        # builds an Event without NamedTuple.__new__'s extra frame
+
+
 def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None) -> Event | Rejected:
     """Parse one input (a Kafka message value or one JSON Lines line without its newline).
 
@@ -334,7 +338,7 @@ def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None)
     Never raises for any bytes or text.
     """
     try:
-        d = orjson.loads(raw)
+        d = _loads(raw)
     except Exception as e:      # orjson.JSONDecodeError; TypeError for odd input types
         d = _slow_loads(raw, str(e))
         if d.__class__ is Rejected:
@@ -344,25 +348,38 @@ def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None)
     get = d.get
 
     # ---- invalid_event -------------------------------------------------------------
-    t = get("type")
-    if t.__class__ is not str:
-        return _R_TYPE_MISSING if t is None else _R_TYPE_NOT_STR
-    kind = KIND_BY_TYPE.get(t)
+    try:
+        t = d["type"]
+        event_id = d["event_id"]
+        lead_id = d["lead_id"]
+        occ = d["occurred_at"]
+    except KeyError:
+        t = get("type")
+        event_id = get("event_id")
+        lead_id = get("lead_id")
+        occ = get("occurred_at")
+    kind = KIND_BY_TYPE.get(t) if t.__class__ is str else None
     if kind is None:
-        return _R_TYPE_UNKNOWN
+        return _R_TYPE_MISSING if t is None else (_R_TYPE_NOT_STR if t.__class__ is not str else _R_TYPE_UNKNOWN)
     if expected_type is not None and t != expected_type:
         return _mismatch(expected_type)
 
-    event_id = get("event_id")
-    lead_id = get("lead_id")
     if (event_id.__class__ is not str or lead_id.__class__ is not str
             or not 0 < len(event_id) <= MAX_ID_CHARS or not 0 < len(lead_id) <= MAX_ID_CHARS):
         return _check_ids(d)
 
-    ts = parse_timestamp(get("occurred_at"))
-    if ts is None:
-        occ = get("occurred_at")
-        return _R_OCC_MISSING if occ is None else (_R_OCC_NOT_STR if occ.__class__ is not str else _R_OCC_BAD)
+    # Inlined fast path of parse_timestamp for "YYYY-MM-DDTHH:MM:SSZ".
+    if occ.__class__ is str:
+        ts = _HOUR_CACHE.get(occ[:13])
+        mmss = _MMSSZ.get(occ[13:])
+        if ts is None or mmss is None:
+            ts = parse_timestamp(occ)
+            if ts is None:
+                return _R_OCC_BAD
+        else:
+            ts += mmss
+    else:
+        return _R_OCC_MISSING if occ is None else _R_OCC_NOT_STR
 
     pipeline = get("pipeline")
     owner = get("owner")
@@ -370,12 +387,20 @@ def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None)
     source = get("source")
     stage = get("stage")
     to_stage = get("to_stage")
-    for v in (pipeline, owner, team, source, stage, to_stage, get("from_stage"), get("reason")):
-        if v is not None and v.__class__ is not str:
-            for f in _STR_FIELDS:
-                v = get(f)
-                if v is not None and v.__class__ is not str:
-                    return _R_NOT_STR[f]
+    from_stage = get("from_stage")
+    reason = get("reason")
+    if ((pipeline.__class__ is not str and pipeline is not None)
+            or (owner.__class__ is not str and owner is not None)
+            or (team.__class__ is not str and team is not None)
+            or (source.__class__ is not str and source is not None)
+            or (stage.__class__ is not str and stage is not None)
+            or (to_stage.__class__ is not str and to_stage is not None)
+            or (from_stage.__class__ is not str and from_stage is not None)
+            or (reason.__class__ is not str and reason is not None)):
+        for f in _STR_FIELDS:
+            v = get(f)
+            if v.__class__ is not str and v is not None:
+                return _R_NOT_STR[f]
 
     amount = get("amount")
     if amount is not None:
@@ -393,7 +418,7 @@ def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None)
         return _R_CURRENCY
 
     attributes = get("attributes")
-    if attributes is not None and attributes.__class__ is not dict:
+    if attributes.__class__ is not dict and attributes is not None:
         return _R_ATTRIBUTES
 
     outcome = get("outcome")
@@ -401,8 +426,6 @@ def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None)
         won = _R_WON_LOST.get(outcome) if outcome.__class__ is str else None
         if won is None:
             return _R_OUTCOME
-    else:
-        won = False
 
     # ---- per type, then unknown_pipeline / unknown_stage ---------------------------
     if pipeline is None:
@@ -416,7 +439,8 @@ def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None)
         idx = pc.stage_index.get(to_stage)
         if idx is None:
             return _R_UNKNOWN_TO_STAGE
-        return Event(ts, STAGE_CHANGED, event_id, pipeline, lead_id, idx, False, owner, team, amount, None)
+        return _tuple_new(Event, (ts, STAGE_CHANGED, event_id, pipeline, lead_id, idx, False,
+                                  owner, team, amount, None))
     if kind == CREATED:
         pc = config.pipelines.get(pipeline)
         if pc is None:
@@ -427,10 +451,12 @@ def parse_event(raw: bytes | str, config: Any, expected_type: str | None = None)
             idx = pc.stage_index.get(stage)
             if idx is None:
                 return _R_UNKNOWN_STAGE
-        return Event(ts, CREATED, event_id, pipeline, lead_id, idx, False, owner, team, amount, source)
+        return _tuple_new(Event, (ts, CREATED, event_id, pipeline, lead_id, idx, False,
+                                  owner, team, amount, source))
     # deal.closed
     if outcome is None:
         return _R_OUTCOME_MISSING
     if pipeline not in config.pipelines:
         return _R_UNKNOWN_PIPELINE
-    return Event(ts, CLOSED, event_id, pipeline, lead_id, -1, won, owner, team, amount, None)
+    return _tuple_new(Event, (ts, CLOSED, event_id, pipeline, lead_id, -1, won,
+                              owner, team, amount, None))

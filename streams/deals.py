@@ -73,6 +73,16 @@ class DealFlow:
             total.cycle_us += b.cycle_us
         return total
 
+    def merge(self, other: DealFlow) -> None:
+        """Add another accumulator's contributions."""
+        for d, theirs in other._days.items():
+            mine = self._days.get(d)
+            if mine is None:
+                self._days[d] = theirs
+                continue
+            for f in _DayDeals.__slots__:
+                setattr(mine, f, getattr(mine, f) + getattr(theirs, f))
+
     def drop_days_before(self, day: int) -> None:
         for d in [d for d in self._days if d < day]:
             del self._days[d]

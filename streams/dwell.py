@@ -17,10 +17,10 @@ _GROWTH = 1.04
 _LOG_GROWTH = math.log(_GROWTH)
 
 
-def bucket_of(dwell_us: int) -> int:
+def bucket_of(dwell_us: int, _log=math.log, _scale=1 / _LOG_GROWTH) -> int:
     if dwell_us < HOUR_US:
         return 0
-    return 1 + int(math.log(dwell_us / HOUR_US) / _LOG_GROWTH)
+    return 1 + int(_log(dwell_us / HOUR_US) * _scale)
 
 
 def bucket_value_us(bucket: int) -> float:

@@ -37,6 +37,16 @@ class PipelineState:
         self.implicit_creates = 0
         self.leads: dict[str, Lead] = {}
         self.open_leads: dict[str, Lead] = {}
+        self.intern = {}.setdefault         # owner/team strings shared by the leads
+
+    def merge(self, other: PipelineState) -> None:
+        """Add the state of disjoint leads (another shard or worker) to this one."""
+        self.flow.merge(other.flow)
+        self.deals.merge(other.deals)
+        self.open.merge(other.open)
+        self.implicit_creates += other.implicit_creates
+        self.leads.update(other.leads)
+        self.open_leads.update(other.open_leads)
 
     def _remove_current(self, lead: Lead) -> None:
         if lead.is_open:
@@ -67,7 +77,6 @@ class PulseEngine:
         self.after_as_of = 0
         self.dead_letter_reasons = Counter({r: 0 for r in REASONS})
         self.max_ts: int | None = None      # latest occurred_at of a valid event
-        self._strings: dict[str, str] = {}  # owner/team values, shared between leads
 
     # -- input -------------------------------------------------------------------------
 
@@ -100,7 +109,6 @@ class PulseEngine:
             self.duplicates += 1
             return DUPLICATE
         self.applied += 1
-        ev = self._share_strings(ev)
         p._remove_current(lead)
         if ts > lead.last_ts or (ts == lead.last_ts and (ev.kind > lead.last_kind or (
                 ev.kind == lead.last_kind and ev.event_id > self._last_event_id(lead, p)))):
@@ -111,17 +119,6 @@ class PulseEngine:
             self._refold(lead, ev, p)                           # late: revert and re-derive the lead
         p._add_current(lead)
         return APPLIED
-
-    def _share_strings(self, ev: Event) -> Event:
-        owner, team = ev.owner, ev.team
-        if owner is None and team is None:
-            return ev
-        s = self._strings
-        if owner is not None:
-            owner = s.setdefault(owner, owner)
-        if team is not None:
-            team = s.setdefault(team, team)
-        return ev._replace(owner=owner, team=team)
 
     @staticmethod
     def _last_event_id(lead: Lead, p: PipelineState) -> str:
@@ -146,10 +143,31 @@ class PulseEngine:
             apply_event(lead, e, p, sign)
         if events:
             lead.last_ts, lead.last_kind = events[-1].ts, events[-1].kind
-        if lead.owner is not None:
-            lead.owner = self._strings.setdefault(lead.owner, lead.owner)
-        if lead.team is not None:
-            lead.team = self._strings.setdefault(lead.team, lead.team)
+
+    # -- combining shards ------------------------------------------------------------------
+
+    def merge(self, other: PulseEngine) -> None:
+        """Add another engine's state; both must hold disjoint sets of leads (e.g. shards by lead_id)."""
+        self.events_read += other.events_read
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.after_as_of += other.after_as_of
+        self.dead_letter_reasons.update(other.dead_letter_reasons)
+        if other.max_ts is not None and (self.max_ts is None or other.max_ts > self.max_ts):
+            self.max_ts = other.max_ts
+        for name, p in self.pipelines.items():
+            p.merge(other.pipelines[name])
+
+    def without_history(self) -> PulseEngine:
+        """This engine reduced to what a report needs: accumulators and open leads, no event histories.
+
+        That is what a shard sends back to be merged; it can no longer take events.
+        """
+        for p in self.pipelines.values():
+            p.leads = {}
+            for lead in p.open_leads.values():
+                lead.history = b""
+        return self
 
     # -- output ------------------------------------------------------------------------
 

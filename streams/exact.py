@@ -12,10 +12,19 @@ _SHIFT = 1074
 _ONE = 1 << _SHIFT
 
 
+_cache: dict[float, int] = {}
+
+
 def to_fixed(x: float) -> int:
     """The exact value of `x` in units of 2**-1074."""
-    n, d = x.as_integer_ratio()  # d is a power of two <= 2**1074
-    return n << (_SHIFT + 1 - d.bit_length())
+    v = _cache.get(x)
+    if v is None:
+        # Leads repeat their amount on many events: memoise, within a bounded size.
+        if len(_cache) > 65536:
+            _cache.clear()
+        n, d = x.as_integer_ratio()  # d is a power of two <= 2**1074
+        v = _cache[x] = n << (_SHIFT + 1 - d.bit_length())
+    return v
 
 
 def from_fixed(total: int) -> float:

@@ -17,7 +17,7 @@ OUTCOME_NAMES = ("advanced", "regressed", "won", "lost")
 
 
 class _DayFlow:
-    """One UTC day of one pipeline, every list indexed by stage."""
+    """One UTC day of one pipeline. Flat lists and int keys: this is the per-event hot path."""
 
     __slots__ = ("entered", "exits", "dwell_sum_us", "dwell_hist", "transitions")
 
@@ -25,8 +25,11 @@ class _DayFlow:
         self.entered = [0] * n_stages
         self.exits = [0] * (4 * n_stages)       # [stage * 4 + outcome]
         self.dwell_sum_us = [0] * n_stages
-        self.dwell_hist: list[dict[int, int]] = [{} for _ in range(n_stages)]
-        self.transitions: dict[tuple[int, int], int] = {}
+        self.dwell_hist: dict[int, int] = {}    # [stage * _KEYS + dwell bucket] -> count (zeros allowed)
+        self.transitions: dict[int, int] = {}   # [from * _KEYS + to] -> count (zeros allowed)
+
+
+_KEYS = 1 << 16   # key stride: more than any stage count or dwell bucket number
 
 
 @dataclass(slots=True)
@@ -56,31 +59,25 @@ class StageFlow:
         return bucket
 
     def stay_started(self, stage: int, start_us: int, sign: int) -> None:
-        self._day(start_us).entered[stage] += sign
+        day = self._days.get(start_us // DAY_US) or self._day(start_us)
+        day.entered[stage] += sign
 
     def stay_ended(self, stage: int, start_us: int, end_us: int, outcome: int, to_stage: int, sign: int) -> None:
         """A stay in `stage` ended at `end_us`; `to_stage` is the next stage of a move (-1 for a close)."""
-        day = self._day(end_us)
+        day = self._days.get(end_us // DAY_US) or self._day(end_us)
         day.exits[stage * 4 + outcome] += sign
         dwell = end_us - start_us
         day.dwell_sum_us[stage] += sign * dwell
-        hist = day.dwell_hist[stage]
-        b = bucket_of(dwell)
-        left = hist.get(b, 0) + sign
-        if left:
-            hist[b] = left
-        else:
-            del hist[b]
+        hist = day.dwell_hist
+        key = stage * _KEYS + bucket_of(dwell)
+        hist[key] = hist.get(key, 0) + sign
         if to_stage >= 0:
-            key = (stage, to_stage)
-            left = day.transitions.get(key, 0) + sign
-            if left:
-                day.transitions[key] = left
-            else:
-                del day.transitions[key]
+            transitions = day.transitions
+            key = stage * _KEYS + to_stage
+            transitions[key] = transitions.get(key, 0) + sign
 
     def window(self, days: DayRange) -> tuple[list[StageWindow], dict[tuple[int, int], int]]:
-        """Per-stage totals and transition counts over the days of a window."""
+        """Per-stage totals and transition counts (non-zero only) over the days of a window."""
         n = self.n_stages
         stages = [StageWindow(0, [0, 0, 0, 0], 0, {}) for _ in range(n)]
         transitions: dict[tuple[int, int], int] = {}
@@ -93,11 +90,32 @@ class StageFlow:
                 for o in range(4):
                     sw.exits[o] += bucket.exits[s * 4 + o]
                 sw.dwell_sum_us += bucket.dwell_sum_us[s]
-                for b, c in bucket.dwell_hist[s].items():
-                    sw.dwell_hist[b] = sw.dwell_hist.get(b, 0) + c
+            for key, c in bucket.dwell_hist.items():
+                if c:
+                    hist = stages[key // _KEYS].dwell_hist
+                    b = key % _KEYS
+                    hist[b] = hist.get(b, 0) + c
             for key, c in bucket.transitions.items():
-                transitions[key] = transitions.get(key, 0) + c
+                pair = divmod(key, _KEYS)
+                transitions[pair] = transitions.get(pair, 0) + c
         return stages, {k: c for k, c in transitions.items() if c}
+
+    def merge(self, other: StageFlow) -> None:
+        """Add another accumulator's contributions (e.g. another worker's or shard's leads)."""
+        for d, theirs in other._days.items():
+            mine = self._days.get(d)
+            if mine is None:
+                self._days[d] = theirs
+                continue
+            for s in range(self.n_stages):
+                mine.entered[s] += theirs.entered[s]
+                mine.dwell_sum_us[s] += theirs.dwell_sum_us[s]
+            for i, c in enumerate(theirs.exits):
+                mine.exits[i] += c
+            for key, c in theirs.dwell_hist.items():
+                mine.dwell_hist[key] = mine.dwell_hist.get(key, 0) + c
+            for key, c in theirs.transitions.items():
+                mine.transitions[key] = mine.transitions.get(key, 0) + c
 
     def drop_days_before(self, day: int) -> None:
         """Forget buckets no window can reach any more (live processor housekeeping)."""

@@ -49,10 +49,11 @@ class Lead:
 
 def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
     # Fields first: a close takes the amount *after* applying the closing event (SPEC 3.7).
+    # Owner and team values are shared between leads (p.intern): one string per rep, not per lead.
     if ev.owner is not None:
-        lead.owner = ev.owner
+        lead.owner = p.intern(ev.owner, ev.owner)
     if ev.team is not None:
-        lead.team = ev.team
+        lead.team = p.intern(ev.team, ev.team)
     if ev.amount is not None:
         lead.amount = ev.amount
     ts = ev.ts

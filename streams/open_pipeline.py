@@ -16,7 +16,15 @@ class OpenPipeline:
     def add(self, stage: int, amount: float | None, sign: int) -> None:
         self.count[stage] += sign
         if amount:
-            self.amount[stage] += sign * to_fixed(amount)
+            if sign > 0:
+                self.amount[stage] += to_fixed(amount)
+            else:
+                self.amount[stage] -= to_fixed(amount)
+
+    def merge(self, other: OpenPipeline) -> None:
+        for i in range(len(self.count)):
+            self.count[i] += other.count[i]
+            self.amount[i] += other.amount[i]
 
     def opportunities(self, first_stage: int) -> int:
         """Open leads in `first_stage` or later (SPEC 4.7)."""

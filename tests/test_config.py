@@ -51,7 +51,7 @@ INVALID_DURATIONS = [
     ("P1Y2M3D", "months and years"),
     ("P", "no value"),
     ("PT", "no value"),
-    ("P1DT", "no value"),
+    ("P1DT", "T must be followed"),
     ("7D", "lowercase"),
     ("3 days", "use e.g."),
     ("7 d", "use e.g."),

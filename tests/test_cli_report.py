@@ -1,0 +1,133 @@
+"""`pulse report` as a user runs it: files, stdin, gzip, options, exit codes (SPEC 7)."""
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from pulse.cli import main
+
+EVENTS = [
+    {"type": "lead.created", "event_id": "e1", "lead_id": "L-1", "occurred_at": "2026-03-01T10:00:00Z", "amount": 100},
+    {"type": "lead.stage_changed", "event_id": "e2", "lead_id": "L-1", "occurred_at": "2026-03-02T10:00:00Z",
+     "to_stage": "qualified"},
+    {"type": "deal.closed", "event_id": "e3", "lead_id": "L-1", "occurred_at": "2026-03-03T10:00:00Z", "outcome": "won"},
+    {"type": "lead.created", "event_id": "e4", "lead_id": "L-2", "occurred_at": "2026-03-04T10:00:00Z",
+     "pipeline": "nope"},
+]
+
+
+def write_events(path, extra_lines=()):
+    lines = [orjson.dumps(e) for e in EVENTS] + list(extra_lines)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_report_prints_the_document(tmp_path, capsys):
+    code, out, err = run(["report", str(write_events(tmp_path / "e.jsonl"))], capsys)
+    assert code == 0
+    doc = orjson.loads(out)
+    assert doc["as_of"] == "2026-03-03T10:00:00Z"    # e4 is dead-lettered: not a valid event
+    assert doc["data_quality"]["events_read"] == 4
+    assert doc["data_quality"]["dead_letter_reasons"]["unknown_pipeline"] == 1
+    assert doc["pipelines"]["default"]["windows"]["7d"]["won"] == 1
+
+
+def test_gzip_and_several_files_and_blank_lines(tmp_path, capsys):
+    plain = write_events(tmp_path / "a.jsonl", extra_lines=[b"", b"   ", b"\t"])
+    gz = tmp_path / "b.jsonl.gz"
+    gz.write_bytes(gzip.compress(orjson.dumps({**EVENTS[0], "event_id": "e9", "lead_id": "L-9"}) + b"\n"))
+    code, out, _ = run(["report", str(plain), str(gz), "--compact"], capsys)
+    assert code == 0
+    assert orjson.loads(out)["data_quality"]["events_read"] == 5
+
+
+def test_stdin(tmp_path):
+    data = write_events(tmp_path / "e.jsonl").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "pulse.cli", "report", "-"], input=data, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["data_quality"]["applied"] == 3
+
+
+def test_as_of_cuts_later_events(tmp_path, capsys):
+    code, out, _ = run(["report", str(write_events(tmp_path / "e.jsonl")), "--as-of", "2026-03-02T12:00:00+02:00"], capsys)
+    doc = orjson.loads(out)
+    assert doc["as_of"] == "2026-03-02T10:00:00Z"
+    assert doc["data_quality"]["after_as_of"] == 1          # e3; e4 is dead-lettered first
+    assert doc["data_quality"]["applied"] == 2
+
+
+def test_dead_letter_output_has_reason_location_and_original_bytes(tmp_path, capsys):
+    src = write_events(tmp_path / "e.jsonl", extra_lines=[b"\xff\xfe not utf-8", b"[1, 2]"])
+    dl = tmp_path / "dead.jsonl"
+    code, _, _ = run(["report", str(src), "--dead-letter", str(dl)], capsys)
+    assert code == 0
+    records = [orjson.loads(line) for line in dl.read_bytes().splitlines()]
+    assert [(r["reason"], r["line"]) for r in records] == [
+        ("unknown_pipeline", 4), ("invalid_json", 5), ("invalid_json", 6)]
+    assert records[0]["raw"] == orjson.dumps(EVENTS[3]).decode()
+    assert "raw_base64" in records[1]
+    assert records[2]["raw"] == "[1, 2]"
+
+
+@pytest.mark.parametrize("argv_tail,needle", [
+    (["--as-of", "2026-03-01T00:00:00"], "--as-of"),                 # no offset
+    (["--config", "/nonexistent/cfg.yaml"], "/nonexistent/cfg.yaml"),
+])
+def test_usage_and_config_errors_exit_2_with_nothing_on_stdout(tmp_path, capsys, argv_tail, needle):
+    code, out, err = run(["report", str(write_events(tmp_path / "e.jsonl")), *argv_tail], capsys)
+    assert code == 2 and out == "" and needle in err
+
+
+def test_bad_config_names_file_and_key(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("pipelines:\n  default:\n    stages:\n      - {name: new, stale_after: 3 days}\n")
+    code, out, err = run(["report", str(write_events(tmp_path / "e.jsonl")), "--config", str(cfg)], capsys)
+    assert code == 2 and out == ""
+    assert str(cfg) in err and "stale_after" in err
+
+
+def test_config_from_environment(tmp_path, capsys, monkeypatch):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("windows: [1d]\npipelines:\n  default:\n    stages:\n      - {name: new}\n      - {name: qualified}\n")
+    monkeypatch.setenv("PULSE_CONFIG", str(cfg))
+    code, out, _ = run(["report", str(write_events(tmp_path / "e.jsonl")), "--compact"], capsys)
+    assert code == 0
+    assert list(orjson.loads(out)["pipelines"]["default"]["windows"]) == ["1d"]
+
+
+def test_unreadable_inputs_exit_2(tmp_path, capsys):
+    code, out, err = run(["report", str(tmp_path / "missing.jsonl")], capsys)
+    assert code == 2 and out == "" and "missing.jsonl" in err
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"this is not gzip")
+    code, out, err = run(["report", str(broken)], capsys)
+    assert code == 2 and out == "" and "broken.jsonl.gz" in err
+
+
+def test_sharded_run_equals_single_process(tmp_path):
+    """--jobs 2 shards leads over two processes; the merged report must be identical."""
+    from pulse.synth import generate
+
+    src = tmp_path / "e.jsonl"
+    src.write_bytes(b"\n".join(generate(leads=400, seed=3, duplicates=0.05, late=0.1, implicit=0.05,
+                                        invalid=0.05, offsets=0.2)) + b"\n")
+    outs = []
+    for jobs in ("1", "2", "3"):
+        dl = tmp_path / f"dl{jobs}.jsonl"
+        done = subprocess.run([sys.executable, "-m", "pulse.cli", "report", str(src), "--jobs", jobs,
+                               "--dead-letter", str(dl)], capture_output=True)
+        assert done.returncode == 0, done.stderr
+        outs.append((done.stdout, dl.read_bytes()))
+    assert outs[0] == outs[1] == outs[2]
+    assert orjson.loads(outs[0][0])["data_quality"]["dead_lettered"] > 0

@@ -1,0 +1,158 @@
+"""Unit and property tests of the core's building blocks (streams/)."""
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+
+import orjson
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pulse.parallel import shard_of
+from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, Event
+from pulse.streams import history
+from pulse.streams.dwell import HOUR_US, bucket_of, bucket_value_us, nearest_rank
+from pulse.streams.exact import from_fixed, to_fixed, weighted, weighted_sum
+from pulse.streams.staleness import next_level_due_us, stale_level
+from pulse.streams.windows import DAY_US, previous_window_days, window_days
+
+finite = st.floats(min_value=0, max_value=1e15, allow_nan=False, allow_infinity=False)
+
+
+# -- exact sums -----------------------------------------------------------------------
+
+@given(st.lists(finite, max_size=30), st.randoms())
+def test_exact_sum_is_order_independent_and_correctly_rounded(values, rnd):
+    total = sum(to_fixed(v) for v in values)
+    shuffled = values[:]
+    rnd.shuffle(shuffled)
+    assert total == sum(to_fixed(v) for v in shuffled)
+    assert from_fixed(total) == math.fsum(values)
+
+
+@given(st.lists(finite, min_size=1, max_size=20), finite)
+def test_exact_sum_removal_restores_previous_value(values, extra):
+    total = sum(to_fixed(v) for v in values)
+    assert total + to_fixed(extra) - to_fixed(extra) == total
+
+
+def test_weighted_amount_rounds_once():
+    total = to_fixed(0.1) + to_fixed(0.2)
+    # 0.3 × (0.1 + 0.2) with one rounding, not fl(fl(0.1 + 0.2) × 0.3)
+    from fractions import Fraction
+    exact = Fraction(0.3) * (Fraction(0.1) + Fraction(0.2))
+    assert weighted(0.3, total) == float(exact)
+    assert weighted_sum([(0.5, to_fixed(10.0)), (0.25, to_fixed(4.0))]) == 6.0
+
+
+# -- dwell percentiles ------------------------------------------------------------------
+
+@given(st.integers(min_value=0, max_value=10 * 365 * DAY_US))
+def test_dwell_bucket_value_within_tolerance(dwell):
+    value = bucket_value_us(bucket_of(dwell))
+    assert abs(value - dwell) <= max(0.05 * dwell, HOUR_US)
+    assert abs(value - dwell) <= max(0.021 * dwell, HOUR_US / 2)   # what the design promises
+
+
+@given(st.lists(st.integers(min_value=0, max_value=400 * DAY_US), min_size=1, max_size=60),
+       st.sampled_from([50, 90]))
+def test_nearest_rank_percentile_within_spec_tolerance(dwells, p):
+    counts: dict[int, int] = {}
+    for d in dwells:
+        counts[bucket_of(d)] = counts.get(bucket_of(d), 0) + 1
+    exact = sorted(dwells)[math.ceil(p / 100 * len(dwells)) - 1]
+    got = nearest_rank(counts, len(dwells), p)
+    assert abs(got - exact) <= max(0.05 * exact, HOUR_US)
+
+
+# -- windows and staleness --------------------------------------------------------------
+
+def test_window_days_cover_whole_utc_days_ending_with_t():
+    t = 20_000 * DAY_US + 5 * HOUR_US            # day 20000, 05:00
+    w = window_days(t, 7)
+    assert (w.first, w.last) == (19_994, 20_000)
+    assert w.start_us == 19_994 * DAY_US
+    prev = previous_window_days(t, 7)
+    assert (prev.first, prev.last) == (19_987, 19_993)
+
+
+@pytest.mark.parametrize("age,limit,level", [
+    (10, None, 0), (10, 10, 0), (11, 10, 1), (20, 10, 1), (21, 10, 2), (30, 10, 2), (31, 10, 3), (10**9, 10, 3),
+    (0, 0, 0), (1, 0, 3),
+])
+def test_stale_level(age, limit, level):
+    assert stale_level(age, limit) == level
+
+
+def test_next_level_due_is_first_instant_past_the_boundary():
+    start, limit = 1_000, 100
+    for level in (0, 1, 2):
+        due = next_level_due_us(start, limit, level)
+        assert stale_level(due - start, limit) == level + 1
+        assert stale_level(due - 1 - start, limit) == level
+    assert next_level_due_us(start, limit, 3) is None
+    assert next_level_due_us(start, None, 0) is None
+
+
+# -- lead history encoding --------------------------------------------------------------
+
+texts = st.text(max_size=12)
+events = st.builds(
+    Event, ts=st.integers(0, 2**62), kind=st.sampled_from([CREATED, STAGE_CHANGED, CLOSED]),
+    event_id=st.text(min_size=1, max_size=20), pipeline=st.just("p"), lead_id=st.just("L"),
+    stage=st.integers(-1, 30), won=st.booleans(), owner=st.none() | texts, team=st.none() | texts,
+    amount=st.none() | finite, source=st.none() | texts)
+
+
+@given(st.lists(events, max_size=8))
+def test_history_round_trip_and_event_id_lookup(evs):
+    blob = b"".join(history.encode(e) for e in evs)
+    assert history.decode(blob, "p", "L") == evs
+    for e in evs:
+        assert history.contains_event_id(blob, e.event_id)
+    assert not history.contains_event_id(blob, "never-used-\u2603") or any(e.event_id == "never-used-\u2603" for e in evs)
+
+
+def test_history_lookup_is_not_fooled_by_other_fields():
+    e = Event(1, CREATED, "a", "p", "L", 0, False, 'x"a"],', None, None, None)
+    blob = history.encode(e)
+    assert not history.contains_event_id(blob, "zz")
+    assert history.contains_event_id(blob, "a")
+    assert not history.contains_event_id(history.encode(e._replace(event_id="b")), "a")
+
+
+# -- sharding ---------------------------------------------------------------------------
+
+lead_ids = st.text(min_size=1, max_size=10).filter(lambda s: all(not 0xD800 <= ord(c) <= 0xDFFF for c in s))
+
+
+@given(lead_ids, st.sampled_from([2, 3, 4]), st.integers(0, 3))
+def test_shard_depends_only_on_the_decoded_lead_id(lead_id, shards, style):
+    """However the line is written (escapes, spacing, other keys), one lead_id gives one shard."""
+    body = {"type": "lead.created", "event_id": "e", "lead_id": lead_id, "occurred_at": "2026-01-01T00:00:00Z"}
+    forms = [
+        orjson.dumps(body),
+        orjson.dumps({"attributes": {"x": 1}, **body}),
+        ('{"lead_id" : ' + orjson.dumps(lead_id).decode() + ', "type": "x"}').encode(),
+        ('{"lead_id": "' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else c for c in lead_id) + '"}').encode(),
+        ('{"lead_id": "zz", "lead_id": ' + orjson.dumps(lead_id).decode() + "}").encode(),   # last key wins
+    ]
+    assert len({shard_of(f, line_no, shards) for line_no, f in enumerate(forms)}) == 1
+
+
+def test_shard_of_lines_without_lead_id_is_by_line_number():
+    assert shard_of(b"not json", 7, 2) == 1
+    assert shard_of(b'{"attributes": {"lead_id": "x"}}', 8, 2) in (0, 1)   # invalid anyway; one shard
+
+
+# -- the core's boundary -----------------------------------------------------------------
+
+def test_core_imports_no_broker_redis_or_http_code():
+    code = ("import sys, pulse.streams.report, pulse.streams.engine; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('faust', 'aiokafka', 'kafka', 'redis', 'aiohttp', 'http', 'prometheus_client', 'slack_sdk')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
