@@ -7,14 +7,15 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "installing Pipeline Pulse into $(VENV) ..." >&2
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip >&2
+	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' >&2
+	@touch $(STAMP)
 
 ## The main job on the embedded default: the report of the bundled sample events.
 demo: $(STAMP)
-	$(BIN)/pulse report $$($(BIN)/python -c "import importlib.resources as r; print(r.files('pulse') / 'samples' / 'demo.jsonl')")
+	@$(BIN)/pulse report $$($(BIN)/python -c "import importlib.resources as r; print(r.files('pulse') / 'samples' / 'demo.jsonl')")
 
 ## The test suite (what CI runs).
 test: $(STAMP)

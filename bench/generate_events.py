@@ -9,7 +9,7 @@ non-`Z` offset); each knob can also be set on its own (`--late 0.1`, ...).
 
 The committed demo sample is regenerated with:
 
-    python bench/generate_events.py pulse/samples/demo.jsonl --leads 300 --seed 7 --messy
+    python bench/generate_events.py pulse/samples/demo.jsonl --leads 300 --seed 4 --messy --invalid 0.01
 
 Output is deterministic: same arguments, same bytes (see pulse/synth.py).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import gzip
 import sys
 import time
@@ -42,16 +43,9 @@ def _field(line: bytes, key: bytes) -> bytes | None:
     return line[i:line.find(b'"', i)]
 
 
-def write_events(path: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """Write `synth.generate(**kwargs)` to `path` (gzip if it ends in `.gz`); return counts."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tags: collections.Counter[str] = collections.Counter()
-    leads: set[tuple[bytes | None, bytes | None]] = set()
+def _write(opener: Any, tmp: Path, kwargs: dict[str, Any], tags: collections.Counter, leads: set) -> int:
+    """Write the lines, count them by tag and collect the leads; return the bytes written."""
     nbytes = 0
-    t0 = time.perf_counter()
-    opener = (lambda p: gzip.open(p, "wb", compresslevel=5)) if path.suffix == ".gz" else (lambda p: open(p, "wb"))
-    tmp = path.with_name(path.name + ".part")
     with opener(tmp) as f:
         buf: list[bytes] = []
         for e in synth.generate_tagged(**kwargs):
@@ -68,6 +62,27 @@ def write_events(path: str | Path, **kwargs: Any) -> dict[str, Any]:
             chunk = b"\n".join(buf) + b"\n"
             nbytes += len(chunk)
             f.write(chunk)
+    return nbytes
+
+
+def write_events(path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Write `synth.generate(**kwargs)` to `path` (gzip if it ends in `.gz`); return counts."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tags: collections.Counter[str] = collections.Counter()
+    leads: set[tuple[bytes | None, bytes | None]] = set()
+    t0 = time.perf_counter()
+    opener = (lambda p: gzip.open(p, "wb", compresslevel=5)) if path.suffix == ".gz" else (lambda p: open(p, "wb"))
+    tmp = path.with_name(path.name + ".part")
+    # The generator makes no reference cycles; the cyclic GC would only rescan the
+    # growing set of live journeys (~20 % of the run time). Off while writing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        nbytes = _write(opener, tmp, kwargs, tags, leads)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     tmp.replace(path)
     lines = sum(tags.values())
     return {

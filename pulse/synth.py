@@ -20,6 +20,14 @@ The model, in three layers, each usable on its own:
    events, dropped `lead.created` (implicit creates), invalid lines of every
    dead-letter kind, and timestamps written with a non-`Z` offset.
 
+A live feed (e.g. `pulse simulate`) composes the layers with an unbounded arrival
+stream and paces on `Emitted.arrival` (epoch seconds, non-decreasing):
+
+    t0 = int(time.time())
+    events = event_stream(seed, poisson_arrivals(seed, t0, rate_per_day=2000))
+    for e in arrival_stream(events, seed=seed, late=0.02, duplicates=0.01):
+        sleep_until(t0 + (e.arrival - t0) / speedup); publish(e.line)
+
 `generate(...)` is the one-call API: JSON lines (bytes, no newline) in arrival order.
 Same arguments, same bytes. The journeys depend only on `seed`, `leads`, `start`,
 `days` and `pipelines`; the messiness knobs draw from their own random streams, so a
@@ -36,7 +44,7 @@ import math
 import operator
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator, NamedTuple
 
 import orjson
@@ -50,6 +58,7 @@ __all__ = [
 
 DAY = 86_400
 HOUR = 3_600
+_new = tuple.__new__     # builds a NamedTuple without its Python-level __new__ (hot paths)
 
 # --------------------------------------------------------------------------------------
 # Static world: stages, teams, reps, reasons, fake people
@@ -303,10 +312,21 @@ def fixed_arrivals(seed: int | str, n: int, start: int, days: int, growth: float
     counts = [0] * days
     for d in rng.choices(range(days), cum_weights=cum, k=n):
         counts[d] += 1
-    # day 0 of the period may start mid-day: offset from the period start
-    per_day = ([min(max(t, start), end - 1) for t in _times_in_day(rng, start + i * DAY, counts[i])]
+    per_day = (_inside(rng, _times_in_day(rng, start + i * DAY, counts[i]), start + i * DAY, start, end)
                for i in range(days))
     return _reorder(per_day, first_day)
+
+
+def _inside(rng: random.Random, times: list[int], day_start: int, lo: int, hi: int | None) -> list[int]:
+    """`times`, each one that spilled out of [lo, hi) redrawn uniformly in its day."""
+    out = []
+    for t in times:
+        if t < lo or (hi is not None and t >= hi):
+            a = max(lo, day_start)
+            b = day_start + DAY if hi is None else min(hi, day_start + DAY)
+            t = a + int(rng.random() * (b - a))
+        out.append(t)
+    return out
 
 
 def poisson_arrivals(seed: int | str, start: int, rate_per_day: float, growth_per_day: float = 0.0,
@@ -319,7 +339,7 @@ def poisson_arrivals(seed: int | str, start: int, rate_per_day: float, growth_pe
         i = 0
         while days is None or i < days:
             lam = rate_per_day * _WEEKDAY_WEIGHT[_weekday(first_day + i)] * (1.0 + growth_per_day * i)
-            yield [max(t, start) for t in _times_in_day(rng, start + i * DAY, _poisson(rng, lam))]
+            yield _inside(rng, _times_in_day(rng, start + i * DAY, _poisson(rng, lam)), start + i * DAY, start, None)
             i += 1
 
     return _reorder(per_day(), first_day)
@@ -416,7 +436,7 @@ class LeadJourney:
                 doc["currency"] = currency
             if attrs:
                 doc["attributes"] = attrs
-            events.append(SynthEvent(t, doc, rep.offset))
+            events.append(_new(SynthEvent, (t, doc, rep.offset)))
             return True
 
         # --- creation
@@ -572,12 +592,14 @@ def event_stream(seed: int, arrivals: Iterable[int], *, pipelines: tuple[str, ..
         if not heap:
             return
         _, _, evs, i = heap[0]
+        ev = evs[i]
         if i + 1 < len(evs):
+            evs[i] = None       # emitted: let it go (only the journey's future stays in memory)
             replace(heap, (evs[i + 1].t, seq, evs, i + 1))
             seq += 1
         else:
             pop(heap)
-        yield evs[i]
+        yield ev
 
 
 class Emitted(NamedTuple):
@@ -697,7 +719,7 @@ def arrival_stream(events: Iterable[SynthEvent], *, seed: int = 0, duplicates: f
             dropped_created += 1
             continue
         if not messy:
-            yield Emitted(ev.t, "event", dumps(doc))
+            yield _new(Emitted, (ev.t, "event", dumps(doc)))
             continue
         while delayed and delayed[0][0] <= ev.t:
             a, _, tag, b = heapq.heappop(delayed)

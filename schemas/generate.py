@@ -127,6 +127,9 @@ _OWN_FIELDS = {
     "lead.stage_changed": ("to_stage", "from_stage"),
     "deal.closed": ("outcome", "reason"),
 }
+# Typed on its own event type only: SPEC 1 does not list `outcome` among the fields that
+# must have their type wherever present, so elsewhere it is an unknown, ignored field.
+_ONLY_ON_OWN_TYPE = ("outcome",)
 _REQUIRED = {
     "lead.created": (),
     "lead.stage_changed": ("to_stage",),
@@ -165,6 +168,8 @@ def _per_type_schema(t: str) -> dict[str, Any]:
         if name in _REQUIRED[t]:
             props[name] = _non_null(props[name])
     for name, p in own.items():       # other types' fields: still typed when present
+        if name in _ONLY_ON_OWN_TYPE:
+            continue
         props[name] = {**p, "description": "Not used by " + t + "; when present it must "
                        "still have its type. " + p["description"]}
     required = _COMMON_REQUIRED + list(_REQUIRED[t])
@@ -186,7 +191,7 @@ def _combined_schema() -> dict[str, Any]:
                                 "published to.", "enum": list(TYPES)}}
     props.update(_common_properties())
     own = _type_properties()
-    props.update(own)
+    props.update({n: p for n, p in own.items() if n not in _ONLY_ON_OWN_TYPE})
     branches = []
     for t in TYPES:
         if _REQUIRED[t]:

@@ -48,15 +48,16 @@ class PipelineState:
         self.leads.update(other.leads)
         self.open_leads.update(other.open_leads)
 
-    def _remove_current(self, lead: Lead) -> None:
-        if lead.is_open:
-            self.open.add(lead.stage, lead.amount, -1)
-            del self.open_leads[lead.lead_id]
-
-    def _add_current(self, lead: Lead) -> None:
+    def current_changed(self, lead: Lead, was_open: bool, old_stage: int, old_amount: float | None) -> None:
+        """Move a lead's contribution to the open pipeline (SPEC 4.4) from its old to its new current state."""
+        if was_open:
+            self.open.add(old_stage, old_amount, -1)
+            if not lead.is_open:
+                del self.open_leads[lead.lead_id]
         if lead.is_open:
             self.open.add(lead.stage, lead.amount, +1)
-            self.open_leads[lead.lead_id] = lead
+            if not was_open:
+                self.open_leads[lead.lead_id] = lead
 
 
 class PulseEngine:
@@ -109,7 +110,7 @@ class PulseEngine:
             self.duplicates += 1
             return DUPLICATE
         self.applied += 1
-        p._remove_current(lead)
+        was_open, old_stage, old_amount = lead.is_open, lead.stage, lead.amount
         if ts > lead.last_ts or (ts == lead.last_ts and (ev.kind > lead.last_kind or (
                 ev.kind == lead.last_kind and ev.event_id > self._last_event_id(lead, p)))):
             apply_event(lead, ev, p, +1)                       # in order: the common case
@@ -117,7 +118,8 @@ class PulseEngine:
             lead.history += history.encode(ev)
         else:
             self._refold(lead, ev, p)                           # late: revert and re-derive the lead
-        p._add_current(lead)
+        if lead.is_open != was_open or lead.stage != old_stage or lead.amount != old_amount:
+            p.current_changed(lead, was_open, old_stage, old_amount)
         return APPLIED
 
     @staticmethod

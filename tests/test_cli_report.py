@@ -131,3 +131,26 @@ def test_sharded_run_equals_single_process(tmp_path):
         outs.append((done.stdout, dl.read_bytes()))
     assert outs[0] == outs[1] == outs[2]
     assert orjson.loads(outs[0][0])["data_quality"]["dead_lettered"] > 0
+
+
+@pytest.mark.parametrize("line,reason", [
+    (b'{"type": "lead.created", "event_id": "x", NaN}', "invalid_json"),
+    (b'{"type": "lead.created", "event_id": "x", "lead_id": "L", "occurred_at": "2026-03-01T10:00:00"}',
+     "invalid_event"),
+    (b'{"type": "lead.created", "event_id": "x", "lead_id": "L", "occurred_at": "2026-03-01T10:00:00Z", '
+     b'"pipeline": "elsewhere"}', "unknown_pipeline"),
+    (b'{"type": "lead.stage_changed", "event_id": "x", "lead_id": "L", "occurred_at": "2026-03-01T10:00:00Z", '
+     b'"to_stage": "Qualified"}', "unknown_stage"),
+])
+def test_every_dead_letter_reason_round_trips_with_original_bytes(tmp_path, capsys, line, reason):
+    src = tmp_path / "e.jsonl"
+    src.write_bytes(line + b"\n")
+    dl = tmp_path / "dead.jsonl"
+    code, out, _ = run(["report", str(src), "--dead-letter", str(dl)], capsys)
+    assert code == 0
+    dq = orjson.loads(out)["data_quality"]
+    assert dq["dead_lettered"] == 1 and dq["dead_letter_reasons"][reason] == 1 and dq["applied"] == 0
+    (record,) = [orjson.loads(x) for x in dl.read_bytes().splitlines()]
+    assert record["reason"] == reason
+    assert record["raw"].encode() == line
+    assert "L" not in record["detail"].split()          # the detail never echoes values
