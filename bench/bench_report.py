@@ -64,8 +64,8 @@ class BenchError(Exception):
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _tree_rss(root: int) -> int:
-    """Summed resident memory (bytes) of `root` and all its descendants, from /proc."""
+def _tree_rss(root: int, include_root: bool = True) -> int:
+    """Summed resident memory (bytes) of `root`'s descendants (and `root`), from /proc."""
     parent: dict[int, int] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -86,6 +86,8 @@ def _tree_rss(root: int) -> int:
             if ppid in members and pid not in members:
                 members.add(pid)
                 grew = True
+    if not include_root:
+        members.discard(root)
     total = 0
     for pid in members:
         try:
@@ -96,16 +98,42 @@ def _tree_rss(root: int) -> int:
     return total
 
 
+# Runs the command under test and reports its wall time, exit status and ru_maxrss.
+# A separate small process, because `ru_maxrss` of a child spawned with vfork (what
+# subprocess does on Linux) starts at its parent's high-water mark: measured from this
+# (possibly large) process, every child would look as big as the benchmark itself.
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+out = sys.argv[1]
+t0 = time.perf_counter()
+try:
+    proc = subprocess.Popen(sys.argv[2:])
+except OSError as exc:
+    with open(out, "w") as f:
+        json.dump({"error": str(exc)}, f)
+    sys.exit(1)
+_, status, usage = os.wait4(proc.pid, 0)
+seconds = time.perf_counter() - t0
+with open(out, "w") as f:
+    json.dump({"seconds": seconds, "exit_code": os.waitstatus_to_exitcode(status),
+               "maxrss": usage.ru_maxrss * 1024, "child": proc.pid}, f)
+"""
+
+
 class Run:
     __slots__ = ("seconds", "exit_code", "maxrss", "tree_peak", "stdout", "stderr")
 
 
 def measure(cmd: list[str], poll: float = 0.02) -> Run:
-    """Run `cmd`; wall time, exit code, peak memory, stdout and stderr (as bytes)."""
+    """Run `cmd`: wall time, exit code, peak memory, stdout and stderr (as bytes).
+
+    `maxrss`: the command's own peak RSS (its largest process, `wait4`); `tree_peak`:
+    the largest summed RSS of the command's process tree seen while polling /proc."""
     run = Run()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        result = os.path.join(tmp, "result.json")
+        launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, result] + cmd,
+                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         peak = [0]
         done = threading.Event()
 
@@ -113,23 +141,29 @@ def measure(cmd: list[str], poll: float = 0.02) -> Run:
             can_poll = os.path.isdir("/proc")
             while can_poll and not done.is_set():
                 try:
-                    peak[0] = max(peak[0], _tree_rss(proc.pid))
+                    peak[0] = max(peak[0], _tree_rss(launcher.pid, include_root=False))
                 except OSError:
                     pass
                 done.wait(poll)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        run.seconds = time.perf_counter() - t0
+        launcher.wait()
         done.set()
         sampler.join()
-        proc.returncode = run.exit_code = os.waitstatus_to_exitcode(status)
-        run.maxrss = usage.ru_maxrss * 1024          # Linux: kilobytes
-        run.tree_peak = peak[0]
         out.seek(0)
         err.seek(0)
         run.stdout, run.stderr = out.read(), err.read()
+        try:
+            with open(result) as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            tail = run.stderr.decode("utf-8", "replace").strip()[-800:]
+            raise BenchError(f"could not run {' '.join(cmd)}" + (f":\n{tail}" if tail else "")) from None
+    if "error" in r:
+        raise BenchError(f"cannot run {' '.join(cmd)}: {r['error']}")
+    run.seconds, run.exit_code, run.maxrss = r["seconds"], r["exit_code"], r["maxrss"]
+    run.tree_peak = peak[0]
     return run
 
 
@@ -236,6 +270,14 @@ def file_counts(path: Path) -> tuple[int, int]:
 
 def bench(a: argparse.Namespace) -> dict:
     pulse = pulse_command(a.pulse)
+    # smoke test on a tiny file first: fail fast and clearly when `pulse report` is missing
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = Path(tmp) / "tiny.jsonl"
+        tiny.write_bytes(b'{"type":"lead.created","event_id":"e1","lead_id":"L-1",'
+                         b'"occurred_at":"2026-01-01T00:00:00Z"}\n')
+        smoke = measure(pulse + ["report", str(tiny)])
+        check_report(smoke, f"`{' '.join(pulse)} report` on a one-event file")
+
     if a.file:
         path = Path(a.file)
         if not path.is_file():
@@ -249,17 +291,6 @@ def bench(a: argparse.Namespace) -> dict:
             knobs = dict(gen.synth.MESSY) if a.messy else {}
             c = gen.write_events(path, leads=leads, seed=a.seed, **knobs)
             print(f"  {c['lines']:,} lines in {c['seconds']:.1f} s", file=sys.stderr, flush=True)
-
-    # smoke test on a tiny file first: fail fast and clearly when `pulse report` is missing
-    with tempfile.TemporaryDirectory() as tmp:
-        tiny = Path(tmp) / "tiny.jsonl"
-        tiny.write_bytes(b'{"type":"lead.created","event_id":"e1","lead_id":"L-1",'
-                         b'"occurred_at":"2026-01-01T00:00:00Z"}\n')
-        try:
-            smoke = measure(pulse + ["report", str(tiny)])
-        except OSError as exc:
-            raise BenchError(f"cannot run {' '.join(pulse)}: {exc}") from None
-        check_report(smoke, f"`{' '.join(pulse)} report` on a one-event file")
 
     events, leads = file_counts(path)
     if events == 0:

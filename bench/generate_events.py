@@ -19,6 +19,7 @@ import argparse
 import collections
 import gc
 import gzip
+import io
 import sys
 import time
 from pathlib import Path
@@ -31,37 +32,30 @@ except ImportError:  # run from a checkout without the package installed
     from pulse import synth
 
 DEFAULT_LEADS = 180_000
-_LEAD_KEY = b'"lead_id":"'
-_PIPE_KEY = b'"pipeline":"'
+_LEAD_KEY = b'"lead_id":"L-'
 
 
-def _field(line: bytes, key: bytes) -> bytes | None:
-    i = line.find(key)
-    if i < 0:
-        return None
-    i += len(key)
-    return line[i:line.find(b'"', i)]
+def _write(opener: Any, tmp: Path, kwargs: dict[str, Any], tags: collections.Counter, seen: bytearray) -> int:
+    """Write the lines, count them by tag and mark the leads seen; return the bytes written.
 
-
-def _write(opener: Any, tmp: Path, kwargs: dict[str, Any], tags: collections.Counter, leads: set) -> int:
-    """Write the lines, count them by tag and collect the leads; return the bytes written."""
+    Lead ids are `L-<number>`, unique across pipelines: `seen[number]` marks a lead
+    with at least one valid event in the file (no per-lead objects kept)."""
     nbytes = 0
-    with opener(tmp) as f:
-        buf: list[bytes] = []
+    key, skip = _LEAD_KEY, len(_LEAD_KEY)
+    with opener(tmp) as raw, io.BufferedWriter(raw, 1 << 20) as f:
+        # one write per line into a large buffer: holding a batch of lines instead
+        # pins memory arenas shared with the generator's garbage (measured: 2x peak RSS)
+        write = f.write
         for e in synth.generate_tagged(**kwargs):
-            tags[e.tag] += 1
-            if e.tag in ("event", "late"):
-                leads.add((_field(e.line, _PIPE_KEY), _field(e.line, _LEAD_KEY)))
-            buf.append(e.line)
-            if len(buf) >= 20_000:
-                chunk = b"\n".join(buf) + b"\n"
-                nbytes += len(chunk)
-                f.write(chunk)
-                buf.clear()
-        if buf:
-            chunk = b"\n".join(buf) + b"\n"
-            nbytes += len(chunk)
-            f.write(chunk)
+            tag = e.tag
+            tags[tag] += 1
+            line = e.line
+            if tag == "event" or tag == "late":
+                i = line.find(key) + skip
+                seen[int(line[i:line.find(b'"', i)])] = 1
+            write(line)
+            write(b"\n")
+            nbytes += len(line) + 1
     return nbytes
 
 
@@ -70,7 +64,7 @@ def write_events(path: str | Path, **kwargs: Any) -> dict[str, Any]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tags: collections.Counter[str] = collections.Counter()
-    leads: set[tuple[bytes | None, bytes | None]] = set()
+    seen = bytearray(kwargs["leads"] + 1)
     t0 = time.perf_counter()
     opener = (lambda p: gzip.open(p, "wb", compresslevel=5)) if path.suffix == ".gz" else (lambda p: open(p, "wb"))
     tmp = path.with_name(path.name + ".part")
@@ -79,7 +73,7 @@ def write_events(path: str | Path, **kwargs: Any) -> dict[str, Any]:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        nbytes = _write(opener, tmp, kwargs, tags, leads)
+        nbytes = _write(opener, tmp, kwargs, tags, seen)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -93,7 +87,7 @@ def write_events(path: str | Path, **kwargs: Any) -> dict[str, Any]:
         "duplicates": tags["duplicate"],
         "invalid": {k.split(":", 1)[1]: v for k, v in sorted(tags.items()) if k.startswith("invalid:")},
         "leads_created": kwargs.get("leads"),
-        "leads_in_file": len(leads),
+        "leads_in_file": seen.count(1),
         "bytes_uncompressed": nbytes,
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -101,13 +101,13 @@ def assert_reports_match(actual, expected, *, exact_percentiles=False, now_slack
         for i, (a, e) in enumerate(zip(actual, expected)):
             assert_reports_match(a, e, exact_percentiles=exact_percentiles,
                                  now_slack_us=now_slack_us, path=f"{path}[{i}]")
-    elif isinstance(expected, float) or isinstance(actual, float):
-        assert _is_num(actual) and _is_num(expected), f"{path}: {actual!r} != {expected!r}"
+    elif isinstance(expected, float):
+        # a float-valued field (amounts, rates, days) may come as a JSON integer
+        assert _is_num(actual), f"{path}: {actual!r} is not a number (expected {expected!r})"
         assert actual == pytest.approx(expected, rel=1e-9, abs=1e-12), \
             f"{path}: {actual!r} != {expected!r}"
-    elif now_slack_us and path.endswith(".age_days"):
-        assert abs(actual - expected) <= now_slack_us / DAY_US
     else:
+        # counts, strings, booleans, null: same value and same type (a count is an int)
         assert actual == expected and type(actual) is type(expected), \
             f"{path}: {actual!r} != {expected!r}"
 
@@ -266,7 +266,7 @@ def _slack(lines, config, as_of) -> int:
 # --------------------------------------------------------------------------------------
 
 @needs_engine
-@settings(max_examples=400, **SETTINGS)
+@settings(max_examples=300, **SETTINGS)
 @given(scenarios())
 def test_engine_matches_reference(case):
     config, lines, as_of = case
@@ -276,7 +276,7 @@ def test_engine_matches_reference(case):
 
 
 @needs_engine
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 @given(scenarios(exact_copies_only=True), st.randoms(use_true_random=False))
 def test_engine_does_not_depend_on_arrival_order(case, rnd):
     config, lines, as_of = case
@@ -290,7 +290,7 @@ def test_engine_does_not_depend_on_arrival_order(case, rnd):
 
 
 @needs_engine
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(scenarios(), st.data())
 def test_engine_incremental_matches_reference_after_any_prefix(case, data):
     config, lines, _ = case
@@ -321,7 +321,7 @@ def test_engine_incremental_matches_reference_after_any_prefix(case, data):
 # The reference on its own
 # --------------------------------------------------------------------------------------
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 @given(scenarios())
 def test_reference_invariants(case):
     config, lines, as_of = case
@@ -356,7 +356,7 @@ def test_reference_invariants(case):
             assert parse_time(w["from"]) % DAY_US == 0
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=100, **SETTINGS)
 @given(scenarios(exact_copies_only=True), st.randoms(use_true_random=False))
 def test_reference_does_not_depend_on_arrival_order(case, rnd):
     config, lines, as_of = case

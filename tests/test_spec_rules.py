@@ -379,6 +379,32 @@ def test_late_event_is_placed_where_it_belongs(report_fn):
     assert_sub(stage(doc, "7d", "new"), ZERO_STAGE_FLOW)
 
 
+def test_latest_field_value_is_by_event_time_not_arrival(report_fn):
+    lines = [moved("a", d(6), "qualified", owner="late-in-time", team="t2"),
+             created("a", d(5), owner="early-in-time", team="t1", amount=5),
+             moved("a", d(7), "proposal", amount=6)]
+    doc = report_fn(lines, CONFIG, T)
+    assert_sub(doc["pipelines"]["default"]["open"]["stages"]["proposal"],
+               {"count": 1, "amount": 6.0})
+    assert_sub(doc["pipelines"]["default"]["stale"], [])
+    lines.append(moved("a", d(8), "negotiation"))      # 12 h limit: now stale, level 3
+    doc = report_fn(lines, CONFIG, T)
+    assert_sub(doc["pipelines"]["default"]["stale"],
+               [{"lead_id": "a", "owner": "late-in-time", "team": "t2", "amount": 6.0,
+                 "level": 3, "age_days": 2.5}])
+
+
+def test_late_amount_before_the_close_changes_the_close_amount(report_fn):
+    # The close's amount is "the lead's amount after applying the closing event" in the
+    # event-time walk: an amount that happened before the close but arrives after it
+    # counts; one that happened after the close does not.
+    lines = [created("a", d(5)), closed("a", d(7), "won"),
+             moved("a", d(6), "qualified", amount=50),                # late, before close
+             created("a", d(8), amount=999)]                          # after the close
+    doc = report_fn(lines, CONFIG, T)
+    assert_sub(win(doc, "7d"), {"won": 1, "won_amount": 50.0, "avg_deal_size": 50.0})
+
+
 def test_second_lead_created_only_updates_fields(report_fn):
     lines = [created("a", d(5), owner="ann", amount=10),
              created("a", d(6), stage="proposal", owner="bob", team="emea", amount=20)]
