@@ -18,19 +18,23 @@ REASONS = (INVALID_JSON, INVALID_EVENT, UNKNOWN_PIPELINE, UNKNOWN_STAGE)
 
 
 class Event(NamedTuple):
-    """A valid input event, reduced to what the analytics core uses."""
+    """A valid input event, reduced to what the analytics core uses.
+
+    The first nine fields are, in this order, the record a lead's history keeps
+    (streams/history.py), so that record is a slice; event_id ends it on purpose.
+    """
 
     ts: int                 # occurred_at as microseconds since 1970-01-01T00:00:00Z
     kind: int               # CREATED, STAGE_CHANGED or CLOSED
+    stage: int              # CREATED: start stage index (0 when absent); STAGE_CHANGED: to_stage index; CLOSED: -1
+    won: bool               # CLOSED: outcome == "won"; otherwise False
+    amount: float | None
+    owner: str | None
+    team: str | None
+    source: str | None      # lead.created's `source`; None otherwise
     event_id: str
     pipeline: str           # resolved: "default" when absent
     lead_id: str
-    stage: int              # CREATED: start stage index (0 when absent); STAGE_CHANGED: to_stage index; CLOSED: -1
-    won: bool               # CLOSED: outcome == "won"; otherwise False
-    owner: str | None
-    team: str | None
-    amount: float | None
-    source: str | None      # lead.created's `source`; None otherwise
 
 
 class Rejected(NamedTuple):

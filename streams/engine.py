@@ -18,7 +18,6 @@ from . import history
 from .deals import DealFlow
 from .flow import StageFlow
 from .lead import Lead, apply_event
-from .open_pipeline import OpenPipeline
 
 # What happened to one input (SPEC 5 data_quality); dead-lettered inputs return their reason.
 APPLIED, DUPLICATE, AFTER_AS_OF = "applied", "duplicate", "after_as_of"
@@ -28,12 +27,10 @@ class PipelineState:
     """Everything the engine knows about one configured pipeline."""
 
     def __init__(self, config: PipelineConfig):
-        n = len(config.stages)
         self.config = config
         self.qualified_index = config.qualified_index
-        self.flow = StageFlow(n)
+        self.flow = StageFlow(len(config.stages))
         self.deals = DealFlow()
-        self.open = OpenPipeline(n)
         self.implicit_creates = 0
         self.leads: dict[str, Lead] = {}
         self.open_leads: dict[str, Lead] = {}
@@ -43,21 +40,9 @@ class PipelineState:
         """Add the state of disjoint leads (another shard or worker) to this one."""
         self.flow.merge(other.flow)
         self.deals.merge(other.deals)
-        self.open.merge(other.open)
         self.implicit_creates += other.implicit_creates
         self.leads.update(other.leads)
         self.open_leads.update(other.open_leads)
-
-    def current_changed(self, lead: Lead, was_open: bool, old_stage: int, old_amount: float | None) -> None:
-        """Move a lead's contribution to the open pipeline (SPEC 4.4) from its old to its new current state."""
-        if was_open:
-            self.open.add(old_stage, old_amount, -1)
-            if not lead.is_open:
-                del self.open_leads[lead.lead_id]
-        if lead.is_open:
-            self.open.add(lead.stage, lead.amount, +1)
-            if not was_open:
-                self.open_leads[lead.lead_id] = lead
 
 
 class PulseEngine:
@@ -106,29 +91,33 @@ class PulseEngine:
         lead = p.leads.get(ev.lead_id)
         if lead is None:
             lead = p.leads[ev.lead_id] = Lead(ev.lead_id)
-        elif history.contains_event_id(lead.history, ev.event_id):
+        elif history.contains_event_id(lead.history, lead.n_events, ev.event_id):
             self.duplicates += 1
             return DUPLICATE
         self.applied += 1
-        was_open, old_stage, old_amount = lead.is_open, lead.stage, lead.amount
+        was_open = lead.is_open
         if ts > lead.last_ts or (ts == lead.last_ts and (ev.kind > lead.last_kind or (
                 ev.kind == lead.last_kind and ev.event_id > self._last_event_id(lead, p)))):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts, lead.last_kind = ts, ev.kind
             lead.history += history.encode(ev)
+            lead.n_events += 1
         else:
             self._refold(lead, ev, p)                           # late: revert and re-derive the lead
-        if lead.is_open != was_open or lead.stage != old_stage or lead.amount != old_amount:
-            p.current_changed(lead, was_open, old_stage, old_amount)
+        if lead.is_open != was_open:                            # keep the index of open leads (SPEC 4.4, 4.5)
+            if was_open:
+                del p.open_leads[lead.lead_id]
+            else:
+                p.open_leads[lead.lead_id] = lead
         return APPLIED
 
     @staticmethod
     def _last_event_id(lead: Lead, p: PipelineState) -> str:
-        events = history.decode(lead.history, p.config.name, lead.lead_id)
+        events = history.decode(lead.history, lead.n_events, p.config.name, lead.lead_id)
         return max(events, key=history.sort_key).event_id
 
     def _refold(self, lead: Lead, ev: Event, p: PipelineState) -> None:
-        old = history.decode(lead.history, p.config.name, lead.lead_id)
+        old = history.decode(lead.history, lead.n_events, p.config.name, lead.lead_id)
         old.sort(key=history.sort_key)
         self._fold(Lead(lead.lead_id), old, p, -1)
         new = old + [ev]
@@ -136,9 +125,10 @@ class PulseEngine:
         fresh = Lead(lead.lead_id)
         self._fold(fresh, new, p, +1)
         for name in Lead.__slots__:
-            if name != "history":
+            if name not in ("history", "n_events"):
                 setattr(lead, name, getattr(fresh, name))
         lead.history = b"".join(history.encode(e) for e in new)
+        lead.n_events = len(new)
 
     def _fold(self, lead: Lead, events: list[Event], p: PipelineState, sign: int) -> None:
         for e in events:
@@ -168,7 +158,7 @@ class PulseEngine:
         for p in self.pipelines.values():
             p.leads = {}
             for lead in p.open_leads.values():
-                lead.history = b""
+                lead.history, lead.n_events = b"", 0
         return self
 
     # -- output ------------------------------------------------------------------------

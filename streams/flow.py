@@ -76,6 +76,23 @@ class StageFlow:
             key = stage * _KEYS + to_stage
             transitions[key] = transitions.get(key, 0) + sign
 
+    def moved(self, stage: int, start_us: int, ts: int, outcome: int, to_stage: int, sign: int) -> None:
+        """A stage change at `ts`: the stay in `stage` ends (ADVANCED or REGRESSED), one in `to_stage` starts.
+
+        The same as stay_ended + stay_started, with one day-bucket look-up: the hot path.
+        """
+        day = self._days.get(ts // DAY_US) or self._day(ts)
+        day.exits[stage * 4 + outcome] += sign
+        dwell = ts - start_us
+        day.dwell_sum_us[stage] += sign * dwell
+        hist = day.dwell_hist
+        key = stage * _KEYS + bucket_of(dwell)
+        hist[key] = hist.get(key, 0) + sign
+        transitions = day.transitions
+        key = stage * _KEYS + to_stage
+        transitions[key] = transitions.get(key, 0) + sign
+        day.entered[to_stage] += sign
+
     def window(self, days: DayRange) -> tuple[list[StageWindow], dict[tuple[int, int], int]]:
         """Per-stage totals and transition counts (non-zero only) over the days of a window."""
         n = self.n_stages

@@ -2,45 +2,43 @@
 
 The engine keeps every applied event of a lead, because a late event means
 re-deriving the lead from its ordered events (SPEC 3). Kept as Python tuples they
-would cost ~250 bytes each; as one bytes object of JSON arrays, about 70. The
-same bytes are self-contained (no process-local ids), so the live worker can make
-them durable as they are.
+would cost ~250 bytes each; as MessagePack records, about 45. The records are
+self-contained (no process-local ids) and MessagePack is a stable format, so the
+live worker can make these bytes durable as they are.
 
-Each record is `[ts, kind, stage, won, amount, owner, team, source, event_id],`
-(JSON, trailing comma); event_id comes last so that a substring search for
-`"<event_id>"],` finds candidate duplicates without decoding anything.
+A history is the concatenation of records `[ts, kind, stage, won, amount, owner,
+team, source, event_id]`; the caller keeps the record count. event_id comes last, so a
+substring search for its encoding finds candidate duplicates without decoding.
 """
 from __future__ import annotations
 
-import orjson
+import struct
+
+import msgspec
 
 from pulse.schemas.types import Event
 
-_dumps = orjson.dumps
-_loads = orjson.loads
+_encode = msgspec.msgpack.Encoder().encode
+_decode_rows = msgspec.msgpack.Decoder(list[tuple[int, int, int, bool, float | None, str | None, str | None,
+                                                  str | None, str]]).decode
+_ARRAY32 = struct.Struct(">BI")   # MessagePack array header with a 32-bit count
 
 
 def encode(ev: Event) -> bytes:
-    return _dumps((ev.ts, ev.kind, ev.stage, ev.won, ev.amount, ev.owner, ev.team, ev.source, ev.event_id)) + b","
+    return _encode(ev[:9])      # (ts, kind, stage, won, amount, owner, team, source, event_id)
 
 
-def event_id_key(event_id: str) -> bytes:
-    """How an event id ends its record in a history."""
-    return _dumps(event_id) + b"],"
-
-
-def decode(history: bytes, pipeline: str, lead_id: str) -> list[Event]:
-    if not history:
+def decode(history: bytes, count: int, pipeline: str, lead_id: str) -> list[Event]:
+    if not count:
         return []
-    rows = _loads(b"[" + history[:-1] + b"]")
-    return [Event(ts, kind, eid, pipeline, lead_id, stage, won, owner, team, amount, source)
-            for ts, kind, stage, won, amount, owner, team, source, eid in rows]
+    rows = _decode_rows(_ARRAY32.pack(0xDD, count) + history)
+    return [Event(*row, pipeline, lead_id) for row in rows]
 
 
-def contains_event_id(history: bytes, event_id: str) -> bool:
-    if event_id_key(event_id) not in history:   # the common case: one substring search
+def contains_event_id(history: bytes, count: int, event_id: str) -> bool:
+    if _encode(event_id) not in history:    # the common case: one substring search
         return False
-    return any(row[-1] == event_id for row in _loads(b"[" + history[:-1] + b"]"))
+    return any(e.event_id == event_id for e in decode(history, count, "", ""))
 
 
 def sort_key(ev: Event) -> tuple[int, int, str]:

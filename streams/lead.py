@@ -7,8 +7,8 @@ multiplied by `sign`. Folding a lead's events with sign -1 therefore removes
 exactly what folding them with +1 added: that is how a late event is handled
 (revert the lead, re-fold it with the event in place), with no second code path.
 
-The lead's *current* state (open or not, stage, amount) is not a contribution
-of any one event; the engine removes and re-adds it around each change.
+The lead's *current* state (open or not, stage, amount) is not a contribution of
+any one event: the open pipeline and stale leads are read from the open leads at T.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Lead:
     """Derived state of one lead (identified by pipeline and lead_id)."""
 
     __slots__ = ("lead_id", "created", "implicit", "stage", "stay_start", "is_open", "close_ts", "won",
-                 "close_amount", "owner", "team", "amount", "qualified_at", "last_ts", "last_kind", "history")
+                 "close_amount", "owner", "team", "amount", "qualified_at", "last_ts", "last_kind", "history", "n_events")
 
     def __init__(self, lead_id: str):
         self.lead_id = lead_id
@@ -45,6 +45,7 @@ class Lead:
         self.last_ts = -1                   # SPEC 3 order key (ts, kind) of the latest applied event
         self.last_kind = -1
         self.history = b""                  # applied events, see history.py
+        self.n_events = 0                   # how many records `history` holds
 
 
 def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
@@ -77,10 +78,15 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
             if to_stage == lead.stage:                          # 3.3: same stage, fields only
                 return
             outcome = ADVANCED if to_stage > lead.stage else REGRESSED
-            p.flow.stay_ended(lead.stage, lead.stay_start, ts, outcome, to_stage, sign)
+            p.flow.moved(lead.stage, lead.stay_start, ts, outcome, to_stage, sign)
+            lead.stage = to_stage
+            lead.stay_start = ts
+            if lead.qualified_at is None and to_stage >= p.qualified_index:
+                lead.qualified_at = ts
+                p.deals.lead_qualified(ts, sign)
         else:                                                   # 3.6: reopen; no stay ends
             lead.is_open = True
-        _start_stay(lead, to_stage, ts, p, sign)
+            _start_stay(lead, to_stage, ts, p, sign)
     elif kind == CLOSED:
         if lead.is_open:                                        # 3.4
             _close(lead, ev, p, sign)

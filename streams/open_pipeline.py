@@ -7,24 +7,20 @@ from .exact import from_fixed, to_fixed, weighted, weighted_sum
 
 
 class OpenPipeline:
-    """Counts and exact amount sums of open leads per current stage (signed contributions)."""
+    """Counts and exact amount sums of open leads per current stage.
+
+    Filled from the open leads when a report is made (one pass, shared with the stale
+    scan), rather than kept per event: it depends only on the leads' current state.
+    """
 
     def __init__(self, n_stages: int):
         self.count = [0] * n_stages
         self.amount = [0] * n_stages    # exact, units of 2**-1074
 
-    def add(self, stage: int, amount: float | None, sign: int) -> None:
-        self.count[stage] += sign
+    def add(self, stage: int, amount: float | None) -> None:
+        self.count[stage] += 1
         if amount:
-            if sign > 0:
-                self.amount[stage] += to_fixed(amount)
-            else:
-                self.amount[stage] -= to_fixed(amount)
-
-    def merge(self, other: OpenPipeline) -> None:
-        for i in range(len(self.count)):
-            self.count[i] += other.count[i]
-            self.amount[i] += other.amount[i]
+            self.amount[stage] += to_fixed(amount)
 
     def opportunities(self, first_stage: int) -> int:
         """Open leads in `first_stage` or later (SPEC 4.7)."""

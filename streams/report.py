@@ -8,6 +8,7 @@ from pulse.schemas.parse import format_timestamp, parse_timestamp
 
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
+from .open_pipeline import OpenPipeline
 from .staleness import stale_level
 from .velocity import deal_metrics, lead_velocity_rate
 from .windows import DAY_US, previous_window_days, window_days
@@ -40,8 +41,8 @@ def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = 
 
 def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
     pc = p.config
-    stale, stale_by_stage = stale_leads(p, as_of)
-    opportunities = p.open.opportunities(pc.opportunity_index)
+    open_pipeline, stale, stale_by_stage = scan_open_leads(p, as_of)
+    opportunities = open_pipeline.opportunities(pc.opportunity_index)
     windows = {}
     for w in config.windows:
         days = window_days(as_of, w.days)
@@ -58,20 +59,23 @@ def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
     current = p.deals.window(window_days(as_of, LVR_DAYS)).qualified
     previous = p.deals.window(previous_window_days(as_of, LVR_DAYS)).qualified
     return {
-        "open": p.open.report(pc, stale_by_stage),
+        "open": open_pipeline.report(pc, stale_by_stage),
         "stale": stale,
         "windows": windows,
         "lead_velocity_rate": lead_velocity_rate(current, previous),
     }
 
 
-def stale_leads(p: PipelineState, as_of: int) -> tuple[list[dict], list[int]]:
-    """Stale open leads at T, sorted by age descending then lead_id, and their count per stage."""
+def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[dict], list[int]]:
+    """One pass over the open leads at T: the open pipeline (SPEC 4.4), and the stale leads
+    (4.5) sorted by age descending then lead_id, with their count per stage."""
     stages = p.config.stages
     limits = [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in stages]
     by_stage = [0] * len(stages)
+    open_pipeline = OpenPipeline(len(stages))
     found = []
     for lead in p.open_leads.values():
+        open_pipeline.add(lead.stage, lead.amount)
         limit = limits[lead.stage]
         if limit is None:
             continue
@@ -94,4 +98,4 @@ def stale_leads(p: PipelineState, as_of: int) -> tuple[list[dict], list[int]]:
         }
         for neg_age, _, lead, limit in found
     ]
-    return entries, by_stage
+    return open_pipeline, entries, by_stage

@@ -251,15 +251,18 @@ def test_corpus_schema_agreement():
 def test_valid_events_and_their_fields():
     r = parse_event(enc(ev("lead.created", stage="qualified", source="web", owner="o", team="t",
                               amount=5, currency="EUR", attributes={"email": "a@b.c"})), CONFIG)
-    assert r == Event(TS_US, CREATED, "e-1", "default", "L-1", 2, False, "o", "t", 5.0, "web")
+    assert r == Event(ts=TS_US, kind=CREATED, event_id="e-1", pipeline="default", lead_id="L-1", stage=2, won=False,
+                      owner="o", team="t", amount=5.0, source="web")
     assert type(r.amount) is float
     r = parse_event(enc(ev("lead.created")), CONFIG)
     assert r.stage == 0 and r.pipeline == "default" and r.amount is None and r.source is None
     r = parse_event(enc(ev("lead.stage_changed", to_stage="contract", pipeline="enterprise",
                            from_stage="anything", source="ignored")), CONFIG)
-    assert r == Event(TS_US, STAGE_CHANGED, "e-1", "enterprise", "L-1", 3, False, None, None, None, None)
+    assert r == Event(ts=TS_US, kind=STAGE_CHANGED, event_id="e-1", pipeline="enterprise", lead_id="L-1", stage=3,
+                      won=False, owner=None, team=None, amount=None, source=None)
     r = parse_event(enc(ev("deal.closed", outcome="won", amount=1.5, reason="x")), CONFIG)
-    assert r == Event(TS_US, CLOSED, "e-1", "default", "L-1", -1, True, None, None, 1.5, None)
+    assert r == Event(ts=TS_US, kind=CLOSED, event_id="e-1", pipeline="default", lead_id="L-1", stage=-1, won=True,
+                      owner=None, team=None, amount=1.5, source=None)
     r = parse_event(enc(ev("deal.closed", outcome="lost")), CONFIG)
     assert r.won is False and r.stage == -1
 
