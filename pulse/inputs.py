@@ -2,6 +2,9 @@
 
 A file's lines are split on b"\\n"; blank (whitespace-only) lines are not inputs.
 `-` is standard input; a name ending in `.gz` is read through gzip.
+
+Files are read in large chunks split by bytes.split (C speed): at ~10 µs of work
+per event, a per-line Python read loop would be a noticeable share.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import os
 import sys
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterator
+
+CHUNK = 4 * 1024 * 1024
 
 
 class InputError(Exception):
@@ -36,7 +41,7 @@ def total_size(paths: list[str]) -> int | None:
 
 @contextmanager
 def _open(path: str) -> Iterator[tuple[BinaryIO, Callable[[], int]]]:
-    """The file as a binary line iterator, and a function telling how many raw bytes were read."""
+    """The file as a binary stream, and a function telling how many raw bytes were read."""
     if path == "-":
         yield sys.stdin.buffer, lambda: 0
         return
@@ -51,22 +56,48 @@ def _open(path: str) -> Iterator[tuple[BinaryIO, Callable[[], int]]]:
         raw.close()
 
 
-def read_lines(paths: list[str], on_progress: Callable[[int], None] | None = None,
-               every: int = 65536) -> Iterator[tuple[str, int, bytes]]:
-    """(path, line number, line) for every input line of every file, blank lines skipped."""
+def read_batches(paths: list[str], on_progress: Callable[[int], None] | None = None
+                 ) -> Iterator[tuple[str, int, list[bytes]]]:
+    """(path, number of the batch's first line, lines) over all files, in order.
+
+    Lines keep blank ones (the caller skips them with `is_input`), so that line
+    numbers stay countable: line k of the batch is line first + k of the file.
+    """
     done = 0
     for path in paths:
         try:
             with _open(path) as (f, position):
-                n = 0
-                for n, line in enumerate(f, 1):
-                    if n % every == 0 and on_progress is not None:
+                first = 1
+                rest = b""
+                while True:
+                    chunk = f.read(CHUNK)
+                    if not chunk:
+                        break
+                    lines = (rest + chunk).split(b"\n")
+                    rest = lines.pop()
+                    yield path, first, lines
+                    first += len(lines)
+                    if on_progress is not None:
                         on_progress(done + position())
-                    if line.strip():
-                        yield path, n, line.rstrip(b"\n")
-                if path != "-":
-                    done += os.path.getsize(path)
-                if on_progress is not None:
-                    on_progress(done)
+                if rest:
+                    yield path, first, [rest]
+            if path != "-":
+                done += os.path.getsize(path)
+            if on_progress is not None:
+                on_progress(done)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"{path}: cannot be read: {exc}") from exc
+
+
+def is_input(line: bytes) -> bool:
+    """SPEC 5: lines that are empty or only whitespace are not inputs."""
+    return bool(line) and not line.isspace()
+
+
+def read_lines(paths: list[str], on_progress: Callable[[int], None] | None = None
+               ) -> Iterator[tuple[str, int, bytes]]:
+    """(path, line number, line) for every input line of every file, blank lines skipped."""
+    for path, first, lines in read_batches(paths, on_progress):
+        for k, line in enumerate(lines):
+            if line and not line.isspace():
+                yield path, first + k, line

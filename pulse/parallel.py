@@ -18,10 +18,11 @@ from typing import Callable
 import orjson
 
 from pulse.config import Config
-from pulse.inputs import read_lines
+from pulse.inputs import read_batches
 from pulse.streams.engine import PulseEngine
 
 _KEY = b'"lead_id"'
+_COMPACT = b'"lead_id":"'
 
 
 def shard_of(raw: bytes, line_no: int, shards: int) -> int:
@@ -33,6 +34,13 @@ def shard_of(raw: bytes, line_no: int, shards: int) -> int:
     raw bytes are exactly its UTF-8 encoding). Anything else is decoded. A line
     with no usable lead_id (invalid anyway) goes by its line number.
     """
+    i = raw.find(_COMPACT)
+    if i > 0:                                   # the usual compact form: "lead_id":"..."
+        j = i + 11
+        k = raw.find(b'"', j)
+        if (k > 0 and raw[i - 1] != 92 and raw.find(b"\\", j, k) < 0
+                and raw.find(_KEY, k) < 0 and raw.find(_KEY, 0, i) < 0):
+            return zlib.crc32(raw[j:k]) % shards
     i = raw.find(_KEY)
     if i > 0 and raw[i - 1] != 92 and raw.find(_KEY, i + 9) < 0:   # 92: backslash
         j = i + 9
@@ -62,12 +70,15 @@ def ingest_shard(engine: PulseEngine, paths: list[str], shard: int, shards: int,
     reject_class = None
     if on_rejected is not None:
         from pulse.schemas.types import Rejected as reject_class
-    for path, line_no, line in read_lines(paths, on_progress):
-        if shards > 1 and shard_of(line, line_no, shards) != shard:
-            continue
-        result = ingest(line)
-        if result.__class__ is reject_class:
-            on_rejected(path, line_no, line, result)
+    for path, first, lines in read_batches(paths, on_progress):
+        for k, line in enumerate(lines):
+            if not line or line.isspace():
+                continue
+            if shards > 1 and shard_of(line, first + k, shards) != shard:
+                continue
+            result = ingest(line)
+            if result.__class__ is reject_class:
+                on_rejected(path, first + k, line, result)
 
 
 def run_sharded(paths: list[str], config: Config, as_of: int | None, shards: int, *,

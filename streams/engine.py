@@ -21,6 +21,7 @@ from .lead import Lead, apply_event
 
 # What happened to one input (SPEC 5 data_quality); dead-lettered inputs return their reason.
 APPLIED, DUPLICATE, AFTER_AS_OF = "applied", "duplicate", "after_as_of"
+_NEVER = 1 << 80   # an as_of later than any event
 
 
 class PipelineState:
@@ -63,6 +64,7 @@ class PulseEngine:
         self.after_as_of = 0
         self.dead_letter_reasons = Counter({r: 0 for r in REASONS})
         self.max_ts: int | None = None      # latest occurred_at of a valid event
+        self._cutoff = as_of if as_of is not None else _NEVER
 
     # -- input -------------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class PulseEngine:
         ts = ev.ts
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
-        if self.as_of is not None and ts > self.as_of:
+        if ts > self._cutoff:
             self.after_as_of += 1
             return AFTER_AS_OF
         p = self.pipelines[ev.pipeline]
@@ -100,7 +102,7 @@ class PulseEngine:
                 ev.kind == lead.last_kind and ev.event_id > self._last_event_id(lead, p)))):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts, lead.last_kind = ts, ev.kind
-            lead.history += history.encode(ev)
+            lead.history += history.encode(ev)         # a bytearray: extended in place
             lead.n_events += 1
         else:
             self._refold(lead, ev, p)                           # late: revert and re-derive the lead
@@ -127,7 +129,7 @@ class PulseEngine:
         for name in Lead.__slots__:
             if name not in ("history", "n_events"):
                 setattr(lead, name, getattr(fresh, name))
-        lead.history = b"".join(history.encode(e) for e in new)
+        lead.history = bytearray().join(history.encode(e) for e in new)
         lead.n_events = len(new)
 
     def _fold(self, lead: Lead, events: list[Event], p: PipelineState, sign: int) -> None:
@@ -158,7 +160,7 @@ class PulseEngine:
         for p in self.pipelines.values():
             p.leads = {}
             for lead in p.open_leads.values():
-                lead.history, lead.n_events = b"", 0
+                lead.history, lead.n_events = bytearray(), 0
         return self
 
     # -- output ------------------------------------------------------------------------

@@ -28,14 +28,14 @@ def encode(ev: Event) -> bytes:
     return _encode(ev[:9])      # (ts, kind, stage, won, amount, owner, team, source, event_id)
 
 
-def decode(history: bytes, count: int, pipeline: str, lead_id: str) -> list[Event]:
+def decode(history: bytes | bytearray, count: int, pipeline: str, lead_id: str) -> list[Event]:
     if not count:
         return []
     rows = _decode_rows(_ARRAY32.pack(0xDD, count) + history)
     return [Event(*row, pipeline, lead_id) for row in rows]
 
 
-def contains_event_id(history: bytes, count: int, event_id: str) -> bool:
+def contains_event_id(history: bytes | bytearray, count: int, event_id: str) -> bool:
     if _encode(event_id) not in history:    # the common case: one substring search
         return False
     return any(e.event_id == event_id for e in decode(history, count, "", ""))

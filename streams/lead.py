@@ -44,7 +44,7 @@ class Lead:
         self.qualified_at: int | None = None  # start of the first stay at or after qualified_stage
         self.last_ts = -1                   # SPEC 3 order key (ts, kind) of the latest applied event
         self.last_kind = -1
-        self.history = b""                  # applied events, see history.py
+        self.history = bytearray()          # applied events, see history.py
         self.n_events = 0                   # how many records `history` holds
 
 
