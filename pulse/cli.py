@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--compact", action="store_true", help="print the document on one line")
     report.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     report.set_defaults(run=cmd_report)
+
+    from pulse.worker_command import add_worker_command
+    add_worker_command(sub)
+
+    from pulse.publish_cli import add_publish_commands
+    add_publish_commands(sub)
     return parser
 
 

@@ -77,9 +77,8 @@ class DealFlow:
         """Add another accumulator's contributions."""
         for d, theirs in other._days.items():
             mine = self._days.get(d)
-            if mine is None:
-                self._days[d] = theirs
-                continue
+            if mine is None:                       # never share buckets: `other` lives on
+                mine = self._days[d] = _DayDeals()
             for f in _DayDeals.__slots__:
                 setattr(mine, f, getattr(mine, f) + getattr(theirs, f))
 

@@ -21,7 +21,14 @@ from .lead import Lead, apply_event
 
 # What happened to one input (SPEC 5 data_quality); dead-lettered inputs return their reason.
 APPLIED, DUPLICATE, AFTER_AS_OF = "applied", "duplicate", "after_as_of"
+# A message the lead already holds from the same source offset: applied before a
+# crash whose counters were not yet durable. Counted as applied; changes nothing.
+REDELIVERED = "redelivered"
 _NEVER = 1 << 80   # an as_of later than any event
+
+
+def _record_key(record: tuple[Event, int | None]) -> tuple[int, int, str]:
+    return history.sort_key(record[0])
 
 
 class PipelineState:
@@ -65,23 +72,28 @@ class PulseEngine:
         self.dead_letter_reasons = Counter({r: 0 for r in REASONS})
         self.max_ts: int | None = None      # latest occurred_at of a valid event
         self._cutoff = as_of if as_of is not None else _NEVER
+        self.last_event: Event | None = None    # the latest event ingest_event applied
 
     # -- input -------------------------------------------------------------------------
 
-    def ingest(self, raw: bytes | str, expected_type: str | None = None) -> str | Rejected:
-        """Parse, classify and apply one input; returns APPLIED, DUPLICATE, AFTER_AS_OF or the Rejected."""
+    def ingest(self, raw: bytes | str, expected_type: str | None = None, offset: int | None = None) -> str | Rejected:
+        """Parse, classify and apply one input.
+
+        Returns APPLIED, DUPLICATE, AFTER_AS_OF, REDELIVERED or the Rejected. `offset`
+        is the input's Kafka offset, when it has one (see REDELIVERED).
+        """
         self.events_read += 1
         ev = parse_event(raw, self.config, expected_type)
         if ev.__class__ is Rejected:
             self.dead_letter_reasons[ev.reason] += 1
             return ev
-        return self.ingest_event(ev)
+        return self.ingest_event(ev, offset)
 
     def ingest_many(self, lines: Iterable[bytes | str]) -> None:
         for line in lines:
             self.ingest(line)
 
-    def ingest_event(self, ev: Event) -> str:
+    def ingest_event(self, ev: Event, offset: int | None = None) -> str:
         """Apply one valid event (already counted in events_read by the caller)."""
         ts = ev.ts
         if self.max_ts is None or ts > self.max_ts:
@@ -94,6 +106,9 @@ class PulseEngine:
         if lead is None:
             lead = p.leads[ev.lead_id] = Lead(ev.lead_id)
         elif history.contains_event_id(lead.history, lead.n_events, ev.event_id):
+            if offset is not None and history.offset_of(lead.history, lead.n_events, ev.event_id) == offset:
+                self.applied += 1
+                return REDELIVERED
             self.duplicates += 1
             return DUPLICATE
         self.applied += 1
@@ -102,10 +117,11 @@ class PulseEngine:
                 ev.kind == lead.last_kind and ev.event_id > self._last_event_id(lead, p)))):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts, lead.last_kind = ts, ev.kind
-            lead.history += history.encode(ev)         # a bytearray: extended in place
+            lead.history += history.encode(ev, offset)  # a bytearray: extended in place
             lead.n_events += 1
         else:
-            self._refold(lead, ev, p)                           # late: revert and re-derive the lead
+            self._refold(lead, ev, offset, p)                   # late: revert and re-derive the lead
+        self.last_event = ev
         if lead.is_open != was_open:                            # keep the index of open leads (SPEC 4.4, 4.5)
             if was_open:
                 del p.open_leads[lead.lead_id]
@@ -118,19 +134,56 @@ class PulseEngine:
         events = history.decode(lead.history, lead.n_events, p.config.name, lead.lead_id)
         return max(events, key=history.sort_key).event_id
 
-    def _refold(self, lead: Lead, ev: Event, p: PipelineState) -> None:
-        old = history.decode(lead.history, lead.n_events, p.config.name, lead.lead_id)
-        old.sort(key=history.sort_key)
-        self._fold(Lead(lead.lead_id), old, p, -1)
-        new = old + [ev]
-        new.sort(key=history.sort_key)
+    def _refold(self, lead: Lead, ev: Event, offset: int | None, p: PipelineState) -> None:
+        old = history.records(lead.history, lead.n_events, p.config.name, lead.lead_id)
+        old.sort(key=_record_key)
+        self._fold(Lead(lead.lead_id), [e for e, _ in old], p, -1)
+        new = old + [(ev, offset)]
+        new.sort(key=_record_key)
         fresh = Lead(lead.lead_id)
-        self._fold(fresh, new, p, +1)
+        self._fold(fresh, [e for e, _ in new], p, +1)
         for name in Lead.__slots__:
-            if name not in ("history", "n_events"):
+            if name not in Lead.NOT_DERIVED:
                 setattr(lead, name, getattr(fresh, name))
-        lead.history = bytearray().join(history.encode(e) for e in new)
+        lead.history = bytearray().join(history.encode(e, o) for e, o in new)
         lead.n_events = len(new)
+
+    def restore_lead(self, pipeline: str, lead_id: str, events: bytes, n_events: int) -> Lead:
+        """Rebuild a lead (and its contributions) from its durable history (live worker recovery)."""
+        p = self.pipelines[pipeline]
+        lead = p.leads.get(lead_id)
+        if lead is not None:                        # replacing: remove what it contributed
+            self._fold(Lead(lead_id), sorted(history.decode(lead.history, lead.n_events, pipeline, lead_id),
+                                              key=history.sort_key), p, -1)
+            p.open_leads.pop(lead_id, None)
+        lead = p.leads[lead_id] = Lead(lead_id)
+        self._fold(lead, sorted(history.decode(events, n_events, pipeline, lead_id), key=history.sort_key), p, +1)
+        lead.history, lead.n_events = bytearray(events), n_events
+        if lead.is_open:
+            p.open_leads[lead_id] = lead
+        return lead
+
+    def lead_by_id(self, pipeline: str, lead_id: str) -> Lead | None:
+        return self.pipelines[pipeline].leads.get(lead_id)
+
+    def lead(self, pipeline: str, lead_id: str) -> Lead | None:
+        p = self.pipelines.get(pipeline)
+        return p.leads.get(lead_id) if p is not None else None
+
+    # -- input counters (durable in the live worker) --------------------------------------
+
+    def counters(self) -> dict:
+        """The input counts no lead can re-derive (SPEC 5 data_quality, without implicit_creates)."""
+        return {"events_read": self.events_read, "applied": self.applied, "duplicates": self.duplicates,
+                "after_as_of": self.after_as_of, "dead_letter_reasons": dict(self.dead_letter_reasons),
+                "max_ts": self.max_ts}
+
+    def restore_counters(self, c: dict) -> None:
+        self.events_read, self.applied = c["events_read"], c["applied"]
+        self.duplicates, self.after_as_of = c["duplicates"], c["after_as_of"]
+        self.dead_letter_reasons = Counter({r: 0 for r in REASONS})
+        self.dead_letter_reasons.update(c["dead_letter_reasons"])
+        self.max_ts = c["max_ts"]
 
     def _fold(self, lead: Lead, events: list[Event], p: PipelineState, sign: int) -> None:
         for e in events:
@@ -141,7 +194,12 @@ class PulseEngine:
     # -- combining shards ------------------------------------------------------------------
 
     def merge(self, other: PulseEngine) -> None:
-        """Add another engine's state; both must hold disjoint sets of leads (e.g. shards by lead_id)."""
+        """Add another engine's state; both must hold disjoint sets of leads (e.g. shards by lead_id).
+
+        `other` is left unchanged and shares no mutable accumulator with this engine
+        (its Lead objects are shared, read-only here), so live partitions can be merged
+        into a fresh engine for a report and go on taking events.
+        """
         self.events_read += other.events_read
         self.applied += other.applied
         self.duplicates += other.duplicates

@@ -121,9 +121,8 @@ class StageFlow:
         """Add another accumulator's contributions (e.g. another worker's or shard's leads)."""
         for d, theirs in other._days.items():
             mine = self._days.get(d)
-            if mine is None:
-                self._days[d] = theirs
-                continue
+            if mine is None:                       # never share buckets: `other` lives on
+                mine = self._days[d] = _DayFlow(self.n_stages)
             for s in range(self.n_stages):
                 mine.entered[s] += theirs.entered[s]
                 mine.dwell_sum_us[s] += theirs.dwell_sum_us[s]

@@ -7,8 +7,11 @@ self-contained (no process-local ids) and MessagePack is a stable format, so the
 live worker can make these bytes durable as they are.
 
 A history is the concatenation of records `[ts, kind, stage, won, amount, owner,
-team, source, event_id]`; the caller keeps the record count. event_id comes last, so a
-substring search for its encoding finds candidate duplicates without decoding.
+team, source, offset, event_id]`; the caller keeps the record count. `offset` is the
+Kafka offset the event came from (nil in file replays): the live worker uses it to
+tell a re-delivered message from a duplicate event after a crash. event_id comes
+last, so a substring search for its encoding finds candidate duplicates without
+decoding.
 """
 from __future__ import annotations
 
@@ -20,25 +23,39 @@ from pulse.schemas.types import Event
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_rows = msgspec.msgpack.Decoder(list[tuple[int, int, int, bool, float | None, str | None, str | None,
-                                                  str | None, str]]).decode
+                                                  str | None, int | None, str]]).decode
 _ARRAY32 = struct.Struct(">BI")   # MessagePack array header with a 32-bit count
 
 
-def encode(ev: Event) -> bytes:
-    return _encode(ev[:9])      # (ts, kind, stage, won, amount, owner, team, source, event_id)
+def encode(ev: Event, offset: int | None = None) -> bytes:
+    # Event's first eight fields are (ts, kind, stage, won, amount, owner, team, source).
+    return _encode(ev[:8] + (offset, ev.event_id))
 
 
-def decode(history: bytes | bytearray, count: int, pipeline: str, lead_id: str) -> list[Event]:
+def records(history: bytes | bytearray, count: int, pipeline: str, lead_id: str) -> list[tuple[Event, int | None]]:
+    """Every (event, source offset) of a history, in the order they were appended."""
     if not count:
         return []
     rows = _decode_rows(_ARRAY32.pack(0xDD, count) + history)
-    return [Event(*row, pipeline, lead_id) for row in rows]
+    return [(Event(*row[:8], row[9], pipeline, lead_id), row[8]) for row in rows]
+
+
+def decode(history: bytes | bytearray, count: int, pipeline: str, lead_id: str) -> list[Event]:
+    return [ev for ev, _ in records(history, count, pipeline, lead_id)]
 
 
 def contains_event_id(history: bytes | bytearray, count: int, event_id: str) -> bool:
     if _encode(event_id) not in history:    # the common case: one substring search
         return False
     return any(e.event_id == event_id for e in decode(history, count, "", ""))
+
+
+def offset_of(history: bytes | bytearray, count: int, event_id: str) -> int | None:
+    """The source offset recorded with `event_id` (None: none recorded, or no such event)."""
+    for ev, offset in records(history, count, "", ""):
+        if ev.event_id == event_id:
+            return offset
+    return None
 
 
 def sort_key(ev: Event) -> tuple[int, int, str]:

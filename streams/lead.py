@@ -26,7 +26,11 @@ class Lead:
     """Derived state of one lead (identified by pipeline and lead_id)."""
 
     __slots__ = ("lead_id", "created", "implicit", "stage", "stay_start", "is_open", "close_ts", "won",
-                 "close_amount", "owner", "team", "amount", "qualified_at", "last_ts", "last_kind", "history", "n_events")
+                 "close_amount", "owner", "team", "amount", "qualified_at", "last_ts", "last_kind", "history", "n_events",
+                 "alert_stage", "alert_stay", "alert_level")
+
+    # Not derived from the events: kept as they are when a late event re-derives the lead.
+    NOT_DERIVED = ("history", "n_events", "alert_stage", "alert_stay", "alert_level")
 
     def __init__(self, lead_id: str):
         self.lead_id = lead_id
@@ -46,6 +50,11 @@ class Lead:
         self.last_kind = -1
         self.history = bytearray()          # applied events, see history.py
         self.n_events = 0                   # how many records `history` holds
+        # The stay (stage, start) a lead.stale alert was raised for, and its highest level
+        # raised (SPEC 6): the live worker's memory of what it already said.
+        self.alert_stage = -1
+        self.alert_stay = -1
+        self.alert_level = 0
 
 
 def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:

@@ -159,3 +159,23 @@ def test_core_imports_no_broker_redis_or_http_code():
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_merge_leaves_the_merged_engines_unchanged_and_unshared():
+    from pulse.config import load_config
+    from pulse.streams.engine import PulseEngine
+
+    cfg = load_config(None)
+    lines = [
+        b'{"type":"lead.created","event_id":"a","lead_id":"L1","occurred_at":"2026-03-01T00:00:00Z"}',
+        b'{"type":"lead.stage_changed","event_id":"b","lead_id":"L1","occurred_at":"2026-03-02T00:00:00Z","to_stage":"qualified"}',
+        b'{"type":"lead.created","event_id":"c","lead_id":"L2","occurred_at":"2026-03-02T00:00:00Z"}',
+    ]
+    a, b = PulseEngine(cfg), PulseEngine(cfg)
+    a.ingest(lines[0]); a.ingest(lines[1]); b.ingest(lines[2])
+    before = (a.report(as_of=1_772_500_000_000_000), b.report(as_of=1_772_500_000_000_000))
+    total = PulseEngine(cfg)
+    total.merge(a); total.merge(b); total.merge(PulseEngine(cfg))
+    # Mutating the sum must not leak into its parts, and the parts are unchanged.
+    total.ingest(b'{"type":"lead.stage_changed","event_id":"d","lead_id":"L9","occurred_at":"2026-03-02T00:00:00Z","to_stage":"new"}')
+    assert (a.report(as_of=1_772_500_000_000_000), b.report(as_of=1_772_500_000_000_000)) == before

@@ -1,0 +1,136 @@
+"""The Faust topology of `pulse worker`: what connects to what. The logic is in live.py.
+
+    crm.lead-created ─┐
+    crm.stage-changed ├─▶ agent `process` ─▶ LivePulse (PulseEngine per partition)
+    crm.deal-closed  ─┘        │  dead letters ─▶ pipeline.deadletter
+                               │  alerts       ─▶ pipeline.notifications (timer + on change)
+                               └─ durable state ─▶ table `leads` changelog, flushed per commit
+    HTTP: GET /report, GET /health, GET /metrics
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+import orjson
+from faust.sensors import Sensor
+
+from pulse import topics
+from pulse.settings import Settings
+
+from .changelog import read_partitions
+from .live import LivePulse
+
+log = logging.getLogger("pulse.worker")
+
+
+class FlushOnCommit(Sensor):
+    """Faust calls this synchronously when an offset commit starts, before it picks the
+    offsets to commit, and flushes the producer before committing: the state written
+    here is durable before the offsets that it covers are committed."""
+
+    def __init__(self, live: LivePulse):
+        super().__init__()
+        self.live = live
+
+    def on_commit_initiated(self, consumer):
+        self.live.flush()
+        return super().on_commit_initiated(consumer)
+
+
+def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
+    config = settings.config
+    names = topics.topic_names(settings.topic_prefix)
+    input_names = [names[t] for t in topics.INPUT_TOPICS]
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store="memory://",
+        autodiscover=False,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1 if settings.partitions else None,
+        broker_session_timeout=settings.session_timeout,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_commit_interval=settings.commit_interval,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        table_standby_replicas=0,
+    )
+    inputs = app.topic(*input_names, key_serializer="raw", value_serializer="raw")
+    notifications = app.topic(names[topics.NOTIFICATIONS], key_serializer="raw", value_serializer="raw")
+    deadletter = app.topic(names[topics.DEADLETTER], key_serializer="raw", value_serializer="raw")
+    leads = app.Table("leads", default=None, partitions=settings.partitions)
+    # Faust derives a table's serializers from key/value types and falls back to JSON;
+    # ours are opaque bytes (live.py's records). The changelog topic was already made
+    # with JSON in the constructor, so make it again with raw bytes.
+    leads.key_serializer = leads.value_serializer = "raw"
+    leads.changelog_topic = leads._new_changelog_topic()
+    outputs = {"notifications": notifications, "deadletter": deadletter}
+
+    def send(role: str, key: bytes | None, value: bytes, partition: int, headers: list) -> None:
+        outputs[role].send_soon(key=key, value=value, partition=partition, headers=headers or None)
+
+    live = LivePulse(
+        config,
+        type_of_topic={names[topics.TOPIC_OF_TYPE[t]]: t for t in topics.TOPIC_OF_TYPE},
+        clock=settings.clock,
+        send=send,
+        changelog=lambda p, k, v: leads.send_changelog(p, k, v),
+        now_us=lambda: time.time_ns() // 1000,
+    )
+    app.sensors.add(FlushOnCommit(live))
+
+    def assigned_partitions() -> set[int]:
+        first = input_names[0]
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == first}
+
+    @leads.on_recover
+    async def on_recover() -> None:
+        # Rebuild newly assigned partitions from their changelog (see changelog.py for
+        # why we read it ourselves rather than take leads.data as Faust recovered it).
+        mine = assigned_partitions()
+        new = mine - set(live.partitions)
+        records = await read_partitions(settings.bootstrap_servers, leads.changelog_topic.get_topic_name(), new)
+        live.restore(mine, records)
+        for key in list(leads.data.keys()):     # the engines hold the state now
+            leads.data.pop(key, None)
+        live.ready = True
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_, revoked, **kwargs) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == input_names[0]}
+        live.flush(gone)
+        await app.producer.flush()
+        live.drop(gone)
+
+    @app.agent(inputs, name="process")
+    async def process(stream):
+        async for event in stream.events():
+            m = event.message
+            live.on_message(m.topic, m.partition, m.offset, m.key, m.value)
+
+    @app.timer(interval=settings.alert_interval)
+    async def raise_due_alerts() -> None:
+        if live.ready:
+            live.tick()
+
+    @app.page("/report")
+    async def report(web, request):
+        pipeline = request.query.get("pipeline")
+        if pipeline is not None and pipeline not in config.pipelines:
+            return web.bytes(orjson.dumps({"error": "unknown pipeline"}), content_type="application/json",
+                             status=404)
+        return web.bytes(orjson.dumps(live.report(pipeline)), content_type="application/json")
+
+    @app.page("/health")
+    async def health(web, request):
+        ok = live.ready and not app.rebalancing
+        return web.bytes(orjson.dumps({"status": "ok" if ok else "starting"}), content_type="application/json",
+                         status=200 if ok else 503)
+
+    return app, live

@@ -1,0 +1,213 @@
+"""The live processor's state: the analytics core per Kafka partition, made durable.
+
+This is the imperative shell of `pulse worker` without Faust in it (agents/app.py
+wires it to Faust), so its logic runs in unit tests with a fake `send`.
+
+Per assigned input partition it keeps one `PulseEngine` (the same core as
+`pulse report`) and one `StaleLeadDetector`. All three input topics are
+co-partitioned by lead_id, so a lead lives in exactly one partition.
+
+Durability, exactly once in effect with at-least-once delivery:
+- Every change marks its lead dirty. `flush()` writes each dirty lead (its event
+  history and alert memory) and one record of the partition's input counters and
+  last consumed offsets to the table's changelog, in the lead's own partition. The
+  worker calls it when Faust starts an offset commit, and Faust flushes the producer
+  before committing: committed offsets never run ahead of durable state, and writes
+  are coalesced per lead per commit instead of one per event.
+- After a restart, messages at or below the recorded offsets are skipped (they are
+  in the counters). Messages after them are re-applied; a lead flushed with the
+  same message already recorded (a crash between the lead writes and the counters
+  record) counts it as applied without applying it twice (REDELIVERED).
+- Alerts: what was raised is part of the lead's durable record; see StaleLeadDetector.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import msgspec
+
+from pulse.config import Config
+from pulse.schemas.types import CLOSED, Rejected
+from pulse.streams.alerts import StaleLeadDetector
+from pulse.streams.engine import APPLIED, PulseEngine
+from pulse.streams.lead import Lead
+
+log = logging.getLogger("pulse.worker")
+
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.decode
+LEAD_RECORD, PARTITION_RECORD = 1, 2
+SEP = "\x1f"
+
+# send(topic_role, key, value, partition, headers): topic_role is "deadletter" or "notifications"
+Send = Callable[[str, bytes | None, bytes, int, list], None]
+# changelog(partition, key, value)
+Changelog = Callable[[int, bytes, bytes], None]
+
+
+def lead_key(pipeline: str, lead_id: str) -> bytes:
+    return f"L{SEP}{pipeline}{SEP}{lead_id}".encode()
+
+
+def partition_key(partition: int) -> bytes:
+    return f"P{SEP}{partition}".encode()
+
+
+@dataclass
+class PartitionState:
+    partition: int
+    engine: PulseEngine
+    detector: StaleLeadDetector
+    offsets: dict[str, int] = field(default_factory=dict)       # input topic -> last consumed offset
+    dirty: dict[tuple[str, str], Lead] = field(default_factory=dict)
+    counters_dirty: bool = False
+
+
+class LivePulse:
+    def __init__(self, config: Config, *, type_of_topic: dict[str, str], clock: str,
+                 send: Send, changelog: Changelog, now_us: Callable[[], int]):
+        self.config = config
+        self.type_of_topic = type_of_topic         # input topic name -> event type it carries
+        self.clock = clock
+        self.send = send
+        self.changelog = changelog
+        self.now_us = now_us
+        self.partitions: dict[int, PartitionState] = {}
+        self.ready = False
+        self.alerts_sent = 0
+
+    # -- partitions ----------------------------------------------------------------------
+
+    def _new_state(self, partition: int) -> PartitionState:
+        return PartitionState(partition, PulseEngine(self.config), StaleLeadDetector(dict(self.config.pipelines)))
+
+    def restore(self, partitions: Iterable[int], records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Build the state of newly assigned partitions from recovered changelog records."""
+        wanted = {p for p in partitions if p not in self.partitions}
+        if not wanted:
+            return
+        states = {p: self._new_state(p) for p in wanted}
+        latest: dict[bytes, bytes] = {}
+        for key, value in records:              # a changelog: the last record of a key wins
+            latest[key] = value
+        restored = 0
+        for value in latest.values():
+            record = _unpack(value)
+            state = states.get(record[1])
+            if state is None:
+                continue
+            if record[0] == LEAD_RECORD:
+                _, _, pipeline, lead_id, n_events, history, alert_stage, alert_stay, alert_level = record
+                if pipeline not in state.engine.pipelines:
+                    log.warning("a recovered lead's pipeline is no longer configured; it is ignored")
+                    continue
+                lead = state.engine.restore_lead(pipeline, lead_id, history, n_events)
+                lead.alert_stage, lead.alert_stay, lead.alert_level = alert_stage, alert_stay, alert_level
+                restored += 1
+            elif record[0] == PARTITION_RECORD:
+                _, _, counters, offsets = record
+                state.engine.restore_counters(counters)
+                state.offsets = dict(offsets)
+        for state in states.values():
+            for name, p in state.engine.pipelines.items():
+                state.detector.watch_all(name, p.open_leads.values())
+        self.partitions.update(states)
+        log.info("restored %d leads in partitions %s", restored, sorted(wanted))
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget revoked partitions (flush them first)."""
+        for p in partitions:
+            self.partitions.pop(p, None)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def on_message(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> str:
+        state = self.partitions.get(partition)
+        if state is None:                       # not (yet) restored: cannot happen after recovery
+            state = self.partitions[partition] = self._new_state(partition)
+        if offset <= state.offsets.get(topic, -1):
+            return "skipped"                    # already counted before a restart
+        state.offsets[topic] = offset
+        state.counters_dirty = True
+        engine = state.engine
+        raw = value if value is not None else b""
+        result = engine.ingest(raw, self.type_of_topic.get(topic), offset)
+        if result.__class__ is Rejected:
+            self.send("deadletter", key, raw, partition, [
+                ("pulse.reason", result.reason.encode()), ("pulse.detail", result.detail.encode()),
+                ("pulse.source.topic", topic.encode()), ("pulse.source.partition", str(partition).encode()),
+                ("pulse.source.offset", str(offset).encode())])
+            return result.reason
+        if result != APPLIED:
+            return result
+        ev = engine.last_event
+        lead = engine.lead(ev.pipeline, ev.lead_id)
+        state.dirty[(ev.pipeline, ev.lead_id)] = lead
+        if (lead.alert_level and (not lead.is_open or (lead.stage, lead.stay_start)
+                                  != (lead.alert_stage, lead.alert_stay))):
+            message = state.detector.resolution(
+                ev.pipeline, lead, self.clock_us(), None if ev.kind == CLOSED else lead.stage,
+                ("won" if lead.won else "lost") if not lead.is_open else None)
+            if message is not None:
+                self._alert(partition, message)
+        state.detector.watch(ev.pipeline, lead)
+        return result
+
+    # -- time ------------------------------------------------------------------------------
+
+    def clock_us(self) -> int:
+        """T: now, or in event-time mode the latest occurred_at seen by this worker."""
+        if self.clock == "event":
+            latest = [s.engine.max_ts for s in self.partitions.values() if s.engine.max_ts is not None]
+            return max(latest) if latest else self.now_us()
+        return self.now_us()
+
+    def tick(self) -> int:
+        """Raise the stale alerts that are due at T; returns how many."""
+        now = self.clock_us()
+        raised = 0
+        for p, state in self.partitions.items():
+            for lead, message in state.detector.due(now, state.engine.lead_by_id):
+                state.dirty[(message["pipeline"], lead.lead_id)] = lead
+                self._alert(p, message)
+                raised += 1
+        return raised
+
+    def _alert(self, partition: int, message: dict) -> None:
+        self.send("notifications", message["lead_id"].encode(), msgspec.json.encode(message), partition, [])
+        self.alerts_sent += 1
+
+    # -- durability ------------------------------------------------------------------------
+
+    def flush(self, partitions: Iterable[int] | None = None) -> int:
+        """Write dirty leads and counters to the changelog; returns the number of records."""
+        written = 0
+        for p in (self.partitions if partitions is None else partitions):
+            state = self.partitions.get(p)
+            if state is None:
+                continue
+            for (pipeline, lead_id), lead in state.dirty.items():
+                self.changelog(p, lead_key(pipeline, lead_id), _pack(
+                    (LEAD_RECORD, p, pipeline, lead_id, lead.n_events, bytes(lead.history),
+                     lead.alert_stage, lead.alert_stay, lead.alert_level)))
+                written += 1
+            state.dirty.clear()
+            if state.counters_dirty:            # last: it vouches for everything before it
+                self.changelog(p, partition_key(p), _pack(
+                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets)))
+                state.counters_dirty = False
+                written += 1
+        return written
+
+    # -- output ----------------------------------------------------------------------------
+
+    def merged_engine(self) -> PulseEngine:
+        total = PulseEngine(self.config)
+        for state in self.partitions.values():
+            total.merge(state.engine)
+        return total
+
+    def report(self, pipeline: str | None = None) -> dict:
+        return self.merged_engine().report(as_of=self.clock_us(), pipeline=pipeline)

@@ -1,0 +1,366 @@
+"""`pulse replay FILE…`: publish JSON Lines inputs to the input topics (SPEC 7.1).
+
+Every input line (SPEC 5: blank lines are not inputs) becomes one Kafka message whose
+value is the line's bytes exactly as read (no newline, no re-serialisation), keyed by
+its `lead_id` (UTF-8) when the line is a JSON object with a string `lead_id`, on the
+topic of its `type`; a line that is not a JSON object with a known `type` goes to
+`crm.lead-created`, where the worker dead-letters it. Keys are partitioned by
+kafka-python's default partitioner (murmur2, like the Java client), so a lead lands on
+the partition a Java CRM producer would pick, and on the same partition number in the
+three co-partitioned input topics.
+
+`Publisher` (routing + a tuned, idempotent KafkaProducer + per-topic counts) is shared
+with `pulse simulate`.
+
+Throughput measured on the project's machine kind (2 cores, embedded Tansu broker,
+4 partitions, ~330-byte synthetic events): see `bench` notes in the module's caller's
+report; ~30–40k messages/s, the kafka-python per-send cost being the bound.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+import orjson
+
+from pulse.broker import BrokerUnreachable, bootstrap_servers, wait_for_broker
+from pulse.topics import FALLBACK_TOPIC, INPUT_TOPICS, TOPIC_OF_TYPE, topic_names
+
+EXIT_OK = 0
+EXIT_FAILED = 1        # some messages were not acknowledged by the broker
+EXIT_USAGE = 2         # bad option, unreadable file, unreachable broker
+EXIT_INTERRUPTED = 130
+
+CONNECT_TIMEOUT = 5.0  # seconds to wait for a first broker answer
+METADATA_TIMEOUT = 15.0
+FLUSH_TIMEOUT = 60.0
+
+
+class PublishError(Exception):
+    """A setup failure that maps to exit code 2 (message for stderr)."""
+
+
+class Refused(Exception):
+    """The producer refused one message synchronously (counted as failed by the caller)."""
+
+    def __init__(self, topic: str, error: str):
+        super().__init__(error)
+        self.topic = topic
+        self.error = error
+
+
+def _loads_fallback(raw: bytes, error: str):
+    """What orjson refuses is decided by the parser's strict standard-library path
+    (so a line the worker accepts is routed by its type, e.g. one with a 2^70 integer)."""
+    from pulse.schemas.parse import _slow_loads
+
+    return _slow_loads(raw, error)
+
+
+class Publisher:
+    """Routes raw input lines to their topics and publishes them (one KafkaProducer)."""
+
+    def __init__(self, broker: str, prefix: str = "", *, client_id: str = "pulse-replay",
+                 connect_timeout: float = CONNECT_TIMEOUT, linger_ms: int = 20, batch_size: int = 256 * 1024):
+        try:
+            self.servers = bootstrap_servers(broker)
+        except ValueError as exc:
+            raise PublishError(f"--broker {broker!r}: {exc}") from None
+        try:
+            wait_for_broker(self.servers, connect_timeout)
+        except BrokerUnreachable as exc:
+            raise PublishError(f"cannot reach the Kafka broker at {','.join(self.servers)}: {exc}") from None
+
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        try:
+            self.producer = KafkaProducer(
+                bootstrap_servers=self.servers, client_id=client_id,
+                acks="all", enable_idempotence=True,      # ordered per partition even across retries
+                linger_ms=linger_ms, batch_size=batch_size, max_block_ms=int(METADATA_TIMEOUT * 1000),
+                allow_auto_create_topics=False,   # a broker default partition count breaks co-partitioning
+            )
+        except KafkaError as exc:
+            raise PublishError(f"cannot connect to the Kafka broker at {','.join(self.servers)}: {exc}") from None
+        self.names = topic_names(prefix)
+        self._of_type = {typ: self.names[t] for typ, t in TOPIC_OF_TYPE.items()}
+        self.fallback = self.names[FALLBACK_TOPIC]
+        self.input_topics = [self.names[t] for t in INPUT_TOPICS]
+        self.sent = {t: 0 for t in self.input_topics}      # handed to the producer, per topic
+        self.failed = {t: 0 for t in self.input_topics}    # reported failed by the producer
+        self.untyped = 0                                   # lines routed to the fallback topic
+        self.first_error: str | None = None
+        self._lock = threading.Lock()
+        self._errbacks = {t: self._make_errback(t) for t in self.input_topics}
+        self._send = self.producer.send
+        self._kafka_error = KafkaError
+
+    # -- setup checks
+    def check_topics(self) -> list[str]:
+        """Fail (PublishError) unless the three input topics exist; return warnings
+        (unequal partition counts). Topics are not auto-created: the broker's default
+        partition count would break co-partitioning."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.servers, client_id="pulse-admin",
+                                     request_timeout_ms=int(METADATA_TIMEOUT * 1000))
+            try:
+                existing = set(admin.list_topics())
+            finally:
+                admin.close()
+        except KafkaError as exc:
+            raise PublishError(f"cannot list the broker's topics: {exc}") from None
+        missing = [t for t in self.input_topics if t not in existing]
+        if missing:
+            raise PublishError(f"topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                               "not found on the broker (wrong --topic-prefix? the worker creates "
+                               "the topics when it starts)")
+        counts = {}
+        for topic in self.input_topics:
+            try:
+                counts[topic] = len(self.producer.partitions_for(topic) or ())
+            except KafkaError as exc:
+                raise PublishError(f"no metadata for topic {topic!r}: {exc}") from None
+        if len(set(counts.values())) > 1:
+            detail = ", ".join(f"{t}: {n}" for t, n in counts.items())
+            return [f"the input topics have different partition counts ({detail}); "
+                    "SPEC 1 requires them to be co-partitioned"]
+        return []
+
+    # -- routing and sending
+    def route(self, line: bytes) -> tuple[str, bytes | None, bool]:
+        """(topic, key, typed) of one input line; `typed`: a JSON object with a known type."""
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            obj = _loads_fallback(line, str(exc))
+        if obj.__class__ is not dict:
+            return self.fallback, None, False
+        key = None
+        lead_id = obj.get("lead_id")
+        if lead_id.__class__ is str:
+            try:
+                key = lead_id.encode("utf-8")
+            except UnicodeEncodeError:      # unpaired surrogate: invalid_json anyway
+                key = None
+        typ = obj.get("type")
+        topic = self._of_type.get(typ) if typ.__class__ is str else None
+        if topic is None:
+            return self.fallback, key, False
+        return topic, key, True
+
+    def publish(self, line: bytes) -> str:
+        """Publish one line; returns its topic. Raises `Refused` for a message the
+        producer refuses outright (e.g. larger than its max request size)."""
+        topic, key, typed = self.route(line)
+        if not typed:
+            self.untyped += 1
+        try:
+            future = self._send(topic, value=line, key=key)
+        except self._kafka_error as exc:
+            raise Refused(topic, f"{exc.__class__.__name__}: {exc}") from None
+        future.add_errback(self._errbacks[topic])
+        self.sent[topic] += 1
+        return topic
+
+    def refuse(self, topic: str, error: str) -> None:
+        """Count a line the producer refused synchronously (as sent, and failed)."""
+        with self._lock:
+            self.sent[topic] += 1
+            self.failed[topic] += 1
+            if self.first_error is None:
+                self.first_error = error
+
+    def _make_errback(self, topic: str) -> Callable[[BaseException], None]:
+        def errback(exc: BaseException) -> None:
+            with self._lock:
+                self.failed[topic] += 1
+                if self.first_error is None:
+                    self.first_error = f"{exc.__class__.__name__}: {exc}"
+        return errback
+
+    def flush(self, timeout: float | None = FLUSH_TIMEOUT) -> bool:
+        """Wait for every message to be acknowledged (or failed); False on timeout."""
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self.producer.flush(timeout=timeout)
+            return True
+        except KafkaTimeoutError:
+            return False
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.producer.close(timeout=timeout)
+
+    # -- reporting
+    @property
+    def total_sent(self) -> int:
+        return sum(self.sent.values())
+
+    @property
+    def total_failed(self) -> int:
+        return sum(self.failed.values())
+
+    def published(self) -> dict[str, int]:
+        return {t: self.sent[t] - self.failed[t] for t in self.input_topics}
+
+    def summary(self) -> str:
+        """e.g. "published 300 messages: 120 to crm.lead-created, 150 to crm.stage-changed,
+        30 to crm.deal-closed (7 without a known type, on crm.lead-created)"."""
+        per = self.published()
+        n = sum(per.values())
+        text = f"published {n} message{'s' if n != 1 else ''}: " + ", ".join(f"{c} to {t}" for t, c in per.items())
+        if self.untyped:
+            text += f" ({self.untyped} without a known type, on {self.fallback})"
+        if self.total_failed:
+            text += f"; {self.total_failed} FAILED ({self.first_error})"
+        return text
+
+
+# --------------------------------------------------------------------------------------
+# Ctrl-C / SIGTERM: stop between two messages, flush, report
+# --------------------------------------------------------------------------------------
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM while installed; a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["StopFlag"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum, _frame):
+            if self.event.is_set():          # second signal: give up on a clean stop
+                raise KeyboardInterrupt
+            self.signal = signum
+            self.event.set()
+
+        for s in previous:
+            signal.signal(s, handler)
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+def run_replay(paths: list[str], broker: str, prefix: str = "", *, rate: float | None = None,
+               progress: bool = False, connect_timeout: float = CONNECT_TIMEOUT,
+               err=None) -> int:
+    """Publish every input line of `paths`; messages on `err` (default stderr). Returns
+    the exit code."""
+    from pulse.inputs import InputError, check_readable, is_input, read_batches, total_size
+
+    err = err or sys.stderr
+
+    def say(text: str) -> None:
+        print(f"pulse replay: {text}", file=err, flush=True)
+
+    if rate is not None and not rate > 0:
+        say("--rate must be a positive number of messages per second")
+        return EXIT_USAGE
+    try:
+        check_readable(paths)
+    except InputError as exc:
+        say(str(exc))
+        return EXIT_USAGE
+    try:
+        pub = Publisher(broker, prefix, client_id="pulse-replay", connect_timeout=connect_timeout)
+    except PublishError as exc:
+        say(str(exc))
+        return EXIT_USAGE
+    stop = StopFlag()
+    code = EXIT_OK
+    try:
+        try:
+            for warning in pub.check_topics():
+                say(f"warning: {warning}")
+        except PublishError as exc:
+            say(str(exc))
+            return EXIT_USAGE
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(stop.installed())
+            bar = stack.enter_context(_progress(total_size(paths), err)) if progress else None
+            on_progress = (lambda done: bar(done, pub.total_sent)) if bar else None
+            start = time.monotonic()
+            n = 0
+            try:
+                for path, first, lines in read_batches(paths, on_progress):
+                    for k, line in enumerate(lines):
+                        if not is_input(line):
+                            continue
+                        if stop.is_set():
+                            break
+                        if rate is not None:
+                            delay = start + n / rate - time.monotonic()
+                            if delay > 0.001 and stop.wait(delay):
+                                break
+                            if bar and n % 16 == 0:
+                                bar(None, pub.total_sent)
+                        n += 1
+                        try:
+                            pub.publish(line)
+                        except Refused as exc:
+                            pub.refuse(exc.topic, f"line {first + k} of {path}: {exc.error}")
+                    if stop.is_set():
+                        break
+            except InputError as exc:
+                say(str(exc))
+                code = EXIT_USAGE
+            if bar:
+                bar(None, pub.total_sent)
+            if not pub.flush():
+                say(f"the broker did not acknowledge every message within {FLUSH_TIMEOUT:g} s")
+                code = code or EXIT_FAILED
+        if stop.is_set():
+            say("interrupted")
+            code = EXIT_INTERRUPTED
+        if pub.total_failed and code == EXIT_OK:
+            code = EXIT_FAILED
+        print(pub.summary(), file=err, flush=True)
+        return code
+    finally:
+        pub.close(timeout=5.0)
+
+
+@contextlib.contextmanager
+def _progress(total: int | None, err):
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    columns = [TextColumn("publishing"), BarColumn(), DownloadColumn(),
+               TextColumn("{task.fields[messages]:,} messages"), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(file=err), transient=True) as bar:
+        task = bar.add_task("publish", total=total, messages=0)
+
+        def update(done: int | None, messages: int) -> None:
+            if done is None:
+                bar.update(task, messages=messages)
+            else:
+                bar.update(task, completed=done, messages=messages)
+
+        yield update

@@ -1,0 +1,117 @@
+"""Settings of the live commands (SPEC 7.1): one frozen object from options and environment.
+
+Every setting has a command-line option and an environment variable; the option
+wins. This is the only module that reads the environment.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from pulse.config import Config, load_config
+
+CLOCKS = ("wall", "event")
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = "kafka://localhost:9092"
+    config_path: str | None = None          # None: the shipped default
+    clock: str = "wall"
+    web_port: int = 6066
+    web_host: str = "0.0.0.0"
+    topic_prefix: str = ""
+    redis_url: str | None = None
+    app_id: str = "pipeline-pulse"
+    partitions: int = 4                     # when the worker has to create topics (dev, tests)
+    data_dir: str = "/tmp/pipeline-pulse"
+    # Consumer-group timing (NOTES: Faust's defaults make the first join take ~30 s and
+    # restarts stall on Tansu; these are the dev/test profile, `--profile dev`).
+    session_timeout: float = 45.0
+    rebalance_timeout: float = 60.0
+    heartbeat_interval: float = 3.0
+    commit_interval: float = 2.8            # durable state is flushed at each commit
+    alert_interval: float = 1.0             # how often due stale alerts are checked
+    log_level: str = "info"
+    config: Config | None = field(default=None, compare=False, repr=False)
+
+    def with_config(self) -> Settings:
+        """Load the pipeline configuration (raises ConfigError)."""
+        return replace(self, config=load_config(self.config_path))
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """Faust's URL form `kafka://h1:9092;h2:9092` as a host:port list."""
+        return broker_list(self.broker)
+
+
+def broker_list(url: str) -> list[str]:
+    hosts = []
+    for part in url.replace(",", ";").split(";"):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part:
+            hosts.append(part)
+    return hosts
+
+
+DEV_PROFILE = dict(session_timeout=6.0, rebalance_timeout=6.0, heartbeat_interval=1.0, commit_interval=1.0)
+
+# option -> (environment variable, type)
+_ENV = {
+    "broker": ("PULSE_BROKER", str),
+    "config_path": ("PULSE_CONFIG", str),
+    "clock": ("PULSE_CLOCK", str),
+    "web_port": ("PULSE_WEB_PORT", int),
+    "topic_prefix": ("PULSE_TOPIC_PREFIX", str),
+    "redis_url": ("PULSE_REDIS_URL", str),
+    "app_id": ("PULSE_APP_ID", str),
+    "data_dir": ("PULSE_DATA_DIR", str),
+    "commit_interval": ("PULSE_COMMIT_INTERVAL", float),
+    "log_level": ("PULSE_LOG_LEVEL", str),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The SPEC 7.1 options shared by the live commands."""
+    parser.add_argument("--broker", help="Kafka bootstrap servers, Faust URL form (env PULSE_BROKER; "
+                                         "default kafka://localhost:9092)")
+    parser.add_argument("--config", dest="config_path", help="pipeline configuration (env PULSE_CONFIG)")
+    parser.add_argument("--clock", choices=CLOCKS, help="wall: T = now; event: T = latest occurred_at "
+                                                        "(env PULSE_CLOCK; default wall)")
+    parser.add_argument("--web-port", dest="web_port", type=int, help="HTTP port (env PULSE_WEB_PORT; default 6066)")
+    parser.add_argument("--topic-prefix", dest="topic_prefix", help="prepended to every topic name "
+                                                                    "(env PULSE_TOPIC_PREFIX)")
+    parser.add_argument("--redis", dest="redis_url", help="Redis serving layer URL (env PULSE_REDIS_URL)")
+    parser.add_argument("--app-id", dest="app_id", help="consumer group / Faust app id (env PULSE_APP_ID)")
+    parser.add_argument("--data-dir", dest="data_dir", help="local Faust data directory (env PULSE_DATA_DIR)")
+    parser.add_argument("--commit-interval", dest="commit_interval", type=float,
+                        help="seconds between offset commits, which make state durable (env PULSE_COMMIT_INTERVAL)")
+    parser.add_argument("--profile", choices=("prod", "dev"), default=None,
+                        help="dev: short consumer-group timeouts for a local single-broker setup (env PULSE_PROFILE)")
+    parser.add_argument("--log-level", dest="log_level", choices=("crit", "error", "warn", "info", "debug"),
+                        help="env PULSE_LOG_LEVEL; default info")
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict = {}
+    for name, (var, kind) in _ENV.items():
+        option = getattr(args, name, None)
+        if option is not None:
+            values[name] = option
+        elif env.get(var):
+            try:
+                values[name] = kind(env[var])
+            except ValueError:
+                raise SystemExit(f"pulse: {var}={env[var]!r} is not a valid {kind.__name__}") from None
+    if values.get("clock", "wall") not in CLOCKS:
+        raise SystemExit(f"pulse: clock must be one of {', '.join(CLOCKS)}")
+    profile = getattr(args, "profile", None) or env.get("PULSE_PROFILE") or "prod"
+    if profile == "dev":
+        values = {**DEV_PROFILE, **values}
+    values.update(overrides)
+    return Settings(**values)

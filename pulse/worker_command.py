@@ -1,0 +1,45 @@
+"""`pulse worker`: run the Faust stream processor (SPEC 7, 7.1)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pulse.config import ConfigError
+from pulse.settings import add_arguments, from_args
+
+
+def add_worker_command(sub) -> None:
+    worker = sub.add_parser("worker", help="run the stream processor (a Faust worker)",
+                            description="Consume the CRM topics, keep durable state, raise stale-lead "
+                                        "alerts and serve /report, /health and /metrics.")
+    add_arguments(worker)
+    worker.add_argument("--partitions", type=int, default=None,
+                        help="partition count of the input topics (env PULSE_PARTITIONS; default 4)")
+    worker.set_defaults(run=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
+    overrides = {}
+    partitions = args.partitions or (int(os.environ["PULSE_PARTITIONS"]) if os.environ.get("PULSE_PARTITIONS") else None)
+    if partitions:
+        overrides["partitions"] = partitions
+    settings = from_args(args, **overrides)
+    try:
+        settings = settings.with_config()
+    except ConfigError as exc:
+        print(f"pulse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    run_worker(settings)
+    return 0
+
+
+def run_worker(settings) -> None:
+    import faust
+
+    from pulse.agents.app import create_app
+
+    app, _live = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,153 @@
+"""Stagnation alerts (SPEC 4.5, 6): when to raise `lead.stale` and `lead.stale_resolved`.
+
+`StaleLeadDetector` keeps the open stays of leads that can go stale in a heap
+ordered by the instant their next level falls due, so a periodic check costs in
+proportion to the alerts that are due, not to the open leads: a million quiet
+leads sit in the heap untouched. Entries are never removed early; one that no
+longer matches its lead's current stay is simply dropped when it surfaces.
+
+What was already raised lives on the lead (alert_stage, alert_stay, alert_level),
+so a restart that restores the leads raises nothing twice. Pure: time is a
+parameter; the caller publishes the messages.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+from typing import Iterable
+
+from pulse.config import PipelineConfig
+from pulse.schemas.parse import format_timestamp
+
+from .lead import Lead
+from .staleness import next_level_due_us, stale_level
+from .windows import DAY_US
+
+SEVERITY = {1: "warning", 2: "high", 3: "critical"}
+STALE, RESOLVED = "lead.stale", "lead.stale_resolved"
+
+
+def alert_id(kind: str, pipeline: str, lead_id: str, stage: str, since_us: int, level: int | None = None) -> str:
+    """Deterministic: the same condition always gives the same id (SPEC 6)."""
+    parts = [kind, pipeline, lead_id, stage, str(since_us)] + ([str(level)] if level is not None else [])
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def _human_days(days: float) -> str:
+    if days < 1:
+        hours = days * 24
+        return f"{hours:.0f} hour" + ("" if round(hours) == 1 else "s")
+    return f"{days:.0f} day" + ("" if round(days) == 1 else "s")
+
+
+class StaleLeadDetector:
+    def __init__(self, pipelines: dict[str, PipelineConfig]):
+        self._pipelines = pipelines
+        self._limits = {name: [None if st.stale_after_s is None else st.stale_after_s * 1_000_000
+                               for st in pc.stages] for name, pc in pipelines.items()}
+        self._heap: list[tuple[int, str, str, int, int]] = []   # (due, pipeline, lead_id, stage, stay start)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def watch(self, pipeline: str, lead: Lead) -> None:
+        """Schedule the lead's current stay for its next level (call after the stay changed or was alerted)."""
+        if not lead.is_open:
+            return
+        limit = self._limits[pipeline][lead.stage]
+        raised = lead.alert_level if (lead.alert_stage, lead.alert_stay) == (lead.stage, lead.stay_start) else 0
+        due = next_level_due_us(lead.stay_start, limit, raised)
+        if due is not None:
+            heapq.heappush(self._heap, (due, pipeline, lead.lead_id, lead.stage, lead.stay_start))
+
+    def due(self, now_us: int, find_lead) -> list[tuple[Lead, dict]]:
+        """Raise every `lead.stale` due at `now_us`: (lead, alert message) pairs.
+
+        `find_lead(pipeline, lead_id)` returns the lead's current state. Levels are
+        not back-filled: a stay first seen at level k raises only level k.
+        """
+        raised = []
+        heap = self._heap
+        while heap and heap[0][0] <= now_us:
+            _, pipeline, lead_id, stage, start = heapq.heappop(heap)
+            lead = find_lead(pipeline, lead_id)
+            if lead is None or not lead.is_open or (lead.stage, lead.stay_start) != (stage, start):
+                continue                                    # the stay is over: a stale entry
+            limit = self._limits[pipeline][stage]
+            level = stale_level(now_us - start, limit)
+            already = lead.alert_level if (lead.alert_stage, lead.alert_stay) == (stage, start) else 0
+            if level > already:
+                lead.alert_stage, lead.alert_stay, lead.alert_level = stage, start, level
+                raised.append((lead, self.stale_message(pipeline, lead, now_us)))
+            self.watch(pipeline, lead)
+        return raised
+
+    def resolution(self, pipeline: str, lead: Lead, now_us: int, to_stage: int | None,
+                   outcome: str | None) -> dict | None:
+        """`lead.stale_resolved` when the lead left (or closed) a stay it had a `lead.stale` for.
+
+        Call after an event changed the lead's current stay. Clears the lead's alert memory.
+        """
+        if lead.alert_level == 0:
+            return None
+        if lead.is_open and (lead.stage, lead.stay_start) == (lead.alert_stage, lead.alert_stay):
+            return None                                     # still in the alerted stay
+        pc = self._pipelines[pipeline]
+        stage_name = pc.stages[lead.alert_stage].name
+        since = lead.alert_stay
+        limit = self._limits[pipeline][lead.alert_stage]
+        message = {
+            "alert_id": alert_id(RESOLVED, pipeline, lead.lead_id, stage_name, since),
+            "type": RESOLVED,
+            "severity": SEVERITY[lead.alert_level],
+            "detected_at": format_timestamp(now_us),
+            "pipeline": pipeline,
+            "lead_id": lead.lead_id,
+            "stage": stage_name,
+            "since": format_timestamp(since),
+            "age_days": max(0, now_us - since) / DAY_US,
+            "stale_after_days": limit / DAY_US if limit is not None else None,
+            "level": lead.alert_level,
+            "owner": lead.owner,
+            "team": lead.team,
+            "amount": lead.amount,
+            "resolved_by": "closed" if outcome is not None else "stage_changed",
+        }
+        if outcome is not None:
+            message["outcome"] = outcome
+            message["summary"] = f"Lead {lead.lead_id} left {stage_name}: {outcome}"
+        else:
+            to_name = pc.stages[to_stage].name if to_stage is not None else None
+            message["to_stage"] = to_name
+            message["summary"] = f"Lead {lead.lead_id} moved from {stage_name} to {to_name}"
+        lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
+        return message
+
+    def stale_message(self, pipeline: str, lead: Lead, now_us: int) -> dict:
+        pc = self._pipelines[pipeline]
+        stage_name = pc.stages[lead.stage].name
+        limit = self._limits[pipeline][lead.stage]
+        age_days = (now_us - lead.stay_start) / DAY_US
+        level = lead.alert_level
+        return {
+            "alert_id": alert_id(STALE, pipeline, lead.lead_id, stage_name, lead.stay_start, level),
+            "type": STALE,
+            "severity": SEVERITY[level],
+            "detected_at": format_timestamp(now_us),
+            "pipeline": pipeline,
+            "lead_id": lead.lead_id,
+            "stage": stage_name,
+            "since": format_timestamp(lead.stay_start),
+            "age_days": age_days,
+            "stale_after_days": limit / DAY_US,
+            "level": level,
+            "owner": lead.owner,
+            "team": lead.team,
+            "amount": lead.amount,
+            "summary": f"Lead {lead.lead_id} has been in {stage_name} for {_human_days(age_days)} "
+                       f"(limit {_human_days(limit / DAY_US)})",
+        }
+
+    def watch_all(self, pipeline: str, leads: Iterable[Lead]) -> None:
+        for lead in leads:
+            self.watch(pipeline, lead)
