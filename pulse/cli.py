@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pulse.worker_command import add_worker_command
     add_worker_command(sub)
+    from pulse.dev import add_dev_command
+    add_dev_command(sub)
 
     from pulse.publish_cli import add_publish_commands
     add_publish_commands(sub)

@@ -304,12 +304,18 @@ def run_replay(paths: list[str], broker: str, prefix: str = "", *, rate: float |
         with contextlib.ExitStack() as stack:
             stack.enter_context(stop.installed())
             bar = stack.enter_context(_progress(total_size(paths), err)) if progress else None
-            on_progress = (lambda done: bar(done, pub.total_sent)) if bar else None
+            tracker = _Tracker(paths) if bar else None
             start = time.monotonic()
             n = 0
             try:
-                for path, first, lines in read_batches(paths, on_progress):
+                for path, first, lines in read_batches(paths, tracker.on_raw if tracker else None):
+                    if tracker is not None:
+                        tracker.enter(path, first)
                     for k, line in enumerate(lines):
+                        if tracker is not None:
+                            tracker.consumed += len(line) + 1
+                            if rate is not None or not n & 255:
+                                tracker.show(bar, pub.total_sent)
                         if not is_input(line):
                             continue
                         if stop.is_set():
@@ -318,8 +324,6 @@ def run_replay(paths: list[str], broker: str, prefix: str = "", *, rate: float |
                             delay = start + n / rate - time.monotonic()
                             if delay > 0.001 and stop.wait(delay):
                                 break
-                            if bar and n % 16 == 0:
-                                bar(None, pub.total_sent)
                         n += 1
                         try:
                             pub.publish(line)
@@ -330,8 +334,8 @@ def run_replay(paths: list[str], broker: str, prefix: str = "", *, rate: float |
             except InputError as exc:
                 say(str(exc))
                 code = EXIT_USAGE
-            if bar:
-                bar(None, pub.total_sent)
+            if tracker is not None:
+                tracker.show(bar, pub.total_sent, force=True)
             if not pub.flush():
                 say(f"the broker did not acknowledge every message within {FLUSH_TIMEOUT:g} s")
                 code = code or EXIT_FAILED
@@ -346,6 +350,44 @@ def run_replay(paths: list[str], broker: str, prefix: str = "", *, rate: float |
         pub.close(timeout=5.0)
 
 
+class _Tracker:
+    """How much of the input was consumed, in the progress bar's unit (bytes on disk):
+    counted per line for plain files, from `read_batches`' reports for .gz and stdin."""
+
+    def __init__(self, paths: list[str]):
+        import os
+
+        self._size = {p: os.path.getsize(p) for p in paths if p != "-"}
+        self._prior = 0          # bytes of the files done
+        self._path: str | None = None
+        self._plain = False
+        self._raw = 0            # read_batches' last report (cumulative, compressed sizes)
+        self._next = 0.0
+        self.consumed = 0        # line bytes (with newline) of the current file
+
+    def on_raw(self, done: int) -> None:
+        self._raw = done
+
+    def enter(self, path: str, first_line: int) -> None:
+        if first_line == 1:      # a new file begins
+            if self._path is not None and self._path != "-":
+                self._prior += self._size[self._path]
+            self._path = path
+            self._plain = path != "-" and not path.endswith(".gz")
+            self.consumed = 0
+
+    def done(self) -> int:
+        if self._plain:
+            return self._prior + min(self.consumed, self._size[self._path])
+        return self._raw
+
+    def show(self, bar, messages: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next:
+            self._next = now + 0.1
+            bar(self.done(), messages)
+
+
 @contextlib.contextmanager
 def _progress(total: int | None, err):
     from rich.console import Console
@@ -357,10 +399,7 @@ def _progress(total: int | None, err):
     with Progress(*columns, console=Console(file=err), transient=True) as bar:
         task = bar.add_task("publish", total=total, messages=0)
 
-        def update(done: int | None, messages: int) -> None:
-            if done is None:
-                bar.update(task, messages=messages)
-            else:
-                bar.update(task, completed=done, messages=messages)
+        def update(done: int, messages: int) -> None:
+            bar.update(task, completed=done, messages=messages)
 
         yield update

