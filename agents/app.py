@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import time
 
+import asyncio
+
+import aiohttp
 import faust
 import orjson
 from faust.sensors import Sensor
 
 from pulse import topics
 from pulse.settings import Settings
+from pulse.streams.partial import dump_partial, load_partial
 
 from .changelog import read_partitions
 from .live import LivePulse
@@ -50,6 +54,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         autodiscover=False,
         web_port=settings.web_port,
         web_host=settings.web_host,
+        canonical_url=settings.canonical_url,
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
         topic_replication_factor=1 if settings.partitions else None,
@@ -119,13 +124,40 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         if live.ready:
             live.tick()
 
+    def json_response(web, doc, status=200):
+        return web.bytes(orjson.dumps(doc), content_type="application/json", status=status)
+
     @app.page("/report")
     async def report(web, request):
+        # Every worker holds its partitions' share; the document covers all partitions:
+        # this worker's share merged with each peer's /report/partial.
         pipeline = request.query.get("pipeline")
         if pipeline is not None and pipeline not in config.pipelines:
-            return web.bytes(orjson.dumps({"error": "unknown pipeline"}), content_type="application/json",
-                             status=404)
-        return web.bytes(orjson.dumps(live.report(pipeline)), content_type="application/json")
+            return json_response(web, {"error": "unknown pipeline"}, 404)
+        engine = live.merged_engine()
+        own = str(app.conf.canonical_url).rstrip("/")
+        peers = sorted(str(url).rstrip("/") for url in app.assignor.changelog_distribution) if live.ready else []
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                for url in peers:
+                    if url == own:
+                        continue
+                    async with session.get(f"{url}/report/partial") as r:
+                        if r.status != 200:
+                            raise aiohttp.ClientError(f"{url} answered {r.status}")
+                        engine.merge(load_partial(config, await r.read()))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("report: a peer worker could not be reached: %s", exc)
+            return json_response(web, {"error": "a worker holding part of the state is unreachable; retry"}, 503)
+        as_of = live.clock_us() if settings.clock == "wall" else (engine.max_ts or live.clock_us())
+        return json_response(web, engine.report(as_of=as_of, pipeline=pipeline))
+
+    @app.page("/report/partial")
+    async def report_partial(web, request):
+        """This worker's share of the state, for the other workers' /report."""
+        if not live.ready:
+            return json_response(web, {"status": "starting"}, 503)
+        return web.bytes(dump_partial(live.merged_engine()), content_type="application/msgpack")
 
     @app.page("/health")
     async def health(web, request):

@@ -10,10 +10,10 @@ loses every topic.
         create_topics(broker.bootstrap, topic_names("t.").values(), 4)
         ...  # broker.bootstrap = "127.0.0.1:PORT", broker.url = "kafka://127.0.0.1:PORT"
 
-Start-to-ready time, measured on the project's machine kind (2 cores; process spawn
-until a Kafka Metadata request is answered): median ~6 ms, worst ~10 ms over 20
-starts (Tansu itself reports "ready in 0ms"). Stopping (SIGTERM until exit) takes
-~1–5 ms.
+Start-to-ready time, measured on the project's machine kind (2 cores; `Popen` until a
+Kafka Metadata request is answered, `EmbeddedBroker.start_seconds`): median ~13 ms,
+worst ~30 ms over 20 starts (Tansu itself logs "ready in 0ms"; the rest is process
+spawn). Stopping (SIGTERM until exit) takes ~1–4 ms.
 
 Orphans: the broker runs in its own process group (so a Ctrl-C in the terminal does
 not kill it under a still-running worker: the owner stops it, in order), is stopped by

@@ -22,6 +22,7 @@ class Settings:
     clock: str = "wall"
     web_port: int = 6066
     web_host: str = "0.0.0.0"
+    advertised_host: str = ""               # how other workers reach this one; default: the host name
     topic_prefix: str = ""
     redis_url: str | None = None
     app_id: str = "pipeline-pulse"
@@ -40,6 +41,12 @@ class Settings:
     def with_config(self) -> Settings:
         """Load the pipeline configuration (raises ConfigError)."""
         return replace(self, config=load_config(self.config_path))
+
+    @property
+    def canonical_url(self) -> str:
+        import socket
+
+        return f"http://{self.advertised_host or socket.gethostname()}:{self.web_port}"
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -66,6 +73,7 @@ _ENV = {
     "config_path": ("PULSE_CONFIG", str),
     "clock": ("PULSE_CLOCK", str),
     "web_port": ("PULSE_WEB_PORT", int),
+    "advertised_host": ("PULSE_ADVERTISED_HOST", str),
     "topic_prefix": ("PULSE_TOPIC_PREFIX", str),
     "redis_url": ("PULSE_REDIS_URL", str),
     "app_id": ("PULSE_APP_ID", str),
@@ -83,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", choices=CLOCKS, help="wall: T = now; event: T = latest occurred_at "
                                                         "(env PULSE_CLOCK; default wall)")
     parser.add_argument("--web-port", dest="web_port", type=int, help="HTTP port (env PULSE_WEB_PORT; default 6066)")
+    parser.add_argument("--advertised-host", dest="advertised_host",
+                        help="host name other workers use to reach this one's HTTP port for the cluster-wide "
+                             "/report (env PULSE_ADVERTISED_HOST; default: this machine's host name)")
     parser.add_argument("--topic-prefix", dest="topic_prefix", help="prepended to every topic name "
                                                                     "(env PULSE_TOPIC_PREFIX)")
     parser.add_argument("--redis", dest="redis_url", help="Redis serving layer URL (env PULSE_REDIS_URL)")

@@ -25,7 +25,7 @@ class WorkerProcess:
                      "--topic-prefix", prefix, "--app-id", app_id, "--clock", "event", "--profile", "dev",
                      "--web-port", str(self.port), "--partitions", str(partitions),
                      "--data-dir", str(log_dir / f"data-{self.port}"), "--log-level", "warn"]
-        self.env = {**os.environ, **(extra_env or {})}
+        self.env = {**os.environ, "PULSE_ADVERTISED_HOST": "127.0.0.1", **(extra_env or {})}
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "WorkerProcess":
@@ -55,6 +55,10 @@ class WorkerProcess:
             return e.code
         except OSError:
             return None
+
+    def get_bytes(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url(path), timeout=10) as r:
+            return r.read()
 
     def get_json(self, path: str) -> dict:
         with urllib.request.urlopen(self.url(path), timeout=10) as r:

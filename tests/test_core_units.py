@@ -179,3 +179,23 @@ def test_merge_leaves_the_merged_engines_unchanged_and_unshared():
     # Mutating the sum must not leak into its parts, and the parts are unchanged.
     total.ingest(b'{"type":"lead.stage_changed","event_id":"d","lead_id":"L9","occurred_at":"2026-03-02T00:00:00Z","to_stage":"new"}')
     assert (a.report(as_of=1_772_500_000_000_000), b.report(as_of=1_772_500_000_000_000)) == before
+
+
+def test_partial_state_round_trip_gives_the_same_report():
+    from pulse.config import load_config
+    from pulse.streams.engine import PulseEngine
+    from pulse.streams.partial import dump_partial, load_partial
+    from pulse.synth import generate
+
+    cfg = load_config(None)
+    lines = list(generate(leads=60, seed=5, duplicates=0.05, late=0.1, implicit=0.05, invalid=0.05))
+    shards = [PulseEngine(cfg), PulseEngine(cfg)]
+    whole = PulseEngine(cfg)
+    for i, line in enumerate(lines):
+        whole.ingest(line)
+        shards[shard_of(line, i, 2)].ingest(line)
+    merged = PulseEngine(cfg)
+    for shard in shards:
+        merged.merge(load_partial(cfg, dump_partial(shard)))
+    t = whole.default_as_of(0)
+    assert merged.report(as_of=t) == whole.report(as_of=t)

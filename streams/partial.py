@@ -1,0 +1,66 @@
+"""A worker's share of the state, as bytes another worker can merge (GET /report/partial).
+
+Carries what a report needs and nothing else: the input counters, the per-day
+accumulators, and the open leads' current stays. Not the event histories. MessagePack,
+with the exact big integers (money sums in units of 2**-1074, dwell sums) as decimal
+strings: no pickle between processes.
+"""
+from __future__ import annotations
+
+import msgspec
+
+from pulse.config import Config
+
+from .deals import DealFlow, _DayDeals
+from .engine import PulseEngine
+from .flow import StageFlow, _DayFlow
+from .lead import Lead
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.decode
+
+
+def dump_partial(engine: PulseEngine) -> bytes:
+    pipelines = {}
+    for name, p in engine.pipelines.items():
+        pipelines[name] = {
+            "implicit": p.implicit_creates,
+            "flow": [(d, b.entered, b.exits, [str(x) for x in b.dwell_sum_us], list(b.dwell_hist.items()),
+                      list(b.transitions.items())) for d, b in p.flow._days.items()],
+            "deals": [(d, b.created, b.qualified, b.won, b.lost, str(b.won_amount), str(b.cycle_us))
+                      for d, b in p.deals._days.items()],
+            "open": [(lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.amount)
+                     for lead in p.open_leads.values()],
+        }
+    counters = engine.counters()
+    return _encode({"counters": counters, "pipelines": pipelines})
+
+
+def load_partial(config: Config, data: bytes) -> PulseEngine:
+    """An engine holding a peer's share: enough to merge and report, not to take events."""
+    doc = _decode(data)
+    engine = PulseEngine(config)
+    engine.restore_counters(doc["counters"])
+    for name, part in doc["pipelines"].items():
+        p = engine.pipelines.get(name)
+        if p is None:
+            continue                                    # configured differently over there: skip
+        p.implicit_creates = part["implicit"]
+        flow = StageFlow(p.flow.n_stages)
+        for d, entered, exits, dwell_sum, hist, transitions in part["flow"]:
+            b = flow._days[d] = _DayFlow(flow.n_stages)
+            b.entered, b.exits, b.dwell_sum_us = list(entered), list(exits), [int(x) for x in dwell_sum]
+            b.dwell_hist, b.transitions = dict(hist), dict(transitions)
+        p.flow = flow
+        deals = DealFlow()
+        for d, created, qualified, won, lost, won_amount, cycle_us in part["deals"]:
+            b = deals._days[d] = _DayDeals()
+            b.created, b.qualified, b.won, b.lost = created, qualified, won, lost
+            b.won_amount, b.cycle_us = int(won_amount), int(cycle_us)
+        p.deals = deals
+        for lead_id, stage, stay_start, owner, team, amount in part["open"]:
+            lead = Lead(lead_id)
+            lead.is_open, lead.stage, lead.stay_start = True, stage, stay_start
+            lead.owner, lead.team, lead.amount = owner, team, amount
+            p.open_leads[lead_id] = lead
+    return engine
