@@ -1,0 +1,181 @@
+"""StaleLeadDetector (SPEC 4.5, 6) and the live shell's durability logic, without a broker."""
+from __future__ import annotations
+
+import msgspec
+import orjson
+
+from pulse.agents.live import LEAD_RECORD, PARTITION_RECORD, LivePulse
+from pulse.config import load_config
+from pulse.schemas.parse import parse_timestamp
+from pulse.streams.alerts import StaleLeadDetector, alert_id
+from pulse.streams.engine import PulseEngine
+from pulse.synth import generate
+
+CFG = load_config(None)
+DAY = 86_400_000_000
+
+
+def ts(s: str) -> int:
+    return parse_timestamp(s)
+
+
+def created(eid, lead, at, **extra):
+    return orjson.dumps({"type": "lead.created", "event_id": eid, "lead_id": lead, "occurred_at": at, **extra})
+
+
+def moved(eid, lead, at, to):
+    return orjson.dumps({"type": "lead.stage_changed", "event_id": eid, "lead_id": lead, "occurred_at": at,
+                         "to_stage": to})
+
+
+def engine_with(*lines) -> PulseEngine:
+    engine = PulseEngine(CFG)
+    for line in lines:
+        engine.ingest(line)
+    return engine
+
+
+def test_levels_rise_one_at_a_time_strictly_after_each_limit():
+    engine = engine_with(created("a", "A", "2026-03-01T00:00:00Z", owner="maria", team="emea", amount=10))
+    lead = engine.lead("default", "A")
+    detector = StaleLeadDetector(dict(CFG.pipelines))
+    detector.watch("default", lead)
+    start = ts("2026-03-01T00:00:00Z")
+    assert detector.due(start + 3 * DAY, engine.lead_by_id) == []          # age == limit: not stale
+    ((_, first),) = detector.due(start + 3 * DAY + 1, engine.lead_by_id)
+    assert (first["level"], first["severity"], first["stage"], first["owner"], first["amount"]) == (
+        1, "warning", "new", "maria", 10.0)
+    assert first["summary"] == "Lead A has been in new for 3 days (limit 3 days)"
+    assert detector.due(start + 6 * DAY, engine.lead_by_id) == []
+    ((_, second),) = detector.due(start + 6 * DAY + 1, engine.lead_by_id)
+    ((_, third),) = detector.due(start + 30 * DAY, engine.lead_by_id)
+    assert [second["level"], third["level"]] == [2, 3]
+    assert detector.due(start + 300 * DAY, engine.lead_by_id) == []         # 3 is the last level
+    assert len({first["alert_id"], second["alert_id"], third["alert_id"]}) == 3
+
+
+def test_a_stay_first_seen_at_level_three_raises_only_level_three():
+    engine = engine_with(created("a", "A", "2026-03-01T00:00:00Z"))
+    detector = StaleLeadDetector(dict(CFG.pipelines))
+    detector.watch("default", engine.lead("default", "A"))
+    raised = detector.due(ts("2026-03-01T00:00:00Z") + 10 * DAY, engine.lead_by_id)
+    assert [m["level"] for _, m in raised] == [3]
+
+
+def test_a_finished_stay_is_dropped_and_resolution_reports_the_move():
+    engine = engine_with(created("a", "A", "2026-03-01T00:00:00Z"))
+    lead = engine.lead("default", "A")
+    detector = StaleLeadDetector(dict(CFG.pipelines))
+    detector.watch("default", lead)
+    detector.due(ts("2026-03-04T00:00:01Z"), engine.lead_by_id)
+    engine.ingest(moved("b", "A", "2026-03-05T00:00:00Z", "qualified"))
+    resolved = detector.resolution("default", lead, ts("2026-03-05T00:00:00Z"), lead.stage, None)
+    assert (resolved["type"], resolved["resolved_by"], resolved["to_stage"], resolved["stage"], resolved["level"]) == (
+        "lead.stale_resolved", "stage_changed", "qualified", "new", 1)
+    assert resolved["alert_id"] == alert_id("lead.stale_resolved", "default", "A", "new", ts("2026-03-01T00:00:00Z"))
+    assert detector.resolution("default", lead, ts("2026-03-05T00:00:00Z"), lead.stage, None) is None  # once
+    # The old "new" entry is stale: nothing is raised for it; qualified (10 days) is watched afresh.
+    detector.watch("default", lead)
+    assert detector.due(ts("2026-03-15T00:00:00Z"), engine.lead_by_id) == []
+    assert [m["stage"] for _, m in detector.due(ts("2026-03-15T00:00:01Z"), engine.lead_by_id)] == ["qualified"]
+
+
+def test_alert_ids_are_deterministic():
+    assert alert_id("lead.stale", "p", "L", "new", 5, 1) == alert_id("lead.stale", "p", "L", "new", 5, 1)
+    assert alert_id("lead.stale", "p", "L", "new", 5, 1) != alert_id("lead.stale", "p", "L", "new", 5, 2)
+
+
+# -- the live shell --------------------------------------------------------------------------
+
+TYPE_OF_TOPIC = {"c": "lead.created", "s": "lead.stage_changed", "d": "deal.closed"}
+TOPIC_OF_TYPE = {v: k for k, v in TYPE_OF_TOPIC.items()}
+
+
+class Fakes:
+    def __init__(self):
+        self.sent, self.changelog = [], []
+
+    def live(self) -> LivePulse:
+        return LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="event",
+                         send=lambda *a: self.sent.append(a), changelog=lambda *a: self.changelog.append(a),
+                         now_us=lambda: 0)
+
+
+def feed(live, lines, start=0):
+    """Route lines like Kafka would: by type to a topic, all in partition 0, offsets per topic."""
+    offsets = {}
+    for line in lines[start:]:
+        obj = orjson.loads(line) if line.startswith(b"{") else {}
+        topic = TOPIC_OF_TYPE.get(obj.get("type") if isinstance(obj, dict) else None, "c")
+        offsets[topic] = offsets.get(topic, -1) + 1
+        live.on_message(topic, 0, offsets[topic], None, line)
+
+
+def topic_offsets(lines):
+    out, offsets = [], {}
+    for line in lines:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = {}
+        topic = TOPIC_OF_TYPE.get(obj.get("type") if isinstance(obj, dict) else None, "c")
+        offsets[topic] = offsets.get(topic, -1) + 1
+        out.append((topic, offsets[topic], line))
+    return out
+
+
+def test_dead_letters_carry_reason_and_source_and_the_original_bytes():
+    fakes = Fakes()
+    live = fakes.live()
+    live.restore([0], [])
+    live.on_message("s", 0, 7, b"L", b'{"type": "lead.created", "event_id": "x", "lead_id": "L", '
+                                     b'"occurred_at": "2026-03-01T00:00:00Z"}')
+    ((role, key, value, partition, headers),) = fakes.sent
+    assert (role, key, partition) == ("deadletter", b"L", 0) and value.startswith(b'{"type": "lead.created"')
+    assert dict(headers) == {"pulse.reason": b"invalid_event", "pulse.detail": dict(headers)["pulse.detail"],
+                             "pulse.source.topic": b"s", "pulse.source.partition": b"0", "pulse.source.offset": b"7"}
+
+
+def test_flush_writes_leads_then_the_counters_and_restore_reproduces_the_report():
+    lines = list(generate(leads=40, seed=2, duplicates=0.05, late=0.1, invalid=0.05))
+    fakes = Fakes()
+    live = fakes.live()
+    live.restore([0], [])
+    for topic, offset, line in topic_offsets(lines):
+        live.on_message(topic, 0, offset, None, line)
+    live.flush()
+    kinds = [msgspec.msgpack.decode(v)[0] for _, _, v in fakes.changelog]
+    assert kinds[-1] == PARTITION_RECORD and set(kinds[:-1]) == {LEAD_RECORD}
+    expected = live.report()
+    again = Fakes().live()
+    again.restore([0], [(k, v) for _, k, v in fakes.changelog])
+    assert again.report() == expected
+    # Re-delivery of everything (offsets not committed) changes nothing: all skipped.
+    for topic, offset, line in topic_offsets(lines):
+        assert again.on_message(topic, 0, offset, None, line) == "skipped"
+    assert again.report() == expected
+
+
+def test_a_crash_between_lead_writes_and_the_counters_record_counts_nothing_twice():
+    lines = list(generate(leads=30, seed=3, duplicates=0.05))
+    routed = topic_offsets(lines)
+    half = len(routed) // 2
+    fakes = Fakes()
+    live = fakes.live()
+    live.restore([0], [])
+    for topic, offset, line in routed[:half]:
+        live.on_message(topic, 0, offset, None, line)
+    live.flush()
+    durable = len(fakes.changelog)
+    for topic, offset, line in routed[half:]:
+        live.on_message(topic, 0, offset, None, line)
+    live.flush()
+    expected = live.report()
+    # The crash: the second flush's lead records made it, its counters record did not.
+    survived = fakes.changelog[:-1]
+    assert len(survived) > durable
+    again = Fakes().live()
+    again.restore([0], [(k, v) for _, k, v in survived])
+    for topic, offset, line in routed:            # Kafka re-delivers from the last commit (here: the start)
+        again.on_message(topic, 0, offset, None, line)
+    assert again.report() == expected
