@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: dev demo test bench clean
 
 $(STAMP): pyproject.toml
 	@echo "installing Pipeline Pulse into $(VENV) ..." >&2
@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml
 	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' >&2
 	@touch $(STAMP)
 
-## The main job on the embedded default: the report of the bundled sample events.
+## The main job on the embedded default: broker, worker, demo traffic and alerts, all local.
+dev: $(STAMP)
+	@$(BIN)/pulse dev
+
+## The offline report of the bundled sample events.
 demo: $(STAMP)
 	@$(BIN)/pulse report $$($(BIN)/python -c "import importlib.resources as r; print(r.files('pulse') / 'samples' / 'demo.jsonl')")
 
