@@ -83,8 +83,15 @@ class LivePulse:
     def _new_state(self, partition: int) -> PartitionState:
         return PartitionState(partition, PulseEngine(self.config), StaleLeadDetector(dict(self.config.pipelines)))
 
-    def restore(self, partitions: Iterable[int], records: Iterable[tuple[bytes, bytes]]) -> None:
-        """Build the state of newly assigned partitions from recovered changelog records."""
+    def restore(self, partitions: Iterable[int], records: Iterable[tuple[bytes, bytes]],
+                alerts: Iterable[bytes] = ()) -> None:
+        """Build the state of newly assigned partitions from recovered changelog records.
+
+        `alerts`: the messages of the same partitions of the notifications topic, in
+        order. They are the ledger of what was raised: a lead's alert memory is set to
+        what reached the topic (a flush can lag behind a publish, or run ahead of a
+        publish that failed), so a restart raises each alert exactly once.
+        """
         wanted = {p for p in partitions if p not in self.partitions}
         if not wanted:
             return
@@ -110,11 +117,55 @@ class LivePulse:
                 _, _, counters, offsets = record
                 state.engine.restore_counters(counters)
                 state.offsets = dict(offsets)
-        for state in states.values():
-            for name, p in state.engine.pipelines.items():
-                state.detector.watch_all(name, p.open_leads.values())
+        self._reconcile_alerts(states, alerts)
         self.partitions.update(states)
+        now = self.clock_us()
+        for p, state in states.items():
+            for name, pipeline in state.engine.pipelines.items():
+                for lead in list(pipeline.leads.values()):
+                    if lead.alert_level:                # left its alerted stay, resolution not published
+                        message = state.detector.resolution(
+                            name, lead, now, lead.stage if lead.is_open else None,
+                            None if lead.is_open else ("won" if lead.won else "lost"))
+                        if message is not None:
+                            state.dirty[(name, lead.lead_id)] = lead
+                            self._alert(p, message)
+                state.detector.watch_all(name, pipeline.open_leads.values())
         log.info("restored %d leads in partitions %s", restored, sorted(wanted))
+
+    @staticmethod
+    def _reconcile_alerts(states: dict[int, PartitionState], alerts: Iterable[bytes]) -> None:
+        from pulse.schemas.parse import parse_timestamp
+
+        def find(pipeline: str, lead_id: str) -> Lead | None:
+            for state in states.values():
+                p = state.engine.pipelines.get(pipeline)
+                lead = p.leads.get(lead_id) if p is not None else None
+                if lead is not None:
+                    return lead
+            return None
+
+        for state in states.values():
+            for p in state.engine.pipelines.values():
+                for lead in p.leads.values():
+                    lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
+        for raw in alerts:
+            try:
+                alert = msgspec.json.decode(raw)
+                pipeline, lead = alert["pipeline"], find(alert["pipeline"], alert["lead_id"])
+            except (msgspec.DecodeError, KeyError, TypeError):
+                continue                                # not one of ours (e.g. a pipeline-health alert)
+            if lead is None:
+                continue
+            stage = states[next(iter(states))].engine.pipelines[pipeline].config.stage_index.get(alert.get("stage"))
+            since = parse_timestamp(alert.get("since") or "")
+            if stage is None or since is None:
+                continue
+            if alert.get("type") == "lead.stale":
+                if (lead.alert_stage, lead.alert_stay) != (stage, since) or alert["level"] > lead.alert_level:
+                    lead.alert_stage, lead.alert_stay, lead.alert_level = stage, since, alert["level"]
+            elif alert.get("type") == "lead.stale_resolved" and (lead.alert_stage, lead.alert_stay) == (stage, since):
+                lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions (flush them first)."""

@@ -101,14 +101,11 @@ class Fakes:
                          now_us=lambda: 0)
 
 
-def feed(live, lines, start=0):
-    """Route lines like Kafka would: by type to a topic, all in partition 0, offsets per topic."""
-    offsets = {}
-    for line in lines[start:]:
-        obj = orjson.loads(line) if line.startswith(b"{") else {}
-        topic = TOPIC_OF_TYPE.get(obj.get("type") if isinstance(obj, dict) else None, "c")
-        offsets[topic] = offsets.get(topic, -1) + 1
-        live.on_message(topic, 0, offsets[topic], None, line)
+def feed(live, lines, start=0, stop=None):
+    """Deliver lines[start:stop] as Kafka would: by type to a topic, all in partition 0 (offsets count
+    over the whole sequence)."""
+    for topic, offset, line in topic_offsets(lines)[start:stop]:
+        live.on_message(topic, 0, offset, None, line)
 
 
 def topic_offsets(lines):
@@ -179,3 +176,29 @@ def test_a_crash_between_lead_writes_and_the_counters_record_counts_nothing_twic
     for topic, offset, line in routed:            # Kafka re-delivers from the last commit (here: the start)
         again.on_message(topic, 0, offset, None, line)
     assert again.report() == expected
+
+
+def test_restart_raises_each_alert_exactly_once_whatever_the_flush_missed():
+    lines = [created("a", "A", "2026-03-01T00:00:00Z"), created("b", "B", "2026-03-04T01:00:00Z"),
+             created("c", "C", "2026-03-08T01:00:00Z")]
+    fakes = Fakes()
+    live = fakes.live()
+    live.restore([0], [])
+    feed(live, lines, 0, 1)
+    live.flush()                                          # A durable, before any alert
+    feed(live, lines, 1, 2)
+    live.tick()                                           # T = Mar 4 01:00: A level 1 published ...
+    published = [v for role, _, v, _, _ in fakes.sent if role == "notifications"]
+    assert [orjson.loads(v)["level"] for v in published] == [1]
+    # ... and the worker dies before flushing. Restart from the changelog and the topic:
+    again = Fakes()
+    restarted = again.live()
+    restarted.restore([0], [(k, v) for _, k, v in fakes.changelog], published)
+    feed(restarted, lines, 1, 2)                           # B re-delivered from the last commit
+    restarted.tick()                                       # T is back at Mar 4 01:00: A is at level 1 ...
+    assert [m for role, _, m, _, _ in again.sent if role == "notifications"] == []   # ... already said
+    feed(restarted, lines, 2, 3)
+    restarted.tick()
+    after = [orjson.loads(v) for role, _, v, _, _ in again.sent if role == "notifications"]
+    assert [a["level"] for a in after if a["lead_id"] == "A"] == [2]
+    assert [a["level"] for a in after if a["lead_id"] == "B"] == [1]     # B went stale meanwhile
