@@ -22,6 +22,7 @@ Durability, exactly once in effect with at-least-once delivery:
 """
 from __future__ import annotations
 
+import heapq
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -31,7 +32,8 @@ import msgspec
 from pulse.config import Config
 from pulse.schemas.types import CLOSED, Rejected
 from pulse.streams.alerts import StaleLeadDetector
-from pulse.streams.engine import APPLIED, PulseEngine
+from pulse.schemas.types import Event
+from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
 
 log = logging.getLogger("pulse.worker")
@@ -63,6 +65,8 @@ class PartitionState:
     offsets: dict[str, int] = field(default_factory=dict)       # input topic -> last consumed offset
     dirty: dict[tuple[str, str], Lead] = field(default_factory=dict)
     counters_dirty: bool = False
+    # Wall clock: valid events dated after now, as a heap of (ts, topic, offset, event fields).
+    held: list = field(default_factory=list)
 
 
 class LivePulse:
@@ -77,6 +81,7 @@ class LivePulse:
         self.partitions: dict[int, PartitionState] = {}
         self.ready = False
         self.alerts_sent = 0
+        self.alerts_emitted: dict[tuple[str, str], int] = {}    # (type, severity) -> count, for /metrics
 
     # -- partitions ----------------------------------------------------------------------
 
@@ -114,9 +119,11 @@ class LivePulse:
                 lead.alert_stage, lead.alert_stay, lead.alert_level = alert_stage, alert_stay, alert_level
                 restored += 1
             elif record[0] == PARTITION_RECORD:
-                _, _, counters, offsets = record
+                _, _, counters, offsets, held = record
                 state.engine.restore_counters(counters)
                 state.offsets = dict(offsets)
+                state.held = [(h[0], h[1], h[2], tuple(h[3])) for h in held]
+                heapq.heapify(state.held)
         self._reconcile_alerts(states, alerts)
         self.partitions.update(states)
         now = self.clock_us()
@@ -184,7 +191,11 @@ class LivePulse:
         state.counters_dirty = True
         engine = state.engine
         raw = value if value is not None else b""
-        result = engine.ingest(raw, self.type_of_topic.get(topic), offset)
+        hold_after = self.now_us() if self.clock == "wall" else None
+        result = engine.ingest(raw, self.type_of_topic.get(topic), offset, hold_after)
+        if result == HELD:                      # dated after now: takes effect when the clock gets there
+            heapq.heappush(state.held, (engine.last_event.ts, topic, offset, tuple(engine.last_event)))
+            return result
         if result.__class__ is Rejected:
             self.send("deadletter", key, raw, partition, [
                 ("pulse.reason", result.reason.encode()), ("pulse.detail", result.detail.encode()),
@@ -193,8 +204,14 @@ class LivePulse:
             return result.reason
         if result != APPLIED:
             return result
-        ev = engine.last_event
-        lead = engine.lead(ev.pipeline, ev.lead_id)
+        self._applied(state)
+        return result
+
+    def _applied(self, state: PartitionState) -> None:
+        """After an event changed a lead: mark it for the next flush, resolve and (re)schedule alerts."""
+        partition = state.partition
+        ev = state.engine.last_event
+        lead = state.engine.lead(ev.pipeline, ev.lead_id)
         state.dirty[(ev.pipeline, ev.lead_id)] = lead
         if (lead.alert_level and (not lead.is_open or (lead.stage, lead.stay_start)
                                   != (lead.alert_stage, lead.alert_stay))):
@@ -204,7 +221,6 @@ class LivePulse:
             if message is not None:
                 self._alert(partition, message)
         state.detector.watch(ev.pipeline, lead)
-        return result
 
     # -- time ------------------------------------------------------------------------------
 
@@ -216,9 +232,15 @@ class LivePulse:
         return self.now_us()
 
     def tick(self) -> int:
-        """Raise the stale alerts that are due at T; returns how many."""
+        """Apply held events whose time has come, then raise the stale alerts due at T; returns how many."""
         now = self.clock_us()
         raised = 0
+        for state in self.partitions.values():
+            while state.held and state.held[0][0] <= now:
+                _, _topic, offset, fields = heapq.heappop(state.held)
+                state.counters_dirty = True
+                if state.engine.release(Event(*fields), offset) == APPLIED:
+                    self._applied(state)
         for p, state in self.partitions.items():
             for lead, message in state.detector.due(now, state.engine.lead_by_id):
                 state.dirty[(message["pipeline"], lead.lead_id)] = lead
@@ -229,6 +251,8 @@ class LivePulse:
     def _alert(self, partition: int, message: dict) -> None:
         self.send("notifications", message["lead_id"].encode(), msgspec.json.encode(message), partition, [])
         self.alerts_sent += 1
+        kind = (message["type"], message["severity"])
+        self.alerts_emitted[kind] = self.alerts_emitted.get(kind, 0) + 1
 
     # -- durability ------------------------------------------------------------------------
 
@@ -247,7 +271,7 @@ class LivePulse:
             state.dirty.clear()
             if state.counters_dirty:            # last: it vouches for everything before it
                 self.changelog(p, partition_key(p), _pack(
-                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets)))
+                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held)))
                 state.counters_dirty = False
                 written += 1
         return written

@@ -24,6 +24,8 @@ APPLIED, DUPLICATE, AFTER_AS_OF = "applied", "duplicate", "after_as_of"
 # A message the lead already holds from the same source offset: applied before a
 # crash whose counters were not yet durable. Counted as applied; changes nothing.
 REDELIVERED = "redelivered"
+# Valid, but after the live clock: counted as after_as_of until `release` applies it.
+HELD = "held"
 _NEVER = 1 << 80   # an as_of later than any event
 
 
@@ -76,17 +78,30 @@ class PulseEngine:
 
     # -- input -------------------------------------------------------------------------
 
-    def ingest(self, raw: bytes | str, expected_type: str | None = None, offset: int | None = None) -> str | Rejected:
+    def ingest(self, raw: bytes | str, expected_type: str | None = None, offset: int | None = None,
+               hold_after: int | None = None) -> str | Rejected:
         """Parse, classify and apply one input.
 
-        Returns APPLIED, DUPLICATE, AFTER_AS_OF, REDELIVERED or the Rejected. `offset`
-        is the input's Kafka offset, when it has one (see REDELIVERED).
+        Returns APPLIED, DUPLICATE, AFTER_AS_OF, REDELIVERED, HELD or the Rejected.
+        `offset` is the input's Kafka offset, when it has one (see REDELIVERED).
+        `hold_after` (the live wall clock): a valid event after it is not applied yet
+        but HELD, counted as after_as_of, and left in `last_event` for the caller to
+        `release` once the clock has passed it (SPEC 4: later events do not exist yet).
         """
         self.events_read += 1
         ev = parse_event(raw, self.config, expected_type)
         if ev.__class__ is Rejected:
             self.dead_letter_reasons[ev.reason] += 1
             return ev
+        if hold_after is not None and ev.ts > hold_after:
+            self.after_as_of += 1
+            self.last_event = ev
+            return HELD
+        return self.ingest_event(ev, offset)
+
+    def release(self, ev: Event, offset: int | None = None) -> str:
+        """Apply an event that was HELD: it is no longer after the clock."""
+        self.after_as_of -= 1
         return self.ingest_event(ev, offset)
 
     def ingest_many(self, lines: Iterable[bytes | str]) -> None:

@@ -202,3 +202,24 @@ def test_restart_raises_each_alert_exactly_once_whatever_the_flush_missed():
     after = [orjson.loads(v) for role, _, v, _, _ in again.sent if role == "notifications"]
     assert [a["level"] for a in after if a["lead_id"] == "A"] == [2]
     assert [a["level"] for a in after if a["lead_id"] == "B"] == [1]     # B went stale meanwhile
+
+
+def test_wall_clock_holds_events_dated_after_now_until_the_clock_gets_there():
+    clock = [ts("2026-03-01T12:00:00Z")]
+    changelog = []
+    live = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="wall", send=lambda *a: None,
+                     changelog=lambda *a: changelog.append(a), now_us=lambda: clock[0])
+    live.restore([0], [])
+    live.on_message("c", 0, 0, None, created("a", "A", "2026-03-01T11:00:00Z"))
+    assert live.on_message("c", 0, 1, None, created("b", "B", "2026-03-01T12:00:05Z")) == "held"   # 5 s ahead
+    doc = live.report()
+    assert (doc["data_quality"]["after_as_of"], doc["data_quality"]["applied"], doc["pipelines"]["default"]["open"]["count"]) == (1, 1, 1)
+    live.flush()
+    restarted = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="wall", send=lambda *a: None,
+                          changelog=lambda *a: None, now_us=lambda: clock[0])
+    restarted.restore([0], [(k, v) for _, k, v in changelog])
+    assert restarted.report() == doc                     # the held event survived the restart, still held
+    clock[0] += 6_000_000
+    restarted.tick()
+    doc = restarted.report()
+    assert (doc["data_quality"]["after_as_of"], doc["data_quality"]["applied"], doc["pipelines"]["default"]["open"]["count"]) == (0, 2, 2)
