@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pulse.publish_cli import add_publish_commands
     add_publish_commands(sub)
+    from pulse.stale_command import add_stale_command
+    add_stale_command(sub)
+    from pulse.slack.cli import add_slack_command
+    add_slack_command(sub)
     return parser
 
 

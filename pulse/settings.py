@@ -36,6 +36,12 @@ class Settings:
     commit_interval: float = 2.8            # durable state is flushed at each commit
     alert_interval: float = 1.0             # how often due stale alerts are checked
     log_level: str = "info"
+    # `pulse slack` (SPEC 7.1). The secrets are read only by from_args (SLACK_BOT_TOKEN or
+    # --slack-token-file; SLACK_WEBHOOK_URL or --slack-webhook-file) and never shown.
+    slack_token: str | None = field(default=None, repr=False, compare=False)
+    slack_webhook_url: str | None = field(default=None, repr=False, compare=False)
+    slack_api_url: str = "https://slack.com/api/"
+    slack_metrics_port: int = 6067          # GET /metrics and /health of `pulse slack`; 0: off
     config: Config | None = field(default=None, compare=False, repr=False)
 
     def with_config(self) -> Settings:
@@ -80,6 +86,8 @@ _ENV = {
     "data_dir": ("PULSE_DATA_DIR", str),
     "commit_interval": ("PULSE_COMMIT_INTERVAL", float),
     "log_level": ("PULSE_LOG_LEVEL", str),
+    "slack_api_url": ("PULSE_SLACK_API_URL", str),
+    "slack_metrics_port": ("PULSE_SLACK_METRICS_PORT", int),
 }
 
 
@@ -107,6 +115,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="env PULSE_LOG_LEVEL; default info")
 
 
+def add_slack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `pulse slack` (SPEC 7.1); from_args reads the secrets only when these exist."""
+    parser.add_argument("--slack-token-file", dest="slack_token_file", metavar="FILE",
+                        help="file holding the Slack bot token (xoxb-...); default: env SLACK_BOT_TOKEN")
+    parser.add_argument("--slack-webhook-file", dest="slack_webhook_file", metavar="FILE",
+                        help="file holding an incoming-webhook URL, the simpler alternative to a bot token "
+                             "(posts only, to the webhook's channel); default: env SLACK_WEBHOOK_URL")
+    parser.add_argument("--slack-api-url", dest="slack_api_url", metavar="URL",
+                        help="Slack Web API base (env PULSE_SLACK_API_URL; default https://slack.com/api/)")
+    parser.add_argument("--slack-metrics-port", dest="slack_metrics_port", type=int, metavar="PORT",
+                        help="port of GET /metrics and /health (env PULSE_SLACK_METRICS_PORT; default 6067; 0: off)")
+
+
+def _secret(path: str | None, env: Mapping[str, str], var: str, what: str) -> str | None:
+    """A secret from a file (the option) or else the environment; errors never show its value."""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise SystemExit(f"pulse: cannot read the {what} file {path}: {reason}") from None
+        if not value:
+            raise SystemExit(f"pulse: the {what} file {path} is empty")
+        return value
+    return env.get(var, "").strip() or None
+
+
 def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
     env = os.environ if environ is None else environ
     values: dict = {}
@@ -124,5 +160,9 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     profile = getattr(args, "profile", None) or env.get("PULSE_PROFILE") or "prod"
     if profile == "dev":
         values = {**DEV_PROFILE, **values}
+    if hasattr(args, "slack_token_file"):          # only commands that declared the Slack options
+        values["slack_token"] = _secret(args.slack_token_file, env, "SLACK_BOT_TOKEN", "Slack token")
+        values["slack_webhook_url"] = _secret(getattr(args, "slack_webhook_file", None), env,
+                                              "SLACK_WEBHOOK_URL", "Slack webhook URL")
     values.update(overrides)
     return Settings(**values)
