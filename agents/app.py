@@ -29,6 +29,8 @@ from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, r
 
 log = logging.getLogger("pulse.worker")
 
+FLUSH_EVERY_S = 0.2     # how often the agent writes dirty state in batches (see flush_batched)
+
 
 class FlushOnCommit(Sensor):
     """Faust calls this synchronously when an offset commit starts, before it picks the
@@ -117,13 +119,42 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         await app.producer.flush()
         live.drop(gone)
 
+    changelog_name = leads.changelog_topic.get_topic_name()
+
+    async def flush_batched() -> None:
+        """Dirty leads as one Kafka record batch per partition (one keyed record per lead, the
+        counters record last), awaited until acknowledged. A batch is appended atomically, and
+        it costs one produce request instead of one Faust message per record: measured, the
+        per-message path took ~40 % of the worker's CPU at ~1 record per event."""
+        producer = app.producer._producer         # the aiokafka producer under Faust's
+        if producer is None:
+            live.flush()
+            return
+        pending = []
+        for partition, records in live.take_dirty().items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:   # full: send, start another
+                    pending.append(await producer.send_batch(batch, changelog_name, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            pending.append(await producer.send_batch(batch, changelog_name, partition=partition))
+        if pending:
+            await asyncio.gather(*pending)
+
     @app.agent(inputs, name="process")
     async def process(stream):
+        # Durable state: flushed here in batches every FLUSH_EVERY_S; whatever changed since is
+        # flushed by FlushOnCommit (through Faust's producer) before any offset commit.
+        next_flush = time.monotonic() + FLUSH_EVERY_S
         async for event in stream.events():
             m = event.message
             started = time.perf_counter_ns()
             result = live.on_message(m.topic, m.partition, m.offset, m.key, m.value)
             stats.observe(m.topic, result, time.perf_counter_ns() - started)
+            if time.monotonic() >= next_flush:
+                await flush_batched()
+                next_flush = time.monotonic() + FLUSH_EVERY_S
 
     @app.timer(interval=settings.alert_interval)
     async def raise_due_alerts() -> None:

@@ -265,22 +265,31 @@ class LivePulse:
     def flush(self, partitions: Iterable[int] | None = None) -> int:
         """Write dirty leads and counters to the changelog; returns the number of records."""
         written = 0
-        for p in (self.partitions if partitions is None else partitions):
-            state = self.partitions.get(p)
-            if state is None:
-                continue
-            for (pipeline, lead_id), lead in state.dirty.items():
-                self.changelog(p, lead_key(pipeline, lead_id), _pack(
-                    (LEAD_RECORD, p, pipeline, lead_id, lead.n_events, bytes(lead.history),
-                     lead.alert_stage, lead.alert_stay, lead.alert_level)))
-                written += 1
-            state.dirty.clear()
-            if state.counters_dirty:            # last: it vouches for everything before it
-                self.changelog(p, partition_key(p), _pack(
-                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held)))
-                state.counters_dirty = False
+        for p, records in self.take_dirty(partitions).items():
+            for key, value in records:
+                self.changelog(p, key, value)
                 written += 1
         return written
+
+    def take_dirty(self, partitions: Iterable[int] | None = None) -> dict[int, list[tuple[bytes, bytes]]]:
+        """The changelog records of every dirty lead, then the partition's counters record
+        (last: it vouches for everything before it), per partition; marks all clean."""
+        out: dict[int, list[tuple[bytes, bytes]]] = {}
+        for p in (list(self.partitions) if partitions is None else partitions):
+            state = self.partitions.get(p)
+            if state is None or not (state.dirty or state.counters_dirty):
+                continue
+            records = out[p] = [
+                (lead_key(pipeline, lead_id), _pack((LEAD_RECORD, p, pipeline, lead_id, lead.n_events,
+                                                     bytes(lead.history), lead.alert_stage, lead.alert_stay,
+                                                     lead.alert_level)))
+                for (pipeline, lead_id), lead in state.dirty.items()]
+            state.dirty.clear()
+            if state.counters_dirty:
+                records.append((partition_key(p), _pack(
+                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held))))
+                state.counters_dirty = False
+        return out
 
     # -- output ----------------------------------------------------------------------------
 

@@ -44,4 +44,7 @@ def run_worker(settings) -> None:
 
     app, _live = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG, so every debug call in Faust and
+    # aiokafka built a log record to throw away (~10 % of the worker's CPU, measured with py-spy).
+    worker.spinner = None
     worker.execute_from_commandline()
