@@ -17,12 +17,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 async def read_partitions(bootstrap: list[str], topic: str, partitions: set[int],
-                          idle_s: float = 0.5) -> list[tuple[bytes, bytes]]:
+                          idle_s: float = 1.0) -> list[tuple[bytes, bytes]]:
     """Every (key, value) of the given changelog partitions, in offset order per partition."""
     if not partitions:
         return []
+    # Tansu answers a fetch only when its wait runs out, even when data is there: keep the
+    # wait short and the idle window several fetch rounds long, or "idle" could end while
+    # the last records are still on their way.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
     await consumer.start()
     records: list[tuple[bytes, bytes]] = []
     try:
