@@ -231,6 +231,23 @@ class Publisher:
 # Ctrl-C / SIGTERM: stop between two messages, flush, report
 # --------------------------------------------------------------------------------------
 
+def open_publisher(broker: str, prefix: str, say, **options) -> "Publisher | None":
+    """A Publisher whose input topics exist on the broker, or None once `say` has told why (exit 2)."""
+    try:
+        pub = Publisher(broker, prefix, **options)
+    except PublishError as exc:
+        say(str(exc))
+        return None
+    try:
+        for warning in pub.check_topics():
+            say(f"warning: {warning}")
+    except PublishError as exc:
+        say(str(exc))
+        pub.close(timeout=5.0)
+        return None
+    return pub
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM while installed; a second signal interrupts at once."""
 
@@ -290,20 +307,12 @@ def run_replay(paths: list[str], broker: str, prefix: str = "", *, rate: float |
     except InputError as exc:
         say(str(exc))
         return EXIT_USAGE
-    try:
-        pub = Publisher(broker, prefix, client_id="pulse-replay", connect_timeout=connect_timeout)
-    except PublishError as exc:
-        say(str(exc))
+    pub = open_publisher(broker, prefix, say, client_id="pulse-replay", connect_timeout=connect_timeout)
+    if pub is None:
         return EXIT_USAGE
     stop = StopFlag()
     code = EXIT_OK
     try:
-        try:
-            for warning in pub.check_topics():
-                say(f"warning: {warning}")
-        except PublishError as exc:
-            say(str(exc))
-            return EXIT_USAGE
         with contextlib.ExitStack() as stack:
             stack.enter_context(stop.installed())
             bar = stack.enter_context(_progress(total_size(paths), err)) if progress else None

@@ -24,8 +24,8 @@ import contextlib
 import random
 import sys
 import time
-from pulse.replay import (CONNECT_TIMEOUT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, FLUSH_TIMEOUT, PublishError,
-                          Publisher, Refused, StopFlag)
+from pulse.replay import (CONNECT_TIMEOUT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, FLUSH_TIMEOUT, Refused, StopFlag,
+                          open_publisher)
 
 DEFAULT_LEADS_PER_HOUR = 100.0
 DEFAULT_SPEED = 1.0
@@ -70,20 +70,13 @@ def run_simulate(broker: str, prefix: str = "", *, leads_per_hour: float = DEFAU
         return EXIT_USAGE
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
-    try:
-        pub = Publisher(broker, prefix, client_id="pulse-simulate", connect_timeout=connect_timeout, linger_ms=5)
-    except PublishError as exc:
-        say(str(exc))
+    pub = open_publisher(broker, prefix, say, client_id="pulse-simulate", connect_timeout=connect_timeout,
+                         linger_ms=5)
+    if pub is None:
         return EXIT_USAGE
     stop = StopFlag()
     code = EXIT_OK
     try:
-        try:
-            for warning in pub.check_topics():
-                say(f"warning: {warning}")
-        except PublishError as exc:
-            say(str(exc))
-            return EXIT_USAGE
         wall0 = time.time()
         mono0 = time.monotonic()
         start = int(wall0)
