@@ -34,6 +34,9 @@ def add_dev_command(sub) -> None:
     dev.add_argument("--partitions", type=int, default=4)
     dev.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     dev.add_argument("--quiet-alerts", action="store_true", help="do not print alerts")
+    dev.add_argument("--slack-channel", default=None, metavar="CHANNEL",
+                     help="with SLACK_BOT_TOKEN (or SLACK_WEBHOOK_URL) set, also run `pulse slack` posting "
+                          "every alert to this channel (env PULSE_DEV_SLACK_CHANNEL)")
     dev.set_defaults(run=cmd_dev)
 
 
@@ -54,6 +57,26 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> Non
             pass
         time.sleep(0.5)
     raise TimeoutError(f"the worker was not healthy after {timeout:.0f}s")
+
+
+def _start_slack_notifier(args: argparse.Namespace, env: dict, python: str) -> subprocess.Popen | None:
+    """`pulse slack` on the dev stack when Slack credentials are in the environment (never on the command line)."""
+    if not (env.get("SLACK_BOT_TOKEN") or env.get("SLACK_WEBHOOK_URL")):
+        return None
+    channel = args.slack_channel or env.get("PULSE_DEV_SLACK_CHANNEL")
+    if not channel:
+        _say("Slack credentials found but no channel: add --slack-channel C0123 to post alerts to Slack")
+        return None
+    import importlib.resources
+    import tempfile
+
+    shipped = (importlib.resources.files("pulse") / "default_pipeline.yaml").read_text()
+    config = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="pulse-dev-", delete=False)
+    config.write(shipped + f"\nslack:\n  default_channel: {channel!r}\n")
+    config.close()
+    _say(f"posting alerts to Slack channel {channel} (pulse slack; docs/slack.md)")
+    return subprocess.Popen([python, "-m", "pulse.cli", "slack", "--config", config.name, "--profile", "dev"],
+                            env=env, stdout=subprocess.DEVNULL)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -87,6 +110,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
                                       "--leads-per-hour", str(args.leads_per_hour), "--messy", "--no-progress"],
                                      env=env, stdout=subprocess.DEVNULL)
         procs.append(simulator)
+        notifier = _start_slack_notifier(args, env, python)
+        if notifier is not None:
+            procs.append(notifier)
         base = f"http://localhost:{args.web_port}"
         _say("running. Where to look:")
         for line in (f"  report   {base}/report        (one pipeline: {base}/report?pipeline=default)",
