@@ -85,6 +85,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from pulse.broker import EmbeddedBroker, create_topics
     from pulse.embedded_redis import EmbeddedRedis
 
+    def stop_on_term(_signum, _frame):
+        raise KeyboardInterrupt              # SIGTERM (a supervisor, `timeout`) stops as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop_on_term)
     procs: list[subprocess.Popen] = []
     broker = EmbeddedBroker()
     redis_server = EmbeddedRedis()
@@ -141,6 +145,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _say(f"error: {exc}")
         return 1
     finally:
+        # Stop everything, whatever happens meanwhile: a second Ctrl-C or SIGTERM (a process
+        # group signal reaches us again) must not leave a broker or Redis running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _say("stopping ...")
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -150,6 +158,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        broker.stop()
-        redis_server.stop()
+        for component in (broker, redis_server):
+            try:
+                component.stop()
+            except Exception as exc:  # keep stopping the others
+                _say(f"could not stop {type(component).__name__}: {exc}")
         _say("stopped.")
