@@ -1,9 +1,10 @@
 """`pulse report` on several cores: shard the leads across processes, merge the results.
 
-Every process reads every input line but fully parses and applies only the lines
-of its own leads; the accumulators of the shards then merge (they hold disjoint
-leads, so merging is plain addition). Correctness needs one property only: all
-valid events of one lead_id go to the same shard, and each line to exactly one.
+Every process reads (and mostly decodes, to route it by lead_id) every input line
+but fully parses and applies only the lines of its own leads; the accumulators of
+the shards then merge (they hold disjoint leads, so merging is plain addition).
+Correctness needs one property only: all valid events of one lead_id go to the
+same shard, and each line to exactly one.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import orjson
 
 from pulse.config import Config
 from pulse.inputs import read_batches
+from pulse.schemas.parse import decode_fast
 from pulse.streams.engine import PulseEngine
 
 _KEY = b'"lead_id"'
@@ -66,17 +68,39 @@ def shard_of(raw: bytes, line_no: int, shards: int) -> int:
 
 def ingest_shard(engine: PulseEngine, paths: list[str], shard: int, shards: int,
                  on_rejected: Callable | None = None, on_progress: Callable[[int], None] | None = None) -> None:
-    ingest = engine.ingest
     reject_class = None
     if on_rejected is not None:
         from pulse.schemas.types import Rejected as reject_class
+    if shards == 1:
+        ingest = engine.ingest
+        for path, first, lines in read_batches(paths, on_progress):
+            for k, line in enumerate(lines):
+                if not line or line.isspace():
+                    continue
+                result = ingest(line)
+                if result.__class__ is reject_class:
+                    on_rejected(path, first + k, line, result)
+        return
+    # Every line is routed by its lead_id. Most lines decode on the parser's fast path
+    # (decode_fast), whose lead_id is the one a valid event of the line has: route by it,
+    # and hand the decoding on to the engine (the shard's own lines are not decoded twice).
+    # Other lines go by shard_of, which gives a valid event the same shard:
+    # crc32 of its lead_id's UTF-8 bytes. A shard skips another's line at ~1 µs either way.
+    # (A decoded str encodes: msgspec refuses invalid UTF-8 and unpaired surrogate escapes.)
+    ingest_decoded = engine.ingest_decoded
+    crc32 = zlib.crc32
     for path, first, lines in read_batches(paths, on_progress):
         for k, line in enumerate(lines):
-            if not line or line.isspace():
-                continue
-            if shards > 1 and shard_of(line, first + k, shards) != shard:
-                continue
-            result = ingest(line)
+            decoded = decode_fast(line)
+            if decoded is not None:
+                if crc32(decoded.lead_id.encode()) % shards != shard:
+                    continue
+            else:
+                if not line or line.isspace():
+                    continue
+                if shard_of(line, first + k, shards) != shard:
+                    continue
+            result = ingest_decoded(line, decoded)
             if result.__class__ is reject_class:
                 on_rejected(path, first + k, line, result)
 

@@ -22,6 +22,8 @@ import msgspec
 from pulse.schemas.types import Event
 
 _encode = msgspec.msgpack.Encoder().encode
+# The MessagePack encoding of one string: a record ends with its event_id's (see above).
+encode_str = _encode
 _decode_rows = msgspec.msgpack.Decoder(list[tuple[int, int, int, bool, float | None, str | None, str | None,
                                                   str | None, int | None, str]]).decode
 _ARRAY32 = struct.Struct(">BI")   # MessagePack array header with a 32-bit count

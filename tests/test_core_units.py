@@ -145,6 +145,36 @@ def test_shard_depends_only_on_the_decoded_lead_id(lead_id, shards, style):
     assert len({shard_of(f, line_no, shards) for line_no, f in enumerate(forms)}) == 1
 
 
+@given(lead_ids, st.sampled_from([2, 3, 4]))
+def test_routing_by_the_decoded_lead_id_agrees_with_shard_of(lead_id, shards):
+    """`pulse report --jobs` routes a line that decode_fast decodes by its decoded lead_id,
+    any other by shard_of: a lead's valid events must get one shard either way."""
+    import zlib
+
+    from pulse.schemas.parse import decode_fast
+
+    body = {"type": "lead.created", "event_id": "e", "lead_id": lead_id, "occurred_at": "2026-01-01T00:00:00Z"}
+    escaped = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else c for c in lead_id)
+    compact = orjson.dumps(body)     # its first '"lead_id":' is the key (type and event_id come first)
+    forms = [
+        compact,
+        orjson.dumps({"attributes": {"lead_id": "zz"}, **body}),
+        orjson.dumps({**body, "owner": '"lead_id":"zz"'}),
+        compact.replace(b'"lead_id":', b'"lead_id" :  ', 1),
+        compact.replace(b'"lead_id":', b'"lead_id":"zz","lead_id":', 1),     # the last key wins
+        ('{"type":"lead.stage_changed","event_id":"e","lead_id":"' + escaped
+         + '","occurred_at":"2026-01-01T00:00:00Z","to_stage":"qualified"}').encode(),
+    ]
+    decoded = [decode_fast(f) for f in forms]
+    assert decoded[0] is not None
+    expected = zlib.crc32(lead_id.encode()) % shards
+    for f, d in zip(forms, decoded):
+        assert shard_of(f, 0, shards) == expected
+        if d is not None:
+            assert d.lead_id == lead_id
+            assert zlib.crc32(d.lead_id.encode()) % shards == expected
+
+
 def test_shard_of_lines_without_lead_id_is_by_line_number():
     assert shard_of(b"not json", 7, 2) == 1
     assert shard_of(b'{"attributes": {"lead_id": "x"}}', 8, 2) in (0, 1)   # invalid anyway; one shard
