@@ -1,14 +1,15 @@
 """The Faust topology of `pulse worker`: what connects to what. The logic is in live.py.
 
-    crm.lead-created ─┐
-    crm.stage-changed ├─▶ agent `process` ─▶ LivePulse (PulseEngine per partition)
-    crm.deal-closed  ─┘        │  dead letters ─▶ pipeline.deadletter
-                               │  alerts       ─▶ pipeline.notifications (timer + on change)
-                               └─ durable state ─▶ table `leads` changelog, flushed per commit
+    crm.lead-created ─┐  BatchingConsumer   TimeAligner        LivePulse (PulseEngine per partition)
+    crm.stage-changed ├─▶ (one batch per ─▶ (per partition, ─▶ process ─┬▶ dead letters ─▶ pipeline.deadletter
+    crm.deal-closed  ─┘    fetch)            timestamp order)           ├▶ alerts ─▶ pipeline.notifications
+                                                                        └▶ dirty state
+    every 0.2 s, DurableAcks: dead letters + alerts acked ─▶ state ─▶ `leads` changelog ─▶ ack to Faust ─▶ commit
     HTTP: GET /report, GET /health, GET /metrics, GET /stale (from Redis, with --redis: docs/redis.md)
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -17,40 +18,32 @@ import asyncio
 import aiohttp
 import faust
 import orjson
-from faust.sensors import Sensor
+from faust.types import TP
 
 from pulse import topics
 from pulse.settings import Settings
 from pulse.streams.partial import dump_partial, load_partial
 
+from .align import TimeAligner
+from .batching import DurableAcks, PulseApp
 from .changelog import read_partitions
 from .live import LivePulse
 from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, render
 
 log = logging.getLogger("pulse.worker")
 
-FLUSH_EVERY_S = 0.2     # how often the agent writes dirty state in batches (see flush_batched)
-
-
-class FlushOnCommit(Sensor):
-    """Faust calls this synchronously when an offset commit starts, before it picks the
-    offsets to commit, and flushes the producer before committing: the state written
-    here is durable before the offsets that it covers are committed."""
-
-    def __init__(self, live: LivePulse):
-        super().__init__()
-        self.live = live
-
-    def on_commit_initiated(self, consumer):
-        self.live.flush()
-        return super().on_commit_initiated(consumer)
+FLUSH_EVERY_S = 0.2     # how often processed messages are made durable, then acked (agents/batching.py)
+MAX_POLL_RECORDS = 2_000 # messages taken from the fetcher at a time
+MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits (bounds memory)
+BATCH_LIMIT = 250       # messages applied per turn of the event loop (~5-20 ms: flushes, HTTP and timers stay live)
+ALIGN_IDLE_S = 2.0      # how long a partition waits for an input topic known to have more (agents/align.py)
 
 
 def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     config = settings.config
     names = topics.topic_names(settings.topic_prefix)
     input_names = [names[t] for t in topics.INPUT_TOPICS]
-    app = faust.App(
+    app = PulseApp(
         settings.app_id,
         broker=settings.broker,
         store="memory://",
@@ -65,23 +58,31 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=settings.commit_interval,
+        # The aligner pauses a topic-partition that runs ahead, but only after what it already
+        # took: records stay compact in the fetcher and are taken a few thousand at a time.
+        # (A partition's fetch size does not bound this: the embedded broker ignores it.)
+        broker_max_poll_records=MAX_POLL_RECORDS,
+        # State and outputs go as record batches (write_batches): 512 KB, not 16 KB, lets a
+        # flush of thousands of leads take a few produce requests per partition, not hundreds
+        # in a row (the producer keeps one batch per partition in flight).
+        producer_max_batch_size=512 * 1024,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         table_standby_replicas=0,
     )
     inputs = app.topic(*input_names, key_serializer="raw", value_serializer="raw")
-    notifications = app.topic(names[topics.NOTIFICATIONS], key_serializer="raw", value_serializer="raw")
-    deadletter = app.topic(names[topics.DEADLETTER], key_serializer="raw", value_serializer="raw")
+    app.topics.add(inputs)      # subscribed and acked as an agent's topic would be; consumed by on_batch
     leads = app.Table("leads", default=None, partitions=settings.partitions)
     # Faust derives a table's serializers from key/value types and falls back to JSON;
     # ours are opaque bytes (live.py's records). The changelog topic was already made
     # with JSON in the constructor, so make it again with raw bytes.
     leads.key_serializer = leads.value_serializer = "raw"
     leads.changelog_topic = leads._new_changelog_topic()
-    outputs = {"notifications": notifications, "deadletter": deadletter}
+    output_topics = {"notifications": names[topics.NOTIFICATIONS], "deadletter": names[topics.DEADLETTER]}
 
     def send(role: str, key: bytes | None, value: bytes, partition: int, headers: list) -> None:
-        outputs[role].send_soon(key=key, value=value, partition=partition, headers=headers or None)
+        # Written with the next flush (at once for an alert), before the state that counts them.
+        acks.output((output_topics[role], partition, key, value, headers), urgent=role == "notifications")
 
     live = LivePulse(
         config,
@@ -91,7 +92,6 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         changelog=lambda p, k, v: leads.send_changelog(p, k, v),
         now_us=lambda: time.time_ns() // 1000,
     )
-    app.sensors.add(FlushOnCommit(live))
     stats = ProcessingStats()
     registry = make_registry(live, stats, config, clock=settings.clock, probe=FaustProbe(app, input_names))
 
@@ -114,47 +114,109 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:
+        # Faust has already waited for the processed messages to be acked (durable);
+        # this writes what changed since (alert memory from the timer) before forgetting.
         gone = {tp.partition for tp in revoked if tp.topic == input_names[0]}
-        live.flush(gone)
-        await app.producer.flush()
+        aligner.clear()
+        await acks.flush()
         live.drop(gone)
 
     changelog_name = leads.changelog_topic.get_topic_name()
 
-    async def flush_batched() -> None:
-        """Dirty leads as one Kafka record batch per partition (one keyed record per lead, the
-        counters record last), awaited until acknowledged. A batch is appended atomically, and
-        it costs one produce request instead of one Faust message per record: measured, the
-        per-message path took ~40 % of the worker's CPU at ~1 record per event."""
+    async def write_batches(batches: dict[tuple[str, int], list[tuple]]) -> None:
+        """Records (key, value, headers) as one Kafka record batch per topic-partition, awaited
+        until acknowledged. A batch is appended atomically, and it costs one produce request
+        instead of one Faust message per record: measured, Faust's per-message path took ~40 %
+        of the worker's CPU at ~1 changelog record per event."""
         producer = app.producer._producer         # the aiokafka producer under Faust's
-        if producer is None:
-            live.flush()
-            return
         pending = []
-        for partition, records in live.take_dirty().items():
+        for (topic, partition), records in batches.items():
             batch = producer.create_batch()
-            for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is None:   # full: send, start another
-                    pending.append(await producer.send_batch(batch, changelog_name, partition=partition))
+            for key, value, headers in records:
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
+                    pending.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            pending.append(await producer.send_batch(batch, changelog_name, partition=partition))
+                    batch.append(key=key, value=value, timestamp=None, headers=headers)
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
         if pending:
             await asyncio.gather(*pending)
 
-    @app.agent(inputs, name="process")
-    async def process(stream):
-        # Durable state: flushed here in batches every FLUSH_EVERY_S; whatever changed since is
-        # flushed by FlushOnCommit (through Faust's producer) before any offset commit.
-        next_flush = time.monotonic() + FLUSH_EVERY_S
-        async for event in stream.events():
-            m = event.message
-            started = time.perf_counter_ns()
+    async def write_outputs(outputs: list[tuple]) -> None:
+        batches: dict[tuple[str, int], list[tuple]] = {}
+        for topic, partition, key, value, headers in outputs:
+            batches.setdefault((topic, partition), []).append((key, value, headers))
+        await write_batches(batches)
+
+    async def write_state(dirty: dict[int, list[tuple[bytes, bytes]]]) -> None:
+        """Dirty leads, then the partition's counters record (last: it vouches for the rest)."""
+        await write_batches({(changelog_name, p): [(k, v, []) for k, v in records] for p, records in dirty.items()})
+
+    acks = DurableAcks(take_state=live.take_dirty, write_outputs=write_outputs, write_state=write_state,
+                       ack=lambda m: app.consumer.ack(m), generation=lambda: app.consumer_generation_id)
+
+    def lag_of(topic: str, partition: int) -> int:
+        tp = TP(topic, partition)
+        high, read = app.consumer.highwater(tp), app.consumer._read_offset.get(tp)
+        return high - (read + 1) if high is not None and read is not None else 0
+
+    def pause(topic: str, partition: int) -> None:
+        app.consumer.on_buffer_full(TP(topic, partition))
+
+    def resume(topic: str, partition: int) -> None:
+        tp = TP(topic, partition)
+        if tp in app.consumer.assignment():     # after a rebalance Faust resumes what it assigns itself
+            app.consumer.on_buffer_drop(tp)
+
+    aligner = TimeAligner(input_names, max_idle_s=ALIGN_IDLE_S, lag=lag_of, on_full=pause, on_drop=resume)
+
+    def process(messages: list) -> None:
+        """Apply messages in order; `acks` acks them once durable."""
+        generation = app.consumer_generation_id
+        unacked = app.consumer.unacked      # Faust waits for these to be acked before a rebalance or stop
+        clock = time.perf_counter_ns
+        done = []
+        for m in messages:
+            if m.generation_id != generation:
+                continue                    # fetched before a rebalance: re-read from the committed offset
+            started = clock()
             result = live.on_message(m.topic, m.partition, m.offset, m.key, m.value)
-            stats.observe(m.topic, result, time.perf_counter_ns() - started)
-            if time.monotonic() >= next_flush:
-                await flush_batched()
-                next_flush = time.monotonic() + FLUSH_EVERY_S
+            stats.observe(m.topic, result, clock() - started)
+            unacked.add(m)
+            done.append(m)
+        acks.processed(done)
+
+    def on_batch(messages: list) -> bool:
+        """The input messages of one fetch (BatchingConsumer; may be empty): aligned, then up to
+        BATCH_LIMIT applied. True: more are ready (the consumer calls again after a yield)."""
+        if not app.flow_control.is_active():
+            aligner.clear()         # rebalancing: not processed, not acked; fetched again afterwards
+            return False
+        aligner.add(messages)
+        if acks.pending >= MAX_UNACKED:
+            return False            # wait for the flush (the aligner pauses fetching meanwhile)
+        ready = aligner.release(time.monotonic(), BATCH_LIMIT)
+        process(ready)
+        return bool(ready)
+
+    app.batch_topics, app.on_batch = frozenset(input_names), on_batch
+
+    @app.task
+    async def make_durable() -> None:
+        # Runs until the app's futures are stopped, which is after Faust's consumer has
+        # waited for the unacked messages: a clean stop or rebalance loses nothing.
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(acks.wake.wait(), FLUSH_EVERY_S)
+            if not live.ready:
+                continue
+            try:
+                await acks.flush()
+            except Exception as exc:        # the broker refused state: stop rather than ack it
+                log.error("could not write state to the changelog: %r; stopping", exc)
+                await app.crash(exc)
+                return
+            while on_batch([]):             # what waited for this flush (MAX_UNACKED), or for a topic
+                await asyncio.sleep(0)
 
     @app.timer(interval=settings.alert_interval)
     async def raise_due_alerts() -> None:

@@ -8,12 +8,12 @@ Per assigned input partition it keeps one `PulseEngine` (the same core as
 co-partitioned by lead_id, so a lead lives in exactly one partition.
 
 Durability, exactly once in effect with at-least-once delivery:
-- Every change marks its lead dirty. `flush()` writes each dirty lead (its event
-  history and alert memory) and one record of the partition's input counters and
-  last consumed offsets to the table's changelog, in the lead's own partition. The
-  worker calls it when Faust starts an offset commit, and Faust flushes the producer
-  before committing: committed offsets never run ahead of durable state, and writes
-  are coalesced per lead per commit instead of one per event.
+- Every change marks its lead dirty. `take_dirty()` gives each dirty lead's record (its
+  event history and alert memory) and one record of the partition's input counters and
+  last consumed offsets, for the table's changelog, in the lead's own partition. The
+  worker writes them every 0.2 s and acks the messages to Faust only once the broker
+  has them (agents/batching.py: DurableAcks): committed offsets never run ahead of
+  durable state, and writes are coalesced per lead instead of one per event.
 - After a restart, messages at or below the recorded offsets are skipped (they are
   in the counters). Messages after them are re-applied; a lead flushed with the
   same message already recorded (a crash between the lead writes and the counters
