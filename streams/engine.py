@@ -91,9 +91,14 @@ class PulseEngine:
         but HELD, counted as after_as_of, and left in `last_event` for the caller to
         `release` once the clock has passed it (SPEC 4: later events do not exist yet).
         """
+        return self.ingest_decoded(raw, decode_fast(raw), expected_type, offset, hold_after)
+
+    def ingest_decoded(self, raw: bytes | str, decoded: _Common | None, expected_type: str | None = None,
+                       offset: int | None = None, hold_after: int | None = None) -> str | Rejected:
+        """`ingest` for a caller that already has `decode_fast(raw)`: `pulse report --jobs`
+        decodes every line to route it by lead_id, and its own lines are not decoded twice."""
         self.events_read += 1
         # parse_event, inlined (this is the hot path): the fast path's two steps, else the exact one.
-        decoded = decode_fast(raw)
         ev = event_of(decoded, self.config, expected_type) if decoded is not None else None
         if ev is None:
             ev = parse_exact(raw, self.config, expected_type)
@@ -105,21 +110,6 @@ class PulseEngine:
             self.last_event = ev
             return HELD
         return self.ingest_event(ev, offset)
-
-    def ingest_decoded(self, raw: bytes, decoded: _Common | None) -> str | Rejected:
-        """`ingest(raw)` (no topic, no offset, no hold) for a caller that already has `decode_fast(raw)`.
-
-        `pulse report --jobs` decodes every line to route it by lead_id; its own lines
-        are then not decoded twice.
-        """
-        self.events_read += 1
-        ev = event_of(decoded, self.config, None) if decoded is not None else None
-        if ev is None:
-            ev = parse_exact(raw, self.config, None)
-            if ev.__class__ is Rejected:
-                self.dead_letter_reasons[ev.reason] += 1
-                return ev
-        return self.ingest_event(ev)
 
     def release(self, ev: Event, offset: int | None = None) -> str:
         """Apply an event that was HELD: it is no longer after the clock."""
