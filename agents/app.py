@@ -196,6 +196,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             return False            # wait for the flush (the aligner pauses fetching meanwhile)
         ready = aligner.release(time.monotonic(), BATCH_LIMIT)
         process(ready)
+        stats.buffered, stats.unacked = len(aligner), acks.pending
         return bool(ready)
 
     app.batch_topics, app.on_batch = frozenset(input_names), on_batch
@@ -211,6 +212,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
                 continue
             try:
                 await acks.flush()
+                stats.unacked, stats.flush_seconds = acks.pending, acks.last_flush_s
             except Exception as exc:        # the broker refused state: stop rather than ack it
                 log.error("could not write state to the changelog: %r; stopping", exc)
                 await app.crash(exc)

@@ -127,6 +127,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "pulse_event_processing_seconds": ("histogram", "Time to process one input message (parse, apply, alerts)."),
     "pulse_consumer_lag_messages": ("gauge", "Messages in an assigned input partition after the last one consumed "
                                              "(high-water mark minus position)."),
+    "pulse_input_buffered_messages": ("gauge", "Input messages fetched and waiting to be merged in timestamp order "
+                                               "across the input topics (agents/align.py)."),
+    "pulse_input_unacked_messages": ("gauge", "Input messages processed whose state is not yet durable; acked to "
+                                              "the consumer group once it is (agents/batching.py)."),
+    "pulse_state_flush_seconds": ("gauge", "Duration of the last write of dirty state, dead letters and alerts, "
+                                           "until the broker acknowledged them."),
     "pulse_assigned_partitions": ("gauge", "Input partitions assigned to this worker."),
     "pulse_state_ready": ("gauge", "1 when this worker's state is recovered from the changelog, else 0."),
     "pulse_rebalancing": ("gauge", "1 while the consumer group is rebalancing, else 0."),
@@ -173,15 +179,19 @@ def metrics_options(config: Config) -> MetricsOptions:
 # --------------------------------------------------------------------------------------
 
 class ProcessingStats:
-    """Per-message counts by (topic, result) and a processing-time histogram; O(1), lock-free."""
+    """Per-message counts by (topic, result) and a processing-time histogram; O(1), lock-free.
+    Also the input path's buffers (agents/batching.py, agents/align.py), set by the worker."""
 
-    __slots__ = ("consumed", "bounds_ns", "buckets", "sum_ns")
+    __slots__ = ("consumed", "bounds_ns", "buckets", "sum_ns", "buffered", "unacked", "flush_seconds")
 
     def __init__(self, bounds_s: tuple[float, ...] = LATENCY_BUCKETS_S):
         self.consumed: dict[tuple[str, str], int] = {}
         self.bounds_ns = [round(b * 1e9) for b in bounds_s]
         self.buckets = [0] * (len(bounds_s) + 1)      # last: above the largest bound
         self.sum_ns = 0
+        self.buffered = 0           # fetched, waiting in the TimeAligner
+        self.unacked = 0            # processed, waiting for their state to be durable
+        self.flush_seconds = 0.0    # how long the last DurableAcks.flush took
 
     def observe(self, topic: str, result: str, elapsed_ns: int) -> None:
         key = (topic, result)
@@ -455,6 +465,9 @@ class PulseCollector:
             for topic, partition, n in sorted(self.probe.lag(self._offsets_of)):
                 lag.add_metric([topic, str(partition)], n)
         yield lag
+        yield one("pulse_input_buffered_messages", stats.buffered)
+        yield one("pulse_input_unacked_messages", stats.unacked)
+        yield one("pulse_state_flush_seconds", stats.flush_seconds)
         assigned = self.probe.assigned() if self.probe is not None else None
         yield one("pulse_assigned_partitions", len(live.partitions) if assigned is None else assigned)
         yield one("pulse_state_ready", 1 if live.ready else 0)

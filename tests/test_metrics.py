@@ -72,7 +72,8 @@ def key(name: str, **labels) -> tuple[str, frozenset]:
 PIPELINE_METRICS = [n for n in METRICS if n not in {
     "pulse_events_consumed", "pulse_events_dead_lettered", "pulse_alerts_emitted", "pulse_event_processing_seconds",
     "pulse_consumer_lag_messages", "pulse_assigned_partitions", "pulse_state_ready", "pulse_rebalancing",
-    "pulse_build_info", "pulse_leads_in_state"}]
+    "pulse_build_info", "pulse_leads_in_state", "pulse_input_buffered_messages", "pulse_input_unacked_messages",
+    "pulse_state_flush_seconds"}]
 
 
 def expected_from_report(doc: dict) -> dict[tuple[str, frozenset], float]:
@@ -425,3 +426,12 @@ def test_consumer_lag_is_highwater_minus_position_per_assigned_input_partition()
     assert sorted(probe.lag(offsets.get)) == [("crm.lead-created", 0, 10), ("crm.lead-created", 1, 0)]
     assert probe.rebalancing() is True
     assert FaustProbe(SimpleNamespace(consumer=None), ["t"]).lag(offsets.get) == []    # not started: no samples
+
+
+def test_input_path_gauges_show_what_the_worker_set():
+    w = Worker()
+    w.stats.buffered, w.stats.unacked, w.stats.flush_seconds = 1234, 567, 0.25
+    samples = parse_exposition(w.exposition())
+    assert samples[("pulse_input_buffered_messages", frozenset())] == 1234
+    assert samples[("pulse_input_unacked_messages", frozenset())] == 567
+    assert samples[("pulse_state_flush_seconds", frozenset())] == 0.25
