@@ -5,6 +5,7 @@ real process (so it can be killed with SIGKILL).
 """
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -75,13 +76,18 @@ def test_live_report_equals_offline_report(broker, prefix, messy_file, tmp_path)
         worker.stop()
 
 
-def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefix, messy_file, tmp_path):
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefix, messy_file, tmp_path, how):
     expected, n = offline(messy_file)
     worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
     publisher = replay(broker, prefix, messy_file, "--rate", "400")
     try:
         time.sleep(1.5)
-        worker.kill()                                   # SIGKILL: no flush, no commit, no goodbye
+        if how == "kill":
+            worker.kill()                               # SIGKILL: no flush, no commit, no goodbye
+        else:
+            worker.stop()                               # SIGTERM: Faust waits for the unacked messages
+            assert worker.proc.returncode != -signal.SIGKILL, "did not stop on SIGTERM within 20 s"
         assert publisher.wait(60) == 0
         worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
         assert worker.wait_consumed(n) == expected
