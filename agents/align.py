@@ -82,6 +82,7 @@ class TimeAligner:
 
     def _release_partition(self, p: int, qs: list[deque], now: float, out: list, stop: int) -> None:
         append = out.append
+        lagging: dict[int, bool] = {}      # per topic, asked once per call: a synchronous step
         while len(out) < stop:
             best_q = None
             best_ts = 0.0
@@ -91,8 +92,10 @@ class TimeAligner:
                     ts = q[0].timestamp or 0.0
                     if best_q is None or ts < best_ts:
                         best_q, best_ts = q, ts
-                elif self.lag(self.topics[i], p) > 0:
-                    blocked = True
+                else:
+                    if i not in lagging:
+                        lagging[i] = self.lag(self.topics[i], p) > 0
+                    blocked = blocked or lagging[i]
             if best_q is None:
                 self._blocked_since.pop(p, None)
                 return

@@ -89,7 +89,6 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         type_of_topic={names[topics.TOPIC_OF_TYPE[t]]: t for t in topics.TOPIC_OF_TYPE},
         clock=settings.clock,
         send=send,
-        changelog=lambda p, k, v: leads.send_changelog(p, k, v),
         now_us=lambda: time.time_ns() // 1000,
     )
     stats = ProcessingStats()

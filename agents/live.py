@@ -45,8 +45,6 @@ SEP = "\x1f"
 
 # send(topic_role, key, value, partition, headers): topic_role is "deadletter" or "notifications"
 Send = Callable[[str, bytes | None, bytes, int, list], None]
-# changelog(partition, key, value)
-Changelog = Callable[[int, bytes, bytes], None]
 
 
 def lead_key(pipeline: str, lead_id: str) -> bytes:
@@ -73,12 +71,11 @@ class PartitionState:
 
 class LivePulse:
     def __init__(self, config: Config, *, type_of_topic: dict[str, str], clock: str,
-                 send: Send, changelog: Changelog, now_us: Callable[[], int]):
+                 send: Send, now_us: Callable[[], int]):
         self.config = config
         self.type_of_topic = type_of_topic         # input topic name -> event type it carries
         self.clock = clock
         self.send = send
-        self.changelog = changelog
         self.now_us = now_us
         self.partitions: dict[int, PartitionState] = {}
         self.ready = False
@@ -261,15 +258,6 @@ class LivePulse:
         self.alerts_emitted[kind] = self.alerts_emitted.get(kind, 0) + 1
 
     # -- durability ------------------------------------------------------------------------
-
-    def flush(self, partitions: Iterable[int] | None = None) -> int:
-        """Write dirty leads and counters to the changelog; returns the number of records."""
-        written = 0
-        for p, records in self.take_dirty(partitions).items():
-            for key, value in records:
-                self.changelog(p, key, value)
-                written += 1
-        return written
 
     def take_dirty(self, partitions: Iterable[int] | None = None) -> dict[int, list[tuple[bytes, bytes]]]:
         """The changelog records of every dirty lead, then the partition's counters record

@@ -338,14 +338,7 @@ _won_get = _R_WON_LOST.get
 
 
 def _parse_exact(raw: bytes | str, config: Config, expected_type: str | None = None) -> Event | Rejected:
-    """Parse one input (a Kafka message value or one JSON Lines line without its newline).
-
-    `config` is a `pulse.config.Config`; `expected_type` is the event type the topic
-    carries (None for file replays: no topic check). Returns an `Event`, or a
-    `Rejected` whose reason is the first of SPEC's table that applies:
-    invalid_json, invalid_event, unknown_pipeline, unknown_stage.
-    Never raises for any bytes or text.
-    """
+    """`parse_event` without the fast path: decides every input, and every dead-letter reason."""
     try:
         d = _loads(raw)
     except Exception as e:      # orjson.JSONDecodeError; TypeError for odd input types

@@ -176,7 +176,7 @@ class Worker:
     def __init__(self, config=CFG, clock="event", now_us=None):
         self.sent = []
         self.live = LivePulse(config, type_of_topic={TOPIC_BY_TYPE[t]: t for t in TOPIC_BY_TYPE}, clock=clock,
-                              send=lambda *a: self.sent.append(a), changelog=lambda *a: None,
+                              send=lambda *a: self.sent.append(a),
                               now_us=now_us or (lambda: time.time_ns() // 1000))
         self.live.ready = True
         self.stats = ProcessingStats()

@@ -117,7 +117,7 @@ class Feeder:
 
 def make_live(config, partitions) -> LivePulse:
     live = LivePulse(config, type_of_topic=TYPE_OF_TOPIC, clock="event", send=lambda *a: None,
-                     changelog=lambda *a: None, now_us=lambda: 0)
+                     now_us=lambda: 0)
     live.ready = True
     for p in partitions:
         live.partitions[p] = live._new_state(p)
