@@ -12,7 +12,7 @@ import gzip
 import os
 import sys
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
 CHUNK = 4 * 1024 * 1024
 
@@ -101,3 +101,110 @@ def read_lines(paths: list[str], on_progress: Callable[[int], None] | None = Non
         for k, line in enumerate(lines):
             if line and not line.isspace():
                 yield path, first + k, line
+
+
+# --------------------------------------------------------------------------------------
+# Byte ranges of plain files (`pulse report --jobs`: each process reads one range)
+# --------------------------------------------------------------------------------------
+
+class Piece(NamedTuple):
+    """The lines of one file that begin at a byte offset in [start, end)."""
+
+    file_index: int             # position of the file among the inputs
+    path: str
+    start: int
+    end: int
+
+
+def is_splittable(paths: list[str]) -> bool:
+    """Byte ranges need regular, uncompressed files (seekable, and a byte is a byte of the text)."""
+    return all(p != "-" and not p.endswith(".gz") and os.path.isfile(p) for p in paths)
+
+
+def plan_ranges(paths: list[str], parts: int) -> list[list[Piece]]:
+    """The inputs, seen as one sequence of bytes, cut into `parts` consecutive ranges of
+    (nearly) equal size; each range as its pieces, one per file it touches, in input order.
+
+    A cut may fall inside a line: the line belongs to the range in which it begins
+    (`read_piece`), so every line is read exactly once, and the ranges in order read
+    the lines in input order.
+    """
+    sizes = [os.path.getsize(p) for p in paths]
+    total = sum(sizes)
+    cuts = [total * k // parts for k in range(parts + 1)]
+    plan = []
+    for k in range(parts):
+        pieces, offset = [], 0
+        for i, (path, size) in enumerate(zip(paths, sizes)):
+            lo, hi = max(cuts[k], offset), min(cuts[k + 1], offset + size)
+            if lo < hi:
+                pieces.append(Piece(i, path, lo - offset, hi - offset))
+            offset += size
+        plan.append(pieces)
+    return plan
+
+
+def _first_line_start(f: BinaryIO, start: int) -> int:
+    """Offset of the first line that begins at or after `start` (the file positioned there)."""
+    if start:
+        f.seek(start - 1)
+        f.readline()                # the rest of a line that began before `start`, with its newline
+    return f.tell()
+
+
+def read_piece(piece: Piece, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, list[bytes]]]:
+    """(index of the batch's first line among the piece's lines, lines) over the piece's lines.
+
+    Like `read_batches`, blank lines are kept (so indexes count them). `on_bytes(n)` is
+    told the bytes consumed so far (for a progress bar).
+    """
+    try:
+        with open(piece.path, "rb") as f:
+            at = _first_line_start(f, piece.start)   # file offset of `rest`'s first byte
+            if at >= piece.end:                     # no line begins in the piece
+                return
+            first, rest = 0, b""
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    if rest:
+                        yield first, [rest]
+                    if on_bytes is not None:
+                        on_bytes(piece.end - piece.start)
+                    return
+                buf = rest + chunk
+                # Our last line is the one holding byte end - 1: it ends at the first
+                # newline at or after it. Lines after that begin at `end` or later.
+                cut = buf.find(b"\n", max(0, piece.end - 1 - at)) if at + len(buf) >= piece.end else -1
+                if cut >= 0:
+                    yield first, buf[:cut].split(b"\n")
+                    if on_bytes is not None:
+                        on_bytes(at + cut + 1 - piece.start)
+                    return
+                lines = buf.split(b"\n")
+                rest = lines.pop()
+                yield first, lines
+                first += len(lines)
+                at += len(buf) - len(rest)
+                if on_bytes is not None:
+                    on_bytes(at - piece.start)
+    except OSError as exc:
+        raise InputError(f"{piece.path}: cannot be read: {exc}") from exc
+
+
+def first_line_number(piece: Piece) -> int:
+    """The line number (from 1, as in the whole file) of the piece's first line."""
+    try:
+        with open(piece.path, "rb") as f:
+            begin = _first_line_start(f, piece.start)
+            f.seek(0)
+            count, left = 0, begin
+            while left:
+                block = f.read(min(CHUNK, left))
+                if not block:
+                    break
+                count += block.count(b"\n")
+                left -= len(block)
+            return count + 1
+    except OSError as exc:
+        raise InputError(f"{piece.path}: cannot be read: {exc}") from exc

@@ -37,6 +37,11 @@ class Event(NamedTuple):
     lead_id: str
 
 
+# Event's field positions, for hot paths that index instead of naming (see PulseEngine.ingest_event).
+TS, KIND, STAGE, WON, AMOUNT, OWNER, TEAM, SOURCE, EVENT_ID, PIPELINE, LEAD_ID = range(11)
+assert Event._fields[LEAD_ID] == "lead_id" and Event._fields[TS] == "ts"
+
+
 class Rejected(NamedTuple):
     """An input that cannot be applied: it goes to the dead-letter topic with `reason`."""
 

@@ -35,12 +35,17 @@ class DealWindow:
 class DealFlow:
     def __init__(self) -> None:
         self._days: dict[int, _DayDeals] = {}
+        self._last: _DayDeals | None = None     # as in StageFlow: the last bucket and its day's bounds
+        self._lo = self._hi = 0
 
     def _day(self, ts_us: int) -> _DayDeals:
+        if self._lo <= ts_us < self._hi:
+            return self._last
         day = ts_us // DAY_US
         bucket = self._days.get(day)
         if bucket is None:
             bucket = self._days[day] = _DayDeals()
+        self._last, self._lo, self._hi = bucket, day * DAY_US, (day + 1) * DAY_US
         return bucket
 
     def lead_created(self, ts_us: int, sign: int) -> None:
@@ -85,3 +90,4 @@ class DealFlow:
     def drop_days_before(self, day: int) -> None:
         for d in [d for d in self._days if d < day]:
             del self._days[d]
+        self._last, self._lo, self._hi = None, 0, 0

@@ -17,7 +17,11 @@ _GROWTH = 1.04
 _LOG_GROWTH = math.log(_GROWTH)
 
 
-def bucket_of(dwell_us: int, _log=math.log, _scale=1 / _LOG_GROWTH) -> int:
+BUCKET_SCALE = 1 / _LOG_GROWTH
+
+
+def bucket_of(dwell_us: int, _log=math.log, _scale=BUCKET_SCALE) -> int:
+    # StageFlow.moved has a copy of this line (its hot path); tests check they agree.
     if dwell_us < HOUR_US:
         return 0
     return 1 + int(_log(dwell_us / HOUR_US) * _scale)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from pulse.config import Config, PipelineConfig
 from pulse.schemas.parse import decode_fast, event_of, parse_exact
-from pulse.schemas.types import REASONS, Event, Rejected
+from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TS, Event, Rejected
 
 from . import history
 from .deals import DealFlow
@@ -95,8 +95,23 @@ class PulseEngine:
 
     def ingest_decoded(self, raw: bytes | str, decoded: _Common | None, expected_type: str | None = None,
                        offset: int | None = None, hold_after: int | None = None) -> str | Rejected:
-        """`ingest` for a caller that already has `decode_fast(raw)`: `pulse report --jobs`
-        decodes every line to route it by lead_id, and its own lines are not decoded twice."""
+        """`ingest` for a caller that already has `decode_fast(raw)` (it routed the line by it)."""
+        ev = self.accept(raw, decoded, expected_type)
+        if ev.__class__ is Rejected:
+            return ev
+        if hold_after is not None and ev.ts > hold_after:
+            self.after_as_of += 1
+            self.last_event = ev
+            return HELD
+        return self.ingest_event(ev, offset)
+
+    def accept(self, raw: bytes | str, decoded: _Common | None, expected_type: str | None = None) -> Event | Rejected:
+        """Count one input and parse it, given `decode_fast(raw)`: its Event (not applied yet:
+        see `ingest_event`), or its Rejected, counted as dead-lettered.
+
+        `pulse report --jobs` accepts a line in the process that reads it and applies the
+        event in the process that holds its lead.
+        """
         self.events_read += 1
         # parse_event, inlined (this is the hot path): the fast path's two steps, else the exact one.
         ev = event_of(decoded, self.config, expected_type) if decoded is not None else None
@@ -104,12 +119,7 @@ class PulseEngine:
             ev = parse_exact(raw, self.config, expected_type)
             if ev.__class__ is Rejected:
                 self.dead_letter_reasons[ev.reason] += 1
-                return ev
-        if hold_after is not None and ev.ts > hold_after:
-            self.after_as_of += 1
-            self.last_event = ev
-            return HELD
-        return self.ingest_event(ev, offset)
+        return ev
 
     def release(self, ev: Event, offset: int | None = None) -> str:
         """Apply an event that was HELD: it is no longer after the clock."""
@@ -122,19 +132,22 @@ class PulseEngine:
 
     def ingest_event(self, ev: Event, offset: int | None = None) -> str:
         """Apply one valid event (already counted in events_read by the caller)."""
-        ts = ev.ts
+        # Fields by position: on CPython 3.11 a NamedTuple attribute is a generic
+        # descriptor look-up, several times the cost of an index, and this runs per event.
+        ts = ev[TS]
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
         if ts > self._cutoff:
             self.after_as_of += 1
             return AFTER_AS_OF
-        event_id = ev.event_id
-        p = self.pipelines[ev.pipeline]
-        lead = p.leads.get(ev.lead_id)
+        event_id = ev[EVENT_ID]
+        lead_id = ev[LEAD_ID]
+        p = self.pipelines[ev[PIPELINE]]
+        lead = p.leads.get(lead_id)
         if lead is None:
-            lead = p.leads[ev.lead_id] = Lead(ev.lead_id)
-        # history.contains_event_id's first test inlined (the common case: not there)
-        elif history.encode_str(event_id) in lead.history and history.contains_event_id(
+            lead = p.leads[lead_id] = Lead(lead_id)
+        # history.contains_event_id's first test inlined (the common case: not there; and see there)
+        elif lead.history.find(history.encode_str(event_id)) >= 0 and history.contains_event_id(
                 lead.history, lead.n_events, event_id):
             if offset is not None and history.offset_of(lead.history, lead.n_events, event_id) == offset:
                 self.applied += 1
@@ -143,13 +156,14 @@ class PulseEngine:
             return DUPLICATE
         self.applied += 1
         was_open = lead.is_open
-        kind = ev.kind
+        kind = ev[KIND]
         if ts > lead.last_ts or (ts == lead.last_ts and (kind > lead.last_kind or (
                 kind == lead.last_kind and event_id > self._last_event_id(lead, p)))):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts = ts
             lead.last_kind = kind
-            lead.history += history.encode(ev, offset)  # a bytearray: extended in place
+            # history.encode, inlined; a bytearray: extended in place
+            lead.history += history.encode_record(ev[:8] + (offset, event_id))
             lead.n_events += 1
         else:
             self._refold(lead, ev, offset, p)                   # late: revert and re-derive the lead

@@ -58,13 +58,15 @@ class Lead:
 
 
 def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
-    # One tuple unpack instead of an attribute look-up per field: this runs once per event.
-    ts, kind, stage, _won, amount, owner, team, _source, _event_id, _pipeline, _lead_id = ev
+    # One unpack instead of an attribute look-up per field: this runs once per event. The
+    # slice is a plain tuple, which unpacks faster than the Event (a tuple subclass).
+    ts, kind, stage, _won, amount, owner, team = ev[:7]
     # Fields first: a close takes the amount *after* applying the closing event (SPEC 3.7).
     # Owner and team values are shared between leads (p.intern): one string per rep, not per lead.
-    if owner is not None:
+    # Most events repeat the lead's owner and team: then there is nothing to intern (no hashing).
+    if owner is not None and owner != lead.owner:
         lead.owner = p.intern(owner, owner)
-    if team is not None:
+    if team is not None and team != lead.team:
         lead.team = p.intern(team, team)
     if amount is not None:
         lead.amount = amount

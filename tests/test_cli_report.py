@@ -115,22 +115,52 @@ def test_unreadable_inputs_exit_2(tmp_path, capsys):
     assert code == 2 and out == "" and "broken.jsonl.gz" in err
 
 
-def test_sharded_run_equals_single_process(tmp_path):
-    """--jobs 2 shards leads over two processes; the merged report must be identical."""
+@pytest.mark.parametrize("layout", ["one file", "three files", "gzip"])
+def test_sharded_run_equals_single_process(tmp_path, layout):
+    """--jobs N shards leads over N processes; the merged report and the dead-letter file
+    must be identical to one process's. Plain files are cut into byte ranges (cuts fall
+    inside files and between them); gzip input is read whole by every process."""
     from pulse.synth import generate
 
-    src = tmp_path / "e.jsonl"
-    src.write_bytes(b"\n".join(generate(leads=400, seed=3, duplicates=0.05, late=0.1, implicit=0.05,
-                                        invalid=0.05, offsets=0.2)) + b"\n")
+    lines = list(generate(leads=400, seed=3, duplicates=0.05, late=0.1, implicit=0.05, invalid=0.05, offsets=0.2))
+    if layout == "one file":
+        (tmp_path / "e.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        srcs = [tmp_path / "e.jsonl"]
+    elif layout == "three files":      # uneven, one without a final newline, blank lines
+        srcs = [tmp_path / f"e{i}.jsonl" for i in range(3)]
+        srcs[0].write_bytes(b"\n".join(lines[:100]) + b"\n\n")
+        srcs[1].write_bytes(b"\n".join(lines[100:1500]))
+        srcs[2].write_bytes(b"  \n" + b"\n".join(lines[1500:]) + b"\n")
+    else:
+        srcs = [tmp_path / "e.jsonl.gz"]
+        srcs[0].write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
     outs = []
     for jobs in ("1", "2", "3"):
         dl = tmp_path / f"dl{jobs}.jsonl"
-        done = subprocess.run([sys.executable, "-m", "pulse.cli", "report", str(src), "--jobs", jobs,
+        done = subprocess.run([sys.executable, "-m", "pulse.cli", "report", *map(str, srcs), "--jobs", jobs,
                                "--dead-letter", str(dl)], capture_output=True)
         assert done.returncode == 0, done.stderr
         outs.append((done.stdout, dl.read_bytes()))
     assert outs[0] == outs[1] == outs[2]
     assert orjson.loads(outs[0][0])["data_quality"]["dead_lettered"] > 0
+
+
+def test_sharded_run_keeps_input_order_for_duplicates_that_differ(tmp_path):
+    """SPEC 1: of two events with one event_id, the first read is applied. With --jobs the
+    copies may be read by different processes; the earlier one must still win."""
+    def event(event_id, lead, day, stage):
+        return orjson.dumps({"type": "lead.stage_changed", "event_id": event_id, "lead_id": lead,
+                             "occurred_at": f"2026-03-{day:02d}T10:00:00Z", "to_stage": stage})
+    filler = [orjson.dumps({"type": "lead.created", "event_id": f"c{i}", "lead_id": f"F{i}",
+                            "occurred_at": "2026-03-01T09:00:00Z"}) for i in range(300)]
+    lines = [event("dup", f"L{i}", 2, "qualified") for i in range(20)] + filler \
+        + [event("dup", f"L{i}", 3, "proposal") for i in range(20)]
+    src = tmp_path / "e.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    outs = [subprocess.run([sys.executable, "-m", "pulse.cli", "report", str(src), "--jobs", jobs],
+                           capture_output=True, check=True).stdout for jobs in ("1", "2", "3")]
+    assert outs[0] == outs[1] == outs[2]
+    assert orjson.loads(outs[0])["data_quality"]["duplicates"] == 20
 
 
 @pytest.mark.parametrize("line,reason", [

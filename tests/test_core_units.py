@@ -229,3 +229,20 @@ def test_partial_state_round_trip_gives_the_same_report():
         merged.merge(load_partial(cfg, dump_partial(shard)))
     t = whole.default_as_of(0)
     assert merged.report(as_of=t) == whole.report(as_of=t)
+
+
+@given(st.integers(0, 5), st.integers(0, 5), st.integers(0, 200 * 86_400_000_000), st.integers(0, 90 * 86_400_000_000),
+       st.sampled_from([0, 1]), st.sampled_from([1, -1]))
+def test_stage_flow_moved_equals_a_stay_ended_and_one_started(stage, to_stage, start, dwell, outcome, sign):
+    """StageFlow.moved is the hot path's copy of stay_ended + stay_started (bucket_of inlined)."""
+    from pulse.streams.flow import StageFlow
+
+    one, two = StageFlow(6), StageFlow(6)
+    one.moved(stage, start, start + dwell, outcome, to_stage, sign)
+    two.stay_ended(stage, start, start + dwell, outcome, to_stage, sign)
+    two.stay_started(to_stage, start + dwell, sign)
+    assert one._days.keys() == two._days.keys()
+    for day, a in one._days.items():
+        b = two._days[day]
+        assert (a.entered, a.exits, a.dwell_sum_us, a.dwell_hist, a.transitions) == \
+            (b.entered, b.exits, b.dwell_sum_us, b.dwell_hist, b.transitions)
