@@ -21,6 +21,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on usage errors, as SPEC 7 asks; keep its message, prefixed."""
 
 
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes, at least 1, not {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pulse", description="Pipeline Pulse: real-time sales-pipeline analytics.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -34,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report time, RFC 3339 with offset (default: the latest occurred_at of a valid event)")
     report.add_argument("--dead-letter", dest="dead_letter", metavar="OUT",
                         help="write every rejected input with its reason to OUT as JSON Lines")
-    report.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="processes to use (default: one per core for large files, 1 for stdin)")
+    report.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                        help="processes to use, at most 16 (default: one per core for large files, 1 for stdin)")
     report.add_argument("--compact", action="store_true", help="print the document on one line")
     report.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     report.set_defaults(run=cmd_report)

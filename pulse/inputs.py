@@ -156,12 +156,19 @@ def read_piece(piece: Piece, on_bytes: Callable[[int], None] | None = None) -> I
     """(index of the batch's first line among the piece's lines, lines) over the piece's lines.
 
     Like `read_batches`, blank lines are kept (so indexes count them). `on_bytes(n)` is
-    told the bytes consumed so far (for a progress bar).
+    told how much of the piece is read (0 to end - start, never decreasing: for a progress bar).
     """
+    size = piece.end - piece.start
+
+    def told(n: int) -> None:
+        if on_bytes is not None:
+            on_bytes(min(n, size))      # the last line may run past the piece's end
+
     try:
         with open(piece.path, "rb") as f:
             at = _first_line_start(f, piece.start)   # file offset of `rest`'s first byte
             if at >= piece.end:                     # no line begins in the piece
+                told(size)
                 return
             first, rest = 0, b""
             while True:
@@ -169,8 +176,7 @@ def read_piece(piece: Piece, on_bytes: Callable[[int], None] | None = None) -> I
                 if not chunk:
                     if rest:
                         yield first, [rest]
-                    if on_bytes is not None:
-                        on_bytes(piece.end - piece.start)
+                    told(size)
                     return
                 buf = rest + chunk
                 # Our last line is the one holding byte end - 1: it ends at the first
@@ -178,16 +184,14 @@ def read_piece(piece: Piece, on_bytes: Callable[[int], None] | None = None) -> I
                 cut = buf.find(b"\n", max(0, piece.end - 1 - at)) if at + len(buf) >= piece.end else -1
                 if cut >= 0:
                     yield first, buf[:cut].split(b"\n")
-                    if on_bytes is not None:
-                        on_bytes(at + cut + 1 - piece.start)
+                    told(size)
                     return
                 lines = buf.split(b"\n")
                 rest = lines.pop()
                 yield first, lines
                 first += len(lines)
                 at += len(buf) - len(rest)
-                if on_bytes is not None:
-                    on_bytes(at - piece.start)
+                told(at - piece.start)
     except OSError as exc:
         raise InputError(f"{piece.path}: cannot be read: {exc}") from exc
 

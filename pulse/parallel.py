@@ -9,7 +9,10 @@ parses the lines of its range only, applies the events of its own leads, and sen
 the others' events, parsed, to their processes. Parsing is most of the cost of a line
 that is not one's own, so no line is parsed twice. To keep input order, a process
 applies its leads' events range by range: the events earlier ranges send it, as they
-arrive, then its own range's (held back until then), then the later ranges'.
+arrive, then its own range's (held back until then), then the later ranges'. What
+waits meanwhile is kept as MessagePack (~60 bytes an event): a range's own events until
+the earlier ranges' are in, and the events for earlier shards until those take them
+(about (N - 1) / 2N of all events; some 12 % of the input's size).
 
 Compressed files and standard input cannot be cut: there every process reads every
 line and applies those of its own leads (`ingest_shard`), routing a line by its lead_id.
@@ -21,6 +24,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import sys
 import tempfile
 import threading
 import zlib
@@ -124,6 +128,9 @@ def ingest_shard(engine: PulseEngine, paths: list[str], shard: int, shards: int,
                 on_rejected(path, first + k, line, result)
 
 
+class PeerStopped(RuntimeError):
+    """Another process of the report ended before its stream of events did."""
+
 
 class _Outbox:
     """Events for another process, sent by a thread of their own.
@@ -176,7 +183,7 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
     outboxes = {j: _Outbox(conn) for j, conn in outbound.items()}
     pending: list[list[Event]] = [[] for _ in range(shards)]
     held: list[bytes] = []      # this range's events for this shard, until the earlier ranges' are in
-    earliest = 0                # the first range whose events for this shard are not all applied
+    first_open = 0              # the first range whose events for this shard are not all applied
 
     def take(j: int, wait: bool) -> bool:
         """Apply what range j has sent; True once its stream has ended."""
@@ -185,7 +192,7 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
             try:
                 data = conn.recv_bytes()
             except EOFError:
-                raise RuntimeError(f"report process {j} stopped before sending all its events") from None
+                raise PeerStopped(f"report process {j} stopped before sending all its events") from None
             if not data:
                 return True
             for ev in _decode_events(data):
@@ -195,20 +202,26 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
         return False
 
     def catch_up(wait: bool) -> None:
-        nonlocal earliest
-        while earliest < shard:
-            if not take(earliest, wait):
+        nonlocal first_open
+        while first_open < shard:
+            if not take(first_open, wait):
                 return
-            earliest += 1
+            first_open += 1
         for data in held:           # every earlier range is in: this range's events are next
             for ev in _decode_events(data):
                 apply(ev)
         held.clear()
 
+    read_before = 0             # bytes of the pieces already read
+
+    def report_read(n: int) -> None:
+        if on_read is not None:
+            on_read(read_before + n)
+
     for piece in pieces:
         base = first_line_number(piece) if on_rejected is not None else 1
-        for first, lines in read_piece(piece, on_read):
-            direct = earliest == shard
+        for first, lines in read_piece(piece, report_read):
+            own_range_is_next = first_open == shard
             for k, line in enumerate(lines):
                 if not line or line.isspace():
                     continue
@@ -218,7 +231,7 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
                         on_rejected(piece.path, base + first + k, line, ev)
                     continue
                 s = hash(ev.lead_id) % shards
-                if s == shard and direct:
+                if s == shard and own_range_is_next:
                     apply(ev)
                 else:
                     pending[s].append(ev)
@@ -229,13 +242,17 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
             if pending[shard]:          # encoded: ~60 bytes an event, not ~350 as objects
                 held.append(_encode_events(pending[shard]))
                 pending[shard] = []
-            if earliest < shard:
+            if first_open < shard:
                 catch_up(wait=False)
+        read_before += piece.end - piece.start
+        report_read(0)
     for box in outboxes.values():
         box.close()
     catch_up(wait=True)
     for j in range(shard + 1, shards):
         take(j, wait=True)
+    if on_received is not None:     # every range is read now (a stream ends after its reading)
+        on_received()
     for box in outboxes.values():
         box.join()
 
@@ -257,7 +274,7 @@ def run_sharded(paths: list[str], config: Config, as_of: int | None, shards: int
 
         def ingest(engine: PulseEngine, shard: int, on_rejected, progress) -> None:
             def read(n: int) -> None:
-                done[shard] = n
+                done[shard] = n                 # this shard's bytes read so far
                 if progress is not None:
                     progress(sum(done))
             for (i, j), (reader, writer) in pipes.items():     # keep only this shard's ends: a
@@ -294,7 +311,10 @@ def run_sharded(paths: list[str], config: Config, as_of: int | None, shards: int
         writer.close()
         children.append((proc, reader))
     try:
-        engine = work(0, on_progress)
+        try:
+            engine = work(0, on_progress)
+        except PeerStopped:
+            raise _failure_of(children) or sys.exc_info()[1] from None
         for proc, reader in children:
             try:
                 payload = reader.recv_bytes()
@@ -321,13 +341,33 @@ def run_sharded(paths: list[str], config: Config, as_of: int | None, shards: int
     return engine
 
 
+def _failure_of(children: list) -> BaseException | None:
+    """After a stream ended early: the error a child reported (its own, rather than the
+    PeerStopped of a child that lost a peer), or which child died; None if none is known."""
+    found: list[BaseException] = []
+    for shard, (proc, reader) in enumerate(children, start=1):
+        proc.join(timeout=0.5)              # a failed child reports, then exits at once
+        if proc.exitcode is None:
+            continue                        # still running (waiting for this process, say)
+        try:
+            status, value = pickle.loads(reader.recv_bytes()) if reader.poll(0) else (None, None)
+        except (EOFError, OSError):
+            status, value = None, None
+        if status == "error":
+            found.append(value)
+        elif proc.exitcode != 0:
+            found.append(RuntimeError(f"report process {shard} died (exit code {proc.exitcode})"))
+    found.sort(key=lambda exc: isinstance(exc, PeerStopped))
+    return found[0] if found else None
+
+
 def _pipe(ctx) -> tuple[Connection, Connection]:
-    """A one-way pipe; on Linux with a 1 MiB buffer (the default 64 KiB makes a batch of
-    events take many writes, each waking the reader)."""
+    """A one-way pipe; on Linux with a 256 KiB buffer (with the default 64 KiB, a batch of
+    events takes many writes, each waking the reader; there are N x (N - 1) pipes)."""
     reader, writer = ctx.Pipe(duplex=False)
     try:
         import fcntl
-        fcntl.fcntl(writer.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        fcntl.fcntl(writer.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 18)
     except (ImportError, OSError):   # not Linux, or above /proc/sys/fs/pipe-max-size: keep the default
         pass
     return reader, writer

@@ -14,6 +14,8 @@ from pulse.schemas.types import Rejected
 
 # Below this much input, forking a second process costs more than it saves.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+# Processes talk pairwise over pipes (N x (N - 1)): bound N well below the open-files limit.
+MAX_JOBS = 16
 
 
 def dead_letter_record(path: str, line_no: int, raw: bytes, rejected: Rejected) -> bytes:
@@ -45,6 +47,7 @@ def run_report(paths: list[str], config: Config, as_of: int | None, *,
         jobs = default_jobs(paths)
     if "-" in paths:
         jobs = 1
+    jobs = max(1, min(jobs, MAX_JOBS))
     # The engine's state has no reference cycles; the cyclic GC would only rescan the
     # ever-growing lead state (measured: a large share of run time). Off while ingesting.
     gc_was_enabled = gc.isenabled()

@@ -146,7 +146,7 @@ class PulseEngine:
         lead = p.leads.get(lead_id)
         if lead is None:
             lead = p.leads[lead_id] = Lead(lead_id)
-        # history.contains_event_id's first test inlined (the common case: not there; and see there)
+        # history.contains_event_id's first test, inlined (the common case: not there; why find: see there)
         elif lead.history.find(history.encode_str(event_id)) >= 0 and history.contains_event_id(
                 lead.history, lead.n_events, event_id):
             if offset is not None and history.offset_of(lead.history, lead.n_events, event_id) == offset:

@@ -89,6 +89,14 @@ def test_usage_and_config_errors_exit_2_with_nothing_on_stdout(tmp_path, capsys,
     assert code == 2 and out == "" and needle in err
 
 
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_jobs_must_be_a_positive_number(tmp_path, capsys, jobs):
+    with pytest.raises(SystemExit) as exited:
+        main(["report", str(write_events(tmp_path / "e.jsonl")), "--jobs", jobs])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == "" and "--jobs" in err
+
+
 def test_bad_config_names_file_and_key(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("pipelines:\n  default:\n    stages:\n      - {name: new, stale_after: 3 days}\n")
@@ -161,6 +169,48 @@ def test_sharded_run_keeps_input_order_for_duplicates_that_differ(tmp_path):
                            capture_output=True, check=True).stdout for jobs in ("1", "2", "3")]
     assert outs[0] == outs[1] == outs[2]
     assert orjson.loads(outs[0])["data_quality"]["duplicates"] == 20
+
+
+def _three_files(tmp_path):
+    from pulse.synth import generate
+
+    lines = list(generate(leads=200, seed=4))
+    paths = []
+    for i, part in enumerate((lines[:50], lines[50:700], lines[700:])):
+        (tmp_path / f"p{i}.jsonl").write_bytes(b"\n".join(part) + b"\n")
+        paths.append(str(tmp_path / f"p{i}.jsonl"))
+    return paths
+
+
+def test_sharded_progress_counts_every_byte_once(tmp_path):
+    from pulse.config import load_config
+    from pulse.parallel import run_sharded
+
+    paths = _three_files(tmp_path)
+    seen = []
+    run_sharded(paths, load_config(None), None, 3, on_progress=seen.append)
+    assert seen == sorted(seen)
+    assert seen[-1] == sum(os.path.getsize(p) for p in paths)
+
+
+def test_a_failing_shard_reports_its_own_error(tmp_path, monkeypatch):
+    """A child's error (here: an unreadable input) reaches the caller as that error, not as
+    the broken stream it leaves behind in the other processes."""
+    import pulse.parallel as parallel
+    from pulse.config import load_config
+    from pulse.inputs import InputError
+
+    paths = _three_files(tmp_path)
+    real = parallel.read_piece
+
+    def read_piece(piece, on_bytes=None):
+        if piece.file_index == 2:                      # only the last range reads the last file
+            raise InputError(f"{piece.path}: cannot be read: test")
+        return real(piece, on_bytes)
+
+    monkeypatch.setattr(parallel, "read_piece", read_piece)    # forked children inherit it
+    with pytest.raises(InputError, match="p2.jsonl"):
+        parallel.run_sharded(paths, load_config(None), None, 3)
 
 
 @pytest.mark.parametrize("line,reason", [
