@@ -41,3 +41,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/out
+	-git worktree prune
