@@ -17,6 +17,7 @@ exact integer arithmetic on the proleptic Gregorian calendar; `parse_timestamp` 
 """
 from __future__ import annotations
 
+import functools
 import json as _json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -174,12 +175,18 @@ def format_timestamp(us: int) -> str:
     """
     days, rem = divmod(us, _US_PER_DAY)
     secs, frac = divmod(rem, _US_PER_S)
-    y, m, d = _civil_from_days(days)
     hh, r = divmod(secs, 3600)
     mm, ss = divmod(r, 60)
     if frac:
-        return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{frac:06d}Z"
-    return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}Z"
+        return f"{_date_text(days)}T{hh:02d}:{mm:02d}:{ss:02d}.{frac:06d}Z"
+    return f"{_date_text(days)}T{hh:02d}:{mm:02d}:{ss:02d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_text(days: int) -> str:
+    """YYYY-MM-DD of a day number (cached: a report formats thousands of times on few days)."""
+    y, m, d = _civil_from_days(days)
+    return f"{y:04d}-{m:02d}-{d:02d}"
 
 
 # --------------------------------------------------------------------------------------
