@@ -159,16 +159,20 @@ def test_sharded_run_keeps_input_order_for_duplicates_that_differ(tmp_path):
     def event(event_id, lead, day, stage):
         return orjson.dumps({"type": "lead.stage_changed", "event_id": event_id, "lead_id": lead,
                              "occurred_at": f"2026-03-{day:02d}T10:00:00Z", "to_stage": stage})
-    filler = [orjson.dumps({"type": "lead.created", "event_id": f"c{i}", "lead_id": f"F{i}",
-                            "occurred_at": "2026-03-01T09:00:00Z"}) for i in range(300)]
-    lines = [event("dup", f"L{i}", 2, "qualified") for i in range(20)] + filler \
-        + [event("dup", f"L{i}", 3, "proposal") for i in range(20)]
+    def filler(n):
+        return [orjson.dumps({"type": "lead.created", "event_id": f"c{n}-{i}", "lead_id": f"F{n}-{i}",
+                              "occurred_at": "2026-03-01T09:00:00Z"}) for i in range(150)]
+    # Copies that differ in each third of the file (with --jobs 3 each process reads one
+    # third): leads L have a copy in every third, leads M in the last two only.
+    lines = [event("dup", f"L{i}", 2, "qualified") for i in range(20)] + filler(1) \
+        + [event("dup", f"{x}{i}", 3, "proposal") for i in range(20) for x in "LM"] + filler(2) \
+        + [event("dup", f"{x}{i}", 4, "contacted") for i in range(20) for x in "LM"]
     src = tmp_path / "e.jsonl"
     src.write_bytes(b"\n".join(lines) + b"\n")
     outs = [subprocess.run([sys.executable, "-m", "pulse.cli", "report", str(src), "--jobs", jobs],
                            capture_output=True, check=True).stdout for jobs in ("1", "2", "3")]
     assert outs[0] == outs[1] == outs[2]
-    assert orjson.loads(outs[0])["data_quality"]["duplicates"] == 20
+    assert orjson.loads(outs[0])["data_quality"]["duplicates"] == 60
 
 
 def _three_files(tmp_path):
