@@ -37,7 +37,7 @@ import orjson
 from pulse.config import Config
 from pulse.inputs import Piece, first_line_number, is_splittable, plan_ranges, read_batches, read_piece
 from pulse.schemas.parse import decode_fast
-from pulse.schemas.types import Event, Rejected
+from pulse.schemas.types import LEAD_ID, Event, Rejected
 from pulse.streams.engine import PulseEngine
 from pulse.streams.partial import dump_partial, load_partial
 
@@ -230,7 +230,7 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
                     if on_rejected is not None:
                         on_rejected(piece.path, base + first + k, line, ev)
                     continue
-                s = hash(ev.lead_id) % shards
+                s = hash(ev[LEAD_ID]) % shards
                 if s == shard and own_range_is_next:
                     apply(ev)
                 else:
