@@ -301,7 +301,7 @@ def run_sharded(paths: list[str], config: Config, as_of: int | None, shards: int
         finally:
             if out:
                 out.close()
-        return engine.without_history()
+        return engine    # only the report's part of it leaves the process (dump_partial)
 
     children = []
     for shard in range(1, shards):

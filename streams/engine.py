@@ -256,17 +256,6 @@ class PulseEngine:
         for name, p in self.pipelines.items():
             p.merge(other.pipelines[name])
 
-    def without_history(self) -> PulseEngine:
-        """This engine reduced to what a report needs: accumulators and open leads, no event histories.
-
-        That is what a shard sends back to be merged; it can no longer take events.
-        """
-        for p in self.pipelines.values():
-            p.leads = {}
-            for lead in p.open_leads.values():
-                lead.history, lead.n_events = bytearray(), 0
-        return self
-
     # -- output ------------------------------------------------------------------------
 
     def default_as_of(self, now_us: int) -> int:
