@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import math
-import random
 import subprocess
 import sys
 
 import orjson
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from pulse.parallel import shard_of
 from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, Event
