@@ -66,6 +66,7 @@ class FakeSlack:
         self.messages: dict[str, list[dict]] = {}          # channel ID -> messages (top level and replies)
         self.webhook_posts: list[dict] = []
         self.faults: list[Fault] = []
+        self.latency = 0.0                                 # seconds before every Web API answer (a slow Slack)
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +190,8 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await self._args(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         auth = request.headers.get("Authorization")
         authorized = auth == f"Bearer {self.token}"
         with self._lock:

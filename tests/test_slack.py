@@ -502,3 +502,95 @@ def test_pulse_slack_command(broker, topics, slack, redis_url, tmp_path, config_
     log = log_path.read_text()
     assert "channel_not_found" in log and "Sending a request" in log        # debug logs were on
     assert slack.token not in log and "xoxb-env-loses" not in log and "xoxb-" not in log
+
+
+# --------------------------------------------------------------------------------------
+# issue 12: rebalances, batches, what the ledger holds
+# --------------------------------------------------------------------------------------
+
+def test_a_rebalance_loses_no_queued_delivery(cfg, slack, redis_url, prefix, broker, topics):
+    """A second notifier joins while the first still has deliveries queued for one slow channel:
+    the revoked jobs stay uncommitted, so the new owner of their partition delivers them."""
+    topic = topics(partitions=2).names[NOTIFICATIONS]
+    alerts = [stale(f"L-R{i:02d}") for i in range(40)]
+    publish(broker, topic, alerts)
+    slack.latency = 0.1                                  # 40 posts: ~4 s of work in one channel queue
+    group = f"g-{uuid.uuid4().hex[:6]}"
+
+    def consumer(n):
+        return AlertConsumer(n, bootstrap=[broker.bootstrap], topic=topic, group_id=group, session_timeout=6,
+                             heartbeat_interval=1, rebalance_timeout=6, commit_interval=0.3, revoke_wait=5)
+
+    async def body():
+        async with running(cfg, slack, redis_url, prefix) as first, running(cfg, slack, redis_url, prefix) as second:
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(consumer(first).run(stop))]
+            deadline = time.monotonic() + 30
+            while len(slack.posts("C0SALES")) < 5:
+                assert time.monotonic() < deadline and not tasks[0].done(), "the first notifier posts nothing"
+                await asyncio.sleep(0.05)
+            tasks.append(asyncio.create_task(consumer(second).run(stop)))     # joins: a rebalance
+            deadline = time.monotonic() + 40
+            try:
+                while len(set(leads_in(slack.posts("C0SALES")))) < len(alerts) and time.monotonic() < deadline:
+                    assert not any(t.done() for t in tasks)
+                    await asyncio.sleep(0.1)
+                await first.drain(10)
+                await second.drain(10)
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+
+    run(body())
+    posted = leads_in(slack.posts("C0SALES"))
+    assert sorted(posted) == sorted(a["lead_id"] for a in alerts), (len(posted), len(set(posted)))   # all, once
+
+
+def test_a_resolution_in_the_same_batch_reaches_every_level_s_channel(cfg, slack, redis_url, prefix):
+    """Levels routed to different channels (the team changed between them), then the resolution,
+    all planned before anything is delivered (as one fetch is): every message is resolved."""
+    l1 = stale("L-50", 1, team="emea")                    # -> #emea
+    l2 = stale("L-50", 2, team="dach")                    # -> C0SALES
+    done = resolved(l2)                                   # team dach: routes to C0SALES only
+
+    async def body():
+        async with running(cfg, slack, redis_url, prefix) as n:
+            finished = []
+            for alert in (l1, l2, done):                  # AlertConsumer._take, without waiting in between
+                await n.note(alert)
+                n.submit(alert, on_done=lambda *_: finished.append(1), channels=await n.plan(alert))
+            assert await n.drain(20)
+            assert len(finished) == 3
+
+    run(body())
+    emea = slack.posts("C0EMEA")
+    assert len(emea) == 2, emea                           # the level-1 message and a reply in its thread
+    assert emea[0].get("edited") and emea[0]["attachments"][0]["color"] == "#2EB67D"
+    assert emea[1]["thread_ts"] == emea[0]["ts"]
+    sales = slack.posts("C0SALES")
+    assert sales[0].get("edited") and sales[1]["thread_ts"] == sales[0]["ts"]
+
+
+def test_the_ledger_holds_ids_channels_and_timestamps_only(cfg, slack, redis_url, prefix):
+    """No alert document in Redis: a field outside SPEC 6 (here a stray e-mail) can never sit there."""
+    import redis
+
+    leak = "maria.client@example.com"
+    alert = {**stale("L-60", owner="bob@example.com"), "attributes": {"email": leak}, "note": leak}
+
+    async def body():
+        async with running(cfg, slack, redis_url, prefix) as n:
+            await n.handle(alert)
+
+    run(body())
+    r = redis.Redis.from_url(redis_url)
+    stored = b""
+    for key in r.scan_iter(f"{prefix}*"):
+        kind = r.type(key)
+        if kind == b"string":
+            stored += r.get(key)
+        elif kind == b"hash":
+            stored += b"".join(k + v for k, v in r.hgetall(key).items())
+        elif kind == b"set":
+            stored += b"".join(r.smembers(key))
+    assert stored and leak.encode() not in stored and b"attributes" not in stored and b"summary" not in stored

@@ -135,6 +135,18 @@ def _resolution(resolved: Mapping[str, Any]) -> str:
     return f"moved to *{escape(resolved.get('to_stage') or '?')}*"
 
 
+def original_of(resolved: Mapping[str, Any], message: Mapping[str, Any]) -> dict:
+    """The `lead.stale` a stay's message showed, for its resolved version: the ledger keeps
+    only its id and level (ledger.py); the stay's fields come from the resolution, which
+    describes the same stay. (A ledger entry written before that kept the whole alert.)"""
+    if isinstance(message.get("alert"), Mapping):
+        return dict(message["alert"])
+    level = message.get("level") if message.get("level") in (1, 2, 3) else resolved.get("level")
+    severity = {1: "warning", 2: "high", 3: "critical"}.get(level, resolved.get("severity"))
+    return {**{k: v for k, v in resolved.items() if k not in ("resolved_by", "to_stage", "outcome", "summary")},
+            "type": "lead.stale", "alert_id": message.get("alert_id"), "level": level, "severity": severity}
+
+
 def resolved_update(original: Mapping[str, Any], resolved: Mapping[str, Any], cfg: SlackConfig,
                     delivery_id: str) -> dict:
     """chat.update arguments (without channel/ts): the original alert shown as resolved.

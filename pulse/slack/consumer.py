@@ -40,13 +40,16 @@ class _Partition:
         self.outstanding = 0                     # messages not done
 
     def add(self, offset: int, pending: int):
-        """Track a consumed message; returns the callback that marks it done (pending=0: done now)."""
+        """Track a consumed message; returns the callback `done(delivered)` that marks it finished
+        (pending=0: done now). Not delivered (its jobs were skipped on revocation): it stops
+        being outstanding but never becomes committable, so the commit stays below it."""
         self.order.append(offset)
         self.left[offset] = pending
         self.outstanding += pending
 
-        def done() -> None:
-            self.left[offset] -= 1
+        def done(delivered: bool = True) -> None:
+            if delivered:
+                self.left[offset] -= 1
             self.outstanding -= 1
 
         return done
@@ -149,7 +152,10 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked) -> None:
         parts = {tp: self.owner.parts[tp] for tp in revoked if tp in self.owner.parts}
         for part in parts.values():
-            part.revoked = True                     # queued jobs of these partitions are skipped
+            # Queued jobs of these partitions are skipped, and not counted as done: the commit
+            # below stops before the first of them, so the partition's next owner delivers them
+            # (the ledger keeps a job that was running meanwhile from being posted twice).
+            part.revoked = True
         deadline = time.monotonic() + self.owner.revoke_wait
         while any(p.outstanding > 0 for p in parts.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -8,11 +8,16 @@ notifications topic has one ledger whatever the consumer group):
   SET NX before anything is posted), then `{"state": "posted", "channel_id", "ts", "at"}`.
   Expires after `ttl` seconds.
 - `s:{stay}` — hash: the messages posted for one stay of a lead (the `lead.stale`
-  levels), field `{channel}|{alert_id}` -> `{"channel_id", "ts", "alert"}`. What
-  `lead.stale_resolved` updates.
-- `open` — hash: stay -> the latest `lead.stale` alert of every stay not resolved yet
-  (the daily digest's input).
+  levels), field `{channel}|{alert_id}` -> `{"channel_id", "ts", "at", "alert_id", "level"}`.
+  What `lead.stale_resolved` updates (its own fields describe the stay).
+- `r:{stay}` — set: the channels any `lead.stale` level of the stay was routed to, noted
+  when it is queued (a resolution planned before those levels are posted still finds them).
+- `open` — hash: stay -> the latest `lead.stale` of every stay not resolved yet, as the
+  SPEC 6 fields the daily digest shows (`DIGEST_FIELDS`), nothing else.
 - `cid:{channel}` — channel name or user ID -> Slack channel ID, learned from answers.
+
+No whole alert document is stored: whatever a message on the topic carries besides,
+it never reaches Redis.
 """
 from __future__ import annotations
 
@@ -32,6 +37,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+# What the digest shows of an open stale lead (SPEC 6 fields; `summary` is rebuilt, not kept).
+DIGEST_FIELDS = ("alert_id", "type", "severity", "detected_at", "pipeline", "lead_id", "stage", "since",
+                 "age_days", "stale_after_days", "level", "owner", "team", "amount")
 
 
 @dataclass(frozen=True)
@@ -114,9 +124,18 @@ class Ledger:
 
     async def add_stay_message(self, alert: Mapping[str, Any], channel: str, channel_id: str, ts: str) -> None:
         key = f"{self.prefix}s:{stay_key(alert)}"
-        await self.r.hset(key, f"{channel}|{alert.get('alert_id')}",
-                          orjson.dumps({"channel_id": channel_id, "ts": ts, "at": self.clock(), "alert": dict(alert)}))
+        level = alert.get("level")
+        await self.r.hset(key, f"{channel}|{alert.get('alert_id')}", orjson.dumps({
+            "channel_id": channel_id, "ts": ts, "at": self.clock(), "alert_id": str(alert.get("alert_id")),
+            "level": level if isinstance(level, int) and not isinstance(level, bool) else None}))
         await self.r.expire(key, self.ttl)
+
+    async def add_stay_routes(self, alert: Mapping[str, Any], channels: list[str]) -> None:
+        """Note the channels a `lead.stale` of the stay is routed to (before it is queued)."""
+        if channels:
+            key = f"{self.prefix}r:{stay_key(alert)}"
+            await self.r.sadd(key, *channels)
+            await self.r.expire(key, self.ttl)
 
     async def stay_messages(self, alert: Mapping[str, Any], channel: str) -> list[dict]:
         """The messages of the alert's stay posted to `channel`, oldest first (by Slack ts; the
@@ -126,8 +145,11 @@ class Ledger:
         return sorted(out, key=lambda m: float(m["ts"]) if m.get("ts") else m.get("at", 0.0))
 
     async def stay_channels(self, alert: Mapping[str, Any]) -> list[str]:
-        rows = await self.r.hkeys(f"{self.prefix}s:{stay_key(alert)}")
-        return sorted({k.decode().rsplit("|", 1)[0] for k in rows})
+        """Every channel a level of the alert's stay was routed to or posted in."""
+        stay = stay_key(alert)
+        rows = await self.r.hkeys(f"{self.prefix}s:{stay}")
+        routed = await self.r.smembers(f"{self.prefix}r:{stay}")
+        return sorted({k.decode().rsplit("|", 1)[0] for k in rows} | {c.decode() for c in routed})
 
     # -- open stale leads, for the digest ----------------------------------------------------
 
@@ -139,7 +161,7 @@ class Ledger:
         elif alert.get("type") == "lead.stale":
             old = await self.r.hget(key, field)
             if old is None or (orjson.loads(old).get("level") or 0) <= (alert.get("level") or 0):
-                await self.r.hset(key, field, orjson.dumps(dict(alert)))
+                await self.r.hset(key, field, orjson.dumps({k: alert[k] for k in DIGEST_FIELDS if k in alert}))
 
     async def open_alerts(self) -> list[dict]:
         return [orjson.loads(v) for v in (await self.r.hgetall(f"{self.prefix}open")).values()]

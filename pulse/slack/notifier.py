@@ -71,7 +71,9 @@ class Job:
     kind: str                                   # "alert" | "digest"
     channel: str
     alert: dict
-    on_done: Callable[[], None] | None = None
+    # on_done(delivered): False when the job was skipped because its partition was revoked
+    # (its offset must not be committed: the partition's new owner delivers it)
+    on_done: Callable[[bool], None] | None = None
     is_cancelled: Callable[[], bool] = field(default=lambda: False)
 
 
@@ -98,28 +100,40 @@ class Notifier:
         return self.cfg.route(alert)
 
     async def plan(self, alert: dict) -> list[str]:
-        """`channels_for`, plus, for a resolution, every channel the ledger holds a message of
-        that stay in (the owner or team may have changed since the alert was routed)."""
+        """`channels_for`, plus, for a resolution, every channel any level of that stay was
+        routed to or has a message in (the owner or team may have changed since).
+
+        Runs at consume time, when the earlier levels may still be queued (one fetch can
+        hold a stay's levels and its resolution): so a `lead.stale`'s channels are noted in
+        the ledger here, before it is queued, not only once posted. The resolution's job in
+        such a channel runs after the level's (one queue per channel) and finds its message."""
         channels = self.channels_for(alert)
-        if alert.get("type") == RESOLVED and not self.webhook:
+        if self.webhook:
+            return channels
+        if alert.get("type") == STALE:
+            await self._redis_retry("plan", lambda: self.ledger.add_stay_routes(alert, channels))
+        elif alert.get("type") == RESOLVED:
             held = await self._redis_retry("plan", lambda: self.ledger.stay_channels(alert))
             channels += [c for c in held if c not in channels]
         return channels
 
-    def submit(self, alert: dict, on_done: Callable[[], None] | None = None,
+    def submit(self, alert: dict, on_done: Callable[[bool], None] | None = None,
                is_cancelled: Callable[[], bool] | None = None, channels: list[str] | None = None) -> int:
-        """Queue one job per channel of the alert; `on_done` runs once all of them finished."""
+        """Queue one job per channel of the alert; `on_done(delivered)` runs once all of them
+        finished: delivered is False if any was skipped (cancelled: its partition was revoked)."""
         channels = self.channels_for(alert) if channels is None else channels
         left = len(channels)
+        all_delivered = True
 
-        def one_done() -> None:
-            nonlocal left
+        def one_done(delivered: bool) -> None:
+            nonlocal left, all_delivered
             left -= 1
+            all_delivered = all_delivered and delivered
             if left == 0 and on_done is not None:
-                on_done()
+                on_done(all_delivered)
 
         if not channels and on_done is not None:
-            on_done()
+            on_done(True)
         for channel in channels:
             self._enqueue(Job("alert", channel, alert, one_done, is_cancelled or (lambda: False)))
         return len(channels)
@@ -132,7 +146,7 @@ class Notifier:
         """Note, submit and wait until every channel's job is done (tests, `--digest-now`)."""
         await self.note(alert)
         done = asyncio.get_running_loop().create_future()
-        self.submit(alert, on_done=lambda: done.done() or done.set_result(None), channels=await self.plan(alert))
+        self.submit(alert, on_done=lambda _: done.done() or done.set_result(None), channels=await self.plan(alert))
         await done
 
     def _enqueue(self, job: Job) -> None:
@@ -170,20 +184,22 @@ class Notifier:
     async def _worker(self, channel: str, queue: asyncio.Queue) -> None:
         while True:
             job = await queue.get()
-            finished = False
+            delivered: bool | None = None               # None: interrupted (close), not finished at all
             try:
-                if not job.is_cancelled():
+                if job.is_cancelled():
+                    delivered = False                   # revoked: left for the partition's new owner
+                else:
                     await self._run(job)
-                finished = True
+                    delivered = True
             except Exception:                            # noqa: BLE001  never let one alert stop a channel
                 log.exception("internal error delivering %s to %s; skipped", _what(job), channel)
                 self.metrics.errors.labels(error="internal").inc()
-                finished = True
+                delivered = True
             finally:
                 self.in_flight -= 1
                 self.metrics.in_flight.set(self.in_flight)
-                if finished and job.on_done is not None:
-                    job.on_done()
+                if delivered is not None and job.on_done is not None:
+                    job.on_done(delivered)
                 if self.in_flight == 0 and self._idle is not None:
                     self._idle.set()
 
@@ -410,7 +426,7 @@ class Notifier:
             return
         if self.cfg.resolve in ("update", "both"):
             for message in messages:
-                original = message["alert"]
+                original = blocks.original_of(alert, message)
                 body = blocks.resolved_update(original, alert, self.cfg, str(original.get("alert_id")))
                 try:
                     await self._retry("chat.update", channel, lambda m=message, b=body: self.api.update(
@@ -466,7 +482,7 @@ class Notifier:
             futures.append(done)
             self._enqueue(Job("digest", self.digest_channel(group), {"group": group, "by": by, "day": day,
                                                                       "alerts": items},
-                              on_done=lambda f=done: f.done() or f.set_result(None)))
+                              on_done=lambda _, f=done: f.done() or f.set_result(None)))
         await asyncio.gather(*futures)
         return len(groups)
 
