@@ -4,7 +4,7 @@
     crm.stage-changed ├─▶ (one batch per ─▶ (per partition, ─▶ process ─┬▶ dead letters ─▶ pipeline.deadletter
     crm.deal-closed  ─┘    fetch)            timestamp order)           ├▶ alerts ─▶ pipeline.notifications
                                                                         └▶ dirty state
-    every 0.2 s, DurableAcks: dead letters + alerts acked ─▶ state ─▶ `leads` changelog ─▶ ack to Faust ─▶ commit
+    every 0.2 s, DurableAcks: dead letters acked ─▶ state (`leads` changelog) acked ─▶ alerts acked ─▶ ack to Faust ─▶ commit
     HTTP: GET /report, GET /health, GET /metrics, GET /stale (from Redis, with --redis: docs/redis.md)
 """
 from __future__ import annotations
@@ -81,8 +81,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     output_topics = {"notifications": names[topics.NOTIFICATIONS], "deadletter": names[topics.DEADLETTER]}
 
     def send(role: str, key: bytes | None, value: bytes, partition: int, headers: list) -> None:
-        # Written with the next flush (at once for an alert), before the state that counts them.
-        acks.output((output_topics[role], partition, key, value, headers), urgent=role == "notifications")
+        # Written with the next flush (at once for an alert): a dead letter before the state
+        # that counts it, an alert after the state that remembers it (batching.py says why).
+        acks.output((output_topics[role], partition, key, value, headers), alert=role == "notifications")
 
     live = LivePulse(
         config,

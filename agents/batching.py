@@ -112,14 +112,23 @@ class DurableAcks:
     """Acks processed messages once their effects are durable.
 
     `processed(messages)` after a batch was applied to the state; `output(record)` for
-    each dead letter or alert it produced. `flush()` (every FLUSH_EVERY_S, at once when
-    an alert is waiting: `wake`, and on revocation) takes in one synchronous step the
-    messages processed so far, their outputs and the state they changed (so the three
-    match), then: writes the outputs and waits for the broker's acks, writes the state
-    and waits, and only then acks the messages to Faust. Outputs first: the state records
-    the offsets as counted, and a restart skips counted offsets, so a dead letter must
-    never be younger than them. Outputs and state go as record batches (one produce
-    request per partition), not message by message.
+    each dead letter, `output(record, alert=True)` for each alert it produced. `flush()`
+    (every FLUSH_EVERY_S, at once when an alert is waiting: `wake`, and on revocation)
+    takes in one synchronous step the messages processed so far, their outputs and the
+    state they changed (so the three match), then writes, each time waiting for the
+    broker's acks: the dead letters, the state, the alerts; and only then acks the
+    messages to Faust. Each write goes as record batches (one produce request per
+    partition), not message by message.
+
+    Why this order (a crash can fall between any two steps):
+    - dead letters before the state: the state records the offsets as counted, and a
+      restart skips counted offsets, so a dead letter must never be younger than them;
+    - alerts after the state: the state then never lags behind the notifications topic.
+      An alert that did not make it is raised again after a restart (LivePulse.restore
+      sets each lead's alert memory from the topic: a resolution is re-published at
+      restore, a stale level at the next check), with the same id. An alert ahead of its
+      state could not be taken back: the restored lead would still sit in a stay the
+      topic has resolved, and be raised stale, and resolved, again (issue 12).
     """
 
     def __init__(self, *, take_state: Callable[[], Any], write_outputs: Callable[[list], Awaitable[None]],
@@ -132,6 +141,7 @@ class DurableAcks:
         self.generation = generation
         self._messages: list = []
         self._outputs: list = []
+        self._alerts: list = []
         self._lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.flushes = 0
@@ -145,10 +155,13 @@ class DurableAcks:
     def processed(self, messages: Iterable[Any]) -> None:
         self._messages.extend(messages)
 
-    def output(self, record: Any, urgent: bool = False) -> None:
-        self._outputs.append(record)
-        if urgent:
+    def output(self, record: Any, alert: bool = False) -> None:
+        """A dead letter, or an alert (written after the state, and flushed at once)."""
+        if alert:
+            self._alerts.append(record)
             self.wake.set()
+        else:
+            self._outputs.append(record)
 
     async def flush(self) -> int:
         """Returns the number of messages acked."""
@@ -157,10 +170,13 @@ class DurableAcks:
             self.wake.clear()
             messages, self._messages = self._messages, []
             outputs, self._outputs = self._outputs, []
+            alerts, self._alerts = self._alerts, []
             state = self.take_state()
             if outputs:
                 await self.write_outputs(outputs)
             await self.write_state(state)
+            if alerts:
+                await self.write_outputs(alerts)
             generation = self.generation()
             acked = 0
             for m in messages:

@@ -231,3 +231,107 @@ def test_wall_clock_holds_events_dated_after_now_until_the_clock_gets_there():
     restarted.tick()
     doc = restarted.report()
     assert (doc["data_quality"]["after_as_of"], doc["data_quality"]["applied"], doc["pipelines"]["default"]["open"]["count"]) == (0, 2, 2)
+
+
+# -- issue 12: a crash at any step of a flush raises no alert twice ------------------------------
+
+import asyncio  # noqa: E402
+from typing import NamedTuple  # noqa: E402
+
+import pytest  # noqa: E402
+
+from pulse.agents.batching import DurableAcks  # noqa: E402
+
+
+class Crash(Exception):
+    """The process dies here (what os._exit would do to a worker)."""
+
+
+class Msg(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    generation_id: int = 1
+
+
+class FlushWorld:
+    """The broker as a flush sees it: the notifications topic, the dead letters, the changelog,
+    and the committed (acked) input offsets. `crash_at` kills the worker at one point of the
+    first flush that carries a `lead.stale_resolved`: "before" any write, or right after the
+    write that put the alerts ("alerts"), or the state ("state"), on the broker."""
+
+    def __init__(self, crash_at: str | None):
+        self.crash_at = crash_at
+        self.notifications: list[bytes] = []
+        self.dead: list[bytes] = []
+        self.changelog: list[tuple[bytes, bytes]] = []
+        self.acked: dict[str, int] = {}
+        self.crashed = False
+
+    async def run(self, routed: list, every: int = 7) -> None:
+        """One worker's life: restore, consume what was not acked, flush every `every` messages."""
+        armed = [False]
+
+        def send(role, key, value, partition, headers):
+            acks.output((role, value), role == "notifications")
+            if role == "notifications" and b'"lead.stale_resolved"' in value and not self.crashed:
+                armed[0] = self.crash_at is not None
+
+        def crash(point: str) -> None:
+            if armed[0] and point == self.crash_at:
+                self.crashed = True
+                raise Crash(point)
+
+        async def write_outputs(records):
+            crash("before")
+            for role, value in records:
+                (self.notifications if role == "notifications" else self.dead).append(value)
+            if any(role == "notifications" for role, _ in records):
+                crash("alerts")
+
+        async def write_state(state):
+            crash("before")
+            for records in state.values():
+                self.changelog.extend(records)
+            crash("state")
+
+        live = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="event", send=send, now_us=lambda: 0)
+        acks = DurableAcks(take_state=live.take_dirty, write_outputs=write_outputs, write_state=write_state,
+                           ack=lambda m: self.acked.__setitem__(m.topic, max(m.offset, self.acked.get(m.topic, -1))),
+                           generation=lambda: 1)
+        live.restore([0], list(self.changelog), list(self.notifications))
+        live.tick()                     # the alert timer may run before the redelivered input is in
+        await acks.flush()
+        todo = [r for r in routed if r[1] > self.acked.get(r[0], -1)]      # redelivered from the commit
+        for i, (topic, offset, line) in enumerate(todo, 1):
+            live.on_message(topic, 0, offset, None, line)
+            acks.processed([Msg(topic, 0, offset, line)])
+            if i % every == 0 or i == len(todo):
+                live.tick()
+                await acks.flush()
+
+
+def alert_ids(values: list[bytes]) -> list[str]:
+    return [orjson.loads(v)["alert_id"] for v in values]
+
+
+@pytest.mark.parametrize("crash_at", ["before", "alerts", "state"])
+def test_a_crash_at_any_step_of_a_flush_raises_no_alert_twice(crash_at):
+    lines = list(generate(leads=80, seed=11, late=0.05))
+    routed = topic_offsets(lines)
+    calm = FlushWorld(None)
+    asyncio.run(calm.run(routed))
+    world = FlushWorld(crash_at)
+    with pytest.raises(Crash):
+        asyncio.run(world.run(routed))
+    asyncio.run(world.run(routed))                  # the restarted worker
+    ids = alert_ids(world.notifications)
+    repeated = {i for i in ids if ids.count(i) > 1}
+    assert not repeated, [orjson.loads(v) for v in world.notifications if orjson.loads(v)["alert_id"] in repeated]
+    assert {i for i in alert_ids(calm.notifications)} == set(ids)       # nothing lost either
+    again = Fakes().live()
+    again.restore([0], world.changelog, world.notifications)
+    reference = Fakes().live()
+    reference.restore([0], calm.changelog, calm.notifications)
+    assert again.report() == reference.report()

@@ -122,7 +122,7 @@ def test_every_message_released_once_in_order_per_topic_partition(spec, chunks, 
 
 # -- DurableAcks -------------------------------------------------------------------------
 
-def test_acks_only_after_outputs_then_state_are_acknowledged():
+def test_acks_only_after_dead_letters_then_state_then_alerts_are_acknowledged():
     async def scenario():
         log = []
         broker_ack = asyncio.Event()
@@ -139,15 +139,15 @@ def test_acks_only_after_outputs_then_state_are_acknowledged():
         acks.processed(msgs("changed", 0, [1.0, 2.0]))
         acks.output("dead letter")
         assert not acks.wake.is_set()
-        acks.output("alert", urgent=True)
+        acks.output("alert", alert=True)
         assert acks.wake.is_set() and acks.pending == 2
         flushing = asyncio.ensure_future(acks.flush())
         await asyncio.sleep(0.01)
-        assert log == [("outputs", ["dead letter", "alert"])]   # not acked by the broker yet
+        assert log == [("outputs", ["dead letter"])]            # not acked by the broker yet
         acks.processed(msgs("changed", 0, [3.0], first_offset=2))      # meanwhile: waits for the next flush
         broker_ack.set()
         assert await flushing == 2
-        assert log == [("outputs", ["dead letter", "alert"]), ("state", "S1"), ("ack", 0), ("ack", 1)]
+        assert log == [("outputs", ["dead letter"]), ("state", "S1"), ("outputs", ["alert"]), ("ack", 0), ("ack", 1)]
         assert acks.pending == 1 and not acks.wake.is_set()
 
     asyncio.run(scenario())
