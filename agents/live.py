@@ -19,6 +19,19 @@ Durability, exactly once in effect with at-least-once delivery:
   same message already recorded (a crash between the lead writes and the counters
   record) counts it as applied without applying it twice (REDELIVERED).
 - Alerts: what was raised is part of the lead's durable record; see StaleLeadDetector.
+
+Alert time is per partition (Kafka Streams' stream time): a partition's alerts are
+checked against its own clock, never against time another partition has reached.
+- Event clock: a partition's time is the latest occurred_at it has applied, and its
+  checks run as that time advances, message by message (not on a wall-clock timer), so
+  the alerts depend on the partition's input alone: the same input, the same alert ids,
+  whichever worker holds the partition and however fast the others are.
+- Wall clock: a partition that is catching up (more than `lag_hold` input messages not
+  yet applied, or its end offsets not known yet, as after a restart) raises no
+  `lead.stale` until it has applied everything that was on the broker when it was found
+  behind; the checks it held run then, against state that includes the backlog. Without
+  this, a worker restarted after an outage would raise, then resolve seconds later, the
+  stale alerts of every lead whose moves were waiting in its backlog.
 """
 from __future__ import annotations
 
@@ -45,6 +58,14 @@ SEP = "\x1f"
 
 # send(topic_role, key, value, partition, headers): topic_role is "deadletter" or "notifications"
 Send = Callable[[str, bytes | None, bytes, int, list], None]
+# input_ends(partition): input topic -> its end offset (the next offset to be written), as the
+# consumer last saw it; None while unknown (no fetch answered yet)
+InputEnds = Callable[[int], "dict[str, int] | None"]
+LAG_HOLD_MESSAGES = 1_000       # wall clock: a partition further behind than this holds its stale checks
+
+
+def _unknown_ends(partition: int) -> None:
+    return None
 
 
 def lead_key(pipeline: str, lead_id: str) -> bytes:
@@ -53,6 +74,13 @@ def lead_key(pipeline: str, lead_id: str) -> bytes:
 
 def partition_key(partition: int) -> bytes:
     return f"P{SEP}{partition}".encode()
+
+
+def _lead_key_of(alert: bytes) -> bytes | None:
+    try:
+        return msgspec.json.decode(alert)["lead_id"].encode()
+    except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
+        return None
 
 
 @dataclass
@@ -67,16 +95,29 @@ class PartitionState:
     held: list = field(default_factory=list)
     # Leads changed since the Redis serving layer last synced (agents/serving.py); None: no Redis.
     changed: set | None = None
+    # Event clock: the partition time its stale checks last ran at.
+    checked_us: int = -1
+    # Wall clock, catching up: the end offsets to reach before stale checks run (None: not behind).
+    catch_up_to: dict[str, int] | None = None
+    # Alerts raised since the last take_dirty (encoded): they go into the partition record, an
+    # outbox written with the state and before the alerts themselves (agents/batching.py).
+    outbox: list[bytes] = field(default_factory=list)
 
 
 class LivePulse:
     def __init__(self, config: Config, *, type_of_topic: dict[str, str], clock: str,
-                 send: Send, now_us: Callable[[], int]):
+                 send: Send, now_us: Callable[[], int], input_ends: InputEnds | None = None,
+                 lag_hold: int = LAG_HOLD_MESSAGES):
         self.config = config
         self.type_of_topic = type_of_topic         # input topic name -> event type it carries
         self.clock = clock
         self.send = send
         self.now_us = now_us
+        # Wall clock only. Without it (unit tests, tools) no partition is ever held back.
+        self.input_ends = input_ends
+        self.lag_hold = lag_hold
+        self.checks_held = 0                        # stale checks due but held back (catching up), for /metrics
+        self.partitions_held = 0
         self.partitions: dict[int, PartitionState] = {}
         self.ready = False
         self.alerts_sent = 0
@@ -106,6 +147,7 @@ class LivePulse:
         for key, value in records:              # a changelog: the last record of a key wins
             latest[key] = value
         restored = 0
+        outboxes: dict[int, list[bytes]] = {}
         for value in latest.values():
             record = _unpack(value)
             state = states.get(record[1])
@@ -120,15 +162,21 @@ class LivePulse:
                 lead.alert_stage, lead.alert_stay, lead.alert_level = alert_stage, alert_stay, alert_level
                 restored += 1
             elif record[0] == PARTITION_RECORD:
-                _, _, counters, offsets, held = record
+                _, _, counters, offsets, held = record[:5]
+                outboxes[record[1]] = list(record[5]) if len(record) > 5 else []
                 state.engine.restore_counters(counters)
                 state.offsets = dict(offsets)
                 state.held = [(h[0], h[1], h[2], tuple(h[3])) for h in held]
                 heapq.heapify(state.held)
-        self._reconcile_alerts(states, alerts)
+        alerts = list(alerts)
+        unpublished = self._unpublished(outboxes, alerts)
+        self._reconcile_alerts(states, alerts + [value for _, value in unpublished])
         self.partitions.update(states)
-        now = self.clock_us()
+        for p, value in unpublished:            # raised and remembered, then the worker died: publish
+            states[p].outbox.append(value)
+            self.send("notifications", _lead_key_of(value), value, p, [])
         for p, state in states.items():
+            now = self.partition_time_us(state)
             for name, pipeline in state.engine.pipelines.items():
                 for lead in list(pipeline.leads.values()):
                     if lead.alert_level:                # left its alerted stay, resolution not published
@@ -140,6 +188,29 @@ class LivePulse:
                             self._alert(p, message)
                 state.detector.watch_all(name, pipeline.open_leads.values())
         log.info("restored %d leads in partitions %s", restored, sorted(wanted))
+
+    @staticmethod
+    def _unpublished(outboxes: dict[int, list[bytes]], alerts: list[bytes]) -> list[tuple[int, bytes]]:
+        """The alerts of the last outbox of each partition that are not on the topic: the state
+        that raised them was written, the worker died before they were (a flush writes the
+        state, then the alerts)."""
+        if not any(outboxes.values()):
+            return []
+        published = set()
+        for raw in alerts:
+            try:
+                published.add(msgspec.json.decode(raw)["alert_id"])
+            except (msgspec.DecodeError, KeyError, TypeError):
+                continue
+        out = []
+        for p, outbox in outboxes.items():
+            for raw in outbox:
+                try:
+                    if msgspec.json.decode(raw)["alert_id"] not in published:
+                        out.append((p, raw))
+                except (msgspec.DecodeError, KeyError, TypeError):
+                    continue
+        return out
 
     @staticmethod
     def _reconcile_alerts(states: dict[int, PartitionState], alerts: Iterable[bytes]) -> None:
@@ -206,6 +277,8 @@ class LivePulse:
         if result != APPLIED:
             return result
         self._applied(state)
+        if self.clock == "event" and engine.max_ts > state.checked_us:
+            self._raise_due(state, engine.max_ts)   # the partition's time moved: what fell due
         return result
 
     def _applied(self, state: PartitionState) -> None:
@@ -219,7 +292,7 @@ class LivePulse:
         if (lead.alert_level and (not lead.is_open or (lead.stage, lead.stay_start)
                                   != (lead.alert_stage, lead.alert_stay))):
             message = state.detector.resolution(
-                ev.pipeline, lead, self.clock_us(), None if ev.kind == CLOSED else lead.stage,
+                ev.pipeline, lead, self.partition_time_us(state), None if ev.kind == CLOSED else lead.stage,
                 ("won" if lead.won else "lost") if not lead.is_open else None)
             if message is not None:
                 self._alert(partition, message)
@@ -228,31 +301,79 @@ class LivePulse:
     # -- time ------------------------------------------------------------------------------
 
     def clock_us(self) -> int:
-        """T: now, or in event-time mode the latest occurred_at seen by this worker."""
+        """T of the report (SPEC 4): now, or in event-time mode the latest occurred_at seen by
+        this worker. Alerts use each partition's own time instead (partition_time_us)."""
         if self.clock == "event":
             latest = [s.engine.max_ts for s in self.partitions.values() if s.engine.max_ts is not None]
             return max(latest) if latest else self.now_us()
         return self.now_us()
 
+    def partition_time_us(self, state: PartitionState) -> int:
+        """The time a partition's alerts are checked against: now, or in event-time mode the
+        latest occurred_at the partition has applied (now while it has applied nothing)."""
+        if self.clock == "event":
+            return state.engine.max_ts if state.engine.max_ts is not None else self.now_us()
+        return self.now_us()
+
     def tick(self) -> int:
-        """Apply held events whose time has come, then raise the stale alerts due at T; returns how many."""
-        now = self.clock_us()
-        raised = 0
+        """Apply held events whose time has come, then raise the stale alerts due at each
+        partition's time, except in partitions catching up (wall clock); returns how many."""
+        raised = held_checks = held_partitions = 0
         for state in self.partitions.values():
+            if self.clock == "event":
+                if state.engine.max_ts is not None:
+                    raised += self._raise_due(state, state.engine.max_ts)
+                continue
+            now = self.now_us()
             while state.held and state.held[0][0] <= now:
                 _, _topic, offset, fields = heapq.heappop(state.held)
                 state.counters_dirty = True
                 if state.engine.release(Event(*fields), offset) == APPLIED:
                     self._applied(state)
-        for p, state in self.partitions.items():
-            for lead, message in state.detector.due(now, state.engine.lead_by_id):
-                state.dirty[(message["pipeline"], lead.lead_id)] = lead
-                self._alert(p, message)
-                raised += 1
+            if self._catching_up(state):
+                held_checks += state.detector.due_count(now)
+                held_partitions += 1
+                continue
+            raised += self._raise_due(state, now)
+        self.checks_held, self.partitions_held = held_checks, held_partitions
         return raised
 
+    def _raise_due(self, state: PartitionState, now: int) -> int:
+        raised = 0
+        for lead, message in state.detector.due(now, state.engine.lead_by_id):
+            state.dirty[(message["pipeline"], lead.lead_id)] = lead
+            self._alert(state.partition, message)
+            raised += 1
+        state.checked_us = now
+        return raised
+
+    def _catching_up(self, state: PartitionState) -> bool:
+        """Wall clock: True while the partition has a backlog to apply before its stale checks
+        may run. Found behind (more than `lag_hold` messages, or ends unknown), it must apply
+        everything up to the ends seen then; once there, its checks run (even if new input
+        arrived meanwhile: that state is at most one catch-up behind the broker)."""
+        if self.input_ends is None:
+            return False
+        applied = state.offsets
+        if state.catch_up_to is not None:
+            if any(applied.get(t, -1) + 1 < end for t, end in state.catch_up_to.items()):
+                return True
+            state.catch_up_to = None
+            return False
+        ends = self.input_ends(state.partition)
+        if ends is None:
+            return True                         # nothing known yet (just assigned): wait for a fetch
+        if sum(max(0, end - applied.get(t, -1) - 1) for t, end in ends.items()) > self.lag_hold:
+            state.catch_up_to = dict(ends)
+            return True
+        return False
+
     def _alert(self, partition: int, message: dict) -> None:
-        self.send("notifications", message["lead_id"].encode(), msgspec.json.encode(message), partition, [])
+        value = msgspec.json.encode(message)
+        self.send("notifications", message["lead_id"].encode(), value, partition, [])
+        state = self.partitions.get(partition)
+        if state is not None:
+            state.outbox.append(value)
         self.alerts_sent += 1
         kind = (message["type"], message["severity"])
         self.alerts_emitted[kind] = self.alerts_emitted.get(kind, 0) + 1
@@ -265,7 +386,7 @@ class LivePulse:
         out: dict[int, list[tuple[bytes, bytes]]] = {}
         for p in (list(self.partitions) if partitions is None else partitions):
             state = self.partitions.get(p)
-            if state is None or not (state.dirty or state.counters_dirty):
+            if state is None or not (state.dirty or state.counters_dirty or state.outbox):
                 continue
             records = out[p] = [
                 (lead_key(pipeline, lead_id), _pack((LEAD_RECORD, p, pipeline, lead_id, lead.n_events,
@@ -273,10 +394,11 @@ class LivePulse:
                                                      lead.alert_level)))
                 for (pipeline, lead_id), lead in state.dirty.items()]
             state.dirty.clear()
-            if state.counters_dirty:
+            if state.counters_dirty or state.outbox:
                 records.append((partition_key(p), _pack(
-                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held))))
+                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held, state.outbox))))
                 state.counters_dirty = False
+                state.outbox = []
         return out
 
     # -- output ----------------------------------------------------------------------------

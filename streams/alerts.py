@@ -82,6 +82,17 @@ class StaleLeadDetector:
             self.watch(pipeline, lead)
         return raised
 
+    def due_count(self, now_us: int) -> int:
+        """How many scheduled checks are due at `now_us` (some may be stale entries): a walk of
+        the heap that visits only due entries and their children, O(due), not O(heap)."""
+        heap, count, todo = self._heap, 0, [0] if self._heap else []
+        while todo:
+            i = todo.pop()
+            if heap[i][0] <= now_us:
+                count += 1
+                todo.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
+        return count
+
     def resolution(self, pipeline: str, lead: Lead, now_us: int, to_stage: int | None,
                    outcome: str | None) -> dict | None:
         """`lead.stale_resolved` when the lead left (or closed) a stay it had a `lead.stale` for.
