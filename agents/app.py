@@ -85,12 +85,27 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         # that counts it, an alert after the state that remembers it (batching.py says why).
         acks.output((output_topics[role], partition, key, value, headers), alert=role == "notifications")
 
+    def input_ends(partition: int) -> dict[str, int] | None:
+        """The partition's input topics' end offsets as last fetched; None until all are known."""
+        ends = {}
+        try:
+            for name in input_names:
+                end = app.consumer.highwater(TP(name, partition))
+                if end is None:
+                    return None
+                ends[name] = end
+        except Exception:                       # noqa: BLE001  not (or no longer) assigned, or not started
+            return None
+        return ends
+
     live = LivePulse(
         config,
         type_of_topic={names[topics.TOPIC_OF_TYPE[t]]: t for t in topics.TOPIC_OF_TYPE},
         clock=settings.clock,
         send=send,
         now_us=lambda: time.time_ns() // 1000,
+        # wall clock: a partition catching up holds its stale checks (live.py, LAG_HOLD_MESSAGES)
+        input_ends=input_ends if settings.clock == "wall" else None,
     )
     stats = ProcessingStats()
     registry = make_registry(live, stats, config, clock=settings.clock, probe=FaustProbe(app, input_names))

@@ -331,7 +331,7 @@ class LivePulse:
                 if state.engine.release(Event(*fields), offset) == APPLIED:
                     self._applied(state)
             if self._catching_up(state):
-                held_checks += state.detector.due_count(now)
+                held_checks += state.detector.due_count(now, state.engine.lead_by_id)
                 held_partitions += 1
                 continue
             raised += self._raise_due(state, now)

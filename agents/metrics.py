@@ -133,6 +133,10 @@ METRICS: dict[str, tuple[str, str]] = {
                                               "the consumer group once it is (agents/batching.py)."),
     "pulse_state_flush_seconds": ("gauge", "Duration of the last write of dirty state, dead letters and alerts, "
                                            "until the broker acknowledged them."),
+    "pulse_stale_checks_held": ("gauge", "lead.stale checks due but held back because their partition is catching "
+                                         "up on a backlog (wall clock; they run once it has applied it)."),
+    "pulse_partitions_catching_up": ("gauge", "Assigned input partitions whose stale checks are held until they have "
+                                              "applied their backlog (wall clock)."),
     "pulse_assigned_partitions": ("gauge", "Input partitions assigned to this worker."),
     "pulse_state_ready": ("gauge", "1 when this worker's state is recovered from the changelog, else 0."),
     "pulse_rebalancing": ("gauge", "1 while the consumer group is rebalancing, else 0."),
@@ -468,6 +472,8 @@ class PulseCollector:
         yield one("pulse_input_buffered_messages", stats.buffered)
         yield one("pulse_input_unacked_messages", stats.unacked)
         yield one("pulse_state_flush_seconds", stats.flush_seconds)
+        yield one("pulse_stale_checks_held", getattr(live, "checks_held", 0))
+        yield one("pulse_partitions_catching_up", getattr(live, "partitions_held", 0))
         assigned = self.probe.assigned() if self.probe is not None else None
         yield one("pulse_assigned_partitions", len(live.partitions) if assigned is None else assigned)
         yield one("pulse_state_ready", 1 if live.ready else 0)

@@ -82,16 +82,19 @@ class StaleLeadDetector:
             self.watch(pipeline, lead)
         return raised
 
-    def due_count(self, now_us: int) -> int:
-        """How many scheduled checks are due at `now_us` (some may be stale entries): a walk of
-        the heap that visits only due entries and their children, O(due), not O(heap)."""
-        heap, count, todo = self._heap, 0, [0] if self._heap else []
+    def due_count(self, now_us: int, find_lead) -> int:
+        """How many current stays have a check due at `now_us`, without raising anything: a walk
+        of the heap that visits only due entries and their children, O(due), not O(heap)."""
+        heap, stays, todo = self._heap, set(), [0] if self._heap else []
         while todo:
             i = todo.pop()
-            if heap[i][0] <= now_us:
-                count += 1
+            due, pipeline, lead_id, stage, start = heap[i]
+            if due <= now_us:
+                lead = find_lead(pipeline, lead_id)
+                if lead is not None and lead.is_open and (lead.stage, lead.stay_start) == (stage, start):
+                    stays.add((pipeline, lead_id))
                 todo.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
-        return count
+        return len(stays)
 
     def resolution(self, pipeline: str, lead: Lead, now_us: int, to_stage: int | None,
                    outcome: str | None) -> dict | None:

@@ -335,3 +335,60 @@ def test_a_crash_at_any_step_of_a_flush_raises_no_alert_twice(crash_at):
     reference = Fakes().live()
     reference.restore([0], calm.changelog, calm.notifications)
     assert again.report() == reference.report()
+
+
+# -- issue 12: alert time per partition; no storm while catching up ------------------------------
+
+def notified(sent) -> list[dict]:
+    return [orjson.loads(v) for role, _, v, _, _ in sent if role == "notifications"]
+
+
+def test_event_clock_checks_a_partition_against_its_own_time_wherever_the_ticks_fall():
+    """Partition 1 runs days ahead of partition 0: lead A (partition 0) moves on in time, so it
+    was never stale in its own partition's time. And the ids do not depend on when ticks run."""
+    p0 = [created("a", "A", "2026-03-01T00:00:00Z"), created("x", "X", "2026-03-02T00:00:00Z"),
+          moved("a2", "A", "2026-03-03T12:00:00Z", "contacted"), created("y", "Y", "2026-03-09T00:00:00Z")]
+    p1 = [created("b", "B", "2026-03-01T00:00:00Z"), created("c", "C", "2026-03-20T00:00:00Z")]
+
+    def run(tick_every: int) -> set[str]:
+        fakes = Fakes()
+        live = fakes.live()
+        live.restore([0, 1], [])
+        for i, line in enumerate(p1):                # partition 1 is consumed first: it is far ahead
+            live.on_message("c", 1, i, None, line)
+        for n, (topic, offset, line) in enumerate(topic_offsets(p0), 1):
+            live.on_message(topic, 0, offset, None, line)
+            if n % tick_every == 0:
+                live.tick()
+        live.tick()
+        return {(a["lead_id"], a["type"], a["level"]) for a in notified(fakes.sent)}
+
+    runs = [run(every) for every in (1, 2, 3, 100)]
+    assert all(r == runs[0] for r in runs), runs
+    # A left "new" after 2.5 days of its partition's time: never stale. X was, by Mar 9 (level 2).
+    assert runs[0] == {("B", "lead.stale", 3), ("X", "lead.stale", 2)}
+
+
+def test_wall_clock_holds_stale_checks_of_a_partition_catching_up():
+    now = ts("2026-03-10T12:00:00Z")
+    ends = {"c": 2, "s": 0}                          # what the consumer last saw on the broker
+    known = [False]
+    fakes = Fakes()
+    live = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="wall", send=lambda *a: fakes.sent.append(a),
+                     now_us=lambda: now, input_ends=lambda p: dict(ends) if known[0] else None, lag_hold=1)
+    live.restore([0], [])
+    live.on_message("c", 0, 0, None, created("a", "A", "2026-03-01T00:00:00Z"))   # stale by now ...
+    live.on_message("c", 0, 1, None, created("b", "B", "2026-03-01T00:00:00Z"))
+    assert live.tick() == 0 and live.checks_held == 2 and live.partitions_held == 1   # ends unknown: held
+    known[0] = True
+    ends["s"] = 3                                    # ... but their moves are waiting on the broker
+    assert live.tick() == 0 and live.checks_held == 2
+    live.on_message("s", 0, 0, None, moved("a2", "A", "2026-03-02T00:00:00Z", "contacted"))
+    live.on_message("s", 0, 1, None, moved("b2", "B", "2026-03-02T00:00:00Z", "contacted"))
+    assert live.tick() == 0 and live.checks_held == 2                # one left: still catching up
+    ends["s"] = 10                                   # more arrived meanwhile: the target stays
+    live.on_message("s", 0, 2, None, moved("b3", "B", "2026-03-09T00:00:00Z", "qualified"))
+    assert live.tick() == 1 and live.checks_held == 0 and live.partitions_held == 0  # reached: checks run
+    assert [(a["lead_id"], a["stage"], a["level"]) for a in notified(fakes.sent)] == [("A", "contacted", 1)]
+    live.on_message("c", 0, 2, None, created("d", "D", "2026-03-01T00:00:00Z"))
+    assert live.tick() == 0 and live.partitions_held == 1 and live.checks_held == 1   # 7 behind: held again

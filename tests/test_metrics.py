@@ -73,7 +73,7 @@ PIPELINE_METRICS = [n for n in METRICS if n not in {
     "pulse_events_consumed", "pulse_events_dead_lettered", "pulse_alerts_emitted", "pulse_event_processing_seconds",
     "pulse_consumer_lag_messages", "pulse_assigned_partitions", "pulse_state_ready", "pulse_rebalancing",
     "pulse_build_info", "pulse_leads_in_state", "pulse_input_buffered_messages", "pulse_input_unacked_messages",
-    "pulse_state_flush_seconds"}]
+    "pulse_state_flush_seconds", "pulse_stale_checks_held", "pulse_partitions_catching_up"}]
 
 
 def expected_from_report(doc: dict) -> dict[tuple[str, frozenset], float]:
