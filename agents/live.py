@@ -127,7 +127,8 @@ class LivePulse:
     # -- partitions ----------------------------------------------------------------------
 
     def _new_state(self, partition: int) -> PartitionState:
-        return PartitionState(partition, PulseEngine(self.config), StaleLeadDetector(dict(self.config.pipelines)),
+        return PartitionState(partition, PulseEngine(self.config),
+                              StaleLeadDetector(dict(self.config.pipelines), in_event_time=self.clock == "event"),
                               changed=set() if self.track_changes else None)
 
     def restore(self, partitions: Iterable[int], records: Iterable[tuple[bytes, bytes]],
@@ -186,7 +187,7 @@ class LivePulse:
                         if message is not None:
                             state.dirty[(name, lead.lead_id)] = lead
                             self._alert(p, message)
-                state.detector.watch_all(name, pipeline.open_leads.values())
+                state.detector.watch_all(name, pipeline.open_leads.values(), now)
         log.info("restored %d leads in partitions %s", restored, sorted(wanted))
 
     @staticmethod
@@ -296,7 +297,7 @@ class LivePulse:
                 ("won" if lead.won else "lost") if not lead.is_open else None)
             if message is not None:
                 self._alert(partition, message)
-        state.detector.watch(ev.pipeline, lead)
+        state.detector.watch(ev.pipeline, lead, self.partition_time_us(state))
 
     # -- time ------------------------------------------------------------------------------
 
@@ -340,10 +341,19 @@ class LivePulse:
 
     def _raise_due(self, state: PartitionState, now: int) -> int:
         raised = 0
+        touched: dict[tuple[str, str], Lead] = {}
         for lead, message in state.detector.due(now, state.engine.lead_by_id):
-            state.dirty[(message["pipeline"], lead.lead_id)] = lead
+            key = (message["pipeline"], lead.lead_id)
+            state.dirty[key] = touched[key] = lead
             self._alert(state.partition, message)
             raised += 1
+        for (pipeline, _), lead in touched.items():     # event time: a level of a stay left since
+            if lead.alert_level and (not lead.is_open or (lead.stage, lead.stay_start)
+                                     != (lead.alert_stage, lead.alert_stay)):
+                message = state.detector.resolution(pipeline, lead, now, lead.stage if lead.is_open else None,
+                                                    None if lead.is_open else ("won" if lead.won else "lost"))
+                if message is not None:
+                    self._alert(state.partition, message)
         state.checked_us = now
         return raised
 

@@ -19,6 +19,9 @@ from typing import Iterable
 from pulse.config import PipelineConfig
 from pulse.schemas.parse import format_timestamp
 
+from pulse.schemas.types import CLOSED, STAGE_CHANGED
+
+from .history import decode, sort_key
 from .lead import Lead
 from .staleness import next_level_due_us, stale_level
 from .windows import DAY_US
@@ -41,46 +44,83 @@ def _human_days(days: float) -> str:
 
 
 class StaleLeadDetector:
-    def __init__(self, pipelines: dict[str, PipelineConfig]):
+    """`in_event_time` (the worker's event clock): a stay watched before it went stale raises
+    each level as the clock passes it, and a level is judged by the lead's events (was the
+    lead in that stay at the level's instant?), not by whether the lead is still there when
+    the check runs. Then the alerts depend on each lead's events and on the times the
+    clock passes, not on how the input topics happened to interleave (issue 12). A stay
+    first seen already stale raises only its level at that moment (SPEC 6), in both modes."""
+
+    def __init__(self, pipelines: dict[str, PipelineConfig], *, in_event_time: bool = False):
         self._pipelines = pipelines
         self._limits = {name: [None if st.stale_after_s is None else st.stale_after_s * 1_000_000
                                for st in pc.stages] for name, pc in pipelines.items()}
-        self._heap: list[tuple[int, str, str, int, int]] = []   # (due, pipeline, lead_id, stage, stay start)
+        self.in_event_time = in_event_time
+        # (due, pipeline, lead_id, stage, stay start, stepwise): stepwise when scheduled before it was due
+        self._heap: list[tuple[int, str, str, int, int, bool]] = []
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def watch(self, pipeline: str, lead: Lead) -> None:
-        """Schedule the lead's current stay for its next level (call after the stay changed or was alerted)."""
+    def watch(self, pipeline: str, lead: Lead, now_us: int | None = None) -> None:
+        """Schedule the lead's current stay for its next level (call after the stay changed or was
+        alerted); `now_us`: the clock at this moment (a level already due then is not stepped to)."""
         if not lead.is_open:
             return
         limit = self._limits[pipeline][lead.stage]
         raised = lead.alert_level if (lead.alert_stage, lead.alert_stay) == (lead.stage, lead.stay_start) else 0
         due = next_level_due_us(lead.stay_start, limit, raised)
         if due is not None:
-            heapq.heappush(self._heap, (due, pipeline, lead.lead_id, lead.stage, lead.stay_start))
+            stepwise = self.in_event_time and (raised > 0 or now_us is None or due > now_us)
+            heapq.heappush(self._heap, (due, pipeline, lead.lead_id, lead.stage, lead.stay_start, stepwise))
 
     def due(self, now_us: int, find_lead) -> list[tuple[Lead, dict]]:
         """Raise every `lead.stale` due at `now_us`: (lead, alert message) pairs.
 
         `find_lead(pipeline, lead_id)` returns the lead's current state. Levels are
-        not back-filled: a stay first seen at level k raises only level k.
+        not back-filled: a stay first seen at level k raises only level k. In event time
+        a level may be raised for a stay the lead has left since (it was there at the
+        level's instant): the caller resolves it.
         """
         raised = []
         heap = self._heap
         while heap and heap[0][0] <= now_us:
-            _, pipeline, lead_id, stage, start = heapq.heappop(heap)
+            due, pipeline, lead_id, stage, start, stepwise = heapq.heappop(heap)
             lead = find_lead(pipeline, lead_id)
-            if lead is None or not lead.is_open or (lead.stage, lead.stay_start) != (stage, start):
-                continue                                    # the stay is over: a stale entry
+            if lead is None:
+                continue
+            current = lead.is_open and (lead.stage, lead.stay_start) == (stage, start)
             limit = self._limits[pipeline][stage]
-            level = stale_level(now_us - start, limit)
+            upto = now_us
+            if not current:
+                if not stepwise or lead.alert_stay > start:
+                    continue                                # the stay is over: a stale entry
+                end = self._stay_end(pipeline, lead, stage, start)
+                if end is None or end <= due:
+                    continue                                # it ended before this level
+                upto = min(now_us, end - 1)
+            level = stale_level(upto - start, limit)
             already = lead.alert_level if (lead.alert_stage, lead.alert_stay) == (stage, start) else 0
+            if stepwise:
+                level = min(level, already + 1)
             if level > already:
                 lead.alert_stage, lead.alert_stay, lead.alert_level = stage, start, level
-                raised.append((lead, self.stale_message(pipeline, lead, now_us)))
-            self.watch(pipeline, lead)
+                raised.append((lead, self.stale_message(pipeline, lead, now_us, stage, start, upto)))
+            if current:
+                self.watch(pipeline, lead, now_us if not stepwise else None)
+            else:
+                nxt = next_level_due_us(start, limit, max(level, already))
+                if nxt is not None:
+                    heapq.heappush(heap, (nxt, pipeline, lead_id, stage, start, True))
         return raised
+
+    @staticmethod
+    def _stay_end(pipeline: str, lead: Lead, stage: int, start: int) -> int | None:
+        """When the stay (stage, start) ended, by the lead's events (None: not found)."""
+        for ev in sorted(decode(lead.history, lead.n_events, pipeline, lead.lead_id), key=sort_key):
+            if ev.ts > start and (ev.kind == CLOSED or (ev.kind == STAGE_CHANGED and ev.stage != stage)):
+                return ev.ts
+        return None
 
     def due_count(self, now_us: int, find_lead) -> int:
         """How many current stays have a check due at `now_us`, without raising anything: a walk
@@ -88,7 +128,7 @@ class StaleLeadDetector:
         heap, stays, todo = self._heap, set(), [0] if self._heap else []
         while todo:
             i = todo.pop()
-            due, pipeline, lead_id, stage, start = heap[i]
+            due, pipeline, lead_id, stage, start, _ = heap[i]
             if due <= now_us:
                 lead = find_lead(pipeline, lead_id)
                 if lead is not None and lead.is_open and (lead.stage, lead.stay_start) == (stage, start):
@@ -137,21 +177,26 @@ class StaleLeadDetector:
         lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
         return message
 
-    def stale_message(self, pipeline: str, lead: Lead, now_us: int) -> dict:
+    def stale_message(self, pipeline: str, lead: Lead, now_us: int, stage: int | None = None,
+                      start: int | None = None, upto: int | None = None) -> dict:
+        """The `lead.stale` of the lead's alerted level in a stay (default: its current one),
+        aged at `upto` (default: now; earlier for a stay the lead has left since)."""
+        stage = lead.stage if stage is None else stage
+        start = lead.stay_start if start is None else start
         pc = self._pipelines[pipeline]
-        stage_name = pc.stages[lead.stage].name
-        limit = self._limits[pipeline][lead.stage]
-        age_days = (now_us - lead.stay_start) / DAY_US
+        stage_name = pc.stages[stage].name
+        limit = self._limits[pipeline][stage]
+        age_days = ((now_us if upto is None else upto) - start) / DAY_US
         level = lead.alert_level
         return {
-            "alert_id": alert_id(STALE, pipeline, lead.lead_id, stage_name, lead.stay_start, level),
+            "alert_id": alert_id(STALE, pipeline, lead.lead_id, stage_name, start, level),
             "type": STALE,
             "severity": SEVERITY[level],
             "detected_at": format_timestamp(now_us),
             "pipeline": pipeline,
             "lead_id": lead.lead_id,
             "stage": stage_name,
-            "since": format_timestamp(lead.stay_start),
+            "since": format_timestamp(start),
             "age_days": age_days,
             "stale_after_days": limit / DAY_US,
             "level": level,
@@ -162,6 +207,6 @@ class StaleLeadDetector:
                        f"(limit {_human_days(limit / DAY_US)})",
         }
 
-    def watch_all(self, pipeline: str, leads: Iterable[Lead]) -> None:
+    def watch_all(self, pipeline: str, leads: Iterable[Lead], now_us: int | None = None) -> None:
         for lead in leads:
-            self.watch(pipeline, lead)
+            self.watch(pipeline, lead, now_us)

@@ -366,7 +366,27 @@ def test_event_clock_checks_a_partition_against_its_own_time_wherever_the_ticks_
     runs = [run(every) for every in (1, 2, 3, 100)]
     assert all(r == runs[0] for r in runs), runs
     # A left "new" after 2.5 days of its partition's time: never stale. X was, by Mar 9 (level 2).
-    assert runs[0] == {("B", "lead.stale", 3), ("X", "lead.stale", 2)}
+    # Watched from their start, stays raise each level the partition's time passes.
+    assert runs[0] == {("B", "lead.stale", 1), ("B", "lead.stale", 2), ("B", "lead.stale", 3),
+                       ("X", "lead.stale", 1), ("X", "lead.stale", 2)}
+
+
+def test_event_clock_judges_a_level_by_the_lead_s_events_not_by_when_its_move_arrived():
+    """Lead A leaves "new" (3 days) after 4 days; its move arrives after B's creation has taken
+    the partition's time past 6 days. Level 1 happened (A was there on day 3), level 2 did
+    not (A had left by day 6): the same alerts as in time order, then the resolution."""
+    a0, a1 = created("a", "A", "2026-03-01T00:00:00Z"), moved("a2", "A", "2026-03-05T00:00:00Z", "contacted")
+    b0 = created("b", "B", "2026-03-07T00:00:00Z")
+
+    def run(lines) -> list[tuple]:
+        fakes = Fakes()
+        live = fakes.live()
+        live.restore([0], [])
+        feed(live, lines)
+        return sorted((a["lead_id"], a["type"], a["level"]) for a in notified(fakes.sent))
+
+    in_order, move_late = run([a0, a1, b0]), run([a0, b0, a1])
+    assert in_order == move_late == [("A", "lead.stale", 1), ("A", "lead.stale_resolved", 1)]
 
 
 def test_wall_clock_holds_stale_checks_of_a_partition_catching_up():

@@ -1,0 +1,89 @@
+"""Alerts of `pulse worker` processes against the embedded broker (issue 12): no alert twice
+after a crash at any step of a flush, the same alert ids on every event-clock replay of a
+file (one or two workers), and no `lead.stale` storm from a backlog after a restart."""
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from pulse.broker import create_topics
+from pulse.synth import generate
+from pulse.topics import NOTIFICATIONS, topic_names
+
+from live_harness import WorkerProcess
+from test_worker import offline, read_topic, replay
+
+CRASHING_WORKER = str(Path(__file__).with_name("crashing_worker.py"))
+
+
+def fresh_prefix(broker) -> str:
+    p = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(broker.bootstrap, list(topic_names(p).values()), 4)
+    return p
+
+
+@pytest.fixture(scope="module")
+def events_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("alerts") / "events.jsonl"
+    path.write_bytes(b"\n".join(generate(leads=300, seed=12, duplicates=0.03, late=0.05, implicit=0.02,
+                                         invalid=0.02)) + b"\n")
+    return path
+
+
+def alerts_of(broker, prefix) -> list[dict]:
+    return [orjson.loads(m.value) for m in read_topic(broker, prefix + NOTIFICATIONS)]
+
+
+def repeated(alerts: list[dict]) -> list[str]:
+    return [i for i, n in Counter(a["alert_id"] for a in alerts).items() if n > 1]
+
+
+@pytest.mark.parametrize("point", ["before", "after_state", "after_alerts"])
+def test_a_crash_at_any_step_of_a_flush_repeats_no_alert(broker, events_file, tmp_path, point):
+    prefix = fresh_prefix(broker)
+    expected, n = offline(events_file)
+    assert replay(broker, prefix, events_file).wait(60) == 0
+    doomed = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path,
+                           extra_env={"PULSE_TEST_CRASH_AT": point})
+    doomed.argv[1:3] = [CRASHING_WORKER]            # instead of -m pulse.cli
+    with open(doomed.log_path, "ab") as log:        # it may die before it is ever healthy
+        proc = subprocess.Popen(doomed.argv, stdout=log, stderr=subprocess.STDOUT, env=doomed.env)
+    assert proc.wait(90) == 137, doomed.log_tail()
+    assert f"exiting at {point}" in doomed.log_tail()
+    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
+    try:
+        assert worker.wait_consumed(n) == expected
+        time.sleep(1.5)                                 # one more alert check
+        alerts = alerts_of(broker, prefix)
+        assert alerts and not repeated(alerts), repeated(alerts)
+        assert any(a["type"] == "lead.stale_resolved" for a in alerts)
+    finally:
+        worker.stop()
+
+
+def test_event_clock_replays_give_the_same_alert_ids_with_one_or_two_workers(broker, events_file, tmp_path):
+    expected, n = offline(events_file)
+    runs = []
+    for workers in (1, 2, 1):
+        prefix = fresh_prefix(broker)
+        group = f"g-{prefix}"
+        started = [WorkerProcess(broker.url, prefix, group, tmp_path).start() for _ in range(workers)]
+        try:
+            assert replay(broker, prefix, events_file).wait(60) == 0
+            assert started[0].wait_consumed(n) == expected
+            time.sleep(1.5)
+            alerts = alerts_of(broker, prefix)
+        finally:
+            for w in started:
+                w.stop()
+        assert not repeated(alerts)
+        runs.append({a["alert_id"] for a in alerts})
+    assert runs[0] and runs[0] == runs[1] == runs[2], [len(r) for r in runs]
