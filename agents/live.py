@@ -245,7 +245,7 @@ class LivePulse:
                 if (lead.alert_stage, lead.alert_stay) != (stage, since) or alert["level"] > lead.alert_level:
                     lead.alert_stage, lead.alert_stay, lead.alert_level = stage, since, alert["level"]
             elif alert.get("type") == "lead.stale_resolved" and (lead.alert_stage, lead.alert_stay) == (stage, since):
-                lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
+                lead.alert_level = -abs(lead.alert_level)  # resolved: never raised nor resolved again
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions (flush them first)."""
@@ -290,8 +290,10 @@ class LivePulse:
         state.dirty[(ev.pipeline, ev.lead_id)] = lead
         if state.changed is not None:
             state.changed.add((ev.pipeline, ev.lead_id))
-        if (lead.alert_level and (not lead.is_open or (lead.stage, lead.stay_start)
-                                  != (lead.alert_stage, lead.alert_stay))):
+        if (lead.alert_level > 0 and (not lead.is_open or (lead.stage, lead.stay_start)
+                                      != (lead.alert_stage, lead.alert_stay))):
+            for message in state.detector.levels_before_end(ev.pipeline, lead, self.partition_time_us(state)):
+                self._alert(partition, message)
             message = state.detector.resolution(
                 ev.pipeline, lead, self.partition_time_us(state), None if ev.kind == CLOSED else lead.stage,
                 ("won" if lead.won else "lost") if not lead.is_open else None)
@@ -348,7 +350,7 @@ class LivePulse:
             self._alert(state.partition, message)
             raised += 1
         for (pipeline, _), lead in touched.items():     # event time: a level of a stay left since
-            if lead.alert_level and (not lead.is_open or (lead.stage, lead.stay_start)
+            if lead.alert_level > 0 and (not lead.is_open or (lead.stage, lead.stay_start)
                                      != (lead.alert_stage, lead.alert_stay)):
                 message = state.detector.resolution(pipeline, lead, now, lead.stage if lead.is_open else None,
                                                     None if lead.is_open else ("won" if lead.won else "lost"))

@@ -69,6 +69,8 @@ class StaleLeadDetector:
             return
         limit = self._limits[pipeline][lead.stage]
         raised = lead.alert_level if (lead.alert_stage, lead.alert_stay) == (lead.stage, lead.stay_start) else 0
+        if raised < 0:
+            return                                          # resolved already (see resolution)
         due = next_level_due_us(lead.stay_start, limit, raised)
         if due is not None:
             stepwise = self.in_event_time and (raised > 0 or now_us is None or due > now_us)
@@ -89,18 +91,21 @@ class StaleLeadDetector:
             lead = find_lead(pipeline, lead_id)
             if lead is None:
                 continue
+            same = (lead.alert_stage, lead.alert_stay) == (stage, start)
+            if same and lead.alert_level < 0:
+                continue                                    # resolved already
             current = lead.is_open and (lead.stage, lead.stay_start) == (stage, start)
             limit = self._limits[pipeline][stage]
             upto = now_us
             if not current:
-                if not stepwise or lead.alert_stay > start:
+                if not stepwise or (not same and lead.alert_stay > start):
                     continue                                # the stay is over: a stale entry
                 end = self._stay_end(pipeline, lead, stage, start)
                 if end is None or end <= due:
                     continue                                # it ended before this level
                 upto = min(now_us, end - 1)
             level = stale_level(upto - start, limit)
-            already = lead.alert_level if (lead.alert_stage, lead.alert_stay) == (stage, start) else 0
+            already = lead.alert_level if same else 0
             if stepwise:
                 level = min(level, already + 1)
             if level > already:
@@ -113,6 +118,26 @@ class StaleLeadDetector:
                 if nxt is not None:
                     heapq.heappush(heap, (nxt, pipeline, lead_id, stage, start, True))
         return raised
+
+    def levels_before_end(self, pipeline: str, lead: Lead, now_us: int) -> list[dict]:
+        """Event time, as the lead leaves a stay it has alerts for: the levels that stay reached
+        before it ended (by the lead's events) and were not raised yet, so the alerts do not
+        depend on whether the move arrived before or after the clock passed them."""
+        if not self.in_event_time or lead.alert_level <= 0:
+            return []
+        stage, start = lead.alert_stage, lead.alert_stay
+        if lead.is_open and (lead.stage, lead.stay_start) == (stage, start):
+            return []
+        end = self._stay_end(pipeline, lead, stage, start)
+        limit = self._limits[pipeline][stage]
+        out = []
+        while end is not None and lead.alert_level < 3:
+            nxt = next_level_due_us(start, limit, lead.alert_level)
+            if nxt is None or nxt >= end:
+                break
+            lead.alert_level += 1
+            out.append(self.stale_message(pipeline, lead, now_us, stage, start, end - 1))
+        return out
 
     @staticmethod
     def _stay_end(pipeline: str, lead: Lead, stage: int, start: int) -> int | None:
@@ -140,9 +165,10 @@ class StaleLeadDetector:
                    outcome: str | None) -> dict | None:
         """`lead.stale_resolved` when the lead left (or closed) a stay it had a `lead.stale` for.
 
-        Call after an event changed the lead's current stay. Clears the lead's alert memory.
+        Call after an event changed the lead's current stay. The lead's alert memory then
+        says "resolved" (its level negated): that stay is never raised nor resolved again.
         """
-        if lead.alert_level == 0:
+        if lead.alert_level <= 0:
             return None
         if lead.is_open and (lead.stage, lead.stay_start) == (lead.alert_stage, lead.alert_stay):
             return None                                     # still in the alerted stay
@@ -174,7 +200,7 @@ class StaleLeadDetector:
             to_name = pc.stages[to_stage].name if to_stage is not None else None
             message["to_stage"] = to_name
             message["summary"] = f"Lead {lead.lead_id} moved from {stage_name} to {to_name}"
-        lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
+        lead.alert_level = -lead.alert_level
         return message
 
     def stale_message(self, pipeline: str, lead: Lead, now_us: int, stage: int | None = None,
