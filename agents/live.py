@@ -371,11 +371,15 @@ class LivePulse:
             if any(applied.get(t, -1) + 1 < end for t, end in state.catch_up_to.items()):
                 return True
             state.catch_up_to = None
+            log.info("partition %d caught up: its stale checks run again", state.partition)
             return False
         ends = self.input_ends(state.partition)
         if ends is None:
             return True                         # nothing known yet (just assigned): wait for a fetch
-        if sum(max(0, end - applied.get(t, -1) - 1) for t, end in ends.items()) > self.lag_hold:
+        behind = sum(max(0, end - applied.get(t, -1) - 1) for t, end in ends.items())
+        if behind > self.lag_hold:
+            log.info("partition %d is %d input messages behind: its stale checks wait until it has applied them",
+                     state.partition, behind)
             state.catch_up_to = dict(ends)
             return True
         return False

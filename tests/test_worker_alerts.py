@@ -65,6 +65,20 @@ def publish_in_file_order(broker, prefix: str, path) -> None:
     producer.close()
 
 
+def read_all(worker: WorkerProcess, n: int, timeout: float = 60) -> dict:
+    """The report once `n` inputs were counted (wall clock: the document changes every second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            doc = worker.report()
+            if doc["data_quality"]["events_read"] >= n:
+                return doc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(worker.log_tail())
+
+
 def alerts_of(broker, prefix) -> list[dict]:
     return [orjson.loads(m.value) for m in read_topic(broker, prefix + NOTIFICATIONS)]
 
@@ -121,3 +135,59 @@ def test_event_clock_replays_give_the_same_alert_ids_with_one_or_two_workers(bro
         assert not repeated(alerts)
         runs.append({a["alert_id"] for a in alerts})
     assert runs[0] and runs[0] == runs[1] == runs[2], [len(r) for r in runs]
+
+
+def test_a_restart_raises_no_stale_for_leads_whose_moves_wait_in_its_backlog(broker, tmp_path):
+    """Wall clock. The worker holds leads that go stale (3 days in "new") in a few seconds; it
+    stops; they move on meanwhile; it restarts once they would be stale. Their moves are in
+    its backlog: no `lead.stale` for them (the partitions hold their checks until caught up)."""
+    prefix = fresh_prefix(broker)
+    names = topic_names(prefix)
+    group = f"g-{prefix}"
+
+    def wall_worker() -> WorkerProcess:
+        w = WorkerProcess(broker.url, prefix, group, tmp_path)
+        w.argv[w.argv.index("--clock") + 1] = "wall"
+        return w
+
+    def iso(t: datetime) -> str:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    leads = [f"W-{i:05d}" for i in range(20_000)]
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=20)
+    worker = wall_worker().start()
+    try:
+        published = datetime.now(timezone.utc)
+        stale_at = published + timedelta(seconds=20)             # 3 days after creation
+        for lead in leads:
+            producer.send(names["crm.lead-created"], key=lead.encode(), value=orjson.dumps(
+                {"type": "lead.created", "event_id": f"c-{lead}", "lead_id": lead,
+                 "occurred_at": iso(stale_at - timedelta(days=3))}))
+        producer.flush()
+        read_all(worker, len(leads))
+    finally:
+        worker.stop()
+    moved_at = datetime.now(timezone.utc)
+    assert moved_at < stale_at - timedelta(seconds=3), "too slow to test anything: make the margin larger"
+    for lead in leads:
+        producer.send(names["crm.stage-changed"], key=lead.encode(), value=orjson.dumps(
+            {"type": "lead.stage_changed", "event_id": f"m-{lead}", "lead_id": lead, "occurred_at": iso(moved_at),
+             "to_stage": "contacted"}))
+    producer.flush()
+    for p in range(4):          # a last record batch per partition (the embedded broker's end offset is
+        producer.send(names["crm.stage-changed"], partition=p, key=f"filler-{p}".encode(),   # the last batch's base)
+                      value=orjson.dumps({"type": "lead.stage_changed", "event_id": f"f-{p}",
+                                          "lead_id": f"filler-{p}", "occurred_at": iso(moved_at),
+                                          "to_stage": "contacted"}))
+        producer.flush()
+    producer.close()
+    time.sleep(max(0.0, (stale_at - datetime.now(timezone.utc)).total_seconds()) + 1)
+    worker = wall_worker().start()                                # now every lead would be stale in "new"
+    try:
+        doc = read_all(worker, 2 * len(leads) + 4)
+        assert doc["pipelines"]["default"]["open"]["stages"]["contacted"]["count"] == len(leads) + 4
+        time.sleep(2.5)                                           # alert checks run every second
+        stale = [a for a in alerts_of(broker, prefix) if a["type"] == "lead.stale"]
+        assert stale == [], f"{len(stale)} stale alerts, e.g. {stale[:1]}"
+    finally:
+        worker.stop()
