@@ -247,20 +247,20 @@
     const rows = names.map((n) => {
       const st = w.stages[n], p = `${wp}.stages.${n}`;
       return el("tr", {}, el("th", {scope: "row", text: n}),
-        ...["entered", "advanced", "won", "lost", "exited"].map((k) => cell(figure(`${p}.${k}`, st[k], fmt.count), true)),
+        ...["entered", "advanced", "won", "lost"].map((k) => cell(figure(`${p}.${k}`, st[k], fmt.count), true)),
         cell(figure(`${p}.conversion_rate`, st.conversion_rate, fmt.pct), true),
         cell(figure(`${p}.drop_off_rate`, st.drop_off_rate, fmt.pct), true),
-        cell(figure(`${p}.dwell_days.p50`, st.dwell_days.p50, fmt.days), true),
-        cell(figure(`${p}.dwell_days.p90`, st.dwell_days.p90, fmt.days), true));
+        cell(el("span", {}, figure(`${p}.dwell_days.p50`, st.dwell_days.p50, fmt.days), " / ",
+                figure(`${p}.dwell_days.p90`, st.dwell_days.p90, fmt.days)), true));
     });
     table($("funnel-table"), `Stage flow, last ${state.window}`,
-          ["Stage", "Entered", "Advanced", "Won", "Lost", "Exited", "Conversion", "Drop-off", "Dwell p50", "Dwell p90"],
+          ["Stage", "Entered", "Advanced", "Won", "Lost", "Conversion", "Drop-off", "Dwell p50 / p90"],
           rows, 1);
   }
 
   function renderOpen() {
     const o = state.data.section.open, b = base(), names = stageNames();
-    const node = $("open-chart"), width = chartWidth(node), label = width < 420 ? 88 : 100, right = 150;
+    const node = $("open-chart"), width = chartWidth(node), label = width < 420 ? 88 : 100, right = 130;
     const barW = width - label - right, rowH = 30;
     const max = Math.max(1, ...names.map((n) => o.stages[n].amount));
     const g = svg("svg", {width, height: names.length * rowH + 4, viewBox: `0 0 ${width} ${names.length * rowH + 4}`,
@@ -272,9 +272,8 @@
                             class: "b-amount"}));
       g.append(svg("rect", {x: label, y: y + 3, width: barW * st.weighted_amount / max, height: 16, rx: 3,
                             class: "b-weighted"}));
-      const staleText = st.stale ? ` · ${fmt.count(st.stale)} stale` : "";
       g.append(svg("text", {x: width, y: y + 15, class: "val end"},
-                   `${fmt.moneyShort(st.amount)} · ${fmt.count(st.count)} leads${staleText}`));
+                   `${fmt.moneyShort(st.amount)} · ${fmt.count(st.count)} ${st.count === 1 ? "lead" : "leads"}`));
     });
     node.replaceChildren(g);
     const rows = names.map((n) => {
