@@ -660,7 +660,7 @@ def _invalid_line(rng: random.Random, ev: SynthEvent, line: bytes, n: int, kind:
         elif o == "bool_amount":
             doc["amount"] = True
         elif o == "bad_type":
-            doc["type"] = rng.choice(("lead.updated", "deal.won", "Lead.Created"))
+            doc["type"] = rng.choice(("lead.deleted", "deal.won", "Lead.Created"))
         elif o == "num_lead":
             doc["lead_id"] = int(doc["lead_id"][2:])
         elif o == "bad_currency":

@@ -85,7 +85,7 @@ def expected_route(line: bytes) -> tuple[str, bytes | None, bool]:
 EXTRA_LINES = [
     b"[1, 2, 3]",                                                         # not an object
     b'{"lead_id": "L-typeless", "event_id": "x1"}',                       # no type: keyed, fallback topic
-    b'{"type": "lead.updated", "lead_id": "L-unknown-type"}',             # unknown type
+    b'{"type": "lead.deleted", "lead_id": "L-unknown-type"}',             # unknown type
     b'{"type": "deal.closed", "lead_id": 17, "outcome": "won"}',          # known type, no string lead_id
     b'{"type": "lead.stage_changed", "lead_id": "L-\xc3\xa9t\xc3\xa9", "to_stage": "new"}',  # non-ASCII key
     b'{"type":"deal.closed","lead_id":"L-big","amount":123456789012345678901234567890}',  # orjson refuses
