@@ -20,6 +20,13 @@ from .segments import SegmentFlow
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.decode
+# Bumped whenever the layout changes: during a rolling upgrade a worker must not merge a peer's
+# share that it would misread (2: SPEC v2 segments and opening figures, open leads' source).
+FORMAT = 2
+
+
+class PartialFormatError(ValueError):
+    """A peer's share in another layout (a rolling upgrade in progress)."""
 
 
 def dump_partial(engine: PulseEngine) -> bytes:
@@ -37,12 +44,14 @@ def dump_partial(engine: PulseEngine) -> bytes:
                      for lead in p.open_leads.values()],
         }
     counters = engine.counters()
-    return _encode({"counters": counters, "pipelines": pipelines})
+    return _encode({"format": FORMAT, "counters": counters, "pipelines": pipelines})
 
 
 def load_partial(config: Config, data: bytes) -> PulseEngine:
     """An engine holding a peer's share: enough to merge and report, not to take events."""
     doc = _decode(data)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise PartialFormatError(f"a peer's /report/partial is not in format {FORMAT} (a worker of another version?)")
     engine = PulseEngine(config)
     engine.restore_counters(doc["counters"])
     for name, part in doc["pipelines"].items():
