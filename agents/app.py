@@ -23,7 +23,7 @@ from faust.types import TP
 
 from pulse import topics
 from pulse.settings import Settings
-from pulse.streams.partial import dump_partial, load_partial
+from pulse.streams.partial import PartialFormatError, dump_partial, load_partial
 
 from .alert_feed import AlertFeed
 from .align import TimeAligner
@@ -264,10 +264,13 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
     async def cluster_report(pipeline: str | None = None) -> dict | None:
         """The document over all partitions, built on the loop (the Redis serving layer's
-        source). None when a peer cannot be reached."""
+        source). None when a peer's share cannot be had."""
         try:
             return merged_report(await peer_partials(), pipeline)
         except PeerUnreachable:
+            return None
+        except PartialFormatError as exc:
+            log.warning("report: a peer worker's share could not be had: %s", exc)
             return None
 
     async def build_views() -> bytes:
@@ -293,12 +296,14 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             return json_response(web, {"error": "unknown pipeline"}, 404)
         try:
             snap = await snapshots.get()
-        except PeerUnreachable:
+        except (PeerUnreachable, PartialFormatError) as exc:
+            if isinstance(exc, PartialFormatError):
+                log.warning("report: a peer worker's share could not be had: %s", exc)
             return json_response(web, unreachable, 503)
         return web.bytes(snap.views.report(pipeline), content_type="application/json")
 
     def report_error(exc: Exception) -> tuple[int, dict]:
-        if isinstance(exc, PeerUnreachable):
+        if isinstance(exc, (PeerUnreachable, PartialFormatError)):
             return 503, unreachable
         log.error("dashboard: the report could not be built: %r", exc)
         return 500, {"error": "the report could not be built; see the worker's log"}

@@ -23,6 +23,7 @@ import dataclasses
 import gc
 import logging
 import os
+import pickle
 import signal
 import sys
 import time
@@ -68,8 +69,11 @@ async def run_forked(work: Callable[[], bytes]) -> bytes:
             gc.disable()                                    # a collection would touch (copy) every page
             try:
                 out, status = b"\x00" + work(), 0
-            except BaseException:
-                out = b"\x01" + traceback.format_exc().encode(errors="replace")
+            except BaseException as exc:        # the parent raises the same exception (when it pickles)
+                try:
+                    out = b"\x02" + pickle.dumps(exc)
+                except Exception:
+                    out = b"\x01" + traceback.format_exc().encode(errors="replace")
             view = memoryview(out)
             while view:
                 view = view[os.write(write_fd, view):]
@@ -108,9 +112,11 @@ async def run_forked(work: Callable[[], bytes]) -> bytes:
                 pass
         await _reap(pid)
     out = b"".join(chunks)
-    if out[:1] != b"\x00":
-        raise ForkedBuildError(out[1:].decode(errors="replace") or "the build process died")
-    return out[1:]
+    if out[:1] == b"\x00":
+        return out[1:]
+    if out[:1] == b"\x02":
+        raise pickle.loads(out[1:])             # our own child's exception: trusted bytes
+    raise ForkedBuildError(out[1:].decode(errors="replace") or "the build process died")
 
 
 async def _reap(pid: int) -> None:

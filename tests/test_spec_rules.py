@@ -176,7 +176,8 @@ def test_empty_input_has_every_key_with_zeros_and_nulls(report_fn):
         p = doc["pipelines"][name]
         assert_keys(p, ["open", "stale", "windows", "lead_velocity_rate"], name)
         assert_keys(p["open"], ["count", "amount", "weighted_amount", "opportunities",
-                                "stages"], f"{name}.open")
+                                "stages", "segments"], f"{name}.open")
+        assert p["open"]["segments"] == {"owner": [], "team": [], "source": []}
         assert_sub(p["open"], {"count": 0, "amount": 0.0, "weighted_amount": 0.0,
                                "opportunities": 0})
         assert_keys(p["open"]["stages"], stage_names, f"{name}.open.stages")
@@ -192,7 +193,12 @@ def test_empty_input_has_every_key_with_zeros_and_nulls(report_fn):
             assert_keys(w, ["from", "to", "leads_created", "won", "lost", "won_amount",
                             "win_rate", "close_rate", "avg_deal_size", "sales_cycle_days",
                             "qualified_leads", "sales_velocity_per_day", "stages",
-                            "transitions"], f"{name}.{key}")
+                            "transitions", "segments", "forecast"], f"{name}.{key}")
+            assert w["segments"] == {"owner": [], "team": [], "source": []}
+            assert_sub(w["forecast"], {"open_at_start": {"count": 0, "amount": 0.0, "weighted_amount": 0.0},
+                                       "attainment": None})
+            assert_keys(w["forecast"], ["open_at_start", "attainment"], "forecast")
+            assert_keys(w["forecast"]["open_at_start"], ["count", "amount", "weighted_amount"], "open_at_start")
             assert_sub(w, {"from": frm, "to": T, "leads_created": 0, "won": 0, "lost": 0,
                            "won_amount": 0.0, "win_rate": None, "close_rate": None,
                            "avg_deal_size": None,
