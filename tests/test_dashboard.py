@@ -141,6 +141,9 @@ def assert_figures_match(page, report: dict, pipeline: str, window: str) -> int:
                  f"pipelines.{pipeline}.windows.{window}.stages.new.conversion_rate",
                  f"pipelines.{pipeline}.windows.{window}.stages.new.dwell_days.p90",
                  f"pipelines.{pipeline}.open.stages.proposal.stale",
+                 f"pipelines.{pipeline}.windows.{window}.forecast.attainment",      # SPEC v2 4.9
+                 f"pipelines.{pipeline}.windows.{window}.forecast.open_at_start.weighted_amount",
+                 f"pipelines.{pipeline}.open.segments.owner.0.count",                # SPEC v2 4.8
                  "data_quality.events_read", "data_quality.dead_lettered", "as_of"):
         assert must in paths, must
     for path, value, text in figures:
@@ -149,6 +152,11 @@ def assert_figures_match(page, report: dict, pipeline: str, window: str) -> int:
         assert text.strip(), path
         if value is None:
             assert text == "—", (path, text)
+    # the scorecards: every owner with activity in the window or open leads now, one row each
+    section = report["pipelines"][pipeline]
+    owners = {orjson.dumps(s["value"]) for s in section["windows"][window]["segments"]["owner"]}
+    owners |= {orjson.dumps(s["value"]) for s in section["open"]["segments"]["owner"]}
+    assert page.eval_on_selector_all("#segments-table tbody tr", "rs => rs.length") == max(1, len(owners))
     return len(figures)
 
 

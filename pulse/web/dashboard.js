@@ -213,6 +213,14 @@
             figure(`${b}.lead_velocity_rate.previous`, lvr.previous, fmt.count)],
            "growth of qualified leads: last 30 days against the 30 before"),
     );
+    if (w.forecast) {           // SPEC v2 4.9
+      const f = w.forecast, fp = `${wp}.forecast`;
+      $("cards").append(card("Forecast attainment", figure(`${fp}.attainment`, f.attainment, fmt.pct),
+        [figure(`${wp}.won_amount`, w.won_amount, fmt.moneyShort), t(" won of "),
+         figure(`${fp}.open_at_start.weighted_amount`, f.open_at_start.weighted_amount, fmt.moneyShort),
+         t(" weighted at start")],
+        "won in the window / weighted open pipeline at its start"));
+    }
   }
 
   function stageNames() { return Object.keys(state.data.section.open.stages); }
@@ -375,48 +383,39 @@
 
   // ---- v2: scorecards and forecast (shown when the report has them) -------------------------
   function renderV2() {
-    const w = win(), o = state.data.section.open, wp = wpath();
-    const has = w && w.segments && w.forecast;
+    const w = win(), o = state.data.section.open, wp = wpath(), b = base();
+    const has = w && w.segments && o.segments;
     $("v2").hidden = !has;
     if (!has) return;
     $("segments-window").textContent = `· last ${state.window.replace(/d$/, " days")}`;
     const dims = Object.keys(w.segments);
+    if (!dims.includes(state.segDim)) state.segDim = dims[0];
     $("segment-tabs").replaceChildren(...dims.map((d) => el("button", {type: "button", role: "tab", "data-dim": d,
       "aria-selected": String(d === state.segDim), tabindex: d === state.segDim ? "0" : "-1", text: `By ${d}`})));
-    const openBy = new Map(((o.segments || {})[state.segDim] || []).map((s) => [JSON.stringify(s.value), s]));
-    const list = w.segments[state.segDim] || [];
-    const rows = list.map((s, i) => {
-      const p = `${wp}.segments.${state.segDim}.${i}`, op = openBy.get(JSON.stringify(s.value));
-      return el("tr", {}, el("th", {scope: "row", text: fmt.text(s.value)}),
-        cell(figure(`${p}.leads_created`, s.leads_created, fmt.count), true),
-        cell(figure(`${p}.won`, s.won, fmt.count), true), cell(figure(`${p}.lost`, s.lost, fmt.count), true),
-        cell(figure(`${p}.win_rate`, s.win_rate, fmt.pct), true),
-        cell(figure(`${p}.won_amount`, s.won_amount, fmt.moneyShort), true),
-        cell(figure(`${p}.avg_deal_size`, s.avg_deal_size, fmt.moneyShort), true),
-        cell(figure(`${p}.sales_cycle_days.mean`, s.sales_cycle_days.mean, fmt.days), true),
-        cell(document.createTextNode(op ? fmt.count(op.count) : "0"), true),
-        cell(document.createTextNode(op ? fmt.moneyShort(op.weighted_amount) : NONE), true));
+    // one row per value with activity in the window or open leads now, in the report's order (null last)
+    const key = (v) => JSON.stringify(v);
+    const inWindow = new Map((w.segments[state.segDim] || []).map((s, i) => [key(s.value), i]));
+    const openNow = new Map((o.segments[state.segDim] || []).map((s, i) => [key(s.value), i]));
+    const values = [...new Set([...inWindow.keys(), ...openNow.keys()])].map((k) => JSON.parse(k));
+    values.sort((a, b) => (a === null) - (b === null) || (a === null ? 0 : a < b ? -1 : a > b ? 1 : 0));
+    const zero = (f) => document.createTextNode(f(0));
+    const rows = values.map((v) => {
+      const i = inWindow.get(key(v)), j = openNow.get(key(v));
+      const s = i === undefined ? null : w.segments[state.segDim][i], op = j === undefined ? null : o.segments[state.segDim][j];
+      const p = `${wp}.segments.${state.segDim}.${i}`, q = `${b}.open.segments.${state.segDim}.${j}`;
+      const wf = (k, f, get) => s ? figure(`${p}.${k}`, get ? get(s) : s[k], f) : (f === fmt.count ? zero(f) : document.createTextNode(NONE));
+      const of = (k, f) => op ? figure(`${q}.${k}`, op[k], f) : zero(f);
+      return el("tr", {}, el("th", {scope: "row", text: fmt.text(v)}),
+        cell(wf("leads_created", fmt.count), true), cell(wf("won", fmt.count), true), cell(wf("lost", fmt.count), true),
+        cell(wf("win_rate", fmt.pct), true), cell(wf("won_amount", fmt.moneyShort), true),
+        cell(wf("avg_deal_size", fmt.moneyShort), true),
+        cell(wf("sales_cycle_days.mean", fmt.days, (x) => x.sales_cycle_days.mean), true),
+        cell(of("count", fmt.count), true), cell(of("weighted_amount", fmt.moneyShort), true),
+        cell(of("stale", fmt.count), true));
     });
-    if (!rows.length) rows.push(el("tr", {}, el("td", {colspan: 10, class: "empty", text: "Nothing in this window."})));
-    table($("segments-table"), `Scorecards by ${state.segDim}`, ["Value", "New leads", "Won", "Lost", "Win rate",
-          "Won amount", "Average deal", "Sales cycle", "Open now", "Weighted now"], rows, 1);
-    const f = w.forecast, fp = `${wp}.forecast`;
-    $("forecast-window").textContent = `· last ${state.window.replace(/d$/, " days")}`;
-    const att = f.attainment;
-    $("forecast").replaceChildren(el("div", {class: "attain"},
-      el("p", {class: "big"}, figure(`${fp}.attainment`, att, fmt.pct)),
-      el("p", {class: "small"}, "of the weighted pipeline at the window's start was won"),
-      el("div", {class: "meter", "aria-hidden": "true"}, el("span", {class: "fill", "data-w": Math.min(1, att || 0)}))));
-    const fill = $("forecast").querySelector(".fill");
-    fill.style.width = `${Math.min(100, (att || 0) * 100)}%`;
-    table($("forecast-table"), "Forecast against actual", ["", "Leads", "Amount", "Weighted"], [
-      el("tr", {}, el("th", {scope: "row", text: `Open at ${fmt.date(w.from)}`}),
-         cell(figure(`${fp}.open_at_start.count`, f.open_at_start.count, fmt.count), true),
-         cell(figure(`${fp}.open_at_start.amount`, f.open_at_start.amount, fmt.money), true),
-         cell(figure(`${fp}.open_at_start.weighted_amount`, f.open_at_start.weighted_amount, fmt.money), true)),
-      el("tr", {}, el("th", {scope: "row", text: "Won since"}), cell(figure(`${wp}.won`, w.won, fmt.count), true),
-         cell(figure(`${wp}.won_amount`, w.won_amount, fmt.money), true), cell(document.createTextNode(NONE), true)),
-    ], 1);
+    if (!rows.length) rows.push(el("tr", {}, el("td", {colspan: 11, class: "empty", text: "Nothing to show yet."})));
+    table($("segments-table"), `Scorecards by ${state.segDim}, last ${state.window}`, [state.segDim, "New leads", "Won",
+          "Lost", "Win rate", "Won amount", "Average deal", "Sales cycle", "Open now", "Weighted now", "Stale now"], rows, 1);
   }
 
   // ---- events -------------------------------------------------------------------------------
