@@ -19,6 +19,7 @@ The caller gives the build function; nothing here knows about Faust.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import gc
 import logging
@@ -41,6 +42,7 @@ FRESH_S = 2.0       # a snapshot this young is served without a rebuild (the ref
 MAX_AGE_S = 5.0     # never served older than this: readers wait for the build instead
 IDLE_MAX_S = 30.0   # an unchanged state (same token) is re-confirmed without a build for this long
 _CAN_FORK = hasattr(os, "fork") and sys.platform.startswith("linux")
+FORK_SECONDS: collections.deque = collections.deque(maxlen=256)    # how long recent forks held the loop
 
 
 class ForkedBuildError(RuntimeError):
@@ -58,6 +60,7 @@ async def run_forked(work: Callable[[], bytes]) -> bytes:
         return work()
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
+    started = time.perf_counter()
     pid = os.fork()
     if pid == 0:                                            # the child
         status = 1
@@ -79,6 +82,7 @@ async def run_forked(work: Callable[[], bytes]) -> bytes:
                 view = view[os.write(write_fd, view):]
         finally:
             os._exit(status)
+    FORK_SECONDS.append(time.perf_counter() - started)
     os.close(write_fd)
     os.set_blocking(read_fd, False)
     chunks: list[bytes] = []

@@ -26,7 +26,7 @@ import orjson
 from aiohttp import web as aioweb
 
 from .alert_feed import AlertFeed
-from .snapshot import Snapshot, Snapshots
+from .snapshot import FORK_SECONDS, Snapshots
 from .views import FILTERS, MAX_PAGE
 
 log = logging.getLogger("pulse.worker")
@@ -129,11 +129,16 @@ class Dashboard:
         if error is not None:
             return error
         views = snap.views
-        body = b'{"version":%d,"as_of":%s,"built_at":%s,"age_s":%s,"pipelines":%s,"windows":%s,' \
+        forks = list(FORK_SECONDS)
+        build = {"seconds": round(snap.build_seconds, 4), "builds": self.snapshots.builds,
+                 "fork_ms_last": round(forks[-1] * 1000, 2) if forks else None,
+                 "fork_ms_max": round(max(forks) * 1000, 2) if forks else None}
+        body = b'{"version":%d,"as_of":%s,"built_at":%s,"age_s":%s,"build":%s,"pipelines":%s,"windows":%s,' \
                b'"pipeline":%s,"data_quality":%s,"section":%s}' % (
                    snap.version, orjson.dumps(views.as_of), orjson.dumps(snap.built_at),
-                   orjson.dumps(round(snap.age(), 3)), orjson.dumps(self.pipelines), orjson.dumps(self.windows),
-                   orjson.dumps(pipeline), views.data_quality, views.pipelines[pipeline].summary)
+                   orjson.dumps(round(snap.age(), 3)), orjson.dumps(build), orjson.dumps(self.pipelines),
+                   orjson.dumps(self.windows), orjson.dumps(pipeline), views.data_quality,
+                   views.pipelines[pipeline].summary)
         return self._json(web, body)
 
     async def stale(self, web, request):

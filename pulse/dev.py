@@ -119,13 +119,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
             procs.append(notifier)
         base = f"http://localhost:{args.web_port}"
         _say("running. Where to look:")
-        for line in (f"  report   {base}/report        (one pipeline: {base}/report?pipeline=default)",
-                     f"  health   {base}/health",
-                     f"  metrics  {base}/metrics       (Prometheus)",
-                     f"  stale    {base}/stale?team=emea   or: pulse stale --team emea --redis {redis_server.url}",
-                     "  offline  pulse report FILE    (the same numbers from a JSON Lines file)",
-                     f"  alerts   printed below as they are raised (topic {names[topics.NOTIFICATIONS]})",
-                     f"  broker   {broker.url}  (try: pulse replay FILE --broker {broker.url})",
+        for line in (f"  dashboard {base}/               (open it in a browser: live figures, funnel, stale leads, alerts)",
+                     f"  report    {base}/report        (one pipeline: {base}/report?pipeline=default)",
+                     f"  health    {base}/health",
+                     f"  metrics   {base}/metrics       (Prometheus)",
+                     f"  stale     {base}/stale?team=emea   or: pulse stale --team emea --redis {redis_server.url}",
+                     "  offline   pulse report FILE    (the same numbers from a JSON Lines file)",
+                     f"  alerts    printed below as they are raised (topic {names[topics.NOTIFICATIONS]})",
+                     f"  broker    {broker.url}  (try: pulse replay FILE --broker {broker.url})",
                      "  Ctrl-C stops everything."):
             print(line, file=sys.stderr, flush=True)
         consumer = KafkaConsumer(names[topics.NOTIFICATIONS], bootstrap_servers=broker.bootstrap,
