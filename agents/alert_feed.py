@@ -30,22 +30,29 @@ FIELDS = ("alert_id", "type", "severity", "detected_at", "pipeline", "lead_id", 
           "stale_after_days", "level", "owner", "team", "amount", "summary", "resolved_by", "to_stage", "outcome")
 
 
-def shown(raw: bytes) -> dict[str, Any] | None:
-    """The alert's SPEC 6 fields, or None for a message that is not a JSON object."""
+_FIELDS = frozenset(FIELDS)
+
+
+def shown(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """The alert's SPEC 6 fields, and as JSON; None for a message that is not a JSON object."""
     try:
         alert = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(alert, dict):
         return None
-    return {k: alert[k] for k in FIELDS if k in alert}
+    if alert.keys() <= _FIELDS:
+        return alert, bytes(raw)                # the worker's own alerts: sent on as they are
+    alert = {k: alert[k] for k in FIELDS if k in alert}
+    return alert, orjson.dumps(alert)
 
 
 class AlertFeed:
     def __init__(self, bootstrap_servers: list[str], topic: str):
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
-        self.recent: collections.deque[dict] = collections.deque(maxlen=BACKLOG)
+        # each alert as its server-sent event, encoded once for every subscriber
+        self.recent: collections.deque[bytes] = collections.deque(maxlen=BACKLOG)
         self._subscribers: set[asyncio.Queue] = set()
         self._task: asyncio.Task | None = None
         self._stop_later: asyncio.TimerHandle | None = None
@@ -79,11 +86,12 @@ class AlertFeed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    def _publish(self, alert: dict) -> None:
-        self.recent.append(alert)
+    def _publish(self, alert: tuple[dict, bytes]) -> None:
+        event = b"event: alert\ndata: %s\n\n" % alert[1]
+        self.recent.append(event)
         for q in self._subscribers:
             with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(alert)
+                q.put_nowait(event)
 
     async def _run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -112,7 +120,7 @@ class AlertFeed:
                     backlog.extend(a for records in batches.values() for r in records
                                    if (a := shown(r.value)) is not None)
                 self.recent.clear()
-                for a in sorted(backlog, key=lambda a: str(a.get("detected_at", "")))[-BACKLOG:]:
+                for a in sorted(backlog, key=lambda a: str(a[0].get("detected_at", "")))[-BACKLOG:]:
                     self._publish(a)
                 while True:
                     for records in (await consumer.getmany(timeout_ms=1000)).values():

@@ -332,7 +332,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         if not live.ready:
             return json_response(web, {"status": "starting"}, 503)
         data = await run_forked(lambda: dump_partial(live.merged_engine()))     # off the loop (snapshot.py)
-        return web.bytes(data, content_type="application/msgpack")
+        return web.bytes(bytes(data), content_type="application/msgpack")
 
     @app.page("/metrics")
     async def metrics(web, request):

@@ -34,6 +34,7 @@ log = logging.getLogger("pulse.worker")
 __all__ = ["Dashboard"]
 
 KEEPALIVE_S = 15.0
+ALERT_BATCH_S = 0.25    # alerts are sent at most this late, several per write
 _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
            "/dashboard/app.js": ("dashboard.js", "text/javascript; charset=utf-8"),
            "/dashboard/app.css": ("dashboard.css", "text/css; charset=utf-8")}
@@ -160,19 +161,20 @@ class Dashboard:
         self._viewer_joined()
         try:
             await response.write(b"retry: 2000\n\n")
-            for alert in list(self.feed.recent):
-                await response.write(_event("alert", orjson.dumps(alert)))
-            version = -1
+            if self.feed.recent:
+                await response.write(b"".join(self.feed.recent))
+            started = float("-inf")
             last_write = time.monotonic()
             while not self.closing.is_set():
                 snap = self.snapshots.current
-                if snap is not None and snap.version != version:
-                    version = snap.version
+                if snap is not None and snap.started > started:     # new figures, or the same confirmed current
+                    started = snap.started
                     await response.write(_event("snapshot", orjson.dumps(
-                        {"version": snap.version, "as_of": snap.views.as_of, "built_at": snap.built_at})))
+                        {"version": snap.version, "as_of": snap.views.as_of, "built_at": snap.built_at,
+                         "age_s": round(snap.age(), 3)})))
                     last_write = time.monotonic()
                 get_alert = asyncio.ensure_future(alerts.get())
-                newer = asyncio.ensure_future(self.snapshots.wait_newer(version, KEEPALIVE_S))
+                newer = asyncio.ensure_future(self.snapshots.wait_newer(started, KEEPALIVE_S))
                 closing = asyncio.ensure_future(self.closing.wait())
                 try:
                     await asyncio.wait({get_alert, newer, closing}, timeout=KEEPALIVE_S,
@@ -181,9 +183,11 @@ class Dashboard:
                     for f in (get_alert, newer, closing):
                         f.cancel()
                 if get_alert.done() and not get_alert.cancelled():
-                    await response.write(_event("alert", orjson.dumps(get_alert.result())))
-                    while not alerts.empty():
-                        await response.write(_event("alert", orjson.dumps(alerts.get_nowait())))
+                    await asyncio.sleep(ALERT_BATCH_S)  # alerts come in bursts: one write per burst
+                    events = [get_alert.result()]
+                    while not alerts.empty():           # what arrived meanwhile: one write
+                        events.append(alerts.get_nowait())
+                    await response.write(b"".join(events))
                     last_write = time.monotonic()
                 if time.monotonic() - last_write >= KEEPALIVE_S:
                     await response.write(b": keep-alive\n\n")

@@ -143,13 +143,13 @@ async def report_reader(base: str, stop: asyncio.Event, latencies: list[float]) 
             pass
 
 
-async def window(w: WorkerProcess, seconds: float, viewers: int, consumed) -> dict:
+async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reader: bool = False) -> dict:
     base = w.url("").rstrip("/")
     stop = asyncio.Event()
     counts = {"requests": 0, "alerts": 0}
     latencies: list[float] = []
     tasks = [asyncio.ensure_future(viewer(base, stop, counts)) for _ in range(viewers)]
-    if viewers:
+    if reader:
         tasks.append(asyncio.ensure_future(report_reader(base, stop, latencies)))
     loop = asyncio.get_running_loop()
     read0 = await loop.run_in_executor(None, consumed)     # committed offsets: no request to the worker
@@ -162,9 +162,9 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed) -> di
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     wall = t1 - t0
-    return {"viewers": viewers, "seconds": round(wall, 2), "worker_cpu": round((own1 - own0) / wall, 4),
+    return {"viewers": viewers, "report_reader": reader, "seconds": round(wall, 2), "worker_cpu": round((own1 - own0) / wall, 4),
             "build_children_cpu": round((kids1 - kids0) / wall, 4), "committed_per_s": round((read1 - read0) / wall),
-            "viewer_requests": counts["requests"],
+            "viewer_requests": counts["requests"], "alerts_per_viewer": counts["alerts"] // max(1, viewers),
             "report_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
             "report_max_ms": round(max(latencies) * 1000, 1) if latencies else None}
 
@@ -176,7 +176,7 @@ def main() -> int:
     ap.add_argument("--tail", type=float, default=0.15, help="fraction of the file kept for the consuming phase")
     ap.add_argument("--rate", type=float, default=3000.0, help="messages/s replayed during the consuming phase")
     ap.add_argument("--window", type=float, default=8.0, help="seconds per measurement window")
-    ap.add_argument("--pairs", type=int, default=3, help="(no viewer, ten viewers) window pairs")
+    ap.add_argument("--pairs", type=int, default=3, help="(no viewer, ten viewers, /report reader) window cycles")
     ap.add_argument("--renders", type=int, default=5)
     args = ap.parse_args()
 
@@ -228,8 +228,8 @@ def main() -> int:
 
             async def measure():
                 for _ in range(args.pairs):
-                    for viewers in (0, 10):
-                        results.append(await window(w, args.window, viewers, consumed))
+                    for viewers, reader in ((0, False), (10, False), (0, True)):
+                        results.append(await window(w, args.window, viewers, consumed, reader))
                         print(json.dumps(results[-1]), flush=True)
             asyncio.run(measure())
             consumed.close()
@@ -237,15 +237,18 @@ def main() -> int:
                 publisher.terminate()
             else:
                 print("note: the replay ended before the last window; use a larger --tail or lower --rate")
-            none = [r for r in results if r["viewers"] == 0]
+            none = [r for r in results if r["viewers"] == 0 and not r["report_reader"]]
             ten = [r for r in results if r["viewers"] == 10]
+            reading = [r for r in results if r["report_reader"]]
             med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
             print(json.dumps({
                 "worker_cpu_none": med(none, "worker_cpu"), "worker_cpu_ten": med(ten, "worker_cpu"),
                 "worker_cpu_ratio_ten_vs_none": round(med(ten, "worker_cpu") / med(none, "worker_cpu"), 3),
                 "build_children_cpu_ten": med(ten, "build_children_cpu"),
                 "committed_per_s_none": med(none, "committed_per_s"), "committed_per_s_ten": med(ten, "committed_per_s"),
-                "report_p50_ms_while_consuming": med(ten, "report_p50_ms"),
+                "worker_cpu_report_every_2s": med(reading, "worker_cpu"),
+                "report_p50_ms_while_consuming": med(reading, "report_p50_ms"),
+                "report_max_ms_while_consuming": max(r["report_max_ms"] for r in reading),
             }, indent=1), flush=True)
         finally:
             w.stop()

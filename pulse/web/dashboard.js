@@ -428,9 +428,13 @@
     es.addEventListener("snapshot", (e) => {
       const s = JSON.parse(e.data);
       if (s.version !== state.version) load();
+      else { state.receivedAt = performance.now() / 1000 - s.age_s; tickAge(); }   // same figures, confirmed current
     });
+    let pending = null;             // alerts come in bursts: one render per burst
     es.addEventListener("alert", (e) => {
-      if (addAlert(JSON.parse(e.data)) && state.data) renderAlerts();
+      if (addAlert(JSON.parse(e.data)) && state.data && !pending) {
+        pending = setTimeout(() => { pending = null; renderAlerts(); }, 200);
+      }
     });
   }
 
