@@ -214,6 +214,7 @@ def test_dashboard_shows_the_report_and_follows_live_events(broker, tmp_path, ch
         page.select_option("#f-team", "")
         page.select_option("#f-level", "")
         wait_until(page, f"document.querySelector('#stale-table').dataset.total === '{len(stale)}'")
+        page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(300)
         page.screenshot(path=str(SHOTS / "dashboard-1280.png"), full_page=True)
         if os.environ.get("PULSE_UPDATE_SCREENSHOT") == "1":
@@ -250,6 +251,7 @@ def test_dashboard_shows_the_report_and_follows_live_events(broker, tmp_path, ch
         assert assert_figures_match(phone, after, "default", "7d") > 60
         assert no_horizontal_overflow(phone)
         phone.screenshot(path=str(SHOTS / "dashboard-390.png"), full_page=True)
+        phone.screenshot(path=str(SHOTS / "dashboard-390-top.png"))
         phone.close()
         # keyboard: the window switch and the filters are reachable with Tab
         kb = open_page(chromium, worker, WIDE, errors)
