@@ -133,7 +133,8 @@ class Dashboard:
         forks = list(FORK_SECONDS)
         build = {"seconds": round(snap.build_seconds, 4), "builds": self.snapshots.builds,
                  "fork_ms_last": round(forks[-1] * 1000, 2) if forks else None,
-                 "fork_ms_max": round(max(forks) * 1000, 2) if forks else None}
+                 "fork_ms_p50": round(sorted(forks)[len(forks) // 2] * 1000, 2) if forks else None,
+                 "fork_ms_max": round(max(forks) * 1000, 2) if forks else None, "forks": len(forks)}
         body = b'{"version":%d,"as_of":%s,"built_at":%s,"age_s":%s,"build":%s,"pipelines":%s,"windows":%s,' \
                b'"pipeline":%s,"data_quality":%s,"section":%s}' % (
                    snap.version, orjson.dumps(views.as_of), orjson.dumps(snap.built_at),

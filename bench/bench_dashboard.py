@@ -237,18 +237,25 @@ def main() -> int:
                 publisher.terminate()
             else:
                 print("note: the replay ended before the last window; use a larger --tail or lower --rate")
+            build = json.loads(get(w.url("/dashboard/data"))[0])["build"]
             none = [r for r in results if r["viewers"] == 0 and not r["report_reader"]]
             ten = [r for r in results if r["viewers"] == 10]
             reading = [r for r in results if r["report_reader"]]
             med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+            # per cycle: the ten-viewer window against the no-viewer window just before it
+            ratios = [t["worker_cpu"] / n["worker_cpu"] for n, t in zip(none, ten)]
+            deltas = [t["worker_cpu"] - n["worker_cpu"] for n, t in zip(none, ten)]
             print(json.dumps({
                 "worker_cpu_none": med(none, "worker_cpu"), "worker_cpu_ten": med(ten, "worker_cpu"),
-                "worker_cpu_ratio_ten_vs_none": round(med(ten, "worker_cpu") / med(none, "worker_cpu"), 3),
+                "worker_cpu_ratio_ten_vs_none_per_cycle": [round(r, 3) for r in ratios],
+                "worker_cpu_ratio_median": round(statistics.median(ratios), 3),
+                "worker_cpu_added_by_ten_median_cores": round(statistics.median(deltas), 4),
                 "build_children_cpu_ten": med(ten, "build_children_cpu"),
                 "committed_per_s_none": med(none, "committed_per_s"), "committed_per_s_ten": med(ten, "committed_per_s"),
                 "worker_cpu_report_every_2s": med(reading, "worker_cpu"),
                 "report_p50_ms_while_consuming": med(reading, "report_p50_ms"),
                 "report_max_ms_while_consuming": max(r["report_max_ms"] for r in reading),
+                "snapshot_builds": build,
             }, indent=1), flush=True)
         finally:
             w.stop()

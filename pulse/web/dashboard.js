@@ -328,22 +328,23 @@
 
   function renderStale(page) {
     const b = base();
+    // the columns a phone shows first come first: who, how bad, how long
     const rows = page.rows.map((r) => el("tr", {"data-lead-id": r.lead_id},
-      el("th", {scope: "row", text: r.lead_id}), cell(document.createTextNode(r.stage)),
-      cell(el("time", {datetime: r.since, text: fmt.date(r.since)})),
+      el("th", {scope: "row", text: r.lead_id}), cell(levelBadge(r.level)),
       cell(el("span", {}, figure(null, r.age_days, fmt.days),
               el("span", {class: "limit", text: `limit ${fmt.days(r.stale_after_days)}`})), true),
-      cell(levelBadge(r.level)), cell(document.createTextNode(fmt.text(r.owner))),
-      cell(document.createTextNode(fmt.text(r.team))), cell(document.createTextNode(fmt.money(r.amount)), true)));
+      cell(document.createTextNode(r.stage)), cell(document.createTextNode(fmt.text(r.owner))),
+      cell(document.createTextNode(fmt.text(r.team))), cell(el("time", {datetime: r.since, text: fmt.date(r.since)})),
+      cell(document.createTextNode(fmt.money(r.amount)), true)));
     if (!rows.length) {
       rows.push(el("tr", {}, el("td", {colspan: 8, class: "empty",
                                        text: Object.keys(state.filters).length ? "No stale lead matches these filters."
                                                                                : "No stale leads."})));
     }
     table($("stale-table"), `Stale leads of ${state.pipeline}, longest first`,
-          ["Lead", "Stage", "In stage since", "Age", "Level", "Owner", "Team", "Amount"], rows, 9);
+          ["Lead", "Level", "Age", "Stage", "Owner", "Team", "In stage since", "Amount"], rows, 9);
     for (const [i, th] of $("stale-table").querySelectorAll("thead th").entries()) {
-      if ([3, 7].includes(i)) th.classList.add("num");
+      if ([2, 7].includes(i)) th.classList.add("num");
     }
     $("stale-table").setAttribute("data-total", page.total);
     $("stale-table").setAttribute("data-field", `${b}.stale`);
