@@ -143,7 +143,23 @@ async def report_reader(base: str, stop: asyncio.Event, latencies: list[float]) 
             pass
 
 
-async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reader: bool = False) -> dict:
+class Published:
+    """Sum of the input topics' end offsets (what the publisher has written so far)."""
+
+    def __init__(self, bootstrap: str, topics: list[str], partitions: int):
+        from kafka import KafkaConsumer, TopicPartition
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+        self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+
+    def __call__(self) -> int:
+        return sum(self.consumer.end_offsets(self.tps).values())
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reader: bool = False,
+                 published=None) -> dict:
     base = w.url("").rstrip("/")
     stop = asyncio.Event()
     counts = {"requests": 0, "alerts": 0}
@@ -153,17 +169,20 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reade
         tasks.append(asyncio.ensure_future(report_reader(base, stop, latencies)))
     loop = asyncio.get_running_loop()
     read0 = await loop.run_in_executor(None, consumed)     # committed offsets: no request to the worker
+    pub0 = await loop.run_in_executor(None, published)
     own0, kids0 = cpu(w.proc.pid)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
     own1, kids1 = cpu(w.proc.pid)
     t1 = time.monotonic()
     read1 = await loop.run_in_executor(None, consumed)
+    pub1 = await loop.run_in_executor(None, published)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     wall = t1 - t0
     return {"viewers": viewers, "report_reader": reader, "seconds": round(wall, 2), "worker_cpu": round((own1 - own0) / wall, 4),
             "build_children_cpu": round((kids1 - kids0) / wall, 4), "committed_per_s": round((read1 - read0) / wall),
+            "published_per_s": round((pub1 - pub0) / wall), "lag_at_end": pub1 - read1,
             "viewer_requests": counts["requests"], "alerts_per_viewer": counts["alerts"] // max(1, viewers),
             "report_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
             "report_max_ms": round(max(latencies) * 1000, 1) if latencies else None}
@@ -222,6 +241,7 @@ def main() -> int:
 
             names = topic_names(prefix)
             consumed = CommittedOffsets(broker.bootstrap, f"bench-dash-{prefix}", [names[t] for t in INPUT_TOPICS], 4)
+            published = Published(broker.bootstrap, [names[t] for t in INPUT_TOPICS], 4)
             publisher = replay(broker, prefix, tail, rate=args.rate)
             time.sleep(3.0)                     # the worker settles into the input rate
             results = []
@@ -229,10 +249,11 @@ def main() -> int:
             async def measure():
                 for _ in range(args.pairs):
                     for viewers, reader in ((0, False), (10, False), (0, True)):
-                        results.append(await window(w, args.window, viewers, consumed, reader))
+                        results.append(await window(w, args.window, viewers, consumed, reader, published))
                         print(json.dumps(results[-1]), flush=True)
             asyncio.run(measure())
             consumed.close()
+            published.close()
             if publisher.poll() is None:
                 publisher.terminate()
             else:
@@ -252,6 +273,8 @@ def main() -> int:
                 "worker_cpu_added_by_ten_median_cores": round(statistics.median(deltas), 4),
                 "build_children_cpu_ten": med(ten, "build_children_cpu"),
                 "committed_per_s_none": med(none, "committed_per_s"), "committed_per_s_ten": med(ten, "committed_per_s"),
+                "published_per_s_none": med(none, "published_per_s"), "published_per_s_ten": med(ten, "published_per_s"),
+                "lag_at_end_none": med(none, "lag_at_end"), "lag_at_end_ten": med(ten, "lag_at_end"),
                 "worker_cpu_report_every_2s": med(reading, "worker_cpu"),
                 "report_p50_ms_while_consuming": med(reading, "report_p50_ms"),
                 "report_max_ms_while_consuming": max(r["report_max_ms"] for r in reading),
