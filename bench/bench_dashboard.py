@@ -51,11 +51,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--no-first-run", "--disable-sync"]
 
 
-def cpu(pid: int) -> tuple[float, float]:
-    """(own utime+stime, reaped children's cutime+cstime) in seconds."""
+def cpu(pid: int) -> tuple[float, float, int]:
+    """(own utime+stime, reaped children's cutime+cstime) in seconds, and own minor page faults
+    (after a fork, the first write to each page shared with the child is one)."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK, (int(fields[13]) + int(fields[14])) / TICK
+    return (int(fields[11]) + int(fields[12])) / TICK, (int(fields[13]) + int(fields[14])) / TICK, int(fields[7])
 
 
 def get(url: str, timeout: float = 30) -> tuple[bytes, float]:
@@ -170,10 +171,10 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reade
     loop = asyncio.get_running_loop()
     read0 = await loop.run_in_executor(None, consumed)     # committed offsets: no request to the worker
     pub0 = await loop.run_in_executor(None, published)
-    own0, kids0 = cpu(w.proc.pid)
+    own0, kids0, faults0 = cpu(w.proc.pid)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
-    own1, kids1 = cpu(w.proc.pid)
+    own1, kids1, faults1 = cpu(w.proc.pid)
     t1 = time.monotonic()
     read1 = await loop.run_in_executor(None, consumed)
     pub1 = await loop.run_in_executor(None, published)
@@ -181,7 +182,8 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reade
     await asyncio.gather(*tasks, return_exceptions=True)
     wall = t1 - t0
     return {"viewers": viewers, "report_reader": reader, "seconds": round(wall, 2), "worker_cpu": round((own1 - own0) / wall, 4),
-            "build_children_cpu": round((kids1 - kids0) / wall, 4), "committed_per_s": round((read1 - read0) / wall),
+            "build_children_cpu": round((kids1 - kids0) / wall, 4),
+            "minor_faults_per_s": round((faults1 - faults0) / wall), "committed_per_s": round((read1 - read0) / wall),
             "published_per_s": round((pub1 - pub0) / wall), "lag_at_end": pub1 - read1,
             "viewer_requests": counts["requests"], "alerts_per_viewer": counts["alerts"] // max(1, viewers),
             "report_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
@@ -272,6 +274,8 @@ def main() -> int:
                 "worker_cpu_ratio_median": round(statistics.median(ratios), 3),
                 "worker_cpu_added_by_ten_median_cores": round(statistics.median(deltas), 4),
                 "build_children_cpu_ten": med(ten, "build_children_cpu"),
+                "minor_faults_per_s_none": med(none, "minor_faults_per_s"),
+                "minor_faults_per_s_ten": med(ten, "minor_faults_per_s"),
                 "committed_per_s_none": med(none, "committed_per_s"), "committed_per_s_ten": med(ten, "committed_per_s"),
                 "published_per_s_none": med(none, "published_per_s"), "published_per_s_ten": med(ten, "published_per_s"),
                 "lag_at_end_none": med(none, "lag_at_end"), "lag_at_end_ten": med(ten, "lag_at_end"),
