@@ -408,10 +408,10 @@
       const of = (k, f) => op ? figure(`${q}.${k}`, op[k], f) : zero(f);
       return el("tr", {}, el("th", {scope: "row", text: fmt.text(v)}),
         cell(wf("leads_created", fmt.count), true), cell(wf("won", fmt.count), true), cell(wf("lost", fmt.count), true),
-        cell(wf("win_rate", fmt.pct), true), cell(wf("won_amount", fmt.moneyShort), true),
-        cell(wf("avg_deal_size", fmt.moneyShort), true),
+        cell(wf("win_rate", fmt.pct), true), cell(wf("won_amount", fmt.money), true),
+        cell(wf("avg_deal_size", fmt.money), true),
         cell(wf("sales_cycle_days.mean", fmt.days, (x) => x.sales_cycle_days.mean), true),
-        cell(of("count", fmt.count), true), cell(of("weighted_amount", fmt.moneyShort), true),
+        cell(of("count", fmt.count), true), cell(of("weighted_amount", fmt.money), true),
         cell(of("stale", fmt.count), true));
     });
     if (!rows.length) rows.push(el("tr", {}, el("td", {colspan: 11, class: "empty", text: "Nothing to show yet."})));
