@@ -1,11 +1,14 @@
-"""A deliberately naive batch implementation of SPEC sections 3-5 (the test oracle).
+"""A deliberately naive batch implementation of SPEC (v2) sections 3-5 (the test oracle).
 
 This is the project's *second, independent* reading of the contract in SPEC.md. It
 is written for obviousness, not speed: it reads every input, groups the applied
 events by lead, sorts each lead's events, walks SPEC section 3's rules literally
 while keeping explicit lists of stays and closes, and then computes every metric of
 section 4 straight from its definition with plain loops (exact nearest-rank
-percentiles, exact means).  Validation (section 1) is not re-implemented here: it is
+percentiles, exact means).  v2: `lead.updated` (rules 7 and 8), segments by owner, team
+and source (4.8; each creation and counting close remembers the lead's values just
+after its event) and the forecast (4.9; the open pipeline at a window's start is
+re-folded from scratch, per lead, from its events before that instant).  Validation (section 1) is not re-implemented here: it is
 `pulse.schemas.parse.parse_event`'s job.
 
 Times are integer microseconds since 1970-01-01T00:00:00Z throughout (as `Event.ts`).
@@ -26,6 +29,7 @@ from pulse.schemas.types import (
     CREATED,
     REASONS,
     STAGE_CHANGED,
+    UPDATED,
     Event,
     Rejected,
 )
@@ -33,6 +37,12 @@ from pulse.schemas.types import (
 US = 1_000_000                  # microseconds per second
 DAY_US = 86_400 * US            # one day (86,400 s) in microseconds
 LVR_DAYS = 30                   # SPEC 4.6: the lead velocity rate is always over 30 days
+DIMENSIONS = ("owner", "team", "source")      # SPEC 4.8, in the document's order
+
+# SPEC 3: ties at the same occurred_at are broken by type, lead.created <
+# lead.updated < lead.stage_changed < deal.closed (written out here from the SPEC on
+# purpose, rather than taken from the engine's own table).
+TYPE_ORDER = {CREATED: 0, UPDATED: 1, STAGE_CHANGED: 2, CLOSED: 3}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -127,6 +137,7 @@ class CloseRec:
     ts: int
     won: bool
     amount: float                   # the lead's amount after applying the closing event
+    segment: dict                   # SPEC 4.8: owner/team/source just after the closing event
 
 
 @dataclass
@@ -135,6 +146,7 @@ class LeadRec:
     lead_id: str
     created: int                    # creation time (explicit or implicit)
     implicit: bool
+    created_segment: dict = field(default_factory=dict)  # 4.8: values just after creating
     stays: list = field(default_factory=list)     # every stay, in walk order
     closes: list = field(default_factory=list)    # closes that still count (not superseded)
     closed: bool = False
@@ -148,17 +160,40 @@ class LeadRec:
         """The current (open) stay of an open lead; None when the lead is closed."""
         return None if self.closed else self.stays[-1]
 
+    def segment(self) -> dict:
+        """The lead's value of each SPEC 4.8 dimension right now (None: never given)."""
+        return {"owner": self.owner, "team": self.team, "source": self.source}
 
-def walk_lead(events: list[Event]) -> LeadRec:
-    """Apply one lead's (already deduplicated) events in SPEC section 3's total order."""
-    ordered = sorted(events, key=lambda e: (e.ts, e.kind, e.event_id.encode("utf-8")))
+
+def spec_order(events: list[Event]) -> list[Event]:
+    """SPEC 3's total order: occurred_at, then type, then event_id's UTF-8 bytes."""
+    return sorted(events, key=lambda e: (e.ts, TYPE_ORDER[e.kind], e.event_id.encode("utf-8")))
+
+
+def walk_lead(events: list[Event]) -> LeadRec | None:
+    """Apply one lead's (already deduplicated) events in SPEC section 3's total order.
+
+    Returns None for a lead that never exists (only `lead.updated` events, rule 8)."""
     lead: LeadRec | None = None
     closing_stay: StayRec | None = None   # the stay that the lead's latest close ended
+    # rule 8: the fields of lead.updated events placed before the lead exists are held
+    # here (latest in the order wins, as rule 7 says), and the lead starts with them.
+    held = {"owner": None, "team": None, "amount": None, "source": None}
 
-    for e in ordered:
+    for e in spec_order(events):
+        if lead is None and e.kind == UPDATED:
+            # rule 8: nothing exists yet; only hold the fields
+            for name, value in (("owner", e.owner), ("team", e.team),
+                                ("amount", e.amount), ("source", e.source)):
+                if value is not None:
+                    held[name] = value
+            continue
+
         # ---- rules 1 and 2: creation (explicit or implicit) -------------------------
         if lead is None:
-            lead = LeadRec(e.pipeline, e.lead_id, created=e.ts, implicit=(e.kind != CREATED))
+            lead = LeadRec(e.pipeline, e.lead_id, created=e.ts, implicit=(e.kind != CREATED),
+                           owner=held["owner"], team=held["team"], amount=held["amount"],
+                           source=held["source"])
             if e.kind == CREATED:
                 lead.stays.append(StayRec(e.stage, e.ts))
             elif e.kind == STAGE_CHANGED:
@@ -176,12 +211,19 @@ def walk_lead(events: list[Event]) -> LeadRec:
             lead.team = e.team
         if e.amount is not None:
             lead.amount = e.amount
-        if e.kind == CREATED and e.source is not None:
+        if e.kind in (CREATED, UPDATED) and e.source is not None:
             lead.source = e.source
+
+        if created_now:
+            # 4.8: the creation counts for the lead's values just after the creating
+            # event (held update fields, then the creating event's own fields)
+            lead.created_segment = lead.segment()
 
         # ---- structural effect -------------------------------------------------------
         if e.kind == CREATED:
             pass        # rule 1: a second lead.created only updates fields
+        elif e.kind == UPDATED:
+            pass        # rule 8: rule 7 and nothing else (also on a closed lead)
         elif e.kind == STAGE_CHANGED:
             if created_now:
                 pass                                              # rule 2: already placed
@@ -200,18 +242,19 @@ def walk_lead(events: list[Event]) -> LeadRec:
         else:  # CLOSED
             outcome = "won" if e.won else "lost"
             amount = lead.amount if lead.amount is not None else 0.0
+            # rule 7 and 4.8: amount and segment values fixed now, after this event
             if not lead.closed:                                   # rules 2 and 4
                 cur = lead.stays[-1]
                 cur.end = e.ts
                 cur.outcome = outcome
                 closing_stay = cur
                 lead.closed = True
-                lead.closes.append(CloseRec(e.ts, e.won, amount))
+                lead.closes.append(CloseRec(e.ts, e.won, amount, lead.segment()))
             else:                                                 # rule 5: supersede
                 lead.closes.pop()                                 # no longer counts anywhere
                 closing_stay.end = e.ts
                 closing_stay.outcome = outcome
-                lead.closes.append(CloseRec(e.ts, e.won, amount))
+                lead.closes.append(CloseRec(e.ts, e.won, amount, lead.segment()))
     return lead
 
 
@@ -280,7 +323,8 @@ def reference_report(lines, config: Config, as_of: str | None = None) -> dict:
     by_lead: dict = {}
     for e in applied:
         by_lead.setdefault((e.pipeline, e.lead_id), []).append(e)
-    leads = [walk_lead(evs) for _, evs in sorted(by_lead.items())]
+    walked = [walk_lead(evs) for _, evs in sorted(by_lead.items())]
+    leads = [lead for lead in walked if lead is not None]     # rule 8: update-only leads
     implicit_creates = sum(1 for lead in leads if lead.implicit)
 
     doc = {
@@ -298,11 +342,32 @@ def reference_report(lines, config: Config, as_of: str | None = None) -> dict:
     }
     for name, pc in config.pipelines.items():
         mine = [lead for lead in leads if lead.pipeline == name]
-        doc["pipelines"][name] = _pipeline_report(pc, mine, T, config.windows)
+        histories = [evs for (pipeline, _), evs in sorted(by_lead.items()) if pipeline == name]
+        doc["pipelines"][name] = _pipeline_report(pc, mine, histories, T, config.windows)
     return doc
 
 
-def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) -> dict:
+def _segment_sort_key(entry: dict):
+    """SPEC 5: by value, byte order of UTF-8, null last."""
+    value = entry["value"]
+    return (1, b"") if value is None else (0, value.encode("utf-8"))
+
+
+def _open_totals(pc: PipelineConfig, leads: list[LeadRec]) -> dict:
+    """SPEC 4.4's pipeline totals over the open leads among `leads`."""
+    totals = {"count": 0, "amount": 0.0, "weighted_amount": 0.0}
+    for lead in leads:
+        if lead.closed:
+            continue
+        amount = lead.amount if lead.amount is not None else 0.0
+        totals["count"] += 1
+        totals["amount"] += amount
+        totals["weighted_amount"] += amount * pc.stages[lead.current.stage].probability
+    return totals
+
+
+def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], histories: list, T: int,
+                     windows) -> dict:
     names = [s.name for s in pc.stages]
     open_leads = [lead for lead in leads if not lead.closed]
 
@@ -338,6 +403,23 @@ def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) 
                 entry["stale"] += 1
                 stale_entries.append((age, lead, stage, level))
         open_doc["stages"][stage.name] = entry
+
+    # ---- 4.8 open pipeline per segment value ------------------------------------------
+    stale_ids = {id(t[1]) for t in stale_entries}
+    open_doc["segments"] = {}
+    for dim in DIMENSIONS:
+        by_value: dict = {}
+        for lead in open_leads:
+            value = lead.segment()[dim]                       # the lead's current value
+            entry = by_value.setdefault(value, {"value": value, "count": 0, "amount": 0.0,
+                                                "weighted_amount": 0.0, "stale": 0})
+            amount = lead.amount if lead.amount is not None else 0.0
+            entry["count"] += 1
+            entry["amount"] += amount
+            entry["weighted_amount"] += amount * pc.stages[lead.current.stage].probability
+            if id(lead) in stale_ids:
+                entry["stale"] += 1
+        open_doc["segments"][dim] = sorted(by_value.values(), key=_segment_sort_key)
 
     stale_entries.sort(key=lambda t: (-t[0], t[1].lead_id.encode("utf-8")))
     stale_doc = [
@@ -451,6 +533,63 @@ def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) 
                     key = f"{names[stay.stage]}->{names[stay.to_stage]}"
                     transitions[key] = transitions.get(key, 0) + 1
 
+        # 4.8 segments: 4.2's formulas over the creations and closes counting for v
+        segments_doc = {}
+        for dim in DIMENSIONS:
+            per_value: dict = {}
+
+            def of(value):
+                return per_value.setdefault(value, {"created": 0, "won": 0, "lost": 0,
+                                                    "won_amount": 0.0, "cycles": []})
+            for lead in leads:
+                if inside(lead.created):
+                    of(lead.created_segment[dim])["created"] += 1
+                for c in lead.closes:
+                    if not inside(c.ts):
+                        continue
+                    acc = of(c.segment[dim])
+                    if c.won:
+                        acc["won"] += 1
+                        acc["won_amount"] += c.amount
+                        acc["cycles"].append(c.ts - lead.created)
+                    else:
+                        acc["lost"] += 1
+            entries = []
+            for value, acc in per_value.items():
+                cyc = acc["cycles"]
+                entries.append({
+                    "value": value,
+                    "leads_created": acc["created"],
+                    "won": acc["won"],
+                    "lost": acc["lost"],
+                    "won_amount": acc["won_amount"],
+                    "win_rate": _ratio(acc["won"], acc["won"] + acc["lost"]),
+                    "close_rate": _ratio(acc["won"], acc["created"]),
+                    "avg_deal_size": _ratio(acc["won_amount"], acc["won"]),
+                    "sales_cycle_days": {
+                        "mean": None if not cyc else sum(cyc) / len(cyc) / DAY_US,
+                        "count": len(cyc),
+                    },
+                })
+            segments_doc[dim] = sorted(entries, key=_segment_sort_key)
+
+        # 4.9 forecast: re-fold every lead from scratch with only its events before
+        # `from`, then take 4.4's totals.
+        # READING: "the events with occurred_at < from" are this report's applied events
+        # (deduplicated as of T, first read wins) filtered by occurred_at < from; the
+        # duplicates are not re-decided among the earlier events only.  4.9 defines
+        # open_at_start by filtering "the events" by time, and the events of this
+        # document are the applied ones (section 5 classifies every input once, as of
+        # T); the two readings differ only when an event_id is reused for different
+        # content, which section 1 calls a producer bug with an arrival-order result.
+        before = [walk_lead([e for e in evs if e.ts < lo]) for evs in histories]
+        open_at_start = _open_totals(pc, [lead for lead in before if lead is not None])
+        weighted = open_at_start["weighted_amount"]
+        forecast = {
+            "open_at_start": open_at_start,
+            "attainment": None if weighted == 0 else won_amount / weighted,
+        }
+
         windows_doc[w.key] = {
             "from": format_time(lo),
             "to": format_time(hi),
@@ -466,6 +605,8 @@ def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) 
             "sales_velocity_per_day": velocity,
             "stages": stages_doc,
             "transitions": transitions,
+            "segments": segments_doc,
+            "forecast": forecast,
         }
 
     # ---- 4.6 lead velocity rate --------------------------------------------------------
