@@ -123,6 +123,43 @@ def _valid_times(lines, config) -> list[int]:
     return out
 
 
+def check_v2_invariants(doc) -> None:
+    """SPEC 4.8/4.9/5 relations inside one document: per-value segment sums equal the
+    window's (and the open pipeline's) totals; entries qualify, are unique and sorted by
+    value (UTF-8 bytes, null last); attainment = won_amount / weighted, null on 0."""
+    def order(entries):
+        return [(v is None, b"" if v is None else v.encode("utf-8"))
+                for v in (e["value"] for e in entries)]
+
+    for p in doc["pipelines"].values():
+        o = p["open"]
+        for dim in ("owner", "team", "source"):
+            entries = o["segments"][dim]
+            assert order(entries) == sorted(set(order(entries))), entries
+            assert all(e["count"] >= 1 for e in entries)
+            assert sum(e["count"] for e in entries) == o["count"]
+            assert sum(e["stale"] for e in entries) == len(p["stale"])
+            for k in ("amount", "weighted_amount"):
+                assert sum(e[k] for e in entries) == pytest.approx(o[k], rel=1e-9, abs=1e-9)
+        for w in p["windows"].values():
+            for dim in ("owner", "team", "source"):
+                entries = w["segments"][dim]
+                assert order(entries) == sorted(set(order(entries))), entries
+                assert all(e["leads_created"] + e["won"] + e["lost"] >= 1 for e in entries)
+                for k in ("leads_created", "won", "lost"):
+                    assert sum(e[k] for e in entries) == w[k], (dim, k)
+                assert sum(e["won_amount"] for e in entries) == \
+                    pytest.approx(w["won_amount"], rel=1e-9, abs=1e-9)
+                assert sum(e["sales_cycle_days"]["count"] for e in entries) == \
+                    w["sales_cycle_days"]["count"]
+            f = w["forecast"]
+            weighted = f["open_at_start"]["weighted_amount"]
+            if weighted == 0:
+                assert f["attainment"] is None
+            else:
+                assert f["attainment"] == pytest.approx(w["won_amount"] / weighted, rel=1e-9)
+
+
 # --------------------------------------------------------------------------------------
 # Strategies
 # --------------------------------------------------------------------------------------
@@ -142,6 +179,10 @@ BAD_LINES = (
     '{"type":"lead.created","event_id":"x","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z",'
     '"amount":-5}',
     '{"type":"lead.created","event_id":"","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z"}',
+    '{"type":"lead.updated","event_id":"x","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z",'
+    '"owner":7}',
+    '{"type":"lead.updated","event_id":"x","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z",'
+    '"pipeline":"nope"}',
 )
 BLANK_LINES = ("", "  ", "\t", "\r")
 
@@ -179,7 +220,7 @@ def render_time(us: int, offset_min: int, extra_digits: str) -> str:
 event_times = st.builds(
     lambda hours, nudge: BASE_US + hours * 3600 * US + nudge,
     st.integers(0, 5 * 24).map(lambda h: h - h % 6 if h % 4 else h),   # bias towards 6 h
-    st.sampled_from([0, 0, 0, 0, 1, 1800 * US, 999_999]),
+    st.sampled_from([0, 0, 0, 0, 1, -1, 1800 * US, 999_999]),    # -1: just before a day
 )
 
 
@@ -191,10 +232,13 @@ def events(draw, config, event_id):
                                     if draw(st.integers(0, 9)) == 0 else names))
     stage_names = ([s.name for s in config.pipelines[pipeline].stages]
                    if pipeline in config.pipelines else list(STAGE_NAMES))
-    kind = draw(st.sampled_from(["lead.created", "lead.stage_changed", "lead.stage_changed",
+    kind = draw(st.sampled_from(["lead.created", "lead.updated", "lead.updated",
+                                 "lead.stage_changed", "lead.stage_changed",
                                  "deal.closed", "deal.closed"]))
     ts = draw(event_times)
-    obj = {"type": kind, "event_id": event_id, "lead_id": draw(st.sampled_from(LEADS)),
+    # "u" only ever gets lead.updated: an update-only lead (SPEC 3 rule 8)
+    leads = LEADS + ("u",) if kind == "lead.updated" else LEADS
+    obj = {"type": kind, "event_id": event_id, "lead_id": draw(st.sampled_from(leads)),
            "occurred_at": render_time(ts, draw(st.sampled_from([0, 0, 0, 120, -330])),
                                       draw(st.sampled_from(["", "", "", "999"])))}
     if pipeline != "default" or draw(st.booleans()):
@@ -205,16 +249,23 @@ def events(draw, config, event_id):
         if draw(st.booleans()):
             obj["stage"] = stage
         obj["source"] = draw(st.sampled_from(["marketing", "sales", None]))
+    elif kind == "lead.updated":
+        if draw(st.booleans()):
+            obj["source"] = draw(st.sampled_from(["marketing", "sales", "\u00e9v\u00e9nement"]))
+        # stage fields on lead.updated are unknown extra fields: ignored whatever their type
+        if draw(st.integers(0, 4)) == 0:
+            obj[draw(st.sampled_from(["stage", "to_stage", "from_stage"]))] = draw(
+                st.sampled_from(stage_names + ["zz", 7, None, {"x": 1}]))
     elif kind == "lead.stage_changed":
         obj["to_stage"] = stage
         if draw(st.booleans()):
             obj["from_stage"] = draw(st.sampled_from(stage_names))
     else:
         obj["outcome"] = draw(st.sampled_from(["won", "lost"]))
-    for f, values in (("owner", ["ann", "bob"]), ("team", ["emea", "apac"]),
+    for f, values in (("owner", ["ann", "bob", "Zoe"]), ("team", ["emea", "apac"]),
                       ("amount", [0, 10, 2.5, 100, 1e6, 0.1])):
         choice = draw(st.integers(0, 3))
-        if choice == 1:
+        if choice == 1 or (kind == "lead.updated" and choice == 3):   # updates: often
             obj[f] = draw(st.sampled_from(values))
         elif choice == 2:
             obj[f] = None
@@ -273,6 +324,7 @@ def test_engine_matches_reference(case):
     expected = reference_report(lines, config, as_of)
     actual = build_report(list(lines), config, as_of=as_of)
     assert_reports_match(actual, expected, now_slack_us=_slack(lines, config, as_of))
+    check_v2_invariants(actual)
 
 
 @needs_engine
@@ -317,6 +369,24 @@ def test_engine_incremental_matches_reference_after_any_prefix(case, data):
         assert_reports_match(actual, expected)
 
 
+@needs_engine
+@settings(max_examples=100, **SETTINGS)
+@given(scenarios())
+def test_engine_one_by_one_equals_batch(case):
+    config, lines, as_of = case
+    lines = [ln for ln in lines if ln.strip()]        # a file reader never passes blanks
+    # a live engine's clock is never behind an event it has read (7.1): as_of is at
+    # least the latest valid occurred_at, as in the prefix property above
+    times = _valid_times(lines, config)
+    floor = max(times) if times else BASE_US
+    as_of = format_time(floor if as_of is None else max(floor, parse_time(as_of)))
+    eng = PulseEngine(config, as_of=None)
+    for ln in lines:
+        eng.ingest(ln.encode("utf-8"))
+    batch = build_report(list(lines), config, as_of=as_of)
+    assert_reports_match(eng.report(parse_time(as_of)), batch)
+
+
 # --------------------------------------------------------------------------------------
 # The reference on its own
 # --------------------------------------------------------------------------------------
@@ -354,6 +424,7 @@ def test_reference_invariants(case):
                 sum(s["advanced"] + s["regressed"] for s in stages)
             assert w["sales_cycle_days"]["count"] == w["won"]
             assert parse_time(w["from"]) % DAY_US == 0
+    check_v2_invariants(doc)
 
 
 @settings(max_examples=100, **SETTINGS)
