@@ -188,18 +188,21 @@ BLANK_LINES = ("", "  ", "\t", "\r")
 
 
 @st.composite
-def configs(draw):
-    n = draw(st.integers(1, 3))
+def configs(draw, positive_probabilities=False):
+    n = 1 if positive_probabilities else draw(st.integers(1, 3))
     pipelines = []
     for name in PIPELINE_NAMES[:n]:
         k = draw(st.integers(1, 4))
-        stages = [(STAGE_NAMES[i], draw(st.sampled_from(STALE)), draw(st.sampled_from(PROBS)))
+        probs = [p for p in PROBS if p > 0] if positive_probabilities else PROBS
+        stages = [(STAGE_NAMES[i], draw(st.sampled_from(STALE)), draw(st.sampled_from(probs)))
                   for i in range(k)]
         q = draw(st.integers(0, k - 1))
         o = draw(st.integers(0, k - 1))
         pipelines.append(make_pipeline(name, stages, qualified=STAGE_NAMES[q],
                                        opportunity=STAGE_NAMES[o]))
-    windows = draw(st.lists(st.sampled_from(WINDOWS), min_size=1, max_size=3,
+    # forecast-rich: windows starting inside the data's few days
+    offered = WINDOWS[:4] if positive_probabilities else WINDOWS
+    windows = draw(st.lists(st.sampled_from(offered), min_size=1, max_size=3,
                             unique_by=lambda w: w[0]))
     return make_config(pipelines, windows=windows)
 
@@ -225,7 +228,7 @@ event_times = st.builds(
 
 
 @st.composite
-def events(draw, config, event_id):
+def events(draw, config, event_id, amounts_often=False):
     """One JSON line: a mostly valid event (sometimes an unknown pipeline/stage)."""
     names = list(config.pipelines)
     pipeline = draw(st.sampled_from(names + ["default", "nope"]
@@ -265,7 +268,8 @@ def events(draw, config, event_id):
     for f, values in (("owner", ["ann", "bob", "Zoe"]), ("team", ["emea", "apac"]),
                       ("amount", [0, 10, 2.5, 100, 1e6, 0.1])):
         choice = draw(st.integers(0, 3))
-        if choice == 1 or (kind == "lead.updated" and choice == 3):   # updates: often
+        often = kind == "lead.updated" or (amounts_often and f == "amount")
+        if choice == 1 or (often and choice == 3):
             obj[f] = draw(st.sampled_from(values))
         elif choice == 2:
             obj[f] = None
@@ -273,17 +277,17 @@ def events(draw, config, event_id):
 
 
 @st.composite
-def scenarios(draw, exact_copies_only=False):
+def scenarios(draw, exact_copies_only=False, forecast_rich=False):
     """(config, lines, as_of or None)."""
-    config = draw(configs())
-    n = draw(st.integers(0, 24))
+    config = draw(configs(positive_probabilities=forecast_rich))
+    n = draw(st.integers(10, 30) if forecast_rich else st.integers(0, 24))
     lines = []
     for i in range(n):
-        if exact_copies_only:
+        if exact_copies_only or forecast_rich:
             eid = f"e{i:03d}"                        # distinct; duplicates are copies below
         else:
             eid = draw(st.sampled_from(["1", "2", "3", "4", "A", "a", "é"]))
-        lines.append(draw(events(config, eid)))
+        lines.append(draw(events(config, eid, amounts_often=forecast_rich)))
     # exact copies (re-deliveries) at random places
     for _ in range(draw(st.integers(0, 4))):
         if lines:
@@ -293,7 +297,7 @@ def scenarios(draw, exact_copies_only=False):
     for _ in range(draw(st.integers(0, 3))):
         lines.insert(draw(st.integers(0, len(lines))),
                      draw(st.sampled_from(BAD_LINES + BLANK_LINES)))
-    choice = draw(st.integers(0, 3))
+    choice = draw(st.integers(1, 2) if forecast_rich else st.integers(0, 3))
     if choice == 0:
         as_of = None
     elif choice == 1:          # inside (or just around) the data
@@ -324,6 +328,19 @@ def test_engine_matches_reference(case):
     expected = reference_report(lines, config, as_of)
     actual = build_report(list(lines), config, as_of=as_of)
     assert_reports_match(actual, expected, now_slack_us=_slack(lines, config, as_of))
+    check_v2_invariants(actual)
+
+
+@needs_engine
+@settings(max_examples=100, **SETTINGS)
+@given(scenarios(forecast_rich=True))
+def test_engine_matches_reference_on_forecast_rich_input(case):
+    """Amounts on most events, no zero probabilities, T inside the data: open pipelines
+    at the windows' starts and won amounts in them, so attainments are mostly numbers."""
+    config, lines, as_of = case
+    expected = reference_report(lines, config, as_of)
+    actual = build_report(list(lines), config, as_of=as_of)
+    assert_reports_match(actual, expected)
     check_v2_invariants(actual)
 
 
