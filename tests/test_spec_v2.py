@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 
-from reference import make_config, make_pipeline
+import pytest
+
+from reference import make_config, make_pipeline, parse_time
 from spec_support import (  # noqa: F401  (report_fn is a fixture)
     CONFIG,
     T,
@@ -525,3 +527,48 @@ def test_a_late_event_re_derives_open_at_start(report_fn):
     # the late lost close is in 7d? no: 03-02 < 03-04; in 30d yes
     assert_sub(win(doc, "7d"), {"lost": 0})
     assert_sub(win(doc, "30d"), {"lost": 1})
+
+
+def test_a_late_event_re_derives_open_at_start_in_the_live_engine():
+    """The same late events, fed one by one to the live engine after the early ones."""
+    engine = pytest.importorskip("pulse.streams.engine")
+    eng = engine.PulseEngine(CONFIG, as_of=None)
+    t_us = parse_time(T)
+    for ln in (created("a", d(1), amount=100), created("b", d(1), amount=10)):
+        eng.ingest(ln.encode("utf-8"))
+    # at 03-04: a (new, 100 -> 10) and b (new, 10 -> 1) open
+    assert_sub(forecast(eng.report(t_us), "7d")["open_at_start"],
+               {"count": 2, "amount": 110.0, "weighted_amount": 11.0})
+    for ln in (moved("a", d(2), "negotiation"), updated("a", d(3), amount=500),
+               closed("b", d(2), "lost")):
+        eng.ingest(ln.encode("utf-8"))
+    # at 03-04: a in negotiation with 500 (450), b closed
+    assert_sub(forecast(eng.report(t_us), "7d"), {
+        "open_at_start": {"count": 1, "amount": 500.0, "weighted_amount": 450.0},
+        "attainment": 0.0})
+    # a late update before the window start, then a late win inside it
+    for ln in (updated("a", d(3, 12), amount=1000), created("c", d(5), amount=900),
+               closed("c", d(6), "won")):
+        eng.ingest(ln.encode("utf-8"))
+    # at 03-04: a 1000 x 0.9 = 900; won 900 in 7d -> attainment 1.0
+    assert_sub(forecast(eng.report(t_us), "7d"), {
+        "open_at_start": {"count": 1, "amount": 1000.0, "weighted_amount": 900.0},
+        "attainment": 1.0})
+
+
+def test_open_at_start_takes_the_applied_events_before_from(report_fn):
+    # READING (tests/reference.py, 4.9): open_at_start folds the events this report
+    # applied (duplicates decided as of T: the first copy read wins) that occurred
+    # before `from`; it does not re-decide duplicates among the events before `from`.
+    # The two differ only for an event_id reused with different content (a producer
+    # bug, SPEC 1).  The first copy read (03-05) is applied, the second (03-01) is a
+    # duplicate: a does not exist at 03-04.
+    lines = [
+        created("a", d(5), eid="x", stage="proposal", amount=10),
+        created("a", d(1), eid="x", stage="proposal", amount=99),
+    ]
+    doc = report_fn(lines, CONFIG, T)
+    assert_sub(dq(doc), {"applied": 1, "duplicates": 1})
+    assert_sub(win(doc, "7d"), {"leads_created": 1})
+    assert_sub(forecast(doc, "7d")["open_at_start"],
+               {"count": 0, "amount": 0.0, "weighted_amount": 0.0})
