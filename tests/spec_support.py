@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from reference import make_config, make_pipeline, parse_time, reference_report
+from reference import DAY_US, make_config, make_pipeline, parse_time, reference_report
 
 try:
     from pulse.streams.report import build_report as _engine_report
@@ -157,3 +157,65 @@ def seg(doc, dim, key=None, pipeline="default"):
 
 def forecast(doc, key, pipeline="default"):
     return win(doc, key, pipeline)["forecast"]
+
+
+# --------------------------------------------------------------------------------------
+# Whole documents: the engine against the reference
+# --------------------------------------------------------------------------------------
+
+HOUR_DAYS = 1 / 24
+TIME_KEYS = {"as_of", "from", "to", "since"}
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def assert_reports_match(actual, expected, *, exact_percentiles=False, now_slack_us=0,
+                         path="doc"):
+    """`actual` must equal `expected` (the reference) everywhere, with three allowances:
+
+    * floats: relative 1e-9 (float sums depend on summation order);
+    * dwell_days p50/p90: within 5 % of the exact value or 1 hour (1/24 day), whichever
+      is larger (SPEC 4.3) -- unless `exact_percentiles`;
+    * times are compared as instants (SPEC 5), exactly unless `now_slack_us` (used when
+      both sides defaulted T to the current clock at slightly different moments).
+    """
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{path}: {actual!r} is not an object"
+        assert set(actual) == set(expected), \
+            f"{path}: keys differ: extra {sorted(set(actual) - set(expected))}, " \
+            f"missing {sorted(set(expected) - set(actual))}"
+        for k in expected:
+            sub = f"{path}.{k}"
+            if k in ("p50", "p90") and not exact_percentiles and _is_num(expected[k]):
+                assert _is_num(actual[k]), f"{sub}: {actual[k]!r}, exact {expected[k]!r}"
+                slack = max(0.05 * abs(expected[k]), HOUR_DAYS) + 1e-12
+                assert abs(actual[k] - expected[k]) <= slack, \
+                    f"{sub}: {actual[k]!r} is not within {slack} of exact {expected[k]!r}"
+            elif k in TIME_KEYS and isinstance(expected[k], str):
+                assert isinstance(actual[k], str) and actual[k].endswith("Z"), \
+                    f"{sub}: {actual[k]!r} is not an RFC 3339 UTC time"
+                a, e = parse_time(actual[k]), parse_time(expected[k])
+                slack = now_slack_us + (DAY_US if (k == "from" and now_slack_us) else 0)
+                assert abs(a - e) <= slack, f"{sub}: {actual[k]!r} != {expected[k]!r}"
+            else:
+                assert_reports_match(actual[k], expected[k],
+                                     exact_percentiles=exact_percentiles,
+                                     now_slack_us=now_slack_us, path=sub)
+    elif isinstance(expected, list):
+        assert isinstance(actual, list), f"{path}: {actual!r} is not a list"
+        assert len(actual) == len(expected), \
+            f"{path}: {len(actual)} items != {len(expected)}:\n{actual!r}\n{expected!r}"
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_reports_match(a, e, exact_percentiles=exact_percentiles,
+                                 now_slack_us=now_slack_us, path=f"{path}[{i}]")
+    elif isinstance(expected, float):
+        # a float-valued field (amounts, rates, days) may come as a JSON integer
+        assert _is_num(actual), f"{path}: {actual!r} is not a number (expected {expected!r})"
+        assert actual == pytest.approx(expected, rel=1e-9, abs=1e-12), \
+            f"{path}: {actual!r} != {expected!r}"
+    else:
+        # counts, strings, booleans, null: same value and same type (a count is an int)
+        assert actual == expected and type(actual) is type(expected), \
+            f"{path}: {actual!r} != {expected!r}"
