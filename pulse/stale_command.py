@@ -103,6 +103,7 @@ def _scorecards(console, cards: dict) -> None:
 def _table(doc: dict, show_pipeline: bool) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     shown = len(doc["stale"])
     title = (f"{doc['count']} stale lead{'s' if doc['count'] != 1 else ''}"
@@ -120,7 +121,8 @@ def _table(doc: dict, show_pipeline: bool) -> None:
         row = [e["lead_id"], e["stage"] or "", _days(e["age_days"]), _days(e["stale_after_days"]),
                str(e["level"]), e["owner"] or "", e["team"] or "",
                "" if e["amount"] is None else f"{e['amount']:,.2f}", e["since"] or ""]
-        table.add_row(*([e["pipeline"]] if show_pipeline else []), *row, style=styles.get(e["level"]))
+        cells = [Text(c) for c in ([e["pipeline"]] if show_pipeline else []) + row]    # names are not markup
+        table.add_row(*cells, style=styles.get(e["level"]))
     console = Console(width=None if sys.stdout.isatty() else 160)    # piped: do not wrap at 80 columns
     if "scorecards" in doc:
         _scorecards(console, doc["scorecards"])

@@ -450,6 +450,15 @@ def test_metrics_section_is_validated(tmp_path, section, key_, problem):
         make_registry(Worker().live, ProcessingStats(), config, clock="wall")
 
 
+def test_a_worker_asked_for_owner_labels_stops_at_start_saying_why(tmp_path, capsys):
+    from pulse.cli import main
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  default:\n    stages: [{name: new}, {name: won}]\nmetrics: {labels: [owner]}\n")
+    assert main(["worker", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "metrics.labels[0]" in err and "PII" in err
+
+
 def test_metrics_section_defaults(tmp_path):
     assert metrics_options(CFG).cache_seconds == 0
     path = tmp_path / "p.yaml"

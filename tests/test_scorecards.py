@@ -62,6 +62,7 @@ def test_a_scorecard_is_the_owner_segment_of_the_report_and_they_add_up(config):
 def test_scorecards_in_redis_follow_the_report_and_pulse_stale_owner_shows_them(server, config, capsys):
     prefix = f"sc{uuid.uuid4().hex[:6]}."
     lines = list(generate(leads=250, seed=9, pipelines=PIPELINES))
+    lines.append(event("lead.created", "mk1", "MK-1", "2026-01-02T00:00:00Z", owner="[bold]x", team="[red]t"))
     docs: list[dict] = []
     wall = [1000.0]
 
@@ -96,7 +97,7 @@ def test_scorecards_in_redis_follow_the_report_and_pulse_stale_owner_shows_them(
 
         # An owner's every lead is reassigned and the windows lose them: the next write drops the card.
         later = copy.deepcopy(first)
-        gone = sorted(cards["default"])[0]
+        gone = next(o for o in sorted(cards["default"]) if o not in (owner, "[bold]x"))
         for section in [later["pipelines"]["default"]["open"], *later["pipelines"]["default"]["windows"].values()]:
             section["segments"]["owner"] = [e for e in section["segments"]["owner"] if e["value"] != gone]
         await sync(live, serving, later)
@@ -122,6 +123,9 @@ def test_scorecards_in_redis_follow_the_report_and_pulse_stale_owner_shows_them(
     assert f"{card['open']['stale']} stale" in out and "30d:" in out
     default = [e for e in expected if e["pipeline"] == "default"]
     assert all(e["lead_id"] in out for e in default[:2])
+    assert main([*argv, "--owner", "[bold]x", "--limit", "0"]) == 0          # names are printed, not read as markup
+    out = capsys.readouterr().out
+    assert "[bold]x in default" in out and "MK-1" in out and "[red]t" in out
     assert main([*argv, "--owner", "nobody"]) == 0
     assert "no scorecard for this owner" in capsys.readouterr().out
     assert main([*argv, "--json"]) == 0
