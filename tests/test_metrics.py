@@ -539,6 +539,21 @@ def test_two_workers_shares_aggregate_to_the_cluster_numbers_as_documented():
     prev = total("pulse_lead_velocity_qualified_leads", period="previous")
     assert (cur, prev) == (lvr["current"], lvr["previous"])
     assert (cur - prev) / prev == lvr["rate"]
+    # per team and source, and the forecast: summed over workers, the cluster's figures
+    for dim in ("team", "source"):
+        for e in pipe["open"]["segments"][dim]:
+            assert total(f"pulse_{dim}_open_leads", **{dim: e["value"] or "none"}) == e["count"]
+        for e in w30["segments"][dim]:
+            assert total(f"pulse_{dim}_deals_closed", window="30d", outcome="won", **{dim: e["value"] or "none"}) \
+                == e["won"]
+    start = w30["forecast"]["open_at_start"]
+    assert total("pulse_forecast_open_at_start_leads", window="30d") == start["count"]
+    assert total("pulse_forecast_open_at_start_weighted_amount", window="30d") == pytest.approx(
+        start["weighted_amount"], rel=1e-12)
+    if w30["forecast"]["attainment"] is not None:
+        assert total("pulse_won_amount", window="30d") / total(
+            "pulse_forecast_open_at_start_weighted_amount", window="30d") == pytest.approx(
+            w30["forecast"]["attainment"], rel=1e-12)
     # ... and the per-worker ratios are not the cluster's (that is why they are "not summable").
     ratios = [s.get(key("pulse_win_ratio", pipeline="default", window="30d")) for s in shares]
     assert sum(ratios) != w30["win_rate"]
