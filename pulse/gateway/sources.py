@@ -98,7 +98,7 @@ class _SourcesChecker(_Checker):
     def section(self, value: Any) -> dict[str, Source]:
         if not isinstance(value, dict) or not value:
             raise self.fail(("sources",), f"must map source names to source entries, got {_kind(value)}")
-        return {self.name(("sources",), name, "source name"): self.source(name, body)
+        return {self.name(("sources",), name, "source name"): self.entry(name, body)
                 for name, body in value.items()}
 
     def name(self, path: tuple, value: Any, what: str) -> str:
@@ -106,7 +106,7 @@ class _SourcesChecker(_Checker):
             raise self.fail(path + (_show(value),), f"{what} must be a non-empty string without '/'")
         return value
 
-    def source(self, name: str, body: Any) -> Source:
+    def entry(self, name: str, body: Any) -> Source:
         path = ("sources", name)
         if not isinstance(body, dict):
             raise self.fail(path, f"must be a mapping with at least kind and a secret, got {_kind(body)}")
