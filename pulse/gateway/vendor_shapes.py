@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 import zlib
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from pulse.gateway.sources import Source
 
 VIA = ("hubspot", "pipedrive", "close", "pulse")
 _NS = uuid.UUID("5f1c1d5e-8a43-4c57-9d2f-0d1f6f3b9a11")
+_REMEMBER = 50_000                      # re-sends farther back than this are shaped anew
 _SUBSCRIPTIONS = {"dealstage": 1001, "amount": 1002, "hubspot_owner_id": 1003}
 
 
@@ -55,6 +57,7 @@ class Shaper:
         self.closed_id = {(t.pipeline, t.closed): k for k, t in source.stages.items() if t.closed}
         self.owner_id = {name: k for k, name in source.owners.items()}
         self.deals: dict[str, dict[str, Any]] = {}
+        self.sent: OrderedDict[str, list[VendorEvent]] = OrderedDict()   # event_id -> what was sent for it
 
     # -- helpers
     def crm_stage(self, pipeline: str, stage: str) -> str:
@@ -67,11 +70,20 @@ class Shaper:
         return self.source.lead_id_prefix + event["lead_id"]
 
     def shape(self, event: dict[str, Any]) -> list[VendorEvent]:
+        """The vendor events for one section 1 event; a re-sent event (same event_id)
+        gets exactly what was sent for it the first time, as a CRM's retry does."""
         if self.kind == "pulse":
             return [VendorEvent(event, [event])]
         if event.get("pipeline", "default") not in self.first_stage:
             return []
-        return getattr(self, self.kind)(event)
+        key = f"{event.get('pipeline', 'default')}|{event['lead_id']}|{event['event_id']}"
+        if key in self.sent:
+            return self.sent[key]
+        shaped = getattr(self, self.kind)(event)
+        self.sent[key] = shaped
+        if len(self.sent) > _REMEMBER:
+            self.sent.popitem(last=False)
+        return shaped
 
     # -- HubSpot: one element per property change
     def hubspot(self, e: dict[str, Any]) -> list[VendorEvent]:
