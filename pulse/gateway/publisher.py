@@ -47,11 +47,17 @@ class Publisher:
         producer = AIOKafkaProducer(bootstrap_servers=self.servers, client_id="pulse-gateway", acks="all",
                                     enable_idempotence=idempotent, linger_ms=self.linger_ms,
                                     request_timeout_ms=30000, max_batch_size=512 * 1024)
+        sender_log = logging.getLogger("aiokafka.producer.sender")
+        level = sender_log.level
+        if idempotent:                  # its refusal is logged once, below, in words
+            sender_log.setLevel(logging.CRITICAL)
         try:
             await producer.start()
         except BaseException:
             await producer.stop()
             raise
+        finally:
+            sender_log.setLevel(level)
         return producer
 
     async def connect_forever(self) -> None:

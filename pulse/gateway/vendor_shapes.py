@@ -21,6 +21,7 @@ from pulse.gateway import signatures
 from pulse.gateway.sources import Source
 
 VIA = ("hubspot", "pipedrive", "close", "pulse")
+TYPES = ("lead.created", "lead.updated", "lead.stage_changed", "deal.closed")
 _NS = uuid.UUID("5f1c1d5e-8a43-4c57-9d2f-0d1f6f3b9a11")
 _REMEMBER = 50_000                      # re-sends farther back than this are shaped anew
 _SUBSCRIPTIONS = {"dealstage": 1001, "amount": 1002, "hubspot_owner_id": 1003}
