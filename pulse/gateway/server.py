@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Callable, Mapping
 
 from aiohttp import web
@@ -94,8 +95,8 @@ class Gateway:
         except Exception as exc:                # a broker error answer: the CRM retries
             log.warning("503 for source %s: publishing failed: %s", source.name, type(exc).__name__)
             return _error(503, "publishing failed; retry")
-        for m in adapted.messages:
-            self.metrics.published.labels(source.name, m.type or "untyped").inc()
+        for event_type, n in Counter(m.type or "untyped" for m in adapted.messages).items():
+            self.metrics.published.labels(source.name, event_type).inc(n)
         if adapted.ignored:
             self.metrics.ignored.labels(source.name).inc(adapted.ignored)
         for part in adapted.unreadable:
