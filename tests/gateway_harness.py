@@ -61,7 +61,10 @@ class GatewayThread:
         if sign:
             secret = secret if secret is not None else self.sources[source].secret
             headers = {**vendor_shapes.sign(kind, secret, body, self.url(path), now), **(headers or {})}
-        request = urllib.request.Request(self.url(path), data=body, headers=headers or {}, method="POST")
+        return self.post_path(path, body, headers or {})
+
+    def post_path(self, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url(path), data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=30) as r:
                 return r.status, r.read()

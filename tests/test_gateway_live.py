@@ -62,8 +62,11 @@ def test_refused_requests_publish_nothing_then_authentic_ones_are_published(brok
         assert gw.post(kind, "nobody", body, secret=b"x:y")[0] == 404
         other = "hubspot" if kind != "hubspot" else "close"
         assert gw.post(other, source, body, sign=False)[0] == 404                           # kind must match the path
-    # a body over 1 MiB: 413 before any authentication
-    assert gw.post("pulse", "acme-pulse", b"[" + b" " * (1024 * 1024) + b"]", sign=False)[0] == 413
+    # a body over 1 MiB: 413 before any authentication, announced or streamed (chunked)
+    big = b"[" + b" " * (1024 * 1024) + b"]"
+    assert gw.post("pulse", "acme-pulse", big, sign=False)[0] == 413
+    assert gw.post("pulse", "acme-pulse", iter([big[:600_000], big[600_000:]]),
+                   headers={"Content-Type": "application/json"}, sign=False)[0] == 413
     assert input_messages(broker, gw) == []
     metrics = gw.get("/metrics")[1].decode()
     assert 'pulse_gateway_auth_failures_total{source="acme-close"} 3.0' in metrics
@@ -79,6 +82,22 @@ def test_refused_requests_publish_nothing_then_authentic_ones_are_published(brok
     assert gw.get("/health")[0] == 200
     assert 'pulse_gateway_events_published_total{source="acme-hubspot",type="lead.stage_changed"} 1.0' in \
         gw.get("/metrics")[1].decode()
+
+
+def test_hubspot_signature_over_the_url_hubspot_called_behind_a_proxy(broker, gateway):
+    """HubSpot signs https://its-host/path?query with some escapes decoded; the gateway
+    rebuilds that URL from X-Forwarded-Proto and X-Forwarded-Host."""
+    gw = gateway
+    from pulse.gateway import vendor_shapes
+
+    body = hubspot_body("new")
+    called = "https://crm-hooks.example.com:8443/ingest/hubspot/acme-hubspot?tenant=a:b"
+    headers = vendor_shapes.sign("hubspot", gw.sources["acme-hubspot"].secret, body, called)
+    proxy = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "crm-hooks.example.com:8443"}
+    path = "/ingest/hubspot/acme-hubspot?tenant=a%3Ab"
+    status = gw.post_path(path, body, {**headers, **proxy})[0]
+    assert status == 200
+    assert gw.post_path(path, body, headers)[0] == 401             # without the proxy headers: another URL
 
 
 def test_signed_body_swapped_is_refused(broker, gateway):
@@ -124,9 +143,11 @@ def test_broker_not_answering_gives_503_and_the_retry_counts_once(tmp_path):
             try:
                 retry = hubspot_body("qualified", first=2)
                 assert gw.post("hubspot", "acme-hubspot", retry)[0] == 503
+                assert gw.get("/health")[0] == 503
             finally:
                 os.kill(own.pid, signal.SIGCONT)
             assert gw.post("hubspot", "acme-hubspot", retry)[0] == 200          # the CRM retries
+            assert gw.get("/health")[0] == 200
             assert gw.post("hubspot", "acme-hubspot", retry)[0] == 200          # ... and once more
             values = [m.value for m in read_topics(own.bootstrap, [names[t] for t in INPUT_TOPICS], 3000)]
         finally:

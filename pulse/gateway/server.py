@@ -38,6 +38,7 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.clock = clock
         self.publish_timeout = publish_timeout
+        self.failing: str | None = None         # why the last publish failed (None after a success)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
@@ -47,8 +48,10 @@ class Gateway:
         return app
 
     async def health(self, request: web.Request) -> web.Response:
-        if self.publisher.connected.is_set():
+        if self.publisher.connected.is_set() and self.failing is None:
             return web.json_response({"status": "ok"})
+        if self.failing is not None:
+            return web.json_response({"status": "failing", "problem": self.failing}, status=503)
         return web.json_response({"status": "connecting", "problem": self.publisher.last_problem}, status=503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
@@ -91,10 +94,14 @@ class Gateway:
             log.warning("503 for source %s: the broker did not acknowledge %d message(s) within %g s%s",
                         source.name, len(records), self.publish_timeout,
                         f" ({exc})" if isinstance(exc, NotConnected) else "")
+            if not isinstance(exc, NotConnected):
+                self.failing = f"the broker did not acknowledge a request within {self.publish_timeout:g} s"
             return _error(503, "the broker did not acknowledge in time; retry")
         except Exception as exc:                # a broker error answer: the CRM retries
             log.warning("503 for source %s: publishing failed: %s", source.name, type(exc).__name__)
+            self.failing = f"publishing failed: {type(exc).__name__}"
             return _error(503, "publishing failed; retry")
+        self.failing = None
         for event_type, n in Counter(m.type or "untyped" for m in adapted.messages).items():
             self.metrics.published.labels(source.name, event_type).inc(n)
         if adapted.ignored:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import binascii
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 from pulse.config import Config, ConfigError, _Checker, _kind, _show
@@ -65,7 +66,7 @@ class Source:
         found = self.stages.get(stage_id)
         return found if found is not None else Target(self.pipeline, stage=stage_id)
 
-    @property
+    @cached_property
     def pipelines(self) -> tuple[str, ...]:
         """Every pipeline the stage mapping leads to (HubSpot's lead.updated goes to each)."""
         names = {t.pipeline for t in self.stages.values()} or {self.pipeline}
