@@ -68,8 +68,9 @@ class Publisher:
         while self._producer is None:
             try:
                 try:
-                    producer = await self._start_producer(self.idempotent is not False)
-                    self.idempotent = True
+                    wanted = self.idempotent is not False     # asked again only until refused once
+                    producer = await self._start_producer(wanted)
+                    self.idempotent = wanted
                 except KafkaConnectionError:
                     raise
                 except KafkaError as exc:
