@@ -11,12 +11,11 @@ import msgspec
 
 from pulse.config import Config
 
-from .deals import DealFlow, _DayDeals
+from .deals import DealFlow
 from .engine import PulseEngine
 from .flow import StageFlow, _DayFlow
 from .forecast import OpenHistory
 from .lead import Lead
-from .segments import SegmentFlow
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.decode
@@ -36,9 +35,7 @@ def dump_partial(engine: PulseEngine) -> bytes:
             "implicit": p.implicit_creates,
             "flow": [(d, b.entered, b.exits, [str(x) for x in b.dwell_sum_us], list(b.dwell_hist.items()),
                       list(b.transitions.items())) for d, b in p.flow._days.items()],
-            "deals": [(d, b.created, b.qualified, b.won, b.lost, str(b.won_amount), str(b.cycle_us))
-                      for d, b in p.deals._days.items()],
-            "segments": p.segments.dump(),
+            "deals": p.deals.dump(),
             "opening": p.opening.dump(),
             "open": [(lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
                      for lead in p.open_leads.values()],
@@ -65,13 +62,7 @@ def load_partial(config: Config, data: bytes) -> PulseEngine:
             b.entered, b.exits, b.dwell_sum_us = list(entered), list(exits), [int(x) for x in dwell_sum]
             b.dwell_hist, b.transitions = dict(hist), dict(transitions)
         p.flow = flow
-        deals = DealFlow()
-        for d, created, qualified, won, lost, won_amount, cycle_us in part["deals"]:
-            b = deals._days[d] = _DayDeals()
-            b.created, b.qualified, b.won, b.lost = created, qualified, won, lost
-            b.won_amount, b.cycle_us = int(won_amount), int(cycle_us)
-        p.deals = deals
-        p.segments = SegmentFlow.load(part["segments"])
+        p.deals = DealFlow.load(part["deals"])
         p.opening = OpenHistory.load(p.opening.n_stages, part["opening"])
         for lead_id, stage, stay_start, owner, team, source, amount in part["open"]:
             lead = Lead(lead_id)
