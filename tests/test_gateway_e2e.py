@@ -41,8 +41,21 @@ def _identity(kind: str, payload) -> str:
     return f"{kind}:" + hashlib.sha256(orjson.dumps(payload)).hexdigest()[:32]
 
 
+def _two_pipelines(tmp_path):
+    """The shipped configuration plus an `enterprise` pipeline: HubSpot's amount and owner
+    changes then go to both pipelines (SPEC 8.4), and only the deal's own copy counts."""
+    shipped = load_config(None)
+    stages = "".join(f"      - {{name: {s.name}, stale_after: 7d, probability: {s.probability}}}\n"
+                     for s in shipped.pipelines["default"].stages)
+    path = tmp_path / "two-pipelines.yaml"
+    path.write_text(open(shipped.source).read() + "  enterprise:\n    stages:\n" + stages)
+    return str(path)
+
+
 def test_vendor_deliveries_through_gateway_and_worker_equal_pulse_report(broker, topics, tmp_path):
-    config = load_config(None)
+    config_path = _two_pipelines(tmp_path)
+    config = load_config(config_path)
+    assert set(config.pipelines) == {"default", "enterprise"}
     sources = _sources(config)
     first = {p.name: p.stages[0].name for p in config.pipelines.values()}
     rng = random.Random(14)
@@ -51,7 +64,7 @@ def test_vendor_deliveries_through_gateway_and_worker_equal_pulse_report(broker,
         shaper = vendor_shapes.Shaper(kind, sources[f"acme-{kind}"], first)
         vendor_events = []
         for line in generate(leads=LEADS, seed=seed, days=20, duplicates=0.05, late=0.1, implicit=0.05,
-                             offsets=0.2):
+                             offsets=0.2, pipelines=("default", "enterprise")):
             vendor_events.extend(shaper.shape(orjson.loads(line)))
         if kind == "hubspot":
             unmapped = {**vendor_events[0].payload, "propertyName": "dealstage", "propertyValue": "mystery-stage",
@@ -71,7 +84,8 @@ def test_vendor_deliveries_through_gateway_and_worker_equal_pulse_report(broker,
 
     ts = topics(partitions=4)
     gateway = GatewayThread(broker.url, ts.prefix, sources).start()
-    worker = WorkerProcess(broker.url, ts.prefix, f"g-{ts.prefix}", tmp_path).start()
+    worker = WorkerProcess(broker.url, ts.prefix, f"g-{ts.prefix}", tmp_path,
+                           extra_env={"PULSE_CONFIG": config_path}).start()
     expected_lines: list[bytes] = []
     try:
         published = 0
@@ -87,6 +101,7 @@ def test_vendor_deliveries_through_gateway_and_worker_equal_pulse_report(broker,
         expected = build_report(expected_lines, config)
         assert expected["data_quality"]["dead_letter_reasons"].get("unknown_stage", 0) >= 1
         assert expected["data_quality"]["duplicates"] > 0
+        assert expected["pipelines"]["enterprise"]["open"]["count"] > 0
         assert worker.wait_consumed(len(expected_lines), timeout=120) == expected
     finally:
         worker.stop()
