@@ -15,6 +15,7 @@ from pulse.streams.report import build_report
 from pulse.topics import DEADLETTER, INPUT_TOPICS, topic_names
 
 from gateway_harness import GatewayThread, read_topics
+from test_metrics import parse_exposition, promtool_check_metrics
 
 STAGE = {"type": "lead.stage_changed", "event_id": "e1", "lead_id": "L1", "occurred_at": "2026-01-01T00:00:00Z",
          "to_stage": "proposal"}
@@ -80,8 +81,13 @@ def test_refused_requests_publish_nothing_then_authentic_ones_are_published(brok
     assert by_key[b"42"]["to_stage"] == "proposal" and by_key[b"7"]["stage"] == "new"
     assert by_key[b"L1"] == STAGE
     assert gw.get("/health")[0] == 200
-    assert 'pulse_gateway_events_published_total{source="acme-hubspot",type="lead.stage_changed"} 1.0' in \
-        gw.get("/metrics")[1].decode()
+    exposition = gw.get("/metrics")[1]
+    samples = parse_exposition(exposition)
+    assert samples[("pulse_gateway_events_published_total",
+                    frozenset({("source", "acme-hubspot"), ("type", "lead.stage_changed")}))] == 1
+    assert samples[("pulse_gateway_requests_total",
+                    frozenset({("source", "(unknown)"), ("kind", ""), ("code", "404")}))] == 8
+    promtool_check_metrics(exposition)
 
 
 def test_hubspot_signature_over_the_url_hubspot_called_behind_a_proxy(broker, gateway):
