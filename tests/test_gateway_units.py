@@ -338,3 +338,53 @@ def test_vendor_shapes_round_trip(kind):
             got = [{k: v for k, v in e.items() if k != "event_id"} for e in _events(adapted)]
             assert got == vendor_event.stands_for and adapted.unreadable == []
     assert shaped >= 300
+
+
+# -- bad input never raises: every vendor body yields events, ignored parts or dead letters ----
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+                     st.sampled_from(["", "0001-01-01T00:00:00+05:00", "9999-12-31 23:59:59", "1717171717",
+                                      "2024-05-31T16:08:37Z", "closedwon", "won", "lost", "open", "-5", "1e400"]))
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                         st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                     max_leaves=8)
+
+
+def _field_dict(keys):
+    return st.dictionaries(st.sampled_from(keys), _json, max_size=len(keys))
+
+
+_HS_KEYS = ["eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType", "eventType", "objectId",
+            "propertyName", "propertyValue", "objectTypeId"]
+_PD_DATA = ["id", "stage_id", "status", "value", "currency", "owner_id", "add_time", "update_time",
+            "stage_change_time", "won_time", "lost_time", "lost_reason"]
+_CL_DATA = ["id", "status_id", "status_type", "value", "value_currency", "user_id"]
+
+
+@settings(max_examples=100, derandomize=True, database=None, deadline=None)   # deterministic in CI
+@given(hs=st.lists(_field_dict(_HS_KEYS), max_size=4),
+       pd=st.fixed_dictionaries({"meta": _field_dict(["action", "entity", "id", "timestamp"]),
+                                 "data": _field_dict(_PD_DATA), "previous": _field_dict(_PD_DATA)}),
+       cl=st.fixed_dictionaries({"event": st.fixed_dictionaries({
+           "id": _json, "object_type": st.sampled_from(["opportunity", "lead"]),
+           "action": st.sampled_from(["created", "updated", "deleted"]), "date_created": _json,
+           "changed_fields": _json, "data": _field_dict(_CL_DATA)})}),
+       raw=st.binary(max_size=40))
+def test_adapters_never_raise(hs, pd, cl, raw):
+    for adapter, body in ((hubspot.adapt, orjson.dumps(hs)), (pipedrive.adapt, orjson.dumps(pd)),
+                          (close.adapt, orjson.dumps(cl)), (hubspot.adapt, raw), (pipedrive.adapt, raw),
+                          (close.adapt, raw), (pulse_kind.adapt, raw)):
+        source = {hubspot.adapt: SRC, pipedrive.adapt: PD, close.adapt: CL}.get(adapter, Source("p", "pulse", b"k"))
+        adapted = adapter(body, source)
+        for message in adapted.messages:
+            if message.type is None:                # the pulse kind's fallback: bytes the worker dead-letters
+                assert adapter is pulse_kind.adapt
+                continue
+            event = orjson.loads(message.value)
+            assert event["type"] == message.type
+            if adapter is not pulse_kind.adapt:
+                assert isinstance(event["lead_id"], str) and event["occurred_at"].endswith("Z")
+                assert message.key == event["lead_id"].encode()

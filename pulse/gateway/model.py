@@ -120,7 +120,10 @@ def from_crm_time(value: Any) -> str:
         raise BadDelivery("time is not a timestamp") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return utc_text(moment)
+    try:
+        return utc_text(moment)
+    except (OverflowError, ValueError):        # e.g. year 1 with a positive offset
+        raise BadDelivery("time is out of range") from None
 
 
 def parse_json(body: bytes) -> Any:

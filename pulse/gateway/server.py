@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pulse.gateway import close, hubspot, pipedrive, pulse_kind, signatures
 from pulse.gateway.metrics import UNKNOWN_SOURCE, GatewayMetrics
-from pulse.gateway.model import Adapted
+from pulse.gateway.model import Adapted, Unreadable
 from pulse.gateway.publisher import NotConnected, Publisher, deadletter_headers
 from pulse.gateway.sources import Source
 
@@ -83,7 +83,12 @@ class Gateway:
             log.warning("401 for source %s: %s (%s %s)", source.name, reason,
                         request.method, request.remote)
             return _error(401, "not authentic")
-        adapted = ADAPTERS[kind](body, source)
+        try:
+            adapted = ADAPTERS[kind](body, source)
+        except Exception as exc:                # an adapter bug must not make the CRM retry forever
+            log.error("source %s: the %s adapter failed (%s); the delivery is dead-lettered", source.name, kind,
+                      type(exc).__name__)
+            adapted = Adapted([], 0, [Unreadable(body, f"the gateway could not read it ({type(exc).__name__})")])
         records = [(self.publisher.topic(m.type), m.key, m.value, None) for m in adapted.messages]
         records += [(self.publisher.deadletter, None, part.raw,
                      deadletter_headers("invalid_delivery", part.detail, source.name))
