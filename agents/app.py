@@ -22,7 +22,7 @@ from faust.types import TP
 
 from pulse import topics
 from pulse.settings import Settings
-from pulse.streams.partial import dump_partial, load_partial
+from pulse.streams.partial import PartialFormatError, dump_partial, load_partial
 
 from .align import TimeAligner
 from .batching import DurableAcks, PulseApp
@@ -242,8 +242,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
                         if r.status != 200:
                             raise aiohttp.ClientError(f"{url} answered {r.status}")
                         engine.merge(load_partial(config, await r.read()))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            log.warning("report: a peer worker could not be reached: %s", exc)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, PartialFormatError) as exc:
+            log.warning("report: a peer worker's share could not be had: %s", exc)
             return None
         as_of = live.clock_us() if settings.clock == "wall" else (engine.max_ts or live.clock_us())
         return engine.report(as_of=as_of, pipeline=pipeline)

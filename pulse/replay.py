@@ -215,8 +215,8 @@ class Publisher:
         return {t: self.sent[t] - self.failed[t] for t in self.input_topics}
 
     def summary(self) -> str:
-        """e.g. "published 300 messages: 120 to crm.lead-created, 150 to crm.stage-changed,
-        30 to crm.deal-closed (7 without a known type, on crm.lead-created)"."""
+        """e.g. "published 300 messages: 120 to crm.lead-created, 40 to crm.lead-updated, 110 to
+        crm.stage-changed, 30 to crm.deal-closed (7 without a known type, on crm.lead-created)"."""
         per = self.published()
         n = sum(per.values())
         text = f"published {n} message{'s' if n != 1 else ''}: " + ", ".join(f"{c} to {t}" for t, c in per.items())

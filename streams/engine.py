@@ -19,7 +19,6 @@ from .deals import DealFlow
 from .flow import StageFlow
 from .forecast import OpenHistory
 from .lead import Lead, apply_event
-from .segments import SegmentFlow
 
 if TYPE_CHECKING:
     from pulse.schemas.parse import _Common
@@ -45,8 +44,7 @@ class PipelineState:
         self.config = config
         self.qualified_index = config.qualified_index
         self.flow = StageFlow(len(config.stages))
-        self.deals = DealFlow()
-        self.segments = SegmentFlow()                       # v2: creations and closes per owner/team/source
+        self.deals = DealFlow()                             # creations and closes, also per owner/team/source
         self.opening = OpenHistory(len(config.stages))      # v2: the open pipeline at each day's start
         self.implicit_creates = 0
         self.leads: dict[str, Lead] = {}
@@ -57,7 +55,6 @@ class PipelineState:
         """Add the state of disjoint leads (another shard or worker) to this one."""
         self.flow.merge(other.flow)
         self.deals.merge(other.deals)
-        self.segments.merge(other.segments)
         self.opening.merge(other.opening)
         self.implicit_creates += other.implicit_creates
         self.leads.update(other.leads)

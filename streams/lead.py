@@ -88,8 +88,7 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
         return
     if lead.created is None:                                    # 3.1 and 3.2: the lead begins
         lead.created = ts
-        p.deals.lead_created(ts, sign)
-        p.segments.created(ts, lead.owner, lead.team, lead.source, sign)
+        p.deals.lead_created(ts, lead.owner, lead.team, lead.source, sign)
         if kind != CREATED:
             lead.implicit = True
             p.implicit_creates += sign
@@ -121,9 +120,8 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
             _close(lead, ev, p, sign)
         else:                                                   # 3.5: supersede the earlier close
             p.flow.stay_ended(lead.stage, lead.stay_start, lead.close_ts, WON if lead.won else LOST, -1, -sign)
-            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created, -sign)
-            p.segments.closed(lead.close_ts, lead.won, lead.close_amount, lead.created,
-                              lead.close_owner, lead.close_team, lead.close_source, -sign)
+            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created,
+                           lead.close_owner, lead.close_team, lead.close_source, -sign)
             _close(lead, ev, p, sign, superseding=True)
     # kind == CREATED on an existing lead: fields only (3.1)
 
@@ -143,8 +141,7 @@ def _close(lead: Lead, ev: Event, p: PipelineState, sign: int, superseding: bool
     ts = ev.ts
     amount = lead.amount if lead.amount is not None else 0.0
     p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign)
-    p.deals.closed(ts, ev.won, amount, lead.created, sign)
-    p.segments.closed(ts, ev.won, amount, lead.created, lead.owner, lead.team, lead.source, sign)
+    p.deals.closed(ts, ev.won, amount, lead.created, lead.owner, lead.team, lead.source, sign)
     if not superseding:                                         # a superseded close had left the open pipeline already
         p.opening.closed(ts, lead.stage, lead.amount, sign)
     lead.is_open = False

@@ -22,6 +22,12 @@ class OpenPipeline:
         if amount:
             self.amount[stage] += to_fixed(amount)
 
+    def merge(self, other: OpenPipeline) -> None:
+        for i, c in enumerate(other.count):
+            if c:
+                self.count[i] += c
+                self.amount[i] += other.amount[i]
+
     def opportunities(self, first_stage: int) -> int:
         """Open leads in `first_stage` or later (SPEC 4.7)."""
         return sum(self.count[first_stage:])

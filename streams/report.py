@@ -6,11 +6,11 @@ from typing import Iterable
 from pulse.config import Config
 from pulse.schemas.parse import format_timestamp, parse_timestamp
 
+from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
 from .forecast import forecast
 from .open_pipeline import OpenPipeline
-from .segments import DIMENSIONS, sort_values
 from .staleness import stale_level
 from .velocity import deal_metrics, deal_rates, lead_velocity_rate
 from .windows import DAY_US, previous_window_days, window_days
@@ -61,7 +61,7 @@ def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
             },
             "segments": {
                 dim: [{"value": v, **deal_rates(by_value[v])} for v in sort_values(by_value)]
-                for dim, by_value in zip(DIMENSIONS, p.segments.window(days))
+                for dim, by_value in zip(DIMENSIONS, p.deals.segments(days))
             },
             "forecast": forecast(opening[days.first], deals["won_amount"]),
         }
@@ -84,26 +84,32 @@ def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[di
     limits = [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in stages]
     by_stage = [0] * n
     open_pipeline = OpenPipeline(n)
-    # per dimension: value -> [its open pipeline, its stale count]
-    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)
-    owners, teams, sources = segments
+    # Leads grouped by (stage, owner, team, source) first: far fewer groups than leads, so
+    # the per-dimension tallies below cost per group, not per lead.
+    groups: dict[tuple, list] = {}          # key -> [open pipeline of the group's stage, stale count]
     found = []
     for lead in p.open_leads.values():
-        stage, amount = lead.stage, lead.amount
-        open_pipeline.add(stage, amount)
-        stale = 0
+        stage = lead.stage
+        key = (stage, lead.owner, lead.team, lead.source)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = [OpenPipeline(n), 0]
+        g[0].add(stage, lead.amount)
         limit = limits[stage]
         if limit is not None:
             age = as_of - lead.stay_start
             if age > limit:
-                stale = 1
+                g[1] += 1
                 by_stage[stage] += 1
                 found.append((-age, lead.lead_id, lead, limit))
-        for by_value, value in ((owners, lead.owner), (teams, lead.team), (sources, lead.source)):
+    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    for (stage, *values), (group, stale) in groups.items():
+        open_pipeline.merge(group)
+        for by_value, value in zip(segments, values):
             entry = by_value.get(value)
             if entry is None:
                 entry = by_value[value] = [OpenPipeline(n), 0]
-            entry[0].add(stage, amount)
+            entry[0].merge(group)
             entry[1] += stale
     found.sort(key=lambda f: (f[0], f[1]))
     entries = [
