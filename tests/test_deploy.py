@@ -74,7 +74,7 @@ def test_every_yaml_and_json_file_in_deploy_parses():
 
 def test_the_deployment_configuration_is_a_valid_pipeline_configuration():
     config = load_config(str(DEPLOY / "config" / "pipeline.yaml"))
-    assert metrics_options(config).labels == ("team",)
+    assert metrics_options(config).cache_seconds == 5
     windows = {w.key for w in config.windows}
     assert {"7d", "90d"} <= windows           # the alerting rules compare these two
     slack_config = pytest.importorskip("pulse.slack.config").slack_config
@@ -239,7 +239,9 @@ def test_dashboard_has_the_panels():
     titles = " | ".join(p["title"].lower() for p in dashboard_panels())
     for needle in ("funnel", "conversion rate by stage", "drop-off", "sales velocity", "lead velocity",
                    "stale leads by stage and level", "open pipeline", "weighted pipeline", "win rate",
-                   "throughput", "consumer lag", "dead letters"):
+                   "throughput", "consumer lag", "dead letters", "open and weighted pipeline by team",
+                   "open and weighted pipeline by source", "won amount by team", "won amount by source",
+                   "forecast against actual", "forecast attainment"):
         assert needle in titles, needle
     ids = [p["id"] for p in json.loads(DASHBOARD.read_text())["panels"]]
     assert len(ids) == len(set(ids))
@@ -260,10 +262,19 @@ def test_dashboard_uses_only_exposed_metrics_and_the_provisioned_datasource(expo
     for variable in dashboard["templating"]["list"]:
         m = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["query"]["query"])
         assert m and m.group(2) in exposed[m.group(1)], variable
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"pipeline", "window", "team", "source"} <= variables
+    for panel in dashboard_panels():            # a team/source panel follows the team/source picker
+        for target in panel["targets"]:
+            for dim in ("team", "source"):
+                if f"pulse_{dim}_" in target["expr"]:
+                    assert f'{dim}=~"${dim}"' in target["expr"], (panel["title"], target["expr"])
     # The dashboard covers the families a reader needs.
     for name in ("pulse_open_leads", "pulse_open_weighted_amount", "pulse_stage_entered", "pulse_stage_exits",
                  "pulse_stale_leads", "pulse_events_consumed_total", "pulse_consumer_lag_messages",
-                 "pulse_events_dead_lettered_total", "pulse_sales_cycle_sum_seconds", "pulse_won_amount"):
+                 "pulse_events_dead_lettered_total", "pulse_sales_cycle_sum_seconds", "pulse_won_amount",
+                 "pulse_team_open_amount", "pulse_source_open_amount", "pulse_team_won_amount",
+                 "pulse_source_won_amount", "pulse_team_stale_leads", "pulse_forecast_open_at_start_weighted_amount"):
         assert name in used, name
     provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/pipeline-pulse.yml").read_text())
     mount = {v.split(":")[1] for v in compose()["services"]["grafana"]["volumes"] if "dashboards" in v}

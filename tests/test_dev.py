@@ -18,7 +18,7 @@ def test_pulse_dev_runs_everything_and_alerts_reach_slack():
         env = {**os.environ, "SLACK_BOT_TOKEN": slack.token, "PULSE_SLACK_API_URL": slack.url}
         done = subprocess.run(
             [sys.executable, "-m", "pulse.cli", "dev", "--duration", "40", "--speed", "36000",
-             "--web-port", str(port), "--slack-channel", "C0DEV"],
+             "--web-port", str(port), "--gateway-port", str(free_port()), "--slack-channel", "C0DEV"],
             env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         alerts = [line for line in done.stdout.splitlines() if "lead.stale" in line]
