@@ -169,3 +169,14 @@ def test_run_forked_builds_from_the_memory_of_the_moment_and_returns_bytes():
         with pytest.raises(ForkedBuildError):              # a child that dies
             await run_forked(lambda: os._exit(3))
     asyncio.run(scenario())
+
+
+def test_the_alert_feed_passes_on_spec_fields_only():
+    from pulse.agents.alert_feed import shown
+
+    ours = orjson.dumps({"alert_id": "a1", "type": "lead.stale", "severity": "warning", "lead_id": "L-1", "level": 1})
+    alert, raw = shown(ours)
+    assert raw == ours and alert["alert_id"] == "a1"                     # the worker's own: sent on as they are
+    alert, raw = shown(orjson.dumps({"alert_id": "a2", "type": "lead.stale", "attributes": {"email": "x@y.example"}}))
+    assert alert == {"alert_id": "a2", "type": "lead.stale"} and b"email" not in raw
+    assert shown(b"not json") is None and shown(b"[1, 2]") is None
