@@ -214,7 +214,7 @@ def test_compose_creates_the_topics_the_workers_use():
 
 
 def _compose_cli() -> list[str] | None:
-    """A Docker Compose CLI of version 2.23 or later (secrets from the environment), if installed."""
+    """A Docker Compose CLI of version 2.24 or later (secrets from the environment, optional env_file), if installed."""
     for argv in (["docker", "compose"], ["docker-compose"]):
         if not shutil.which(argv[0]):
             continue
@@ -223,7 +223,7 @@ def _compose_cli() -> list[str] | None:
         except (OSError, subprocess.TimeoutExpired):
             continue
         m = re.match(r"v?(\d+)\.(\d+)", out.stdout.decode().strip())
-        if out.returncode == 0 and m and (int(m.group(1)), int(m.group(2))) >= (2, 23):
+        if out.returncode == 0 and m and (int(m.group(1)), int(m.group(2))) >= (2, 24):
             return argv
     return None
 
@@ -231,7 +231,7 @@ def _compose_cli() -> list[str] | None:
 def test_docker_compose_config_accepts_the_file():
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("no Docker Compose CLI >= 2.23 here (`docker compose version` fails): the structure is "
+        pytest.skip("no Docker Compose CLI >= 2.24 here (`docker compose version` fails): the structure is "
                     "checked by the other tests of this file")
     result = subprocess.run([*cli, "-f", str(DEPLOY / "docker-compose.yml"), "config", "--quiet"],
                             capture_output=True, timeout=60, env={"SLACK_BOT_TOKEN": "xoxb-test", "PATH": "/usr/bin:/bin:/usr/local/bin"})
@@ -405,6 +405,7 @@ def test_kustomization_lists_existing_files():
     for resource in k["resources"]:
         assert (K8S / resource).exists(), resource
     assert "podmonitor.yaml" not in k["resources"]        # needs the Prometheus Operator's CRD
+    assert "gateway-ingress.yaml" not in k["resources"]   # an example: host, certificate, controller are the user's
 
 
 def test_worker_statefulset_services_and_config():
@@ -487,6 +488,12 @@ def test_gateway_deployment_service_pdb_and_scrape():
     assert pdb["selector"]["matchLabels"] == selector and pdb["minAvailable"] == 1
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert "gateway-deployment.yaml" in kustomization["resources"]
+    # The example Ingress exposes only /ingest/ of the Service (not /metrics), over TLS.
+    ingress = objects[("Ingress", "pulse-gateway")]["spec"]
+    (rule,) = ingress["rules"]
+    assert ingress["tls"][0]["hosts"] == [rule["host"]]
+    assert [(p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
+            for p in rule["http"]["paths"]] == [("/ingest/", "pulse-gateway", "http")]
     monitors = {d["metadata"]["name"]: d for d in load_all(K8S / "podmonitor.yaml")}
     assert monitors["pulse-gateway"]["spec"]["selector"]["matchLabels"] == selector
     assert monitors["pulse-gateway"]["spec"]["podMetricsEndpoints"][0]["port"] == http["name"]
