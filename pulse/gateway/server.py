@@ -26,19 +26,26 @@ log = logging.getLogger("pulse.gateway")
 
 MAX_BODY = 1024 * 1024
 PUBLISH_TIMEOUT = 4.0
+# /health answers 503 for this long after a failed publish, then reports the connection
+# again. Not until the next success: a readiness probe on /health takes the pod out of
+# its Service, so no request would ever come to succeed and the pod would stay out.
+FAILING_HOLD = 30.0
 ADAPTERS: Mapping[str, Callable[[bytes, Source], Adapted]] = {
     "pulse": pulse_kind.adapt, "hubspot": hubspot.adapt, "pipedrive": pipedrive.adapt, "close": close.adapt}
 
 
 class Gateway:
     def __init__(self, sources: Mapping[str, Source], publisher: Publisher, *, metrics: GatewayMetrics | None = None,
-                 clock: Callable[[], float] = time.time, publish_timeout: float = PUBLISH_TIMEOUT):
+                 clock: Callable[[], float] = time.time, publish_timeout: float = PUBLISH_TIMEOUT,
+                 failing_hold: float = FAILING_HOLD):
         self.sources = sources
         self.publisher = publisher
         self.metrics = metrics or GatewayMetrics()
         self.clock = clock
         self.publish_timeout = publish_timeout
         self.failing: str | None = None         # why the last publish failed (None after a success)
+        self.failing_since = 0.0                # clock() of that failure
+        self.failing_hold = failing_hold
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
@@ -48,10 +55,11 @@ class Gateway:
         return app
 
     async def health(self, request: web.Request) -> web.Response:
-        if self.publisher.connected.is_set() and self.failing is None:
+        failing = self.failing if self.clock() - self.failing_since < self.failing_hold else None
+        if self.publisher.connected.is_set() and failing is None:
             return web.json_response({"status": "ok"})
-        if self.failing is not None:
-            return web.json_response({"status": "failing", "problem": self.failing}, status=503)
+        if failing is not None:
+            return web.json_response({"status": "failing", "problem": failing}, status=503)
         return web.json_response({"status": "connecting", "problem": self.publisher.last_problem}, status=503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
@@ -101,10 +109,12 @@ class Gateway:
                         f" ({exc})" if isinstance(exc, NotConnected) else "")
             if not isinstance(exc, NotConnected):
                 self.failing = f"the broker did not acknowledge a request within {self.publish_timeout:g} s"
+                self.failing_since = self.clock()
             return _error(503, "the broker did not acknowledge in time; retry")
         except Exception as exc:                # a broker error answer: the CRM retries
             log.warning("503 for source %s: publishing failed: %s", source.name, type(exc).__name__)
             self.failing = f"publishing failed: {type(exc).__name__}"
+            self.failing_since = self.clock()
             return _error(503, "publishing failed; retry")
         self.failing = None
         for event_type, n in Counter(m.type or "untyped" for m in adapted.messages).items():
