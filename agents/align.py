@@ -1,6 +1,6 @@
 """Input messages of one partition, released in record-timestamp order across the input topics.
 
-Why: the three input topics are co-partitioned, so partition p of each holds the same
+Why: the four input topics are co-partitioned, so partition p of each holds the same
 leads, but the consumer fetches them by bytes per partition, and stage changes
 outnumber creates and closes about 4 to 1: left alone, the topics drift apart in event
 time, a lead's events reach the engine out of order, and the engine re-folds the lead

@@ -4,7 +4,7 @@ This is the imperative shell of `pulse worker` without Faust in it (agents/app.p
 wires it to Faust), so its logic runs in unit tests with a fake `send`.
 
 Per assigned input partition it keeps one `PulseEngine` (the same core as
-`pulse report`) and one `StaleLeadDetector`. All three input topics are
+`pulse report`) and one `StaleLeadDetector`. All four input topics are
 co-partitioned by lead_id, so a lead lives in exactly one partition.
 
 Durability, exactly once in effect with at-least-once delivery:

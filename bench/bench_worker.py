@@ -9,7 +9,7 @@ One embedded broker (Tansu, memory storage), one event file published ONCE with
 reads those same topics from the beginning with its own consumer group, in its own
 fresh process (so each has its own RSS), and only consumption is measured:
 
-  (a) faust-bare   a Faust agent, `async for` over the three input topics, orjson.loads
+  (a) faust-bare   a Faust agent, `async for` over the input topics, orjson.loads
                    of each raw value: the framework's own per-event ceiling here;
   (b) faust-table  the same agent writing `table[lead_id] = raw value` (raw serializers):
                    one changelog message per event, the naive way to keep state;

@@ -7,7 +7,7 @@ topic of its `type`; a line that is not a JSON object with a known `type` goes t
 `crm.lead-created`, where the worker dead-letters it. Keys are partitioned by
 kafka-python's default partitioner (murmur2, like the Java client), so a lead lands on
 the partition a Java CRM producer would pick, and on the same partition number in the
-three co-partitioned input topics.
+four co-partitioned input topics.
 
 `Publisher` (routing + a tuned, idempotent KafkaProducer + per-topic counts) is shared
 with `pulse simulate`.
@@ -105,7 +105,7 @@ class Publisher:
 
     # -- setup checks
     def check_topics(self) -> list[str]:
-        """Fail (PublishError) unless the three input topics exist; return warnings
+        """Fail (PublishError) unless the four input topics exist; return warnings
         (unequal partition counts). Topics are not auto-created: the broker's default
         partition count would break co-partitioning."""
         from kafka import KafkaAdminClient
@@ -215,8 +215,8 @@ class Publisher:
         return {t: self.sent[t] - self.failed[t] for t in self.input_topics}
 
     def summary(self) -> str:
-        """e.g. "published 300 messages: 120 to crm.lead-created, 150 to crm.stage-changed,
-        30 to crm.deal-closed (7 without a known type, on crm.lead-created)"."""
+        """e.g. "published 300 messages: 120 to crm.lead-created, 40 to crm.lead-updated, 110 to
+        crm.stage-changed, 30 to crm.deal-closed (7 without a known type, on crm.lead-created)"."""
         per = self.published()
         n = sum(per.values())
         text = f"published {n} message{'s' if n != 1 else ''}: " + ", ".join(f"{c} to {t}" for t, c in per.items())

@@ -465,16 +465,18 @@ class LeadJourney:
             if rnd() < p.p_stall:
                 dwell = int(dwell * math.exp(rng.gauss(math.log(5.0), 0.5)))
             dark = rnd() < p.p_dark
-            # same-stage updates during the stay (amount revisions, hand-offs, touches)
+            # edits during the stay: owner reassignments and amount revisions are CRM edits of
+            # the deal (lead.updated, SPEC v2); touches (a call logged) are same-stage updates
             k = _poisson(rng, p.updates_mean * (0.5 if dark else 1.0))
             if k:
                 for tu in sorted(t + 60 + int(rnd() * dwell) for _ in range(k)):
                     tu = max(tu, events[-1].t + 1)
                     u = rnd()
+                    edit = u < 0.45
                     if u < 0.08:
                         team_reps = _REPS_BY_TEAM[rep.team]
                         rep = team_reps[rng.randrange(len(team_reps))]
-                    elif u < 0.45:
+                    elif edit:
                         if amount is None:
                             if stage >= 1:
                                 amount = _round_amount(median * math.exp(rng.gauss(0.0, _AMOUNT_SIGMA)))
@@ -482,7 +484,11 @@ class LeadJourney:
                             amount = _round_amount(amount * math.exp(rng.gauss(0.0, 0.15)))
                     here = stages[stage]
                     note = {"note": f"call with {person}"} if rnd() < 0.2 else None
-                    if not emit(tu, "lead.stage_changed", {"from_stage": here, "to_stage": here}, note):
+                    if edit:
+                        ok = emit(tu, "lead.updated", None, note)
+                    else:
+                        ok = emit(tu, "lead.stage_changed", {"from_stage": here, "to_stage": here}, note)
+                    if not ok:
                         return cls(lead_id, pipeline, events)
             if dark:
                 break
@@ -660,7 +666,7 @@ def _invalid_line(rng: random.Random, ev: SynthEvent, line: bytes, n: int, kind:
         elif o == "bool_amount":
             doc["amount"] = True
         elif o == "bad_type":
-            doc["type"] = rng.choice(("lead.updated", "deal.won", "Lead.Created"))
+            doc["type"] = rng.choice(("lead.deleted", "deal.won", "Lead.Created"))
         elif o == "num_lead":
             doc["lead_id"] = int(doc["lead_id"][2:])
         elif o == "bad_currency":

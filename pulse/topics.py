@@ -7,6 +7,7 @@ added, so `--topic-prefix staging.` gives `staging.crm.lead-created`.
 from __future__ import annotations
 
 LEAD_CREATED = "crm.lead-created"
+LEAD_UPDATED = "crm.lead-updated"
 STAGE_CHANGED = "crm.stage-changed"
 DEAL_CLOSED = "crm.deal-closed"
 NOTIFICATIONS = "pipeline.notifications"
@@ -15,19 +16,20 @@ DEADLETTER = "pipeline.deadletter"
 #: event `type` -> the default name of the input topic that carries it
 TOPIC_OF_TYPE: dict[str, str] = {
     "lead.created": LEAD_CREATED,
+    "lead.updated": LEAD_UPDATED,
     "lead.stage_changed": STAGE_CHANGED,
     "deal.closed": DEAL_CLOSED,
 }
-#: the three co-partitioned input topics (SPEC 1: same partition count)
-INPUT_TOPICS: tuple[str, ...] = (LEAD_CREATED, STAGE_CHANGED, DEAL_CLOSED)
-#: all five topics of SPEC 1
+#: the four co-partitioned input topics (SPEC 1: same partition count)
+INPUT_TOPICS: tuple[str, ...] = (LEAD_CREATED, LEAD_UPDATED, STAGE_CHANGED, DEAL_CLOSED)
+#: all six topics of SPEC 1
 ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + (NOTIFICATIONS, DEADLETTER)
 #: where an input without a known `type` is published (the worker dead-letters it there)
 FALLBACK_TOPIC = LEAD_CREATED
 
 
 def topic_names(prefix: str = "") -> dict[str, str]:
-    """Default name -> actual name, for the five topics of SPEC 1.
+    """Default name -> actual name, for the six topics of SPEC 1.
 
     >>> topic_names("t1.")[LEAD_CREATED]
     't1.crm.lead-created'

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-TYPES = ("lead.created", "lead.stage_changed", "deal.closed")
+TYPES = ("lead.created", "lead.updated", "lead.stage_changed", "deal.closed")
 HERE = Path(__file__).resolve().parent
 
 # ---- the timestamp pattern ---------------------------------------------------------
@@ -106,8 +106,8 @@ def _type_properties() -> dict[str, dict[str, Any]]:
                                  "of its pipeline, case-sensitive). Absent or null: "
                                  "the pipeline's first stage.",
                   "type": _nullable("string")},
-        "source": {"description": "lead.created: where the lead came from, e.g. "
-                                  "marketing, sales.",
+        "source": {"description": "lead.created, lead.updated: where the lead came from, "
+                                  "e.g. marketing, sales; the latest value wins.",
                    "type": _nullable("string")},
         "to_stage": {"description": "lead.stage_changed (required there): the stage the "
                                     "lead moves to (a stage of its pipeline).",
@@ -124,19 +124,26 @@ def _type_properties() -> dict[str, dict[str, Any]]:
 
 _OWN_FIELDS = {
     "lead.created": ("stage", "source"),
+    "lead.updated": ("source",),
     "lead.stage_changed": ("to_stage", "from_stage"),
     "deal.closed": ("outcome", "reason"),
 }
 # Typed on its own event type only: SPEC 1 does not list `outcome` among the fields that
 # must have their type wherever present, so elsewhere it is an unknown, ignored field.
 _ONLY_ON_OWN_TYPE = ("outcome",)
+# SPEC 1 (v2): on lead.updated the stage fields are unknown extra fields, ignored whatever their type.
+_STAGE_FIELDS = ("stage", "to_stage", "from_stage")
+_UNTYPED_ON = {"lead.updated": _STAGE_FIELDS}
 _REQUIRED = {
     "lead.created": (),
+    "lead.updated": (),
     "lead.stage_changed": ("to_stage",),
     "deal.closed": ("outcome",),
 }
 _TYPE_DESCRIPTIONS = {
     "lead.created": "A lead was created in the CRM (topic crm.lead-created).",
+    "lead.updated": ("A lead's fields (amount, owner, team, source) were edited in the CRM; it "
+                     "moves, creates and closes nothing (topic crm.lead-updated)."),
     "lead.stage_changed": "A lead moved to another stage (topic crm.stage-changed).",
     "deal.closed": "A deal was won or lost (topic crm.deal-closed).",
 }
@@ -168,7 +175,7 @@ def _per_type_schema(t: str) -> dict[str, Any]:
         if name in _REQUIRED[t]:
             props[name] = _non_null(props[name])
     for name, p in own.items():       # other types' fields: still typed when present
-        if name in _ONLY_ON_OWN_TYPE:
+        if name in _ONLY_ON_OWN_TYPE or name in _UNTYPED_ON.get(t, ()):
             continue
         props[name] = {**p, "description": "Not used by " + t + "; when present it must "
                        "still have its type. " + p["description"]}
@@ -191,8 +198,12 @@ def _combined_schema() -> dict[str, Any]:
                                 "published to.", "enum": list(TYPES)}}
     props.update(_common_properties())
     own = _type_properties()
-    props.update({n: p for n, p in own.items() if n not in _ONLY_ON_OWN_TYPE})
-    branches = []
+    props.update({n: p for n, p in own.items() if n not in _ONLY_ON_OWN_TYPE and n not in _STAGE_FIELDS})
+    branches = [{
+        "if": {"required": ["type"], "properties": {"type": {"const": "lead.updated"}}},
+        "then": {"$comment": "lead.updated: the stage fields are unknown extra fields, ignored."},
+        "else": {"properties": {n: own[n] for n in _STAGE_FIELDS}},
+    }]
     for t in TYPES:
         if _REQUIRED[t]:
             branches.append({
@@ -203,7 +214,7 @@ def _combined_schema() -> dict[str, Any]:
     return {
         "$schema": DRAFT,
         "title": "Pipeline Pulse event",
-        "description": ("Any of lead.created, lead.stage_changed, deal.closed (the "
+        "description": ("Any of lead.created, lead.updated, lead.stage_changed, deal.closed (the "
                         "per-type files say the same, one type each). " + _GENERAL),
         "type": "object",
         "required": _COMMON_REQUIRED,

@@ -32,6 +32,7 @@ from .types import (
     KIND_BY_TYPE,
     STAGE_CHANGED,
     UNKNOWN_PIPELINE,
+    UPDATED,
     UNKNOWN_STAGE,
     Event,
     Rejected,
@@ -313,7 +314,8 @@ _R_UNKNOWN_PIPELINE = Rejected(UNKNOWN_PIPELINE, "pipeline: not configured")
 _R_UNKNOWN_STAGE = Rejected(UNKNOWN_STAGE, "stage: not a stage of the event's pipeline")
 _R_UNKNOWN_TO_STAGE = Rejected(UNKNOWN_STAGE, "to_stage: not a stage of the event's pipeline")
 
-# Optional string fields (every event type; SPEC: "must have its stated type when present").
+# Optional string fields (every event type; SPEC: "must have its stated type when present"),
+# except that on lead.updated the three stage fields are unknown extra fields (SPEC 1, v2).
 _STR_FIELDS = ("pipeline", "owner", "team", "source", "reason", "stage", "to_stage", "from_stage")
 _R_NOT_STR = {f: _bad(f"{f}: not a string") for f in _STR_FIELDS}
 _R_WON_LOST = {"won": True, "lost": False}
@@ -394,10 +396,13 @@ def _parse_exact(raw: bytes | str, config: Config, expected_type: str | None = N
     owner = get("owner")
     team = get("team")
     source = get("source")
-    stage = get("stage")
-    to_stage = get("to_stage")
-    from_stage = get("from_stage")
     reason = get("reason")
+    if kind == UPDATED:                     # stage fields: ignored whatever their type
+        stage = to_stage = from_stage = None
+    else:
+        stage = get("stage")
+        to_stage = get("to_stage")
+        from_stage = get("from_stage")
     if ((pipeline.__class__ is not str and pipeline is not None)
             or (owner.__class__ is not str and owner is not None)
             or (team.__class__ is not str and team is not None)
@@ -406,8 +411,7 @@ def _parse_exact(raw: bytes | str, config: Config, expected_type: str | None = N
             or (to_stage.__class__ is not str and to_stage is not None)
             or (from_stage.__class__ is not str and from_stage is not None)
             or (reason.__class__ is not str and reason is not None)):
-        for f in _STR_FIELDS:
-            v = get(f)
+        for f, v in zip(_STR_FIELDS, (pipeline, owner, team, source, reason, stage, to_stage, from_stage)):
             if v.__class__ is not str and v is not None:
                 return _R_NOT_STR[f]
 
@@ -455,6 +459,11 @@ def _parse_exact(raw: bytes | str, config: Config, expected_type: str | None = N
             if idx is None:
                 return _R_UNKNOWN_STAGE
         return _tuple_new(Event, (ts, CREATED, idx, False, amount, owner, team, source,
+                              event_id, pipeline, lead_id))
+    if kind == UPDATED:
+        if pipeline not in config.pipelines:
+            return _R_UNKNOWN_PIPELINE
+        return _tuple_new(Event, (ts, UPDATED, -1, False, amount, owner, team, source,
                               event_id, pipeline, lead_id))
     # deal.closed. `outcome` is typed on this type only: SPEC 1 lists it under deal.closed and not
     # among the fields typed wherever present, so on other types it is an ignored extra field.
@@ -515,14 +524,22 @@ class _StageChanged(_Common, tag="lead.stage_changed"):
     pass
 
 
+class _Updated(_Common, tag="lead.updated"):
+    # SPEC 1 (v2): stage fields on lead.updated are unknown extra fields, ignored whatever their type.
+    stage: Any = None
+    to_stage: Any = None
+    from_stage: Any = None
+
+
 class _Closed(_Common, tag="deal.closed"):
     outcome: Literal["won", "lost"] | None = None
 
 
-_decode = msgspec.json.Decoder(_Created | _StageChanged | _Closed).decode
+_decode = msgspec.json.Decoder(_Created | _StageChanged | _Closed | _Updated).decode
 # msgspec raises UnicodeDecodeError (not a DecodeError) for invalid UTF-8 in a string.
 _DecodeErrors = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
-_STRUCT_OF_TYPE = {"lead.created": _Created, "lead.stage_changed": _StageChanged, "deal.closed": _Closed}
+_STRUCT_OF_TYPE = {"lead.created": _Created, "lead.stage_changed": _StageChanged, "deal.closed": _Closed,
+                   "lead.updated": _Updated}
 _LONG_LINE = 400
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))   # digits -> "0", the rest -> " "
 _LONG_DIGITS = b"0" * 300
@@ -593,6 +610,9 @@ def event_of(e: _Common, config: Any, expected_type: str | None) -> Event | None
         if idx is None:
             return None
         return _tuple_new(Event, (ts, CREATED, idx, False, amount, e.owner, e.team, e.source,
+                              e.event_id, pipeline, e.lead_id))
+    if cls is _Updated:
+        return _tuple_new(Event, (ts, UPDATED, -1, False, amount, e.owner, e.team, e.source,
                               e.event_id, pipeline, e.lead_id))
     outcome = e.outcome
     if outcome is None:

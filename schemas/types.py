@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-# Event kinds. Their numeric order is SPEC section 3's tie-break between events
-# of one lead with the same occurred_at: created < stage_changed < closed.
-CREATED, STAGE_CHANGED, CLOSED = 0, 1, 2
-KIND_BY_TYPE = {"lead.created": CREATED, "lead.stage_changed": STAGE_CHANGED, "deal.closed": CLOSED}
-TYPE_BY_KIND = {v: k for k, v in KIND_BY_TYPE.items()}
+# Event kinds. These numbers are stored in durable lead histories (streams/history.py,
+# the worker's changelog), so they are never renumbered: v2's lead.updated got the next
+# free code. SPEC section 3's tie-break between events of one lead with the same
+# occurred_at is TIE_RANK[kind]: created < updated < stage_changed < closed.
+CREATED, STAGE_CHANGED, CLOSED, UPDATED = 0, 1, 2, 3
+TIE_RANK = (0, 2, 3, 1)
+KIND_BY_TYPE = {"lead.created": CREATED, "lead.updated": UPDATED, "lead.stage_changed": STAGE_CHANGED,
+                "deal.closed": CLOSED}
 
 # Dead-letter reasons, in SPEC order: an input with several faults gets the first.
 INVALID_JSON = "invalid_json"
@@ -25,13 +28,13 @@ class Event(NamedTuple):
     """
 
     ts: int                 # occurred_at as microseconds since 1970-01-01T00:00:00Z
-    kind: int               # CREATED, STAGE_CHANGED or CLOSED
-    stage: int              # CREATED: start stage index (0 when absent); STAGE_CHANGED: to_stage index; CLOSED: -1
+    kind: int               # CREATED, UPDATED, STAGE_CHANGED or CLOSED
+    stage: int              # CREATED: start stage index (0 when absent); STAGE_CHANGED: to_stage index; else -1
     won: bool               # CLOSED: outcome == "won"; otherwise False
     amount: float | None
     owner: str | None
     team: str | None
-    source: str | None      # lead.created's `source`; None otherwise
+    source: str | None      # `source` of lead.created and lead.updated; None on the other types
     event_id: str
     pipeline: str           # resolved: "default" when absent
     lead_id: str

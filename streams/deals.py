@@ -1,6 +1,13 @@
-"""Lead and deal counts per UTC day (SPEC 4.2): creations, qualifications, closes.
+"""Lead and deal counts per UTC day: creations, qualifications and closes (SPEC 4.2), in
+total and per owner, team and lead source (4.8, v2).
 
-Like `StageFlow`, an accumulator of signed contributions in day buckets.
+Like `StageFlow`, an accumulator of signed contributions in day buckets. A creation
+counts for the lead's owner/team/source just after its creating event, a close (not
+superseded) for those just after its closing event: the lead fold (lead.py) passes
+them in when it applies the event, so a later reassignment leaves them where they
+happened, and a late event re-derives them by revert-then-add like everything else.
+Totals and segments share one bucket and one call per creation or close: this is the
+per-event hot path.
 """
 from __future__ import annotations
 
@@ -9,9 +16,15 @@ from dataclasses import dataclass
 from .exact import to_fixed
 from .windows import DAY_US, DayRange
 
+#: the dimensions of SPEC 4.8, in report order
+DIMENSIONS = ("owner", "team", "source")
+
+# One segment value's counts in a day: [created, won, lost, won_amount (exact), cycle_us]
+_CREATED, _WON, _LOST, _WON_AMOUNT, _CYCLE = range(5)
+
 
 class _DayDeals:
-    __slots__ = ("created", "qualified", "won", "lost", "won_amount", "cycle_us")
+    __slots__ = ("created", "qualified", "won", "lost", "won_amount", "cycle_us", "segments")
 
     def __init__(self) -> None:
         self.created = 0
@@ -20,6 +33,8 @@ class _DayDeals:
         self.lost = 0
         self.won_amount = 0     # exact, units of 2**-1074 (see exact.py)
         self.cycle_us = 0       # Σ (close time − creation time) of won closes
+        # per dimension (DIMENSIONS order): value (None: never given) -> counts, see _CREATED...
+        self.segments: tuple[dict, dict, dict] = ({}, {}, {})
 
 
 @dataclass(slots=True)
@@ -39,8 +54,6 @@ class DealFlow:
         self._lo = self._hi = 0
 
     def _day(self, ts_us: int) -> _DayDeals:
-        if self._lo <= ts_us < self._hi:
-            return self._last
         day = ts_us // DAY_US
         bucket = self._days.get(day)
         if bucket is None:
@@ -48,21 +61,40 @@ class DealFlow:
         self._last, self._lo, self._hi = bucket, day * DAY_US, (day + 1) * DAY_US
         return bucket
 
-    def lead_created(self, ts_us: int, sign: int) -> None:
-        self._day(ts_us).created += sign
+    def lead_created(self, ts_us: int, owner: str | None, team: str | None, source: str | None, sign: int) -> None:
+        day = self._last if self._lo <= ts_us < self._hi else self._day(ts_us)
+        day.created += sign
+        for by_value, value in zip(day.segments, (owner, team, source)):
+            c = by_value.get(value)
+            if c is None:
+                c = by_value[value] = [0, 0, 0, 0, 0]
+            c[_CREATED] += sign
 
     def lead_qualified(self, ts_us: int, sign: int) -> None:
-        self._day(ts_us).qualified += sign
+        (self._last if self._lo <= ts_us < self._hi else self._day(ts_us)).qualified += sign
 
-    def closed(self, ts_us: int, won: bool, amount: float | None, created_us: int, sign: int) -> None:
-        day = self._day(ts_us)
+    def closed(self, ts_us: int, won: bool, amount: float | None, created_us: int,
+               owner: str | None, team: str | None, source: str | None, sign: int) -> None:
+        day = self._last if self._lo <= ts_us < self._hi else self._day(ts_us)
         if won:
+            # No multiplication of a ~1,100-bit exact amount by `sign` (exact.py): a negation.
+            fixed = (to_fixed(amount) if sign > 0 else -to_fixed(amount)) if amount else 0
+            cycle = sign * (ts_us - created_us)
             day.won += sign
-            if amount:
-                day.won_amount += sign * to_fixed(amount)
-            day.cycle_us += sign * (ts_us - created_us)
+            day.won_amount += fixed
+            day.cycle_us += cycle
         else:
             day.lost += sign
+        for by_value, value in zip(day.segments, (owner, team, source)):
+            c = by_value.get(value)
+            if c is None:
+                c = by_value[value] = [0, 0, 0, 0, 0]
+            if won:
+                c[_WON] += sign
+                c[_WON_AMOUNT] += fixed
+                c[_CYCLE] += cycle
+            else:
+                c[_LOST] += sign
 
     def window(self, days: DayRange) -> DealWindow:
         total = DealWindow()
@@ -78,16 +110,70 @@ class DealFlow:
             total.cycle_us += b.cycle_us
         return total
 
+    def segments(self, days: DayRange) -> list[dict[str | None, DealWindow]]:
+        """Per dimension (DIMENSIONS order): value -> its creations and closes in the window,
+        for the values with at least one of them (SPEC 5)."""
+        totals: list[dict[str | None, list[int]]] = [{}, {}, {}]
+        for d in range(days.first, days.last + 1):
+            b = self._days.get(d)
+            if b is not None:
+                for into, by_value in zip(totals, b.segments):
+                    _add_into(into, by_value)
+        return [{value: DealWindow(created=c[_CREATED], won=c[_WON], lost=c[_LOST], won_amount=c[_WON_AMOUNT],
+                                   cycle_us=c[_CYCLE])
+                 for value, c in by_value.items() if c[_CREATED] or c[_WON] or c[_LOST]}
+                for by_value in totals]
+
     def merge(self, other: DealFlow) -> None:
         """Add another accumulator's contributions."""
         for d, theirs in other._days.items():
             mine = self._days.get(d)
             if mine is None:                       # never share buckets: `other` lives on
                 mine = self._days[d] = _DayDeals()
-            for f in _DayDeals.__slots__:
+            for f in _TOTALS:
                 setattr(mine, f, getattr(mine, f) + getattr(theirs, f))
+            for into, by_value in zip(mine.segments, theirs.segments):
+                _add_into(into, by_value)
 
     def drop_days_before(self, day: int) -> None:
         for d in [d for d in self._days if d < day]:
             del self._days[d]
         self._last, self._lo, self._hi = None, 0, 0
+
+    # -- the partial-report format (streams/partial.py): exact sums as decimal strings --------
+
+    def dump(self) -> list:
+        return [(d, b.created, b.qualified, b.won, b.lost, str(b.won_amount), str(b.cycle_us),
+                 [[(value, c[0], c[1], c[2], str(c[3]), c[4]) for value, c in by_value.items()]
+                  for by_value in b.segments])
+                for d, b in self._days.items()]
+
+    @classmethod
+    def load(cls, rows: list) -> DealFlow:
+        flow = cls()
+        for d, created, qualified, won, lost, won_amount, cycle_us, segments in rows:
+            b = flow._days[d] = _DayDeals()
+            b.created, b.qualified, b.won, b.lost = created, qualified, won, lost
+            b.won_amount, b.cycle_us = int(won_amount), int(cycle_us)
+            b.segments = tuple({value: [c0, c1, c2, int(c3), c4] for value, c0, c1, c2, c3, c4 in entries}
+                               for entries in segments)
+        return flow
+
+
+_TOTALS = ("created", "qualified", "won", "lost", "won_amount", "cycle_us")
+
+
+def _add_into(totals: dict, counts: dict) -> None:
+    """totals[value] += counts[value] for every value, never sharing a list with `counts`."""
+    for value, c in counts.items():
+        t = totals.get(value)
+        if t is None:
+            totals[value] = list(c)
+        else:
+            for i in range(5):
+                t[i] += c[i]
+
+
+def sort_values(values) -> list:
+    """SPEC 5's order of segment entries: by value (UTF-8 byte order = code point order), null last."""
+    return sorted(values, key=lambda v: (v is None, v or ""))

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Iterable
 
 from pulse.config import Config, PipelineConfig
 from pulse.schemas.parse import decode_fast, event_of, parse_exact
-from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TS, Event, Rejected
+from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TIE_RANK, TS, Event, Rejected
 
 from . import history
 from .deals import DealFlow
 from .flow import StageFlow
+from .forecast import OpenHistory
 from .lead import Lead, apply_event
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class PipelineState:
         self.config = config
         self.qualified_index = config.qualified_index
         self.flow = StageFlow(len(config.stages))
-        self.deals = DealFlow()
+        self.deals = DealFlow()                             # creations and closes, also per owner/team/source
+        self.opening = OpenHistory(len(config.stages))      # v2: the open pipeline at each day's start
         self.implicit_creates = 0
         self.leads: dict[str, Lead] = {}
         self.open_leads: dict[str, Lead] = {}
@@ -53,6 +55,7 @@ class PipelineState:
         """Add the state of disjoint leads (another shard or worker) to this one."""
         self.flow.merge(other.flow)
         self.deals.merge(other.deals)
+        self.opening.merge(other.opening)
         self.implicit_creates += other.implicit_creates
         self.leads.update(other.leads)
         self.open_leads.update(other.open_leads)
@@ -156,12 +159,12 @@ class PulseEngine:
             return DUPLICATE
         self.applied += 1
         was_open = lead.is_open
-        kind = ev[KIND]
-        if ts > lead.last_ts or (ts == lead.last_ts and (kind > lead.last_kind or (
-                kind == lead.last_kind and event_id > self._last_event_id(lead, p)))):
+        rank = TIE_RANK[ev[KIND]]
+        if ts > lead.last_ts or (ts == lead.last_ts and (rank > lead.last_rank or (
+                rank == lead.last_rank and event_id > self._last_event_id(lead, p)))):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts = ts
-            lead.last_kind = kind
+            lead.last_rank = rank
             # history.encode, inlined; a bytearray: extended in place
             lead.history += history.encode_record(ev[:8] + (offset, event_id))
             lead.n_events += 1
@@ -235,7 +238,7 @@ class PulseEngine:
         for e in events:
             apply_event(lead, e, p, sign)
         if events:
-            lead.last_ts, lead.last_kind = events[-1].ts, events[-1].kind
+            lead.last_ts, lead.last_rank = events[-1].ts, TIE_RANK[events[-1].kind]
 
     # -- combining shards ------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ _ONE = 1 << _SHIFT
 
 
 _cache: dict[float, int] = {}
+#: to_fixed's memo, for hot paths that look a value up before calling it (`_cache.get(x) or to_fixed(x)`
+#: for x != 0): a dict look-up instead of a Python call. Only ever cleared in place.
+FIXED_CACHE = _cache
 
 
 def to_fixed(x: float) -> int:

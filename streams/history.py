@@ -19,7 +19,7 @@ import struct
 
 import msgspec
 
-from pulse.schemas.types import Event
+from pulse.schemas.types import TIE_RANK, Event
 
 _encode = msgspec.msgpack.Encoder().encode
 # The MessagePack encoding of one string: a record ends with its event_id's (see above).
@@ -67,5 +67,6 @@ def offset_of(history: bytes | bytearray, count: int, event_id: str) -> int | No
 
 
 def sort_key(ev: Event) -> tuple[int, int, str]:
-    """SPEC 3's total order: event time, then type, then event_id (code point order = UTF-8 byte order)."""
-    return (ev.ts, ev.kind, ev.event_id)
+    """SPEC 3's total order: event time, then type (created < updated < stage_changed < closed),
+    then event_id (code point order = UTF-8 byte order)."""
+    return (ev.ts, TIE_RANK[ev.kind], ev.event_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, Event
+from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, UPDATED, Event
 
 from .flow import ADVANCED, LOST, REGRESSED, WON
 
@@ -26,7 +26,8 @@ class Lead:
     """Derived state of one lead (identified by pipeline and lead_id)."""
 
     __slots__ = ("lead_id", "created", "implicit", "stage", "stay_start", "is_open", "close_ts", "won",
-                 "close_amount", "owner", "team", "amount", "qualified_at", "last_ts", "last_kind", "history", "n_events",
+                 "close_amount", "close_owner", "close_team", "close_source", "owner", "team", "source", "amount",
+                 "qualified_at", "last_ts", "last_rank", "history", "n_events",
                  "alert_stage", "alert_stay", "alert_level")
 
     # Not derived from the events: kept as they are when a late event re-derives the lead.
@@ -42,12 +43,18 @@ class Lead:
         self.close_ts: int | None = None    # the close that counts (a later close supersedes it)
         self.won = False
         self.close_amount: float | None = None
+        # Owner, team and source the counting close is attributed to (SPEC 4.8): what a
+        # superseding close removes.
+        self.close_owner: str | None = None
+        self.close_team: str | None = None
+        self.close_source: str | None = None
         self.owner: str | None = None
         self.team: str | None = None
+        self.source: str | None = None
         self.amount: float | None = None
         self.qualified_at: int | None = None  # start of the first stay at or after qualified_stage
-        self.last_ts = -1                   # SPEC 3 order key (ts, kind) of the latest applied event
-        self.last_kind = -1
+        self.last_ts = -1                   # SPEC 3 order key (ts, TIE_RANK[kind]) of the latest applied event
+        self.last_rank = -1
         self.history = bytearray()          # applied events, see history.py
         self.n_events = 0                   # how many records `history` holds
         # The stay (stage, start) a lead.stale alert was raised for, and its highest level
@@ -60,20 +67,28 @@ class Lead:
 def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
     # One unpack instead of an attribute look-up per field: this runs once per event. The
     # slice is a plain tuple, which unpacks faster than the Event (a tuple subclass).
-    ts, kind, stage, _won, amount, owner, team = ev[:7]
-    # Fields first: a close takes the amount *after* applying the closing event (SPEC 3.7).
-    # Owner and team values are shared between leads (p.intern): one string per rep, not per lead.
-    # Most events repeat the lead's owner and team: then there is nothing to intern (no hashing).
+    ts, kind, stage, _won, amount, owner, team, source = ev[:8]
+    # Fields first (3.7): a creation or close counts for the owner/team/source *after* its
+    # event (4.8), and a close takes the amount after it. Before the lead exists they are
+    # held on it, and it starts with them (3.8). Values are shared between leads
+    # (p.intern): one string per rep, not per lead. Most events repeat the lead's owner
+    # and team: then there is nothing to intern (no hashing).
     if owner is not None and owner != lead.owner:
         lead.owner = p.intern(owner, owner)
     if team is not None and team != lead.team:
         lead.team = p.intern(team, team)
+    if source is not None and source != lead.source:         # only lead.created and lead.updated carry it
+        lead.source = p.intern(source, source)
     if amount is not None:
+        if lead.is_open and amount != lead.amount:
+            p.opening.amount_changed(ts, lead.stage, lead.amount, amount, sign)
         lead.amount = amount
 
+    if kind == UPDATED:                                         # 3.8: fields only, whatever the lead's state
+        return
     if lead.created is None:                                    # 3.1 and 3.2: the lead begins
         lead.created = ts
-        p.deals.lead_created(ts, sign)
+        p.deals.lead_created(ts, lead.owner, lead.team, lead.source, sign)
         if kind != CREATED:
             lead.implicit = True
             p.implicit_creates += sign
@@ -91,6 +106,7 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
                 return
             outcome = ADVANCED if to_stage > from_stage else REGRESSED
             p.flow.moved(from_stage, lead.stay_start, ts, outcome, to_stage, sign)
+            p.opening.moved(ts, from_stage, to_stage, lead.amount, sign)
             lead.stage = to_stage
             lead.stay_start = ts
             if lead.qualified_at is None and to_stage >= p.qualified_index:
@@ -104,26 +120,32 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
             _close(lead, ev, p, sign)
         else:                                                   # 3.5: supersede the earlier close
             p.flow.stay_ended(lead.stage, lead.stay_start, lead.close_ts, WON if lead.won else LOST, -1, -sign)
-            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created, -sign)
-            _close(lead, ev, p, sign)
+            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created,
+                           lead.close_owner, lead.close_team, lead.close_source, -sign)
+            _close(lead, ev, p, sign, superseding=True)
     # kind == CREATED on an existing lead: fields only (3.1)
 
 
 def _start_stay(lead: Lead, stage: int, ts: int, p: PipelineState, sign: int) -> None:
+    """The lead is open in `stage` from ts: created, or reopened."""
     lead.stage = stage
     lead.stay_start = ts
     p.flow.stay_started(stage, ts, sign)
+    p.opening.opened(ts, stage, lead.amount, sign)
     if lead.qualified_at is None and stage >= p.qualified_index:
         lead.qualified_at = ts
         p.deals.lead_qualified(ts, sign)
 
 
-def _close(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
+def _close(lead: Lead, ev: Event, p: PipelineState, sign: int, superseding: bool = False) -> None:
     ts = ev.ts
     amount = lead.amount if lead.amount is not None else 0.0
     p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign)
-    p.deals.closed(ts, ev.won, amount, lead.created, sign)
+    p.deals.closed(ts, ev.won, amount, lead.created, lead.owner, lead.team, lead.source, sign)
+    if not superseding:                                         # a superseded close had left the open pipeline already
+        p.opening.closed(ts, lead.stage, lead.amount, sign)
     lead.is_open = False
     lead.close_ts = ts
     lead.won = ev.won
     lead.close_amount = amount
+    lead.close_owner, lead.close_team, lead.close_source = lead.owner, lead.team, lead.source

@@ -22,9 +22,23 @@ class OpenPipeline:
         if amount:
             self.amount[stage] += to_fixed(amount)
 
+    def merge(self, other: OpenPipeline) -> None:
+        for i, c in enumerate(other.count):
+            if c:
+                self.count[i] += c
+                self.amount[i] += other.amount[i]
+
     def opportunities(self, first_stage: int) -> int:
         """Open leads in `first_stage` or later (SPEC 4.7)."""
         return sum(self.count[first_stage:])
+
+    def totals(self, pipeline: PipelineConfig) -> dict:
+        """SPEC 4.4's pipeline totals: count, amount, weighted_amount."""
+        return {
+            "count": sum(self.count),
+            "amount": from_fixed(sum(self.amount)),
+            "weighted_amount": weighted_sum((st.probability, self.amount[st.index]) for st in pipeline.stages),
+        }
 
     def report(self, pipeline: PipelineConfig, stale_by_stage: list[int]) -> dict:
         stages = {}
@@ -37,9 +51,7 @@ class OpenPipeline:
                 "stale": stale_by_stage[i],
             }
         return {
-            "count": sum(self.count),
-            "amount": from_fixed(sum(self.amount)),
-            "weighted_amount": weighted_sum((st.probability, self.amount[st.index]) for st in pipeline.stages),
+            **self.totals(pipeline),
             "opportunities": self.opportunities(pipeline.opportunity_index),
             "stages": stages,
         }

@@ -11,13 +11,21 @@ import msgspec
 
 from pulse.config import Config
 
-from .deals import DealFlow, _DayDeals
+from .deals import DealFlow
 from .engine import PulseEngine
 from .flow import StageFlow, _DayFlow
+from .forecast import OpenHistory
 from .lead import Lead
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.decode
+# Bumped whenever the layout changes: during a rolling upgrade a worker must not merge a peer's
+# share that it would misread (2: SPEC v2 segments and opening figures, open leads' source).
+FORMAT = 2
+
+
+class PartialFormatError(ValueError):
+    """A peer's share in another layout (a rolling upgrade in progress)."""
 
 
 def dump_partial(engine: PulseEngine) -> bytes:
@@ -27,18 +35,20 @@ def dump_partial(engine: PulseEngine) -> bytes:
             "implicit": p.implicit_creates,
             "flow": [(d, b.entered, b.exits, [str(x) for x in b.dwell_sum_us], list(b.dwell_hist.items()),
                       list(b.transitions.items())) for d, b in p.flow._days.items()],
-            "deals": [(d, b.created, b.qualified, b.won, b.lost, str(b.won_amount), str(b.cycle_us))
-                      for d, b in p.deals._days.items()],
-            "open": [(lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.amount)
+            "deals": p.deals.dump(),
+            "opening": p.opening.dump(),
+            "open": [(lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
                      for lead in p.open_leads.values()],
         }
     counters = engine.counters()
-    return _encode({"counters": counters, "pipelines": pipelines})
+    return _encode({"format": FORMAT, "counters": counters, "pipelines": pipelines})
 
 
 def load_partial(config: Config, data: bytes) -> PulseEngine:
     """An engine holding a peer's share: enough to merge and report, not to take events."""
     doc = _decode(data)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise PartialFormatError(f"a peer's /report/partial is not in format {FORMAT} (a worker of another version?)")
     engine = PulseEngine(config)
     engine.restore_counters(doc["counters"])
     for name, part in doc["pipelines"].items():
@@ -52,15 +62,11 @@ def load_partial(config: Config, data: bytes) -> PulseEngine:
             b.entered, b.exits, b.dwell_sum_us = list(entered), list(exits), [int(x) for x in dwell_sum]
             b.dwell_hist, b.transitions = dict(hist), dict(transitions)
         p.flow = flow
-        deals = DealFlow()
-        for d, created, qualified, won, lost, won_amount, cycle_us in part["deals"]:
-            b = deals._days[d] = _DayDeals()
-            b.created, b.qualified, b.won, b.lost = created, qualified, won, lost
-            b.won_amount, b.cycle_us = int(won_amount), int(cycle_us)
-        p.deals = deals
-        for lead_id, stage, stay_start, owner, team, amount in part["open"]:
+        p.deals = DealFlow.load(part["deals"])
+        p.opening = OpenHistory.load(p.opening.n_stages, part["opening"])
+        for lead_id, stage, stay_start, owner, team, source, amount in part["open"]:
             lead = Lead(lead_id)
             lead.is_open, lead.stage, lead.stay_start = True, stage, stay_start
-            lead.owner, lead.team, lead.amount = owner, team, amount
+            lead.owner, lead.team, lead.source, lead.amount = owner, team, source, amount
             p.open_leads[lead_id] = lead
     return engine

@@ -6,11 +6,13 @@ from typing import Iterable
 from pulse.config import Config
 from pulse.schemas.parse import format_timestamp, parse_timestamp
 
+from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
+from .forecast import forecast
 from .open_pipeline import OpenPipeline
 from .staleness import stale_level
-from .velocity import deal_metrics, lead_velocity_rate
+from .velocity import deal_metrics, deal_rates, lead_velocity_rate
 from .windows import DAY_US, previous_window_days, window_days
 
 LVR_DAYS = 30  # SPEC 4.6: always 30 days, whatever `windows` holds
@@ -41,48 +43,74 @@ def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = 
 
 def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
     pc = p.config
-    open_pipeline, stale, stale_by_stage = scan_open_leads(p, as_of)
+    open_pipeline, stale, stale_by_stage, open_segments = scan_open_leads(p, as_of)
     opportunities = open_pipeline.opportunities(pc.opportunity_index)
+    spans = [(w, window_days(as_of, w.days)) for w in config.windows]
+    opening = p.opening.at_day_starts([days.first for _, days in spans], pc)
     windows = {}
-    for w in config.windows:
-        days = window_days(as_of, w.days)
+    for w, days in spans:
         stage_windows, transitions = p.flow.window(days)
+        deals = deal_metrics(p.deals.window(days), opportunities)
         windows[w.key] = {
             "from": format_timestamp(days.start_us),
             "to": format_timestamp(as_of),
-            **deal_metrics(p.deals.window(days), opportunities),
+            **deals,
             "stages": {st.name: stage_report(stage_windows[st.index]) for st in pc.stages},
             "transitions": {
                 f"{pc.stages[a].name}->{pc.stages[b].name}": n for (a, b), n in sorted(transitions.items())
             },
+            "segments": {
+                dim: [{"value": v, **deal_rates(by_value[v])} for v in sort_values(by_value)]
+                for dim, by_value in zip(DIMENSIONS, p.deals.segments(days))
+            },
+            "forecast": forecast(opening[days.first], deals["won_amount"]),
         }
     current = p.deals.window(window_days(as_of, LVR_DAYS)).qualified
     previous = p.deals.window(previous_window_days(as_of, LVR_DAYS)).qualified
     return {
-        "open": open_pipeline.report(pc, stale_by_stage),
+        "open": {**open_pipeline.report(pc, stale_by_stage), "segments": open_segments},
         "stale": stale,
         "windows": windows,
         "lead_velocity_rate": lead_velocity_rate(current, previous),
     }
 
 
-def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[dict], list[int]]:
-    """One pass over the open leads at T: the open pipeline (SPEC 4.4), and the stale leads
-    (4.5) sorted by age descending then lead_id, with their count per stage."""
+def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[dict], list[int], dict]:
+    """One pass over the open leads at T: the open pipeline (SPEC 4.4) and its segments
+    (4.8), and the stale leads (4.5) sorted by age descending then lead_id, with their
+    count per stage."""
     stages = p.config.stages
+    n = len(stages)
     limits = [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in stages]
-    by_stage = [0] * len(stages)
-    open_pipeline = OpenPipeline(len(stages))
+    by_stage = [0] * n
+    open_pipeline = OpenPipeline(n)
+    # Leads grouped by (stage, owner, team, source) first: far fewer groups than leads, so
+    # the per-dimension tallies below cost per group, not per lead.
+    groups: dict[tuple, list] = {}          # key -> [open pipeline of the group's stage, stale count]
     found = []
     for lead in p.open_leads.values():
-        open_pipeline.add(lead.stage, lead.amount)
-        limit = limits[lead.stage]
-        if limit is None:
-            continue
-        age = as_of - lead.stay_start
-        if age > limit:
-            by_stage[lead.stage] += 1
-            found.append((-age, lead.lead_id, lead, limit))
+        stage = lead.stage
+        key = (stage, lead.owner, lead.team, lead.source)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = [OpenPipeline(n), 0]
+        g[0].add(stage, lead.amount)
+        limit = limits[stage]
+        if limit is not None:
+            age = as_of - lead.stay_start
+            if age > limit:
+                g[1] += 1
+                by_stage[stage] += 1
+                found.append((-age, lead.lead_id, lead, limit))
+    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    for (stage, *values), (group, stale) in groups.items():
+        open_pipeline.merge(group)
+        for by_value, value in zip(segments, values):
+            entry = by_value.get(value)
+            if entry is None:
+                entry = by_value[value] = [OpenPipeline(n), 0]
+            entry[0].merge(group)
+            entry[1] += stale
     found.sort(key=lambda f: (f[0], f[1]))
     entries = [
         {
@@ -98,4 +126,8 @@ def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[di
         }
         for neg_age, _, lead, limit in found
     ]
-    return open_pipeline, entries, by_stage
+    open_segments = {
+        dim: [{"value": v, **by_value[v][0].totals(p.config), "stale": by_value[v][1]} for v in sort_values(by_value)]
+        for dim, by_value in zip(DIMENSIONS, segments)
+    }
+    return open_pipeline, entries, by_stage, open_segments

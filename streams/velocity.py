@@ -8,23 +8,27 @@ from .windows import DAY_US
 
 def deal_metrics(w: DealWindow, open_opportunities: int) -> dict:
     """The per-pipeline fields of one window, in report order (SPEC 4.2)."""
+    out = deal_rates(w)
+    cycle_mean = out["sales_cycle_days"]["mean"]
+    out["qualified_leads"] = w.qualified
+    out["sales_velocity_per_day"] = sales_velocity(open_opportunities, out["win_rate"], out["avg_deal_size"],
+                                                   cycle_mean)
+    return out
+
+
+def deal_rates(w: DealWindow) -> dict:
+    """4.2's fields over creations and closes alone: a segment's window entry (4.8) has just these."""
     won_amount = from_fixed(w.won_amount)
     decided = w.won + w.lost
-    win_rate = w.won / decided if decided else None
-    close_rate = w.won / w.created if w.created else None
-    avg_deal_size = won_amount / w.won if w.won else None
-    cycle_mean = w.cycle_us / (w.won * DAY_US) if w.won else None
     return {
         "leads_created": w.created,
         "won": w.won,
         "lost": w.lost,
         "won_amount": won_amount,
-        "win_rate": win_rate,
-        "close_rate": close_rate,
-        "avg_deal_size": avg_deal_size,
-        "sales_cycle_days": {"mean": cycle_mean, "count": w.won},
-        "qualified_leads": w.qualified,
-        "sales_velocity_per_day": sales_velocity(open_opportunities, win_rate, avg_deal_size, cycle_mean),
+        "win_rate": w.won / decided if decided else None,
+        "close_rate": w.won / w.created if w.created else None,
+        "avg_deal_size": won_amount / w.won if w.won else None,
+        "sales_cycle_days": {"mean": w.cycle_us / (w.won * DAY_US) if w.won else None, "count": w.won},
     }
 
 

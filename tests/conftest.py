@@ -34,7 +34,7 @@ _counter = itertools.count(1)
 
 @pytest.fixture
 def topics(broker, request):
-    """Factory: `topics(partitions=4) -> TopicSet(prefix, names)`: the five SPEC 1 topics
+    """Factory: `topics(partitions=4) -> TopicSet(prefix, names)`: the six SPEC 1 topics
     under a prefix unique to this call, created on the session broker."""
 
     def make(partitions: int = 4, *, compacted: tuple[str, ...] = ()) -> TopicSet:

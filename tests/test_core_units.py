@@ -228,6 +228,23 @@ def test_partial_state_round_trip_gives_the_same_report():
         merged.merge(load_partial(cfg, dump_partial(shard)))
     t = whole.default_as_of(0)
     assert merged.report(as_of=t) == whole.report(as_of=t)
+    assert any(w["segments"]["owner"] for w in merged.report(as_of=t)["pipelines"]["default"]["windows"].values())
+
+
+def test_a_partial_of_another_format_is_refused_not_misread():
+    """A rolling upgrade: a peer's share without the v2 fields must not be merged as if it had none."""
+    import msgspec
+    import pytest
+
+    from pulse.config import load_config
+    from pulse.streams.engine import PulseEngine
+    from pulse.streams.partial import PartialFormatError, dump_partial, load_partial
+
+    cfg = load_config(None)
+    v2 = msgspec.msgpack.decode(dump_partial(PulseEngine(cfg)))
+    del v2["format"]                                # what a v1 worker sends
+    with pytest.raises(PartialFormatError):
+        load_partial(cfg, msgspec.msgpack.encode(v2))
 
 
 @given(st.integers(0, 5), st.integers(0, 5), st.integers(0, 200 * 86_400_000_000), st.integers(0, 90 * 86_400_000_000),

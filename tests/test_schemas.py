@@ -40,7 +40,7 @@ from pulse.schemas.types import (
 
 SCHEMA_DIR = Path(generate.__file__).resolve().parent
 CORPUS = Path(__file__).resolve().parent / "corpus" / "events.jsonl"
-TYPES = ("lead.created", "lead.stage_changed", "deal.closed")
+TYPES = ("lead.created", "lead.updated", "lead.stage_changed", "deal.closed")
 DEFAULT_STAGES = ("new", "prospecting", "qualified", "contacted", "proposal", "negotiation")
 ENTERPRISE_STAGES = ("discovery", "demo", "trial", "contract")
 TS = "2026-03-01T10:15:00Z"

@@ -62,14 +62,15 @@ def spec_reason(line: bytes, pipelines=("default",), stages=STAGES):
         return "invalid_json"
     d = {k: v for k, v in d.items() if v is not None}
     typ = d.get("type")
-    if typ not in ("lead.created", "lead.stage_changed", "deal.closed"):
+    if typ not in ("lead.created", "lead.updated", "lead.stage_changed", "deal.closed"):
         return "invalid_event"
     for f in ("event_id", "lead_id"):
         if not isinstance(d.get(f), str) or not 1 <= len(d[f]) <= 128:
             return "invalid_event"
     if spec_timestamp(d.get("occurred_at")) is None:
         return "invalid_event"
-    if any(f in d and not isinstance(d[f], str) for f in _STR_FIELDS):
+    if any(f in d and not isinstance(d[f], str) for f in _STR_FIELDS
+           if typ != "lead.updated" or f not in ("stage", "to_stage", "from_stage")):
         return "invalid_event"
     if "amount" in d and (type(d["amount"]) not in (int, float) or d["amount"] < 0):
         return "invalid_event"
@@ -170,8 +171,12 @@ def test_journeys_look_like_a_sales_pipeline(clean_docs):
     won_from = collections.Counter()
     reopens = supersedes = 0
     amounts = []
+    edits = collections.Counter()
+    owner_of = {}
     for d in clean_docs:
         lid, typ = d["lead_id"], d["type"]
+        previous_owner = owner_of.get(lid)
+        owner_of[lid] = d["owner"]
         if typ == "lead.created":
             stage_of[lid] = d.get("stage", STAGES[0])
             closed[lid] = False
@@ -186,6 +191,9 @@ def test_journeys_look_like_a_sales_pipeline(clean_docs):
                 moves["advance" if b > a else "regress" if b < a else "update"] += 1
                 assert d["from_stage"] == stage_of[lid]
             stage_of[lid] = d["to_stage"]
+        elif typ == "lead.updated":         # SPEC v2: a CRM edit of the deal, never of its stage
+            assert not closed[lid] and not {"stage", "to_stage", "from_stage"} & set(d)
+            edits["owner" if d["owner"] != previous_owner else "amount"] += 1
         else:
             if closed[lid]:
                 supersedes += 1
@@ -198,6 +206,7 @@ def test_journeys_look_like_a_sales_pipeline(clean_docs):
     assert (won_from["negotiation"] + won_from["proposal"]) / won > 0.8
     assert moves["advance"] > moves["regress"] > 0 and moves["update"] > 0
     assert reopens > 0 and supersedes > 0
+    assert edits["owner"] > 0 and edits["amount"] > edits["owner"]     # reassignments and amount revisions
     still_open = sum(not c for c in closed.values())
     assert 0.05 * N < still_open < 0.6 * N            # some stall for good
     amounts.sort()
