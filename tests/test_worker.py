@@ -140,17 +140,18 @@ def test_stale_alerts_escalate_and_resolve(broker, prefix, tmp_path):
         raise AssertionError(f"{len(got)} alerts for {lead_id}:\n{worker.log_tail()}")
 
     try:
-        # "new" goes stale after 3 days. In event-clock mode, T moves with other leads' events.
+        # "new" goes stale after 3 days. In event-clock mode, T moves with other leads' events
+        # of the same partition (alert time is per partition): "B4" is keyed to A's partition.
         send("crm.lead-created", {"type": "lead.created", "event_id": "a1", "lead_id": "A",
                                   "occurred_at": "2026-03-01T00:00:00Z", "owner": "maria",
                                   "attributes": {"email": "maria.client@example.com"}})
-        send("crm.lead-created", {"type": "lead.created", "event_id": "b1", "lead_id": "B",
+        send("crm.lead-created", {"type": "lead.created", "event_id": "b1", "lead_id": "B4",
                                   "occurred_at": "2026-03-04T01:00:00Z"})
         (first,) = alerts_for("A", 1)
         assert (first["type"], first["level"], first["severity"], first["stage"]) == ("lead.stale", 1, "warning", "new")
         assert first["since"] == "2026-03-01T00:00:00Z" and first["stale_after_days"] == 3.0
         assert "email" not in orjson.dumps(first).decode() and "attributes" not in first
-        send("crm.stage-changed", {"type": "lead.stage_changed", "event_id": "b2", "lead_id": "B",
+        send("crm.stage-changed", {"type": "lead.stage_changed", "event_id": "b2", "lead_id": "B4",
                                    "occurred_at": "2026-03-07T01:00:00Z", "to_stage": "prospecting"})
         second = alerts_for("A", 2)[1]
         assert (second["type"], second["level"], second["severity"]) == ("lead.stale", 2, "high")
