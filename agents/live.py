@@ -180,7 +180,10 @@ class LivePulse:
             now = self.partition_time_us(state)
             for name, pipeline in state.engine.pipelines.items():
                 for lead in list(pipeline.leads.values()):
-                    if lead.alert_level:                # left its alerted stay, resolution not published
+                    if lead.alert_level > 0:            # left its alerted stay, resolution not published
+                        for message in state.detector.levels_before_end(name, lead, now):
+                            state.dirty[(name, lead.lead_id)] = lead
+                            self._alert(p, message)
                         message = state.detector.resolution(
                             name, lead, now, lead.stage if lead.is_open else None,
                             None if lead.is_open else ("won" if lead.won else "lost"))
@@ -242,6 +245,8 @@ class LivePulse:
             if stage is None or since is None:
                 continue
             if alert.get("type") == "lead.stale":
+                if (lead.alert_stage, lead.alert_stay) == (stage, since) and lead.alert_level < 0:
+                    continue                            # resolved already: a late repeat changes nothing
                 if (lead.alert_stage, lead.alert_stay) != (stage, since) or alert["level"] > lead.alert_level:
                     lead.alert_stage, lead.alert_stay, lead.alert_level = stage, since, alert["level"]
             elif alert.get("type") == "lead.stale_resolved" and (lead.alert_stage, lead.alert_stay) == (stage, since):
