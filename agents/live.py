@@ -61,7 +61,7 @@ Send = Callable[[str, bytes | None, bytes, int, list], None]
 # input_ends(partition): input topic -> its end offset (the next offset to be written), as the
 # consumer last saw it; None while unknown (no fetch answered yet)
 InputEnds = Callable[[int], "dict[str, int] | None"]
-LAG_HOLD_MESSAGES = 1_000       # wall clock: a partition further behind than this holds its stale checks
+LAG_HOLD_MESSAGES = 1_000       # wall clock: a partition further behind than this holds its stale checks (docs/operations.md)
 
 
 def _unknown_ends(partition: int) -> None:
@@ -99,6 +99,7 @@ class PartitionState:
     checked_us: int = -1
     # Wall clock, catching up: the end offsets to reach before stale checks run (None: not behind).
     catch_up_to: dict[str, int] | None = None
+    just_assigned: bool = True          # no end offsets seen since the partition was (re)assigned
     # Alerts raised since the last take_dirty (encoded): they go into the partition record, an
     # outbox written with the state and before the alerts themselves (agents/batching.py).
     outbox: list[bytes] = field(default_factory=list)
@@ -366,9 +367,10 @@ class LivePulse:
 
     def _catching_up(self, state: PartitionState) -> bool:
         """Wall clock: True while the partition has a backlog to apply before its stale checks
-        may run. Found behind (more than `lag_hold` messages, or ends unknown), it must apply
-        everything up to the ends seen then; once there, its checks run (even if new input
-        arrived meanwhile: that state is at most one catch-up behind the broker)."""
+        may run. Found behind (more than `lag_hold` messages; any, the first time after it was
+        assigned; or ends unknown), it must apply everything up to the ends seen then; once
+        there, its checks run (even if new input arrived meanwhile: that state is at most one
+        catch-up behind the broker)."""
         if self.input_ends is None:
             return False
         applied = state.offsets
@@ -382,7 +384,8 @@ class LivePulse:
         if ends is None:
             return True                         # nothing known yet (just assigned): wait for a fetch
         behind = sum(max(0, end - applied.get(t, -1) - 1) for t, end in ends.items())
-        if behind > self.lag_hold:
+        first, state.just_assigned = state.just_assigned, False
+        if behind > self.lag_hold or (first and behind):    # after a start or a rebalance: the whole backlog
             log.info("partition %d is %d input messages behind: its stale checks wait until it has applied them",
                      state.partition, behind)
             state.catch_up_to = dict(ends)

@@ -412,3 +412,12 @@ def test_wall_clock_holds_stale_checks_of_a_partition_catching_up():
     assert [(a["lead_id"], a["stage"], a["level"]) for a in notified(fakes.sent)] == [("A", "contacted", 1)]
     live.on_message("c", 0, 2, None, created("d", "D", "2026-03-01T00:00:00Z"))
     assert live.tick() == 0 and live.partitions_held == 1 and live.checks_held == 1   # 7 behind: held again
+    # Just assigned (a restart): any backlog at all is applied before the first checks run.
+    again = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="wall", send=lambda *a: fakes.sent.append(a),
+                      now_us=lambda: now, input_ends=lambda p: {"c": 2, "s": 1}, lag_hold=1_000)
+    again.restore([0], [])
+    again.on_message("c", 0, 0, None, created("e", "E", "2026-03-01T00:00:00Z"))
+    again.on_message("c", 0, 1, None, created("f", "F", "2026-03-01T00:00:00Z"))
+    assert again.tick() == 0 and again.checks_held == 2             # 1 behind, but just assigned
+    again.on_message("s", 0, 0, None, moved("e2", "E", "2026-03-10T00:00:00Z", "contacted"))
+    assert again.tick() == 1 and again.checks_held == 0             # F only: E's move was in the backlog

@@ -182,12 +182,14 @@ def test_a_restart_raises_no_stale_for_leads_whose_moves_wait_in_its_backlog(bro
         producer.flush()
     producer.close()
     time.sleep(max(0.0, (stale_at - datetime.now(timezone.utc)).total_seconds()) + 1)
-    worker = wall_worker().start()                                # now every lead would be stale in "new"
+    worker = wall_worker()
+    worker.argv[worker.argv.index("--log-level") + 1] = "info"
+    worker.start()                                                # now every lead would be stale in "new"
     try:
         doc = read_all(worker, 2 * len(leads) + 4)
         assert doc["pipelines"]["default"]["open"]["stages"]["contacted"]["count"] == len(leads) + 4
         time.sleep(2.5)                                           # alert checks run every second
         stale = [a for a in alerts_of(broker, prefix) if a["type"] == "lead.stale"]
-        assert stale == [], f"{len(stale)} stale alerts, e.g. {stale[:1]}"
+        assert stale == [], f"{len(stale)} stale alerts, e.g. {stale[:1]}\n{worker.log_tail(6000)}"
     finally:
         worker.stop()
