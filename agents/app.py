@@ -30,7 +30,7 @@ from .align import TimeAligner
 from .batching import DurableAcks, PulseApp
 from .changelog import read_partitions
 from .live import LivePulse
-from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, render
+from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, metrics_options, render
 from .snapshot import Snapshots, run_forked
 from .views import encode_views
 from .web import Dashboard
@@ -114,6 +114,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     )
     stats = ProcessingStats()
     registry = make_registry(live, stats, config, clock=settings.clock, probe=FaustProbe(app, input_names))
+    metrics_cache_s = metrics_options(config).cache_seconds
+    exposition: list = [frozenset(), 0.0, None]     # GET /metrics: (partitions held, rendered at, bytes)
 
     def assigned_partitions() -> set[int]:
         first = input_names[0]
@@ -357,8 +359,18 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
     @app.page("/metrics")
     async def metrics(web, request):
-        """Prometheus text exposition: this worker's share of the pipeline metrics, and its processing."""
-        return web.bytes(render(registry), headers={"Content-Type": CONTENT_TYPE})
+        """Prometheus text exposition: this worker's share of the pipeline metrics, and its processing.
+
+        Rendered in a forked child, like /report (agents/snapshot.py): building the document
+        walks the open leads, which on the event loop stopped consumption for ~0.3 s per
+        scrape at 130,000 leads; the loop now pays for the fork only. `metrics.cache_seconds`
+        reuses the rendered exposition (never across a change of the partitions held)."""
+        held, at, data = exposition
+        if data is None or held != frozenset(live.partitions) or time.monotonic() - at >= metrics_cache_s:
+            held, at = frozenset(live.partitions), time.monotonic()
+            data = bytes(await run_forked(lambda: render(registry)))
+            exposition[:] = [held, at, data]
+        return web.bytes(data, headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/health")
     async def health(web, request):

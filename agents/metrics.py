@@ -37,6 +37,7 @@ section of the pipeline configuration:
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -355,12 +356,16 @@ def make_registry(live: Any, stats: ProcessingStats, config: Config, *, clock: s
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PulseCollector(live, stats, metrics_options(config), clock=clock, probe=probe))
     if process_metrics:
-        ProcessCollector(registry=registry)
+        # The worker's own pid, not os.getpid() at collection: GET /metrics renders in a forked
+        # child (agents/app.py), whose /proc entry is not the worker's.
+        worker_pid = os.getpid()
+        ProcessCollector(pid=lambda: worker_pid, registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
     return registry
 
 
 def render(registry: CollectorRegistry) -> bytes:
-    """The text exposition. Call it on the event loop that feeds LivePulse (no locking)."""
+    """The text exposition. Call it on the event loop that feeds LivePulse (no locking), or in a
+    child forked from it (agents/snapshot.run_forked: the figures as of the fork)."""
     return generate_latest(registry)

@@ -93,12 +93,12 @@ def common_keys(doc, ref):
 def package_dir(tree: Path, into: Path) -> Path:
     """A folder holding `tree`'s sources as the `pulse` package (as pyproject's package-dir maps them)."""
     shim = into / "pulse"
-    if not shim.exists():
-        shim.mkdir(parents=True)
-        for entry in (tree / "pulse").iterdir():
-            (shim / entry.name).symlink_to(entry)
-        for top in ("streams", "schemas", "agents"):
-            (shim / top).symlink_to(tree / top)
+    shim.mkdir(parents=True, exist_ok=True)
+    links = {entry.name: entry for entry in (tree / "pulse").iterdir()}
+    links.update({top: tree / top for top in ("streams", "schemas", "agents")})
+    for name, target in links.items():         # refreshed each run: the tree may have gained modules
+        if not (shim / name).is_symlink():
+            (shim / name).symlink_to(target)
     return into
 
 

@@ -569,6 +569,9 @@ def _parse_fast(raw: Any, config: Any, expected_type: str | None) -> Event | Non
     return None if e is None else event_of(e, config, expected_type)
 
 
+_GOOD_CURRENCIES: set[str] = set()     # currency codes event_of has found valid
+
+
 def event_of(e: _Common, config: Any, expected_type: str | None) -> Event | None:
     """The fast path's second step: the Event of a decoded input, or None (the exact path decides)."""
     cls = e.__class__
@@ -589,8 +592,11 @@ def event_of(e: _Common, config: Any, expected_type: str | None) -> Event | None
             return None
         amount += 0.0                       # -0.0 -> 0.0, as the exact path does
     currency = e.currency
-    if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
-        return None
+    if currency is not None and currency not in _GOOD_CURRENCIES:
+        if not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+            return None
+        if len(_GOOD_CURRENCIES) < 4096:        # a few dozen in practice: one set look-up, not three calls
+            _GOOD_CURRENCIES.add(currency)
     pipeline = e.pipeline
     if pipeline is None:
         pipeline = DEFAULT_PIPELINE

@@ -64,11 +64,19 @@ class DealFlow:
     def lead_created(self, ts_us: int, owner: str | None, team: str | None, source: str | None, sign: int) -> None:
         day = self._last if self._lo <= ts_us < self._hi else self._day(ts_us)
         day.created += sign
-        for by_value, value in zip(day.segments, (owner, team, source)):
-            c = by_value.get(value)
-            if c is None:
-                c = by_value[value] = [0, 0, 0, 0, 0]
-            c[_CREATED] += sign
+        owners, teams, sources = day.segments           # unrolled: once per creation
+        c = owners.get(owner)
+        if c is None:
+            c = owners[owner] = [0, 0, 0, 0, 0]
+        c[_CREATED] += sign
+        c = teams.get(team)
+        if c is None:
+            c = teams[team] = [0, 0, 0, 0, 0]
+        c[_CREATED] += sign
+        c = sources.get(source)
+        if c is None:
+            c = sources[source] = [0, 0, 0, 0, 0]
+        c[_CREATED] += sign
 
     def lead_qualified(self, ts_us: int, sign: int) -> None:
         (self._last if self._lo <= ts_us < self._hi else self._day(ts_us)).qualified += sign
@@ -81,20 +89,36 @@ class DealFlow:
             fixed = (to_fixed(amount) if sign > 0 else -to_fixed(amount)) if amount else 0
             cycle = sign * (ts_us - created_us)
             day.won += sign
-            day.won_amount += fixed
+            if fixed:
+                day.won_amount += fixed
             day.cycle_us += cycle
         else:
             day.lost += sign
-        for by_value, value in zip(day.segments, (owner, team, source)):
-            c = by_value.get(value)
-            if c is None:
-                c = by_value[value] = [0, 0, 0, 0, 0]
-            if won:
-                c[_WON] += sign
-                c[_WON_AMOUNT] += fixed
-                c[_CYCLE] += cycle
-            else:
-                c[_LOST] += sign
+        owners, teams, sources = day.segments           # unrolled, as in lead_created
+        c1 = owners.get(owner)
+        if c1 is None:
+            c1 = owners[owner] = [0, 0, 0, 0, 0]
+        c2 = teams.get(team)
+        if c2 is None:
+            c2 = teams[team] = [0, 0, 0, 0, 0]
+        c3 = sources.get(source)
+        if c3 is None:
+            c3 = sources[source] = [0, 0, 0, 0, 0]
+        if won:
+            c1[_WON] += sign
+            c2[_WON] += sign
+            c3[_WON] += sign
+            if fixed:
+                c1[_WON_AMOUNT] += fixed
+                c2[_WON_AMOUNT] += fixed
+                c3[_WON_AMOUNT] += fixed
+            c1[_CYCLE] += cycle
+            c2[_CYCLE] += cycle
+            c3[_CYCLE] += cycle
+        else:
+            c1[_LOST] += sign
+            c2[_LOST] += sign
+            c3[_LOST] += sign
 
     def window(self, days: DayRange) -> DealWindow:
         total = DealWindow()

@@ -17,7 +17,6 @@ from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TIE_
 from . import history
 from .deals import DealFlow
 from .flow import StageFlow
-from .forecast import OpenHistory
 from .lead import Lead, apply_event
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ class PipelineState:
         self.qualified_index = config.qualified_index
         self.flow = StageFlow(len(config.stages))
         self.deals = DealFlow()                             # creations and closes, also per owner/team/source
-        self.opening = OpenHistory(len(config.stages))      # v2: the open pipeline at each day's start
         self.implicit_creates = 0
         self.leads: dict[str, Lead] = {}
         self.open_leads: dict[str, Lead] = {}
@@ -55,7 +53,6 @@ class PipelineState:
         """Add the state of disjoint leads (another shard or worker) to this one."""
         self.flow.merge(other.flow)
         self.deals.merge(other.deals)
-        self.opening.merge(other.opening)
         self.implicit_creates += other.implicit_creates
         self.leads.update(other.leads)
         self.open_leads.update(other.open_leads)

@@ -1,8 +1,18 @@
-"""Stage flow accounting (SPEC 4.3): entered, exited by outcome, dwell, transitions.
+"""Stage flow accounting (SPEC 4.3): entered, exited by outcome, dwell, transitions; and
+the stock it leaves, the open pipeline at each day's start (4.9, v2).
 
 `StageFlow` is an accumulator: stays add (+1) and remove (-1) their contribution
 to per-UTC-day buckets, so a late event is revert-then-add, never a rescan, and a
 window is the sum of its days' buckets.
+
+The open pipeline at 00:00 of day D, from the events before D only (SPEC 4.9's
+`open_at_start`), is a stock: the sum of what every earlier day's events changed in it.
+So each bucket also keeps those changes per stage (`open_count`, `open_amount`): a lead
+opens (created, reopened), moves, closes, or changes its amount while open. They ride
+on the stay calls the lead fold makes anyway, which is why they live here: one call per
+stay change, not two. They differ from entered/exited in two ways: amounts, and a
+superseding close (SPEC 3.5), which moves a stay's end but not the instant the lead
+left the open pipeline (`leaves_open=False`).
 """
 from __future__ import annotations
 
@@ -10,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 from .dwell import BUCKET_SCALE, HOUR_US, bucket_of, nearest_rank
+from .exact import FIXED_CACHE, to_fixed
 from .windows import DAY_US, DayRange
 
 # How a stay ended (SPEC 3). The order is the report's field order.
@@ -20,7 +31,7 @@ OUTCOME_NAMES = ("advanced", "regressed", "won", "lost")
 class _DayFlow:
     """One UTC day of one pipeline. Flat lists and int keys: this is the per-event hot path."""
 
-    __slots__ = ("entered", "exits", "dwell_sum_us", "dwell_hist", "transitions")
+    __slots__ = ("entered", "exits", "dwell_sum_us", "dwell_hist", "transitions", "open_count", "open_amount")
 
     def __init__(self, n_stages: int):
         self.entered = [0] * n_stages
@@ -28,9 +39,12 @@ class _DayFlow:
         self.dwell_sum_us = [0] * n_stages
         self.dwell_hist: dict[int, int] = {}    # [stage * _KEYS + dwell bucket] -> count (zeros allowed)
         self.transitions: dict[int, int] = {}   # [from * _KEYS + to] -> count (zeros allowed)
+        self.open_count = [0] * n_stages        # change of the open leads per stage during the day
+        self.open_amount = [0] * n_stages       # ... and of their amounts, exact (units of 2**-1074, exact.py)
 
 
 _KEYS = 1 << 16   # key stride: more than any stage count or dwell bucket number
+_cached = FIXED_CACHE.get   # to_fixed's memo: `_cached(x) or to_fixed(x)` (x != 0) saves a call
 
 
 @dataclass(slots=True)
@@ -64,14 +78,32 @@ class StageFlow:
         self._last, self._lo, self._hi = bucket, day * DAY_US, (day + 1) * DAY_US
         return bucket
 
-    def stay_started(self, stage: int, start_us: int, sign: int) -> None:
+    def stay_started(self, stage: int, start_us: int, amount: float | None, sign: int) -> None:
+        """The lead is open in `stage` from `start_us` (created or reopened), with `amount`."""
         day = self._last if self._lo <= start_us < self._hi else self._day(start_us)
         day.entered[stage] += sign
+        day.open_count[stage] += sign
+        if amount:
+            fixed = _cached(amount) or to_fixed(amount)
+            if sign > 0:                        # no multiplication of a ~1,100-bit sum by sign
+                day.open_amount[stage] += fixed
+            else:
+                day.open_amount[stage] -= fixed
 
-    def stay_ended(self, stage: int, start_us: int, end_us: int, outcome: int, to_stage: int, sign: int) -> None:
-        """A stay in `stage` ended at `end_us`; `to_stage` is the next stage of a move (-1 for a close)."""
+    def stay_ended(self, stage: int, start_us: int, end_us: int, outcome: int, to_stage: int, sign: int,
+                   amount: float | None = None, leaves_open: bool = True) -> None:
+        """A stay in `stage` ended at `end_us`; `to_stage` is the next stage of a move (-1 for a
+        close). `leaves_open`: the lead left the open pipeline then, with `amount` (see above)."""
         day = self._last if self._lo <= end_us < self._hi else self._day(end_us)
         day.exits[stage * 4 + outcome] += sign
+        if leaves_open:
+            day.open_count[stage] -= sign
+            if amount:
+                fixed = _cached(amount) or to_fixed(amount)
+                if sign > 0:
+                    day.open_amount[stage] -= fixed
+                else:
+                    day.open_amount[stage] += fixed
         dwell = end_us - start_us
         day.dwell_sum_us[stage] += sign * dwell
         hist = day.dwell_hist
@@ -82,8 +114,8 @@ class StageFlow:
             key = stage * _KEYS + to_stage
             transitions[key] = transitions.get(key, 0) + sign
 
-    def moved(self, stage: int, start_us: int, ts: int, outcome: int, to_stage: int, sign: int,
-              _log=math.log) -> None:
+    def moved(self, stage: int, start_us: int, ts: int, outcome: int, to_stage: int, amount: float | None,
+              sign: int, _log=math.log) -> None:
         """A stage change at `ts`: the stay in `stage` ends (ADVANCED or REGRESSED), one in `to_stage` starts.
 
         The same as stay_ended + stay_started, with one day-bucket look-up and bucket_of
@@ -100,6 +132,41 @@ class StageFlow:
         key = stage * _KEYS + to_stage
         transitions[key] = transitions.get(key, 0) + sign
         day.entered[to_stage] += sign
+        count = day.open_count
+        count[stage] -= sign
+        count[to_stage] += sign
+        if amount:
+            fixed = _cached(amount) or to_fixed(amount)
+            if sign < 0:
+                stage, to_stage = to_stage, stage
+            money = day.open_amount
+            money[stage] -= fixed
+            money[to_stage] += fixed
+
+    def open_amount_changed(self, ts: int, stage: int, old: float | None, new: float | None, sign: int) -> None:
+        """An open lead in `stage` changed its amount at ts (None counts as 0, SPEC 5)."""
+        delta = ((_cached(new) or to_fixed(new)) if new else 0) - ((_cached(old) or to_fixed(old)) if old else 0)
+        if delta:
+            day = self._last if self._lo <= ts < self._hi else self._day(ts)
+            day.open_amount[stage] += sign * delta
+
+    def open_at_day_starts(self, days: list[int]) -> dict[int, tuple[list[int], list[int]]]:
+        """The open pipeline at 00:00 UTC of each given day number, from the events before it:
+        per stage, (open leads, exact amount sums)."""
+        count = [0] * self.n_stages
+        amount = [0] * self.n_stages
+        out = {}
+        keys = sorted(self._days)
+        i = 0
+        for day in sorted(set(days)):
+            while i < len(keys) and keys[i] < day:
+                b = self._days[keys[i]]
+                for s in range(self.n_stages):
+                    count[s] += b.open_count[s]
+                    amount[s] += b.open_amount[s]
+                i += 1
+            out[day] = (list(count), list(amount))
+        return out
 
     def window(self, days: DayRange) -> tuple[list[StageWindow], dict[tuple[int, int], int]]:
         """Per-stage totals and transition counts (non-zero only) over the days of a window."""
@@ -140,11 +207,23 @@ class StageFlow:
                 mine.dwell_hist[key] = mine.dwell_hist.get(key, 0) + c
             for key, c in theirs.transitions.items():
                 mine.transitions[key] = mine.transitions.get(key, 0) + c
+            for s in range(self.n_stages):
+                mine.open_count[s] += theirs.open_count[s]
+                mine.open_amount[s] += theirs.open_amount[s]
 
     def drop_days_before(self, day: int) -> None:
-        """Forget buckets no window can reach any more (live processor housekeeping)."""
-        for d in [d for d in self._days if d < day]:
-            del self._days[d]
+        """Forget buckets no window can reach any more (live processor housekeeping). Their
+        open-pipeline changes are a running stock, so they are kept, summed into day - 1."""
+        old = [d for d in self._days if d < day]
+        if not old:
+            return
+        carry = _DayFlow(self.n_stages)
+        for d in old:
+            b = self._days.pop(d)
+            for s in range(self.n_stages):
+                carry.open_count[s] += b.open_count[s]
+                carry.open_amount[s] += b.open_amount[s]
+        self._days[day - 1] = carry
         self._last, self._lo, self._hi = None, 0, 0
 
 

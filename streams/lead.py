@@ -80,8 +80,8 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
     if source is not None and source != lead.source:         # only lead.created and lead.updated carry it
         lead.source = p.intern(source, source)
     if amount is not None:
-        if lead.is_open and amount != lead.amount:
-            p.opening.amount_changed(ts, lead.stage, lead.amount, amount, sign)
+        if amount != lead.amount and lead.is_open:           # most events repeat the amount: one test
+            p.flow.open_amount_changed(ts, lead.stage, lead.amount, amount, sign)
         lead.amount = amount
 
     if kind == UPDATED:                                         # 3.8: fields only, whatever the lead's state
@@ -105,8 +105,7 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
             if to_stage == from_stage:                          # 3.3: same stage, fields only
                 return
             outcome = ADVANCED if to_stage > from_stage else REGRESSED
-            p.flow.moved(from_stage, lead.stay_start, ts, outcome, to_stage, sign)
-            p.opening.moved(ts, from_stage, to_stage, lead.amount, sign)
+            p.flow.moved(from_stage, lead.stay_start, ts, outcome, to_stage, lead.amount, sign)
             lead.stage = to_stage
             lead.stay_start = ts
             if lead.qualified_at is None and to_stage >= p.qualified_index:
@@ -119,7 +118,9 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
         if lead.is_open:                                        # 3.4
             _close(lead, ev, p, sign)
         else:                                                   # 3.5: supersede the earlier close
-            p.flow.stay_ended(lead.stage, lead.stay_start, lead.close_ts, WON if lead.won else LOST, -1, -sign)
+            # The earlier close's stay end moves to this one; the lead left the open pipeline then, still.
+            p.flow.stay_ended(lead.stage, lead.stay_start, lead.close_ts, WON if lead.won else LOST, -1, -sign,
+                              leaves_open=False)
             p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created,
                            lead.close_owner, lead.close_team, lead.close_source, -sign)
             _close(lead, ev, p, sign, superseding=True)
@@ -130,8 +131,7 @@ def _start_stay(lead: Lead, stage: int, ts: int, p: PipelineState, sign: int) ->
     """The lead is open in `stage` from ts: created, or reopened."""
     lead.stage = stage
     lead.stay_start = ts
-    p.flow.stay_started(stage, ts, sign)
-    p.opening.opened(ts, stage, lead.amount, sign)
+    p.flow.stay_started(stage, ts, lead.amount, sign)
     if lead.qualified_at is None and stage >= p.qualified_index:
         lead.qualified_at = ts
         p.deals.lead_qualified(ts, sign)
@@ -140,10 +140,9 @@ def _start_stay(lead: Lead, stage: int, ts: int, p: PipelineState, sign: int) ->
 def _close(lead: Lead, ev: Event, p: PipelineState, sign: int, superseding: bool = False) -> None:
     ts = ev.ts
     amount = lead.amount if lead.amount is not None else 0.0
-    p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign)
+    p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign, lead.amount,
+                      leaves_open=not superseding)
     p.deals.closed(ts, ev.won, amount, lead.created, lead.owner, lead.team, lead.source, sign)
-    if not superseding:                                         # a superseded close had left the open pipeline already
-        p.opening.closed(ts, lead.stage, lead.amount, sign)
     lead.is_open = False
     lead.close_ts = ts
     lead.won = ev.won

@@ -14,7 +14,6 @@ from pulse.config import Config
 from .deals import DealFlow
 from .engine import PulseEngine
 from .flow import StageFlow, _DayFlow
-from .forecast import OpenHistory
 from .lead import Lead
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -34,9 +33,9 @@ def dump_partial(engine: PulseEngine) -> bytes:
         pipelines[name] = {
             "implicit": p.implicit_creates,
             "flow": [(d, b.entered, b.exits, [str(x) for x in b.dwell_sum_us], list(b.dwell_hist.items()),
-                      list(b.transitions.items())) for d, b in p.flow._days.items()],
+                      list(b.transitions.items()), b.open_count, [str(x) for x in b.open_amount])
+                     for d, b in p.flow._days.items()],
             "deals": p.deals.dump(),
-            "opening": p.opening.dump(),
             "open": [(lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
                      for lead in p.open_leads.values()],
         }
@@ -57,13 +56,13 @@ def load_partial(config: Config, data: bytes) -> PulseEngine:
             continue                                    # configured differently over there: skip
         p.implicit_creates = part["implicit"]
         flow = StageFlow(p.flow.n_stages)
-        for d, entered, exits, dwell_sum, hist, transitions in part["flow"]:
+        for d, entered, exits, dwell_sum, hist, transitions, open_count, open_amount in part["flow"]:
             b = flow._days[d] = _DayFlow(flow.n_stages)
             b.entered, b.exits, b.dwell_sum_us = list(entered), list(exits), [int(x) for x in dwell_sum]
             b.dwell_hist, b.transitions = dict(hist), dict(transitions)
+            b.open_count, b.open_amount = list(open_count), [int(x) for x in open_amount]
         p.flow = flow
         p.deals = DealFlow.load(part["deals"])
-        p.opening = OpenHistory.load(p.opening.n_stages, part["opening"])
         for lead_id, stage, stay_start, owner, team, source, amount in part["open"]:
             lead = Lead(lead_id)
             lead.is_open, lead.stage, lead.stay_start = True, stage, stay_start

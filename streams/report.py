@@ -9,7 +9,7 @@ from pulse.schemas.parse import format_timestamp, parse_timestamp
 from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
-from .forecast import forecast
+from .forecast import forecast, open_at_day_starts
 from .open_pipeline import OpenPipeline
 from .staleness import stale_level
 from .velocity import deal_metrics, deal_rates, lead_velocity_rate
@@ -46,7 +46,7 @@ def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
     open_pipeline, stale, stale_by_stage, open_segments = scan_open_leads(p, as_of)
     opportunities = open_pipeline.opportunities(pc.opportunity_index)
     spans = [(w, window_days(as_of, w.days)) for w in config.windows]
-    opening = p.opening.at_day_starts([days.first for _, days in spans], pc)
+    opening = open_at_day_starts(p.flow, [days.first for _, days in spans], pc)
     windows = {}
     for w, days in spans:
         stage_windows, transitions = p.flow.window(days)

@@ -248,17 +248,38 @@ def test_a_partial_of_another_format_is_refused_not_misread():
 
 
 @given(st.integers(0, 5), st.integers(0, 5), st.integers(0, 200 * 86_400_000_000), st.integers(0, 90 * 86_400_000_000),
-       st.sampled_from([0, 1]), st.sampled_from([1, -1]))
-def test_stage_flow_moved_equals_a_stay_ended_and_one_started(stage, to_stage, start, dwell, outcome, sign):
-    """StageFlow.moved is the hot path's copy of stay_ended + stay_started (bucket_of inlined)."""
+       st.sampled_from([0, 1]), st.sampled_from([None, 0.0, 1234.5, 5e-324, 1e300]), st.sampled_from([1, -1]))
+def test_stage_flow_moved_equals_a_stay_ended_and_one_started(stage, to_stage, start, dwell, outcome, amount, sign):
+    """StageFlow.moved is the hot path's copy of stay_ended + stay_started (bucket_of inlined),
+    the open pipeline's stock included (the lead leaves `stage` and opens in `to_stage`)."""
     from pulse.streams.flow import StageFlow
 
     one, two = StageFlow(6), StageFlow(6)
-    one.moved(stage, start, start + dwell, outcome, to_stage, sign)
-    two.stay_ended(stage, start, start + dwell, outcome, to_stage, sign)
-    two.stay_started(to_stage, start + dwell, sign)
+    one.moved(stage, start, start + dwell, outcome, to_stage, amount, sign)
+    two.stay_ended(stage, start, start + dwell, outcome, to_stage, sign, amount)
+    two.stay_started(to_stage, start + dwell, amount, sign)
     assert one._days.keys() == two._days.keys()
     for day, a in one._days.items():
         b = two._days[day]
-        assert (a.entered, a.exits, a.dwell_sum_us, a.dwell_hist, a.transitions) == \
-            (b.entered, b.exits, b.dwell_sum_us, b.dwell_hist, b.transitions)
+        assert (a.entered, a.exits, a.dwell_sum_us, a.dwell_hist, a.transitions, a.open_count, a.open_amount) == \
+            (b.entered, b.exits, b.dwell_sum_us, b.dwell_hist, b.transitions, b.open_count, b.open_amount)
+
+
+def test_dropping_old_days_keeps_the_open_pipeline_stock():
+    """Housekeeping forgets old days' flows, but the open pipeline at a later day start is a
+    sum over every earlier day: it must come out the same."""
+    from pulse.streams.flow import StageFlow
+    from pulse.streams.windows import DAY_US
+
+    flow = StageFlow(3)
+    flow.stay_started(0, 1 * DAY_US + 5, 100.0, +1)
+    flow.moved(0, 1 * DAY_US + 5, 3 * DAY_US, 0, 2, 100.0, +1)
+    flow.stay_started(1, 4 * DAY_US, 7.5, +1)
+    flow.open_amount_changed(6 * DAY_US, 2, 100.0, 250.0, +1)
+    before = flow.open_at_day_starts([5, 7, 9])
+    flow.drop_days_before(5)
+    assert min(flow._days) == 4
+    assert flow.open_at_day_starts([5, 7, 9]) == before
+    from pulse.streams.exact import to_fixed
+    assert before[5] == ([0, 1, 1], [0, to_fixed(7.5), to_fixed(100.0)])
+    assert before[7] == ([0, 1, 1], [0, to_fixed(7.5), to_fixed(250.0)])

@@ -284,6 +284,25 @@ def test_exposition_passes_promtool_lint():
     promtool_check_metrics(render(registry))
 
 
+def test_exposition_rendered_in_a_forked_child_is_the_workers():
+    """GET /metrics renders in a child forked from the worker (agents/snapshot.run_forked): the
+    pipeline figures are the worker's as of the fork, and process_* describe the worker, not the child."""
+    import asyncio
+
+    from pulse.agents.snapshot import run_forked
+
+    w = Worker()
+    for line in messy_lines(60):
+        w.feed(*route(line, 4), line)
+    registry = make_registry(w.live, w.stats, CFG, clock="event", process_metrics=True)
+    here = parse_exposition(render(registry))
+    there = parse_exposition(bytes(asyncio.run(run_forked(lambda: render(registry)))))
+    pipeline = {k: v for k, v in here.items() if k[0].startswith("pulse_") and k[0] != "pulse_state_flush_seconds"}
+    assert pipeline and all(there[k] == v for k, v in pipeline.items())
+    start = key("process_start_time_seconds")
+    assert there[start] == here[start]                  # the worker's start, not the child's (later)
+
+
 def test_every_declared_metric_is_exposed_and_nothing_else():
     w = Worker()
     for line in messy_lines(60):
