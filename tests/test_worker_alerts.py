@@ -87,7 +87,10 @@ def repeated(alerts: list[dict]) -> list[str]:
     return [i for i, n in Counter(a["alert_id"] for a in alerts).items() if n > 1]
 
 
-@pytest.mark.parametrize("point", ["before", "after_state", "after_alerts"])
+# Every step of the flush is crashed at in test_alerts_and_live.py (the real DurableAcks, <1 s
+# each); with a real worker process (~30 s each) only the step issue 12 reproduced: state
+# written, alerts not yet (the outbox publishes them at restore).
+@pytest.mark.parametrize("point", ["after_state"])
 def test_a_crash_at_any_step_of_a_flush_repeats_no_alert(broker, events_file, tmp_path, point):
     prefix = fresh_prefix(broker)
     expected, n = offline(events_file)
@@ -120,7 +123,7 @@ def test_event_clock_replays_give_the_same_alert_ids_with_one_or_two_workers(bro
     events_file = in_order_file
     expected, n = offline(events_file)
     runs = []
-    for workers in (1, 2, 1):
+    for workers in (1, 2, 1):     # three replays (issue 12), one of them shared by two workers
         prefix = fresh_prefix(broker)
         group = f"g-{prefix}"
         publish_in_file_order(broker, prefix, events_file)
@@ -153,7 +156,7 @@ def test_a_restart_raises_no_stale_for_leads_whose_moves_wait_in_its_backlog(bro
     def iso(t: datetime) -> str:
         return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    leads = [f"W-{i:05d}" for i in range(20_000)]
+    leads = [f"W-{i:05d}" for i in range(6_000)]        # 1,500 per partition: over the 1,000-message hold
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=20)
     worker = wall_worker().start()
     try:
