@@ -242,9 +242,68 @@ def _child_faust(mode: str, broker: str, topics: list[str], total: int, group: s
     worker.execute_from_commandline()
 
 
+# What Apache Kafka reports as a topic's retention.ms when it was created without one
+# (log.retention.hours=168). Tansu reports only the configs a topic was created with.
+KAFKA_DEFAULT_RETENTION_MS = str(7 * 24 * 3600 * 1000)
+
+
+def _child_quix(broker: str, topics: list[str], total: int, group: str, datadir: str, max_s: float) -> None:
+    """(q) Quix Streams: one StreamingDataFrame over the input topics (concatenated, so
+    Quix aligns them by timestamp within a partition, as pulse's aligner does), one state
+    get + set per valid event, keyed by the message key (= lead_id), RocksDB store with
+    its changelog topic (Quix's defaults). Values are taken as bytes and parsed with
+    orjson in the callback, so bad input is counted instead of stopping the app."""
+    import logging
+
+    import orjson
+    from quixstreams import Application
+
+    app = Application(broker_address=broker.split(";")[0], consumer_group=group, auto_offset_reset="earliest",
+                      state_dir=datadir, loglevel=logging.WARNING,
+                      consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+    sources = []
+    for name in topics:
+        topic = app.topic(name, key_deserializer="bytes", value_deserializer="bytes")
+        # Quix derives the changelog topic's config from its input topics' retention.ms
+        # (TopicManager.derive_topic_config) and raises KeyError when the broker does not
+        # report it, as Tansu does for topics created without configs. Fill in what
+        # Apache Kafka would report for such a topic; nothing else of Quix is changed.
+        topic.broker_config.extra_config.setdefault("retention.ms", KAFKA_DEFAULT_RETENTION_MS)
+        sources.append(app.dataframe(topic))
+    sdf = sources[0]
+    for other in sources[1:]:
+        sdf = sdf.concat(other)
+    st = {"n": 0, "first": None, "last": None, "cpu0": 0.0, "cpu": None, "bad": 0}
+    clock, loads = time.perf_counter, orjson.loads
+
+    def on_event(value: bytes, state) -> None:
+        if st["first"] is None:
+            st["first"], st["cpu0"] = clock(), time.process_time()
+        try:
+            doc = loads(value)
+            valid = doc.__class__ is dict and doc.get("lead_id").__class__ is str
+        except orjson.JSONDecodeError:
+            valid = False
+        if valid:
+            state.set("events", state.get("events", 0) + 1)     # one state read + write
+        else:
+            st["bad"] += 1
+        st["n"] += 1
+        if st["n"] >= total or max_s and clock() - st["first"] >= max_s:
+            st["last"], st["cpu"] = clock(), time.process_time() - st["cpu0"]
+            app.stop()
+
+    sdf.update(on_event, stateful=True)
+    app.run()               # returns after app.stop(): commits the checkpoint, flushes the changelog
+    if st["first"] is None or st["last"] is None:
+        raise SystemExit(f"quix stopped after {st['n']} events")
+    _emit({"count": st["n"], "first": st["first"], "last": st["last"], "cpu": st["cpu"], "flushed": clock(),
+           "bad": st["bad"]})
+
+
 def child_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench_worker.py _consume")
-    ap.add_argument("mode", choices=("raw", "faust-bare", "faust-table", "count"))
+    ap.add_argument("mode", choices=("raw", "faust-bare", "faust-table", "quix", "count"))
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topics", required=True)
     ap.add_argument("--total", type=int, default=0)
@@ -261,6 +320,8 @@ def child_main(argv: list[str]) -> None:
         _child_count(a.bootstrap, topics)
     elif a.mode == "raw":
         _child_raw(a.bootstrap, topics, a.total, a.group, a.max_seconds)
+    elif a.mode == "quix":
+        _child_quix(a.bootstrap, topics, a.total, a.group, a.datadir, a.max_seconds)
     else:
         _child_faust(a.mode, a.bootstrap, topics, a.total, a.group, a.partitions, a.datadir, a.max_seconds)
 
@@ -391,6 +452,8 @@ def run_consumer(children: Children, mode: str, bootstrap: str, topics: list[str
            "process_seconds": wall, "peak_rss": result.get("VmHWM"), "parse_errors": result.get("bad", 0)}
     if result.get("flushed"):
         out["seconds_incl_changelog_flush"] = result["flushed"] - result["first"]
+    if mode == "quix":
+        out.update(count_changelog(children, bootstrap, group, workdir, n))
     return out
 
 
@@ -406,13 +469,15 @@ def _load_harness():
 
 
 def launch_worker(children: Children, broker_url: str, prefix: str, workdir: Path, partitions: int,
-                  tag: str):
+                  tag: str, app_id: str | None = None):
     """A `pulse worker` (event clock, dev profile) via tests/live_harness.WorkerProcess,
-    spawned without waiting for health (so the poller sees consumption start)."""
+    spawned without waiting for health (so the poller sees consumption start). Workers
+    given the same `app_id` form one consumer group and share the partitions."""
     WorkerProcess = _load_harness()
     wdir = workdir / tag
     wdir.mkdir(parents=True, exist_ok=True)
-    w = WorkerProcess(broker_url, prefix, f"bench-{tag}-{uuid.uuid4().hex[:8]}", wdir, partitions=partitions)
+    w = WorkerProcess(broker_url, prefix, app_id or f"bench-{tag}-{uuid.uuid4().hex[:8]}", wdir,
+                      partitions=partitions)
     w._log = open(w.log_path, "ab")
     w.proc = children.spawn(w.argv, stdout=w._log, stderr=subprocess.STDOUT, env=w.env, cwd=str(ROOT))
     return w
@@ -430,6 +495,35 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat[stat.rfind(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _cpu_sum(pids: list[int]) -> float | None:
+    got = [_cpu_seconds(pid) for pid in pids]
+    return None if None in got else sum(got)
+
+
+def _vm_sum(pids: list[int]) -> dict[str, int]:
+    """VmHWM / VmRSS summed over processes (VmHWM: the sum of each one's own peak)."""
+    out: dict[str, int] = {}
+    for pid in pids:
+        for k, v in _vm(pid).items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+MID_SPAN = (0.2, 0.8)
+
+
+def _mid_rate(commits: list[tuple[float, int]], total: int) -> dict:
+    """The rate between the first committed-offset polls at or past 20 % and 80 % of the
+    events: steady consumption, without the start (group join, the first rebalances
+    when several workers join) and the end. Commits are ~1 s apart, so the two instants
+    are late by up to ~1 s each, which cancels out on average."""
+    lo = next((c for c in commits if c[1] >= MID_SPAN[0] * total), None)
+    hi = next((c for c in commits if c[1] >= MID_SPAN[1] * total), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        return {"events_per_s_mid": None}
+    return {"events_per_s_mid": (hi[1] - lo[1]) / (hi[0] - lo[0]), "mid_seconds": hi[0] - lo[0]}
 
 
 def _events_read(w, timeout: float = 10.0) -> tuple[int | None, float, float]:
@@ -476,17 +570,21 @@ class CommittedOffsets:
 
 
 def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str], total: int, leads: int,
-                     partitions: int, workdir: Path, timeout: float, poll_mode: str) -> dict:
-    """(c). Poll GET /report every POLL_S s (start to start) until events_read > 0 (t1, n1).
+                     partitions: int, workdir: Path, timeout: float, poll_mode: str, n_workers: int = 1) -> dict:
+    """(c). `n_workers` workers in one consumer group share the partitions (all spawned at
+    once; GET /report of the first merges every worker's share). Poll GET /report every POLL_S s (start to start) until events_read > 0 (t1, n1).
     `poll_mode` "report": keep polling /report every POLL_S s to the end. "hybrid": in
     between, poll the group's committed offsets instead (every POLL_S s; the worker
     commits every 1 s in the dev profile), and go back to /report every POLL_S s once the
     committed count is within END_WINDOW_S seconds' worth of events of the total, so
     the worker is not slowed down by building reports of tens of thousands of leads
     five times a second in the middle of the run."""
-    w = launch_worker(children, broker.url, prefix, workdir, partitions, "worker")
-    group = w.argv[w.argv.index("--app-id") + 1]
+    group = f"bench-worker{n_workers}-{uuid.uuid4().hex[:8]}"
+    ws = [launch_worker(children, broker.url, prefix, workdir, partitions, f"worker{n_workers}-{i}", app_id=group)
+          for i in range(n_workers)]
+    w = ws[0]
     offsets = CommittedOffsets(broker.bootstrap, group, inputs, partitions) if poll_mode == "hybrid" else None
+    pids = [x.proc.pid for x in ws]
     try:
         spawn = time.monotonic()
         deadline = spawn + timeout
@@ -498,22 +596,23 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
         mode = "report"
         while time.monotonic() < deadline:
             tick = time.monotonic()
-            if w.proc.poll() is not None:
-                raise BenchError(f"(c) pulse worker exited with {w.proc.returncode}:\n{w.log_tail()}")
+            for x in ws:
+                if x.proc.poll() is not None:
+                    raise BenchError(f"(c) pulse worker exited with {x.proc.returncode}:\n{x.log_tail()}")
             if mode == "report":
                 n, t0, t1 = _events_read(w)
                 if n is not None:
                     polls.append((n, t0, t1))
                     if n == 0:
-                        baseline = _vm(w.proc.pid)            # the idle worker, just before the first event
+                        baseline = _vm_sum(pids)              # the idle workers, just before the first event
                     elif first is None:
                         first = (n, t0, t1)
-                        cpu0 = _cpu_seconds(w.proc.pid)
+                        cpu0 = _cpu_sum(pids)
                         if offsets is not None:
                             mode = "offsets"
                     if n >= total:
                         done = (n, t0, t1)
-                        cpu1 = _cpu_seconds(w.proc.pid)
+                        cpu1 = _cpu_sum(pids)
                         break
             else:
                 c = offsets()
@@ -531,7 +630,8 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
                              f"{w.log_tail()}")
         if done[0] != total:
             raise BenchError(f"(c) pulse worker read {done[0]} events, expected {total}")
-        peak = _vm(w.proc.pid)
+        peak = _vm_sum(pids)
+        peaks = [_vm(pid).get("VmHWM") for pid in pids]
         n1 = first[0]
         mid = lambda p: (p[1] + p[2]) / 2                      # noqa: E731
         seconds = mid(done) - mid(first)
@@ -556,33 +656,42 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
             "report_call_ms_max": 1000 * max(latencies) if latencies else None,
             "report_busy_fraction": busy,
             "first_seen_after_spawn_s": first[1] - spawn,
+            "workers": n_workers, "worker_peak_rss": peaks,
+            **_mid_rate(commits, total),
             "peak_rss": peak.get("VmHWM"), "idle_rss": baseline.get("VmRSS"),
             "bytes_per_lead": peak["VmHWM"] / leads if peak.get("VmHWM") and leads else None,
             "bytes_per_lead_above_idle": ((peak["VmHWM"] - baseline["VmRSS"]) / leads
                                           if peak.get("VmHWM") and baseline.get("VmRSS") and leads else None),
         }
-        stop_worker(children, w)
+        for x in ws:
+            stop_worker(children, x)
         result.update(count_changelog(children, broker.bootstrap, group, workdir, total))
         return result
     finally:
         if offsets is not None:
             offsets.close()
-        stop_worker(children, w)
+        for x in ws:
+            stop_worker(children, x)
 
 
 def count_changelog(children: Children, bootstrap: str, app_id: str, workdir: Path, events: int) -> dict:
-    """Records and bytes the worker wrote to its state changelog(s) (after it stopped)."""
+    """Records and bytes the worker (Faust: `<app_id>-<table>-changelog`) or the Quix
+    application (`changelog__<consumer group>--<stream id>--<store>`) wrote to its state
+    changelog(s), after it stopped."""
     from kafka import KafkaAdminClient
+
+    def is_changelog(t: str) -> bool:
+        return (t.startswith(app_id) and t.endswith("-changelog")) or t.startswith(f"changelog__{app_id}--")
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
     try:
-        topics = sorted(t for t in admin.list_topics() if t.startswith(app_id) and t.endswith("-changelog"))
+        topics = sorted(t for t in admin.list_topics() if is_changelog(t))
     finally:
         admin.close()
     if not topics:
         return {"changelog_topics": []}
-    result_file = workdir / "changelog.result.json"
-    log = workdir / "changelog.log"
+    result_file = workdir / f"changelog-{app_id}.result.json"
+    log = workdir / f"changelog-{app_id}.log"
     with open(log, "wb") as out:
         proc = children.spawn([sys.executable, str(Path(__file__).resolve()), "_consume", "count", "--bootstrap",
                                bootstrap, "--topics", ",".join(topics), "--result", str(result_file)],
@@ -865,7 +974,20 @@ def publish(children: Children, broker, path: Path, prefix: str, partitions: int
 
 # -- orchestration ----------------------------------------------------------------------------
 
-PHASES = ("d", "a", "b", "c", "e")
+PHASES = ("d", "a", "b", "q", "c", "e")
+QUIX_MISSING = ("quixstreams is not installed, so phase (q) (Quix Streams) cannot run: install the bench extra "
+                "(pip install -e '.[bench]', or `make bench-worker`), or pass --no-quix to skip it")
+
+
+def quix_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("quixstreams") is not None
+
+
+def worker_key(n: int) -> str:
+    """Result key of (c) with n workers sharing the partitions: "c", "c2", "c4"."""
+    return "c" if n == 1 else f"c{n}"
 
 
 def _loadavg() -> float | None:
@@ -887,7 +1009,7 @@ def run(a) -> dict:
     skip = set(a.skip.split(",")) if a.skip else set()
     res: dict = {"file": str(path), "events": total, "leads": leads, "partitions": a.partitions,
                  "command": " ".join([shlex.quote(x) for x in ["python", "bench/bench_worker.py", *a.argv]]),
-                 "cores": os.cpu_count(), "max_seconds": a.max_seconds}
+                 "cores": os.cpu_count(), "max_seconds": a.max_seconds, "workers": a.workers}
     consume_timeout = a.timeout or (90 + a.max_seconds if a.max_seconds else 90 + total / 300)
     worker_timeout = a.timeout or 120 + total / 300
     children = Children()
@@ -901,7 +1023,7 @@ def run(a) -> dict:
             _log(f"publishing {total:,} events ({leads:,} leads) from {path} with pulse replay ...")
             res["publish_seconds"] = publish(children, broker, path, prefix, a.partitions, total, workdir)
             _log(f"published in {res['publish_seconds']:.1f} s")
-            for phase, mode in (("d", "raw"), ("a", "faust-bare"), ("b", "faust-table")):
+            for phase, mode in (("d", "raw"), ("a", "faust-bare"), ("b", "faust-table"), ("q", "quix")):
                 if phase in skip:
                     continue
                 _log(f"({phase}) {mode} ...")
@@ -910,13 +1032,14 @@ def run(a) -> dict:
                                           workdir, consume_timeout, a.max_seconds)
                 res[phase]["loadavg"] = max(load, _loadavg())
                 _log(f"({phase}) {res[phase]['events_per_s']:,.0f} events/s")
-            if "c" not in skip:
-                _log("(c) pulse worker ...")
+            for n in (a.workers if "c" not in skip else ()):
+                key = worker_key(n)
+                _log(f"(c) pulse worker x{n} ...")
                 load = _loadavg()
-                res["c"] = run_pulse_worker(children, broker, prefix, inputs, total, leads, a.partitions, workdir,
-                                            worker_timeout, a.poll)
-                res["c"]["loadavg"] = max(load, _loadavg())
-                _log(f"(c) {res['c']['events_per_s']:,.0f} events/s")
+                res[key] = run_pulse_worker(children, broker, prefix, inputs, total, leads, a.partitions, workdir,
+                                            worker_timeout, a.poll, n_workers=n)
+                res[key]["loadavg"] = max(load, _loadavg())
+                _log(f"(c) x{n}: {res[key]['events_per_s']:,.0f} events/s")
             if "e" not in skip:
                 _log(f"(e) alert latency, {a.alert_leads} leads ...")
                 res["e"] = run_alert_latency(children, broker, a.partitions, workdir, a.alert_leads, a.alert_gap,
@@ -928,12 +1051,16 @@ def run(a) -> dict:
                                              a.py_spy, worker_timeout)
     finally:
         children.kill_all()
-    a_, b_, c_ = (res.get(k, {}).get("events_per_s") for k in "abc")
-    res["c_over_a"] = c_ / a_ if a_ and c_ else None
-    res["c_over_b"] = c_ / b_ if b_ and c_ else None
-    a_, b_, c_ = (res.get(k, {}).get("events_per_cpu_s") for k in "abc")
-    res["c_over_a_cpu"] = c_ / a_ if a_ and c_ else None
-    res["c_over_b_cpu"] = c_ / b_ if b_ and c_ else None
+    for suffix, field in (("", "events_per_s"), ("_cpu", "events_per_cpu_s")):
+        c_ = res.get("c", {}).get(field)
+        for k in "abqd":
+            other = res.get(k, {}).get(field)
+            res[f"c_over_{k}{suffix}"] = c_ / other if c_ and other else None
+    for n in a.workers:                      # scaling: n workers against one
+        if n > 1 and res.get("c") and res.get(worker_key(n)):
+            for field in ("events_per_s", "events_per_s_mid"):
+                one, many = res["c"].get(field), res[worker_key(n)].get(field)
+                res[worker_key(n)][f"{field}_over_one"] = many / one if one and many else None
     return res
 
 
@@ -947,6 +1074,9 @@ def _fmt(v, spec=",.0f", unit="") -> str:
 
 def print_table(res: dict) -> None:
     g = lambda k, f: res.get(k, {}).get(f)                                  # noqa: E731
+
+    def ratio(k: str) -> str:
+        return f"{_fmt(res.get(f'c_over_{k}'), '.2f')}  ({_fmt(res.get(f'c_over_{k}_cpu'), '.2f')})"
 
     def rate(k: str) -> str:
         if not res.get(k):
@@ -965,10 +1095,13 @@ def print_table(res: dict) -> None:
         ("publish (pulse replay, once)", _fmt(res.get("publish_seconds"), ".1f", " s")),
         ("(a) Faust agent, parse only", rate("a")),
         ("(b) Faust agent + Table write per event", rate("b")),
+        ("(q) Quix Streams, state get + set per event", rate("q")),
         ("(c) pulse worker (event clock, dev)", rate("c")),
         ("(d) raw aiokafka getmany + orjson", rate("d")),
-        ("c / a  (per CPU-s)", f"{_fmt(res.get('c_over_a'), '.2f')}  ({_fmt(res.get('c_over_a_cpu'), '.2f')})"),
-        ("c / b  (per CPU-s)", f"{_fmt(res.get('c_over_b'), '.2f')}  ({_fmt(res.get('c_over_b_cpu'), '.2f')})"),
+        ("c / a  (per CPU-s)", ratio("a")),
+        ("c / b  (per CPU-s)", ratio("b")),
+        ("pulse / Quix = c / q  (per CPU-s)", ratio("q")),
+        ("pulse / raw = c / d  (per CPU-s)", ratio("d")),
         ("(c) peak RSS (VmHWM)", _fmt((g("c", "peak_rss") or 0) / 2**20 if g("c", "peak_rss") else None,
                                       ",.0f", " MiB")),
         ("(c) bytes / lead (peak; above idle)",
@@ -976,6 +1109,9 @@ def print_table(res: dict) -> None:
         ("(c) changelog records per event; MiB written",
          f"{_fmt(g('c', 'changelog_records_per_event'), '.2f')}; "
          f"{_fmt(g('c', 'changelog_bytes') / 2**20 if g('c', 'changelog_bytes') else None, ',.0f')}"),
+        ("(q) changelog records per event; MiB written",
+         f"{_fmt(g('q', 'changelog_records_per_event'), '.2f')}; "
+         f"{_fmt(g('q', 'changelog_bytes') / 2**20 if g('q', 'changelog_bytes') else None, ',.0f')}"),
         ("(c) /report call mean/max; worker busy serving it",
          f"{_fmt(g('c', 'report_call_ms_mean'), '.1f')} / {_fmt(g('c', 'report_call_ms_max'), '.1f')} ms; "
          f"{_fmt(_times100(g('c', 'report_busy_fraction')), '.1f')} %"),
@@ -985,7 +1121,22 @@ def print_table(res: dict) -> None:
         ("(e) tailer floor p50 / p99 (broker round trip)",
          f"{_fmt(g('e', 'tailer_floor_p50_ms'), ',.0f')} / {_fmt(g('e', 'tailer_floor_p99_ms'), ',.0f')} ms"),
     ]
-    for k in "abd":
+    for n in res.get("workers") or ():
+        k = worker_key(n)
+        if n == 1 or not res.get(k):
+            continue
+        rows.insert(rows.index(next(r for r in rows if r[0].startswith("(d)"))),
+                    (f"(c) {n} pulse workers, one group", rate(k)))
+    scaling = [(n, res[worker_key(n)]) for n in res.get("workers") or () if res.get(worker_key(n))]
+    if len(scaling) > 1:
+        rows.append(("(c) scaling: workers -> events/s, steady (20-80 %), x one",
+                     "   ".join(f"{n}: {_fmt(r.get('events_per_s'))}, {_fmt(r.get('events_per_s_mid'))}"
+                                f" (x{_fmt(r.get('events_per_s_mid_over_one'), '.2f')})" if n > 1 else
+                                f"{n}: {_fmt(r.get('events_per_s'))}, {_fmt(r.get('events_per_s_mid'))}"
+                                for n, r in scaling)))
+    elif g("c", "events_per_s_mid"):
+        rows.append(("(c) steady rate (20-80 % of the events)", f"{_fmt(g('c', 'events_per_s_mid'))} events/s"))
+    for k in "abqd":
         if g(k, "peak_rss"):
             rows.append((f"({k}) peak RSS", f"{g(k, 'peak_rss') / 2**20:,.0f} MiB"))
     width = max(len(r[0]) for r in rows)
@@ -1023,11 +1174,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alert-gap", type=float, default=1.5, metavar="SECONDS",
                     help="(e): random pause U(0, SECONDS) before each stage change (default 1.5: "
                          "Faust's fetch max wait), so publishes fall at random phases of the fetch cycle")
-    ap.add_argument("--skip", default="", help="comma-separated phases to skip, of a,b,c,d,e")
+    ap.add_argument("--skip", default="", help="comma-separated phases to skip, of a,b,q,c,d,e")
+    ap.add_argument("--no-quix", action="store_true",
+                    help="skip (q), Quix Streams (needed when quixstreams, the bench extra, is not installed)")
+    ap.add_argument("--workers", default="1", metavar="N[,N...]",
+                    help="(c) with each of these numbers of pulse workers sharing the partitions in one "
+                         "consumer group, one after another (default 1; e.g. 1,2,4)")
     ap.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                     help="also profile pulse worker under load for SECONDS with py-spy (0: off)")
     ap.add_argument("--max-seconds", type=float, default=60.0, metavar="S",
-                    help="(a), (b), (d) stop S seconds after their first event unless done: their rate over "
+                    help="(a), (b), (q), (d) stop S seconds after their first event unless done: their rate over "
                          "the first events of the same topics (default 60; 0: read everything). (c) always "
                          "reads everything")
     ap.add_argument("--timeout", type=float, default=None, help="per-phase failsafe timeout in seconds "
@@ -1038,6 +1194,17 @@ def main(argv: list[str] | None = None) -> int:
     a.argv = argv
     if a.skip and not set(a.skip.split(",")) <= set(PHASES):
         ap.error(f"--skip takes phases of {','.join(PHASES)}")
+    try:
+        a.workers = sorted({int(x) for x in a.workers.split(",")})
+    except ValueError:
+        ap.error("--workers takes numbers, e.g. 1,2,4")
+    if a.workers[0] < 1 or a.workers[-1] > a.partitions:
+        ap.error(f"--workers: each between 1 and --partitions ({a.partitions}); more would stand idle")
+    if a.no_quix:
+        a.skip = ",".join(filter(None, [a.skip, "q"]))
+    elif "q" not in a.skip.split(",") and not quix_available():
+        print(f"bench_worker: {QUIX_MISSING}", file=sys.stderr)
+        return 2
 
     def on_term(signum, frame):          # SIGTERM: unwind like Ctrl-C, so every phase cleans up
         raise KeyboardInterrupt
