@@ -512,16 +512,18 @@ def _vm_sum(pids: list[int]) -> dict[str, int]:
 
 
 MID_SPAN = (0.2, 0.8)
+MID_MIN_S = 5.0         # commits come ~1 s apart: a shorter span says little
 
 
 def _mid_rate(commits: list[tuple[float, int]], total: int) -> dict:
     """The rate between the first committed-offset polls at or past 20 % and 80 % of the
     events: steady consumption, without the start (group join, the first rebalances
     when several workers join) and the end. Commits are ~1 s apart, so the two instants
-    are late by up to ~1 s each, which cancels out on average."""
+    are late by up to ~1 s each, which mostly cancels out; spans under MID_MIN_S give
+    no figure."""
     lo = next((c for c in commits if c[1] >= MID_SPAN[0] * total), None)
     hi = next((c for c in commits if c[1] >= MID_SPAN[1] * total), None)
-    if lo is None or hi is None or hi[0] <= lo[0]:
+    if lo is None or hi is None or hi[0] - lo[0] < MID_MIN_S:
         return {"events_per_s_mid": None}
     return {"events_per_s_mid": (hi[1] - lo[1]) / (hi[0] - lo[0]), "mid_seconds": hi[0] - lo[0]}
 
