@@ -418,11 +418,11 @@ def run_consumer(children: Children, mode: str, bootstrap: str, topics: list[str
     """Run one self-timed consumer. With `max_s`, it stops `max_s` seconds after its first
     event (a rate over the first events of the same topics) unless it read them all."""
     group = f"bench-{mode}-{uuid.uuid4().hex[:8]}"
-    log = workdir / f"{mode}.log"
-    result_file = workdir / f"{mode}.result.json"
+    log = workdir / f"{group}.log"                  # a fresh name each run (--repeat)
+    result_file = workdir / f"{group}.result.json"
     argv = [sys.executable, str(Path(__file__).resolve()), "_consume", mode, "--bootstrap", bootstrap,
             "--topics", ",".join(topics), "--total", str(total), "--group", group,
-            "--partitions", str(partitions), "--datadir", str(workdir / f"data-{mode}"),
+            "--partitions", str(partitions), "--datadir", str(workdir / f"data-{group}"),
             "--result", str(result_file), "--max-seconds", str(max_s)]
     result: dict = {}
     with open(log, "wb") as err:
@@ -1000,6 +1000,14 @@ def _loadavg() -> float | None:
         return 0.0
 
 
+def _loadavg3() -> list[float] | None:
+    """1, 5 and 15-minute load averages, as `uptime` prints them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def run(a) -> dict:
     from pulse.broker import EmbeddedBroker
     from pulse.topics import INPUT_TOPICS, topic_names
@@ -1011,7 +1019,8 @@ def run(a) -> dict:
     skip = set(a.skip.split(",")) if a.skip else set()
     res: dict = {"file": str(path), "events": total, "leads": leads, "partitions": a.partitions,
                  "command": " ".join([shlex.quote(x) for x in ["python", "bench/bench_worker.py", *a.argv]]),
-                 "cores": os.cpu_count(), "max_seconds": a.max_seconds, "workers": a.workers}
+                 "cores": os.cpu_count(), "max_seconds": a.max_seconds, "workers": a.workers,
+                 "loadavg_start": _loadavg3(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     consume_timeout = a.timeout or (90 + a.max_seconds if a.max_seconds else 90 + total / 300)
     worker_timeout = a.timeout or 120 + total / 300
     children = Children()
@@ -1025,23 +1034,30 @@ def run(a) -> dict:
             _log(f"publishing {total:,} events ({leads:,} leads) from {path} with pulse replay ...")
             res["publish_seconds"] = publish(children, broker, path, prefix, a.partitions, total, workdir)
             _log(f"published in {res['publish_seconds']:.1f} s")
-            for phase, mode in (("d", "raw"), ("a", "faust-bare"), ("b", "faust-table"), ("q", "quix")):
-                if phase in skip:
-                    continue
-                _log(f"({phase}) {mode} ...")
-                load = _loadavg()
-                res[phase] = run_consumer(children, mode, broker.bootstrap, inputs, total, a.partitions,
-                                          workdir, consume_timeout, a.max_seconds)
-                res[phase]["loadavg"] = max(load, _loadavg())
-                _log(f"({phase}) {res[phase]['events_per_s']:,.0f} events/s")
-            for n in (a.workers if "c" not in skip else ()):
-                key = worker_key(n)
-                _log(f"(c) pulse worker x{n} ...")
-                load = _loadavg()
-                res[key] = run_pulse_worker(children, broker, prefix, inputs, total, leads, a.partitions, workdir,
-                                            worker_timeout, a.poll, n_workers=n)
-                res[key]["loadavg"] = max(load, _loadavg())
-                _log(f"(c) x{n}: {res[key]['events_per_s']:,.0f} events/s")
+            rounds = res["rounds"] = []
+            for r in range(a.repeat):         # rounds interleave the phases: drifting load hits all alike
+                got: dict = {}
+                rounds.append(got)
+                tag = f"round {r + 1}/{a.repeat} " if a.repeat > 1 else ""
+                for phase, mode in (("d", "raw"), ("a", "faust-bare"), ("b", "faust-table"), ("q", "quix")):
+                    if phase in skip:
+                        continue
+                    _log(f"{tag}({phase}) {mode} ...")
+                    load = _loadavg()
+                    got[phase] = run_consumer(children, mode, broker.bootstrap, inputs, total, a.partitions,
+                                              workdir, consume_timeout, a.max_seconds)
+                    got[phase]["loadavg"] = max(load, _loadavg())
+                    _log(f"{tag}({phase}) {got[phase]['events_per_s']:,.0f} events/s")
+                for n in (a.workers if "c" not in skip else ()):
+                    key = worker_key(n)
+                    _log(f"{tag}(c) pulse worker x{n} ...")
+                    load = _loadavg()
+                    got[key] = run_pulse_worker(children, broker, prefix, inputs, total, leads, a.partitions,
+                                                workdir, worker_timeout, a.poll, n_workers=n)
+                    got[key]["loadavg"] = max(load, _loadavg())
+                    _log(f"{tag}(c) x{n}: {got[key]['events_per_s']:,.0f} events/s")
+                got.update(_ratios(got, a.workers))
+            res.update(_medians(rounds))
             if "e" not in skip:
                 _log(f"(e) alert latency, {a.alert_leads} leads ...")
                 res["e"] = run_alert_latency(children, broker, a.partitions, workdir, a.alert_leads, a.alert_gap,
@@ -1053,17 +1069,57 @@ def run(a) -> dict:
                                              a.py_spy, worker_timeout)
     finally:
         children.kill_all()
-    for suffix, field in (("", "events_per_s"), ("_cpu", "events_per_cpu_s")):
-        c_ = res.get("c", {}).get(field)
-        for k in "abqd":
-            other = res.get(k, {}).get(field)
-            res[f"c_over_{k}{suffix}"] = c_ / other if c_ and other else None
-    for n in a.workers:                      # scaling: n workers against one
-        if n > 1 and res.get("c") and res.get(worker_key(n)):
-            for field in ("events_per_s", "events_per_s_mid"):
-                one, many = res["c"].get(field), res[worker_key(n)].get(field)
-                res[worker_key(n)][f"{field}_over_one"] = many / one if one and many else None
+    res["loadavg_end"] = _loadavg3()
     return res
+
+
+RATE_FIELDS = ("events_per_s", "events_per_cpu_s", "events_per_s_mid")
+
+
+def _ratios(got: dict, workers: list[int]) -> dict:
+    """One round's ratios: pulse (c, one worker) over each other consumer; n workers over one."""
+    out: dict = {}
+    for suffix, field in (("", "events_per_s"), ("_cpu", "events_per_cpu_s")):
+        c_ = got.get("c", {}).get(field)
+        for k in "abqd":
+            other = got.get(k, {}).get(field)
+            out[f"c_over_{k}{suffix}"] = c_ / other if c_ and other else None
+    for n in workers:
+        if n > 1 and got.get("c") and got.get(worker_key(n)):
+            for field in ("events_per_s", "events_per_s_mid"):
+                one, many = got["c"].get(field), got[worker_key(n)].get(field)
+                got[worker_key(n)][f"{field}_over_one"] = many / one if one and many else None
+    return out
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _medians(rounds: list[dict]) -> dict:
+    """The figures of several rounds: each phase's result is its last round's, with every
+    rate, scaling factor and ratio replaced by the median over the rounds (the single
+    runs' values are kept under `<field>_runs`). Ratios are medians of each round's
+    ratio, not ratios of medians."""
+    if len(rounds) == 1:
+        return dict(rounds[0])
+    out: dict = {}
+    for key in dict.fromkeys(k for r in rounds for k in r):
+        values = [r.get(key) for r in rounds]
+        if any(isinstance(v, dict) for v in values):
+            phase = dict(next(v for v in reversed(values) if isinstance(v, dict)))
+            for field in (*RATE_FIELDS, "events_per_s_over_one", "events_per_s_mid_over_one"):
+                runs = [v.get(field) if isinstance(v, dict) else None for v in values]
+                if any(x is not None for x in runs):
+                    phase[field] = _median(runs)
+                    phase[f"{field}_runs"] = runs
+            phase["loadavg_runs"] = [v.get("loadavg") if isinstance(v, dict) else None for v in values]
+            out[key] = phase
+        else:
+            out[key] = _median(values)
+            out[f"{key}_runs"] = values
+    return out
 
 
 def _times100(v):
@@ -1077,8 +1133,14 @@ def _fmt(v, spec=",.0f", unit="") -> str:
 def print_table(res: dict) -> None:
     g = lambda k, f: res.get(k, {}).get(f)                                  # noqa: E731
 
+    def runs(values, spec) -> str:
+        return " / ".join(_fmt(v, spec) for v in values)
+
     def ratio(k: str) -> str:
-        return f"{_fmt(res.get(f'c_over_{k}'), '.2f')}  ({_fmt(res.get(f'c_over_{k}_cpu'), '.2f')})"
+        text = f"{_fmt(res.get(f'c_over_{k}'), '.2f')}  ({_fmt(res.get(f'c_over_{k}_cpu'), '.2f')})"
+        if res.get(f"c_over_{k}_runs") and res.get(f"c_over_{k}") is not None:
+            text += f"   runs {runs(res[f'c_over_{k}_runs'], '.2f')}  ({runs(res[f'c_over_{k}_cpu_runs'], '.2f')})"
+        return text
 
     def rate(k: str) -> str:
         if not res.get(k):
@@ -1087,7 +1149,11 @@ def print_table(res: dict) -> None:
                 f"[{_fmt(g(k, 'events_per_cpu_s'), ',.0f')} per CPU-s; load avg {_fmt(g(k, 'loadavg'), '.1f')}]")
         if g(k, "capped"):
             text += f"  (first {g(k, 'events'):,} events: stopped after {res['max_seconds']:g} s)"
-        if g(k, "events_per_s_upper"):
+        if g(k, "events_per_s_runs"):
+            text += (f"  medians of {runs(g(k, 'events_per_s_runs'), ',.0f')}  "
+                     f"[{runs(g(k, 'events_per_cpu_s_runs'), ',.0f')}]; load avg "
+                     f"{runs(g(k, 'loadavg_runs'), '.1f')}")
+        elif g(k, "events_per_s_upper"):
             text += (f"  (<= {g(k, 'events_per_s_upper'):,.0f}: end seen within "
                      f"{g(k, 'end_uncertainty_s'):.2f} s, /report every {POLL_S} s)")
         return text
@@ -1143,6 +1209,9 @@ def print_table(res: dict) -> None:
             rows.append((f"({k}) peak RSS", f"{g(k, 'peak_rss') / 2**20:,.0f} MiB"))
     width = max(len(r[0]) for r in rows)
     print(f"\nPipeline Pulse worker benchmark ({res['cores']} cores, embedded Tansu broker)")
+    la = lambda k: ", ".join(f"{x:.2f}" for x in res[k]) if res.get(k) else "-"      # noqa: E731
+    print(f"  started {res.get('started', '-')}; load average (1, 5, 15 min) at the start: {la('loadavg_start')}, "
+          f"at the end: {la('loadavg_end')}")
     for name, value in rows:
         print(f"  {name.ljust(width)}  {value}")
     prof = res.get("profile")
@@ -1190,6 +1259,10 @@ def main(argv: list[str] | None = None) -> int:
                          "reads everything")
     ap.add_argument("--timeout", type=float, default=None, help="per-phase failsafe timeout in seconds "
                                                                   "(default 90 + max-seconds; (c) 120 + events/300)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="N rounds of (d), (a), (b), (q), (c) on the same published topics (interleaved: "
+                         "d a b q c.. d a b q c..); the table shows medians of rates and of each round's "
+                         "ratios (default 1)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object")
     ap.add_argument("--save", metavar="FILE", help="also write the results (JSON) to FILE")
     a = ap.parse_args(argv)
@@ -1202,6 +1275,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--workers takes numbers, e.g. 1,2,4")
     if a.workers[0] < 1 or a.workers[-1] > a.partitions:
         ap.error(f"--workers: each between 1 and --partitions ({a.partitions}); more would stand idle")
+    if a.repeat < 1:
+        ap.error("--repeat takes a number >= 1")
     if a.no_quix:
         a.skip = ",".join(filter(None, [a.skip, "q"]))
     elif "q" not in a.skip.split(",") and not quix_available():

@@ -75,3 +75,19 @@ def test_no_quix_skips_the_phase_without_needing_quixstreams(bench, monkeypatch)
     monkeypatch.setattr(bench, "run", fake_run)
     assert bench.main(["--no-quix", "--skip", "e", "--workers", "2,1"]) == 1
     assert set(seen["skip"].split(",")) == {"e", "q"}
+
+
+def test_medians_of_rounds_take_each_rounds_ratio(bench):
+    rounds = []
+    for c, q, c2 in ((10.0, 20.0, 15.0), (30.0, 20.0, 45.0), (12.0, 10.0, 12.0)):
+        got = {"c": {"events_per_s": c, "events_per_cpu_s": c}, "q": {"events_per_s": q, "events_per_cpu_s": q},
+               "c2": {"events_per_s": c2, "events_per_cpu_s": c2}}
+        got.update(bench._ratios(got, [1, 2]))
+        rounds.append(got)
+    res = bench._medians(rounds)
+    assert res["c"]["events_per_s"] == 12.0 and res["c"]["events_per_s_runs"] == [10.0, 30.0, 12.0]
+    # per-round ratios 0.5, 1.5, 1.2: median 1.2 (the ratio of the medians would be 12 / 20 = 0.6)
+    assert res["c_over_q"] == 1.2 and res["c_over_q_runs"] == [0.5, 1.5, 1.2]
+    assert res["c2"]["events_per_s_over_one"] == 1.5            # 1.5, 1.5, 1.0
+    assert res["c_over_d"] is None                              # no (d) in any round
+    assert bench._medians(rounds[:1]) == rounds[0]
