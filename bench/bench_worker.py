@@ -587,6 +587,8 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
     w = ws[0]
     offsets = CommittedOffsets(broker.bootstrap, group, inputs, partitions) if poll_mode != "report" else None
     pids = [x.proc.pid for x in ws]
+    broker_pid = broker.pid                               # the embedded broker's CPU over the same span
+    bcpu0 = bcpu1 = None
     try:
         spawn = time.monotonic()
         deadline = spawn + timeout
@@ -609,12 +611,12 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
                         baseline = _vm_sum(pids)              # the idle workers, just before the first event
                     elif first is None:
                         first = (n, t0, t1)
-                        cpu0 = _cpu_sum(pids)
+                        cpu0, bcpu0 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
                         if offsets is not None:
                             mode = "offsets"
                     if n >= total:
                         done = (n, t0, t1)
-                        cpu1 = _cpu_sum(pids)
+                        cpu1, bcpu1 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
                         break
             else:
                 c = offsets()
@@ -625,10 +627,10 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
                         baseline = _vm_sum(pids)
                     elif first is None:
                         first = (c, now, now)
-                        cpu0 = _cpu_sum(pids)
+                        cpu0, bcpu0 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
                     if c >= total:
                         done = (c, now, now)
-                        cpu1 = _cpu_sum(pids)
+                        cpu1, bcpu1 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
                         break
                 elif c is not None:
                     commits.append((now, c))
@@ -674,6 +676,11 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
             "report_busy_fraction": busy,
             "first_seen_after_spawn_s": first[1] - spawn,
             "workers": n_workers, "worker_peak_rss": peaks,
+            # cores busy on average over the timed span: the workers together, the broker
+            "worker_cores": ((cpu1 - cpu0) / seconds if cpu0 is not None and cpu1 is not None and seconds > 0
+                             else None),
+            "broker_cores": (bcpu1 - bcpu0) / seconds if bcpu0 is not None and bcpu1 is not None and seconds > 0
+                            else None,
             **_mid_rate(commits, total),
             "peak_rss": peak.get("VmHWM"), "idle_rss": baseline.get("VmRSS"),
             "bytes_per_lead": peak["VmHWM"] / leads if peak.get("VmHWM") and leads else None,
@@ -1219,7 +1226,11 @@ def print_table(res: dict) -> None:
                                 f" (x{_fmt(r.get('events_per_s_mid_over_one'), '.2f')})" if n > 1 else
                                 f"{n}: {_fmt(r.get('events_per_s'))}, {_fmt(r.get('events_per_s_mid'))}"
                                 for n, r in scaling)))
-    elif g("c", "events_per_s_mid"):
+    if scaling:
+        rows.append(("(c) cores busy: workers + broker (Tansu)",
+                     "   ".join(f"{n}: {_fmt(r.get('worker_cores'), '.2f')} + {_fmt(r.get('broker_cores'), '.2f')}"
+                                for n, r in scaling)))
+    if len(scaling) <= 1 and g("c", "events_per_s_mid"):
         rows.append(("(c) steady rate (20-80 % of the events)", f"{_fmt(g('c', 'events_per_s_mid'))} events/s"))
     for k in "abqd":
         if g(k, "peak_rss"):
