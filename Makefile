@@ -45,7 +45,7 @@ $(BENCH_STAMP): $(STAMP)
 	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]' >&2
 	@touch $(BENCH_STAMP)
 bench-worker: $(BENCH_STAMP)
-	$(BIN)/python bench/bench_worker.py --workers 1,2,4 $(BENCH_ARGS)
+	$(BIN)/python bench/bench_worker.py --workers 1,2,4 --poll offsets $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/out

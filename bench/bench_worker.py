@@ -1131,7 +1131,8 @@ def _medians(rounds: list[dict]) -> dict:
         values = [r.get(key) for r in rounds]
         if any(isinstance(v, dict) for v in values):
             phase = dict(next(v for v in reversed(values) if isinstance(v, dict)))
-            for field in (*RATE_FIELDS, "events_per_s_over_one", "events_per_s_mid_over_one"):
+            for field in (*RATE_FIELDS, "events_per_s_over_one", "events_per_s_mid_over_one", "worker_cores",
+                          "broker_cores"):
                 runs = [v.get(field) if isinstance(v, dict) else None for v in values]
                 if any(x is not None for x in runs):
                     phase[field] = _median(runs)
@@ -1221,11 +1222,14 @@ def print_table(res: dict) -> None:
                     (f"(c) {n} pulse workers, one group", rate(k)))
     scaling = [(n, res[worker_key(n)]) for n in res.get("workers") or () if res.get(worker_key(n))]
     if len(scaling) > 1:
-        rows.append(("(c) scaling: workers -> events/s, steady (20-80 %), x one",
-                     "   ".join(f"{n}: {_fmt(r.get('events_per_s'))}, {_fmt(r.get('events_per_s_mid'))}"
-                                f" (x{_fmt(r.get('events_per_s_mid_over_one'), '.2f')})" if n > 1 else
-                                f"{n}: {_fmt(r.get('events_per_s'))}, {_fmt(r.get('events_per_s_mid'))}"
-                                for n, r in scaling)))
+        def scale(n: int, r: dict, field: str) -> str:
+            text = _fmt(r.get(field))
+            return text + (f" (x{_fmt(r.get(field + '_over_one'), '.2f')})" if n > 1 else "")
+
+        rows.append(("(c) scaling, N workers: events/s (x one)",
+                     "   ".join(f"{n}: {scale(n, r, 'events_per_s')}" for n, r in scaling)))
+        rows.append(("(c) scaling, steady rate (20-80 % of the events)",
+                     "   ".join(f"{n}: {scale(n, r, 'events_per_s_mid')}" for n, r in scaling)))
     if scaling:
         rows.append(("(c) cores busy: workers + broker (Tansu)",
                      "   ".join(f"{n}: {_fmt(r.get('worker_cores'), '.2f')} + {_fmt(r.get('broker_cores'), '.2f')}"
