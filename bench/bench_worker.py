@@ -1,8 +1,9 @@
-"""Benchmark the live worker (`pulse worker`) against Faust and raw-consumer baselines.
+"""Benchmark the live worker (`pulse worker`) against raw-consumer, Faust and Quix Streams baselines.
 
     python bench/bench_worker.py                       # default: ~500k events (--leads 81000)
     python bench/bench_worker.py --leads 8000          # quick check (~50k events)
     python bench/bench_worker.py --events-file F.jsonl [--json] [--py-spy 20]
+    python bench/bench_worker.py --workers 1,2,4 --repeat 3 --poll offsets --skip a,b,e   # peers, scaling
 
 One embedded broker (Tansu, memory storage), one event file published ONCE with
 `pulse replay` into 4-partition input topics; then, one after another, each consumer
@@ -17,6 +18,9 @@ fresh process (so each has its own RSS), and only consumption is measured:
                    letters and alerts on. Measured from outside by polling GET /report
                    every 0.2 s until data_quality.events_read == total; its peak RSS is
                    VmHWM of /proc/<pid>/status at the end -> bytes per lead;
+  (q) quix         Quix Streams (the `bench` extra; `--no-quix` skips it): one
+                   StreamingDataFrame over the input topics, one state get + set per
+                   valid event (RocksDB, changelog on); self-timed like (a);
   (d) raw          a raw aiokafka consumer (getmany, 10,000-record batches) that only
                    parses: the physical ceiling of a Python consumer on this machine;
   (e) alert latency: a fresh worker on fresh topics; N leads created, other leads' events
@@ -27,7 +31,10 @@ fresh process (so each has its own RSS), and only consumption is measured:
                    The same tailer's floor is measured too (a marker message produced
                    straight to the notifications topic: broker round trip).
 
-(a), (b), (d) time themselves (first to last event consumed, in the consumer process,
+`--workers 1,2,4` runs (c) once per number of workers sharing the partitions (one
+consumer group); `--repeat N` runs (d) (a) (b) (q) (c) N times, interleaved, for medians.
+
+(a), (b), (q), (d) time themselves (first to last event consumed, in the consumer process,
 plus its CPU time) and write a JSON result; by default they stop 60 s after their first
 event (`--max-seconds`) and report the rate over what they read. (c) always reads
 everything and is timed by the poller: events/s = (total - n1)/(t_done - t1) where t1 is
@@ -574,13 +581,16 @@ class CommittedOffsets:
 def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str], total: int, leads: int,
                      partitions: int, workdir: Path, timeout: float, poll_mode: str, n_workers: int = 1) -> dict:
     """(c). `n_workers` workers in one consumer group share the partitions (all spawned at
-    once; GET /report of the first merges every worker's share). Poll GET /report every POLL_S s (start to start) until events_read > 0 (t1, n1).
+    once; GET /report of the first merges every worker's share).
+    Poll GET /report every POLL_S s (start to start) until events_read > 0 (t1, n1).
     `poll_mode` "report": keep polling /report every POLL_S s to the end. "hybrid": in
     between, poll the group's committed offsets instead (every POLL_S s; the worker
     commits every 1 s in the dev profile), and go back to /report every POLL_S s once the
     committed count is within END_WINDOW_S seconds' worth of events of the total, so
     the worker is not slowed down by building reports of tens of thousands of leads
-    five times a second in the middle of the run."""
+    five times a second in the middle of the run. "offsets": committed offsets only,
+    from the first poll above 0 to the first at the total, and one GET /report at the
+    end to check the count."""
     group = f"bench-worker{n_workers}-{uuid.uuid4().hex[:8]}"
     ws = [launch_worker(children, broker.url, prefix, workdir, partitions, f"worker{n_workers}-{i}", app_id=group)
           for i in range(n_workers)]
