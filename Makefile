@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev demo test tools bench bench-worker clean
+.PHONY: dev demo test tools tools-browser bench bench-worker clean
 
 $(STAMP): pyproject.toml
 	@echo "installing Pipeline Pulse into $(VENV) ..." >&2
@@ -23,12 +23,22 @@ demo: $(STAMP)
 
 ## Prometheus tools for the metrics and alert-rule tests (Debian package; needs root).
 PROMTOOL := $(shell command -v promtool 2>/dev/null)
-tools:
+tools: tools-browser
 ifeq ($(PROMTOOL),)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing prometheus (promtool) with apt-get ..." >&2; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) >&2; \
 	else echo "note: promtool/prometheus missing and not root: those tests will be skipped" >&2; fi
+endif
+
+## Chromium for the dashboard's browser tests (Debian package; needs root). Playwright drives it.
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+tools-browser:
+ifeq ($(CHROMIUM),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium with apt-get ..." >&2; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) >&2; \
+	else echo "note: chromium missing and not root: the dashboard's browser tests will be skipped" >&2; fi
 endif
 
 ## The test suite (what CI runs).

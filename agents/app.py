@@ -5,7 +5,8 @@
     crm.deal-closed  ─┘    fetch)            timestamp order)           ├▶ alerts ─▶ pipeline.notifications
                                                                         └▶ dirty state
     every 0.2 s, DurableAcks: dead letters + alerts acked ─▶ state ─▶ `leads` changelog ─▶ ack to Faust ─▶ commit
-    HTTP: GET /report, GET /health, GET /metrics, GET /stale (from Redis, with --redis: docs/redis.md)
+    HTTP: GET /report, GET /health, GET /metrics, GET /stale (from Redis, with --redis: docs/redis.md),
+          GET / (the dashboard: agents/web.py); /report and the dashboard read one snapshot (agents/snapshot.py)
 """
 from __future__ import annotations
 
@@ -24,11 +25,15 @@ from pulse import topics
 from pulse.settings import Settings
 from pulse.streams.partial import PartialFormatError, dump_partial, load_partial
 
+from .alert_feed import AlertFeed
 from .align import TimeAligner
 from .batching import DurableAcks, PulseApp
 from .changelog import read_partitions
 from .live import LivePulse
 from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, render
+from .snapshot import Snapshots, run_forked
+from .views import encode_views
+from .web import Dashboard
 
 log = logging.getLogger("pulse.worker")
 
@@ -227,36 +232,84 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     def json_response(web, doc, status=200):
         return web.bytes(orjson.dumps(doc), content_type="application/json", status=status)
 
-    async def cluster_report(pipeline: str | None = None) -> dict | None:
-        """The document over all partitions: this worker's share merged with each peer's
-        /report/partial. None when a peer cannot be reached."""
-        engine = live.merged_engine()
+    class PeerUnreachable(Exception):
+        pass
+
+    def peer_urls() -> list[str]:
         own = str(app.conf.canonical_url).rstrip("/")
-        peers = sorted(str(url).rstrip("/") for url in app.assignor.changelog_distribution) if live.ready else []
+        urls = sorted(str(url).rstrip("/") for url in app.assignor.changelog_distribution) if live.ready else []
+        return [url for url in urls if url != own]
+
+    async def peer_partials() -> list[bytes]:
+        """Every other worker's /report/partial; PeerUnreachable when one cannot be read."""
+        out = []
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-                for url in peers:
-                    if url == own:
-                        continue
+                for url in peer_urls():
                     async with session.get(f"{url}/report/partial") as r:
                         if r.status != 200:
                             raise aiohttp.ClientError(f"{url} answered {r.status}")
-                        engine.merge(load_partial(config, await r.read()))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, PartialFormatError) as exc:
-            log.warning("report: a peer worker's share could not be had: %s", exc)
-            return None
+                        out.append(await r.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("report: a peer worker could not be reached: %s", exc)
+            raise PeerUnreachable(str(exc)) from None
+        return out
+
+    def merged_report(partials: list[bytes], pipeline: str | None = None) -> dict:
+        engine = live.merged_engine()
+        for data in partials:
+            engine.merge(load_partial(config, data))
         as_of = live.clock_us() if settings.clock == "wall" else (engine.max_ts or live.clock_us())
         return engine.report(as_of=as_of, pipeline=pipeline)
+
+    async def cluster_report(pipeline: str | None = None) -> dict | None:
+        """The document over all partitions, built on the loop (the Redis serving layer's
+        source). None when a peer's share cannot be had."""
+        try:
+            return merged_report(await peer_partials(), pipeline)
+        except PeerUnreachable:
+            return None
+        except PartialFormatError as exc:
+            log.warning("report: a peer worker's share could not be had: %s", exc)
+            return None
+
+    async def build_views() -> bytes:
+        """The cluster's report as dashboard views, built in a forked child (agents/snapshot.py)."""
+        partials = await peer_partials()
+        return await run_forked(lambda: encode_views(merged_report(partials)))
+
+    def state_token():
+        """Changes whenever this worker's report could; None with peers (their changes are not seen here)."""
+        if peer_urls():
+            return None
+        clock = live.clock_us() // 1_000_000 if settings.clock == "wall" else None
+        return (tuple(sorted(live.partitions)), sum(s.engine.events_read for s in live.partitions.values()),
+                live.alerts_sent, clock)
+
+    snapshots = Snapshots(build_views, token=state_token)
+    unreachable = {"error": "a worker holding part of the state is unreachable; retry"}
 
     @app.page("/report")
     async def report(web, request):
         pipeline = request.query.get("pipeline")
         if pipeline is not None and pipeline not in config.pipelines:
             return json_response(web, {"error": "unknown pipeline"}, 404)
-        doc = await cluster_report(pipeline)
-        if doc is None:
-            return json_response(web, {"error": "a worker holding part of the state is unreachable; retry"}, 503)
-        return json_response(web, doc)
+        try:
+            snap = await snapshots.get()
+        except (PeerUnreachable, PartialFormatError) as exc:
+            if isinstance(exc, PartialFormatError):
+                log.warning("report: a peer worker's share could not be had: %s", exc)
+            return json_response(web, unreachable, 503)
+        return web.bytes(snap.views.report(pipeline), content_type="application/json")
+
+    def report_error(exc: Exception) -> tuple[int, dict]:
+        if isinstance(exc, (PeerUnreachable, PartialFormatError)):
+            return 503, unreachable
+        log.error("dashboard: the report could not be built: %r", exc)
+        return 500, {"error": "the report could not be built; see the worker's log"}
+
+    Dashboard(snapshots, AlertFeed(settings.bootstrap_servers, names[topics.NOTIFICATIONS]), list(config.pipelines),
+              windows=[w.key for w in config.windows], report_error=report_error).install(app)
 
     # The Redis serving layer (docs/redis.md): a sync task, and GET /stale read from Redis.
     serving = None
@@ -278,7 +331,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         """This worker's share of the state, for the other workers' /report."""
         if not live.ready:
             return json_response(web, {"status": "starting"}, 503)
-        return web.bytes(dump_partial(live.merged_engine()), content_type="application/msgpack")
+        data = await run_forked(lambda: dump_partial(live.merged_engine()))     # off the loop (snapshot.py)
+        return web.bytes(bytes(data), content_type="application/msgpack")
 
     @app.page("/metrics")
     async def metrics(web, request):

@@ -2,16 +2,18 @@
 
 Two kinds of numbers, read differently:
 
-- **Pipeline metrics** (`pulse_open_*`, `pulse_stale_leads`, `pulse_stage_*`, `pulse_deals_*`, ...)
-  are computed at scrape time from THIS worker's partitions (`LivePulse.merged_engine()`),
-  with the same functions and the same T as GET /report. With one worker they equal the
-  report's numbers; with several, counts and amounts add up across workers (`sum()` in
-  PromQL), rates and means do not (combine the exposed numerators and denominators; see
-  docs/operations.md). They are all **gauges**: the accumulators are signed (a late event
-  re-derives its lead, e.g. a superseding close moves a won close to another day or
-  outcome, a late stage change splits a→c into a→b, b→c), windows slide, and a rebalance
-  moves partitions, and so their share, between workers. None of them is monotonic, so
-  none is a counter or ends in `_total`.
+- **Pipeline metrics** (`pulse_open_*`, `pulse_stale_leads`, `pulse_stage_*`, `pulse_deals_*`,
+  `pulse_team_*`, `pulse_source_*`, `pulse_forecast_*`, ...) are read off the SPEC 5
+  document of THIS worker's partitions, built once per scrape by the same engine and at
+  the same T as GET /report (`LivePulse.merged_engine().report(as_of=T)`; the mapping is
+  agents/pipeline_metrics.py). With one worker they equal the report's numbers; with
+  several, counts and amounts add up across workers (`sum()` in PromQL), rates and means
+  do not (combine the exposed numerators and denominators; see docs/operations.md). They
+  are all **gauges**: the accumulators are signed (a late event re-derives its lead, e.g.
+  a superseding close moves a won close to another day or outcome, a late stage change
+  splits a→c into a→b, b→c), windows slide, and a rebalance moves partitions, and so
+  their share, between workers. None of them is monotonic, so none is a counter or ends
+  in `_total`.
 - **Processing metrics** are this process's own, truly monotonic, counts: events
   consumed by topic and result, dead letters by reason, alerts emitted by type; plus a
   per-event processing-time histogram, consumer lag and readiness. They restart at zero
@@ -19,19 +21,23 @@ Two kinds of numbers, read differently:
 
 Hot path: `ProcessingStats.observe` (one dict increment and one bisect into a list,
 no lock: the agent and the scrape both run on the worker's event loop). Everything
-else runs when Prometheus scrapes.
+else runs when Prometheus scrapes: one document per scrape, or, with
+`metrics: {cache_seconds: N}`, at most one every N seconds (several Prometheus servers,
+or a large state: the document walks the open leads once).
 
-Label cardinality is bounded by the configuration: pipelines, stages, windows, outcomes,
-levels, topics, partitions, reasons. Never lead ids, names or attributes. `team` and
-`owner` labels (on the open-pipeline and stale-lead gauges only) are opt-in in the
-pipeline configuration:
+Label cardinality is bounded: pipelines, stages, windows, outcomes, levels, topics,
+partitions, reasons, and at most 50 values per pipeline of `team` and of `source`
+(the rest summed as `other`). Never lead ids, names, attributes or owners: rep names
+are PII (per-owner figures are the Redis scorecards, docs/redis.md). The `metrics:`
+section of the pipeline configuration:
 
     metrics:
-      labels: [team]          # any of: team, owner
+      cache_seconds: 5        # reuse the document for up to 5 s (default 0: one per scrape)
 """
 from __future__ import annotations
 
 import importlib.metadata
+import time
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -43,14 +49,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pulse.config import Config, ConfigError
 from pulse.schemas.types import REASONS
 from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
-from pulse.streams.dwell import nearest_rank
 from pulse.streams.engine import PulseEngine
-from pulse.streams.exact import from_fixed, to_fixed, weighted
-from pulse.streams.flow import OUTCOME_NAMES, stage_report
-from pulse.streams.report import LVR_DAYS
-from pulse.streams.staleness import stale_level
-from pulse.streams.velocity import deal_metrics, lead_velocity_rate
-from pulse.streams.windows import previous_window_days, window_days
+
+from .pipeline_metrics import PIPELINE_METRICS, Families, pipeline_gauges
 
 __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollector", "FaustProbe",
            "make_registry", "render", "METRICS", "CONTENT_TYPE"]
@@ -60,64 +61,12 @@ US = 1_000_000
 
 # What LivePulse.on_message returns, besides a dead-letter reason (pulse.schemas.types.REASONS).
 RESULTS = ("applied", "redelivered", "duplicate", "after_as_of", "skipped", "dead_lettered")
-OPTIONAL_LABELS = ("team", "owner")
 # Per-event processing time: from a few microseconds (an in-order event) to a late event's re-fold.
 LATENCY_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1)
 
 # name -> (type, help). The names a dashboard or a rule may use (tests cross-check them).
 METRICS: dict[str, tuple[str, str]] = {
-    # -- pipeline: open pipeline and staleness at T (this worker's partitions) --
-    "pulse_open_leads": ("gauge", "Open leads at T by current stage (SPEC 4.4 count)."),
-    "pulse_open_amount": ("gauge", "Sum of the amounts of the open leads at T by current stage (SPEC 4.4 amount)."),
-    "pulse_open_weighted_amount": ("gauge", "Sum of amount x stage probability of the open leads at T (SPEC 4.4)."),
-    "pulse_open_opportunities": ("gauge", "Open leads at T in opportunity_stage or later (SPEC 4.7)."),
-    "pulse_stale_leads": ("gauge", "Open leads at T that are stale, by current stage and level 1-3 (SPEC 4.5)."),
-    # -- pipeline: per window (labels pipeline, window) --
-    "pulse_leads_created": ("gauge", "Leads created in the window (SPEC 4.2 leads_created)."),
-    "pulse_qualified_leads": ("gauge", "Leads whose first qualified stay started in the window (SPEC 4.2)."),
-    "pulse_deals_closed": ("gauge", "Closes in the window by outcome (SPEC 4.2 won, lost)."),
-    "pulse_won_amount": ("gauge", "Sum of the amounts of the won closes in the window (SPEC 4.2 won_amount)."),
-    "pulse_sales_cycle_sum_seconds": ("gauge", "Sum over the won closes in the window of close time minus "
-                                               "creation time (numerator of the sales cycle mean)."),
-    "pulse_win_ratio": ("gauge", "won / (won + lost) in the window (SPEC 4.2 win_rate); absent when 0/0. "
-                                 "Not summable across workers."),
-    "pulse_close_ratio": ("gauge", "won / leads_created in the window (SPEC 4.2 close_rate); absent when "
-                                   "no lead was created. Not summable across workers."),
-    "pulse_average_deal_size": ("gauge", "won_amount / won in the window (SPEC 4.2 avg_deal_size); absent when "
-                                         "won = 0. Not summable across workers."),
-    "pulse_sales_cycle_mean_seconds": ("gauge", "Mean sales cycle of the won closes in the window (SPEC 4.2 "
-                                                "sales_cycle_days.mean, in seconds). Not summable."),
-    "pulse_sales_velocity_per_day": ("gauge", "open opportunities x win rate x average deal size / sales cycle "
-                                              "days (SPEC 4.2, money per day). Not summable."),
-    # -- pipeline: stage flow per window (labels pipeline, window, stage) --
-    "pulse_stage_entered": ("gauge", "Stays in the stage that started in the window (SPEC 4.3 entered)."),
-    "pulse_stage_exits": ("gauge", "Stays in the stage that ended in the window, by outcome (SPEC 4.3)."),
-    "pulse_stage_conversion_ratio": ("gauge", "(advanced + won) / exited in the window (SPEC 4.3); absent when "
-                                              "exited = 0. Not summable."),
-    "pulse_stage_drop_off_ratio": ("gauge", "lost / exited in the window (SPEC 4.3); absent when exited = 0. "
-                                            "Not summable."),
-    "pulse_stage_dwell_sum_seconds": ("gauge", "Sum of the dwell times of the stays that ended in the window."),
-    "pulse_stage_dwell_mean_seconds": ("gauge", "Mean dwell of the stays that ended in the window (SPEC 4.3). "
-                                                "Not summable."),
-    "pulse_stage_dwell_p50_seconds": ("gauge", "Median dwell (nearest rank, within SPEC 4.3's tolerance) of the "
-                                               "stays that ended in the window. Not summable."),
-    "pulse_stage_dwell_p90_seconds": ("gauge", "90th percentile dwell (nearest rank, within SPEC 4.3's tolerance) "
-                                               "of the stays that ended in the window. Not summable."),
-    "pulse_stage_transitions": ("gauge", "Stage changes from_stage -> to_stage in the window (SPEC 4.3)."),
-    # -- pipeline: lead velocity rate (always 30 days) --
-    "pulse_lead_velocity_qualified_leads": ("gauge", "Qualified leads in the current and the previous 30 days "
-                                                     "(SPEC 4.6 current, previous)."),
-    "pulse_lead_velocity_ratio": ("gauge", "(current - previous) / previous (SPEC 4.6 rate); absent when "
-                                           "previous = 0. Not summable."),
-    # -- durable input counts of this worker's partitions (SPEC 5 data_quality) --
-    "pulse_data_quality_inputs": ("gauge", "Inputs of this worker's partitions since the topics began, by outcome "
-                                           "(SPEC 5 data_quality; durable, moves with partitions)."),
-    "pulse_data_quality_dead_letters": ("gauge", "Dead-lettered inputs of this worker's partitions by reason "
-                                                 "(SPEC 5 dead_letter_reasons)."),
-    "pulse_data_quality_implicit_creates": ("gauge", "Leads created implicitly (SPEC 3 rule 2)."),
-    "pulse_leads_in_state": ("gauge", "Leads (open and closed) held in memory by this worker."),
-    "pulse_as_of_timestamp_seconds": ("gauge", "T of the pipeline metrics, Unix time (wall clock, or in event-clock "
-                                               "mode the latest occurred_at seen)."),
+    **PIPELINE_METRICS,
     # -- processing (this process) --
     "pulse_events_consumed": ("counter", "Input messages consumed by this process, by topic and result."),
     "pulse_events_dead_lettered": ("counter", "Input messages sent to the dead-letter topic by this process, "
@@ -144,9 +93,19 @@ METRICS: dict[str, tuple[str, str]] = {
 # Configuration: the `metrics:` section of the pipeline configuration
 # --------------------------------------------------------------------------------------
 
+MAX_CACHE_SECONDS = 60
+# The labels configurations could opt into before v2, and why they are gone.
+REMOVED_LABELS = {
+    "owner": "rep names are PII and never metric labels; per-owner figures are the Redis scorecards "
+             "(docs/redis.md, `pulse stale --owner NAME`)",
+    "team": "per-team figures are the pulse_team_* gauges (bounded to 50 teams per pipeline, "
+            "docs/operations.md); remove metrics.labels",
+}
+
+
 @dataclass(frozen=True)
 class MetricsOptions:
-    labels: tuple[str, ...] = ()      # extra labels of the open-pipeline and stale gauges: team, owner
+    cache_seconds: float = 0.0        # reuse the pipeline document for this long (0: build one per scrape)
 
 
 def metrics_options(config: Config) -> MetricsOptions:
@@ -155,23 +114,26 @@ def metrics_options(config: Config) -> MetricsOptions:
     if section is None:
         return MetricsOptions()
     if not isinstance(section, dict):
-        raise ConfigError(config.source, "metrics", "expected a mapping like {labels: [team]}")
+        raise ConfigError(config.source, "metrics", "expected a mapping like {cache_seconds: 5}")
     for key in section:
-        if key != "labels":
-            raise ConfigError(config.source, f"metrics.{key}", "unknown key (known: labels)")
+        if key not in ("cache_seconds", "labels"):
+            raise ConfigError(config.source, f"metrics.{key}", "unknown key (known: cache_seconds)")
     labels = section.get("labels")
-    if labels is None:
-        return MetricsOptions()
-    if not isinstance(labels, list):
-        raise ConfigError(config.source, "metrics.labels", f"expected a list of {' or '.join(OPTIONAL_LABELS)}")
-    for i, label in enumerate(labels):
-        if label not in OPTIONAL_LABELS:
+    if labels is not None:
+        if not isinstance(labels, list):
+            raise ConfigError(config.source, "metrics.labels", "no longer supported: remove it (per-team figures "
+                                                               "are the pulse_team_* gauges)")
+        for i, label in enumerate(labels):
+            reason = REMOVED_LABELS.get(label) if isinstance(label, str) else None
             raise ConfigError(config.source, f"metrics.labels[{i}]",
-                              f"{label!r} is not an allowed label (allowed: {', '.join(OPTIONAL_LABELS)}; "
-                              "lead ids and attributes are never labels)")
-        if label in labels[:i]:
-            raise ConfigError(config.source, f"metrics.labels[{i}]", f"{label!r} is listed twice")
-    return MetricsOptions(tuple(label for label in OPTIONAL_LABELS if label in labels))
+                              f"{label!r} is no longer a label: {reason}" if reason else
+                              f"{label!r} is not a label (metrics.labels is no longer supported; lead ids, "
+                              "owners and attributes are never labels)")
+    cache = section.get("cache_seconds", 0)
+    if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= MAX_CACHE_SECONDS:
+        raise ConfigError(config.source, "metrics.cache_seconds",
+                          f"expected a number of seconds from 0 to {MAX_CACHE_SECONDS}, got {cache!r}")
+    return MetricsOptions(cache_seconds=float(cache))
 
 
 # --------------------------------------------------------------------------------------
@@ -262,26 +224,6 @@ def _version() -> str:
         return "unknown"
 
 
-class _Families:
-    """Metric families by name, created on first use with METRICS' type and help."""
-
-    def __init__(self) -> None:
-        self.by_name: dict[str, Metric] = {}
-
-    def gauge(self, name: str, labels: Iterable[str], value: float | None, values: tuple = ()) -> None:
-        if value is None:                       # SPEC `null`: no sample (PromQL: absent, not NaN)
-            return
-        family = self.by_name.get(name)
-        if family is None:
-            family = self.by_name[name] = GaugeMetricFamily(name, METRICS[name][1], labels=list(labels))
-        family.add_metric(list(values), value)
-
-    def declare(self, name: str, labels: Iterable[str]) -> None:
-        """Emit the HELP/TYPE of a gauge even when it has no sample (e.g. no stale lead)."""
-        if name not in self.by_name:
-            self.by_name[name] = GaugeMetricFamily(name, METRICS[name][1], labels=list(labels))
-
-
 class PulseCollector:
     """A prometheus_client custom collector over a LivePulse (see the module docstring)."""
 
@@ -293,6 +235,8 @@ class PulseCollector:
         self.clock = clock
         self.probe = probe
         self.version = _version()
+        self.monotonic = time.monotonic
+        self._cached: tuple | None = None       # (partitions held, built at, document)
 
     def describe(self) -> list:
         return []       # no collect() at registration time
@@ -303,114 +247,27 @@ class PulseCollector:
             return self.live.clock_us()
         return engine.max_ts or self.live.clock_us()
 
-    def collect(self) -> Iterator[Metric]:
-        f = _Families()
+    def document(self) -> tuple[dict, dict[str, int], int]:
+        """This worker's SPEC 5 document at T, its leads held per pipeline, and T; built once
+        per scrape, or reused for up to `cache_seconds` (and never across a change of the
+        partitions held, e.g. a rebalance)."""
+        now = self.monotonic()
+        held = tuple((p, id(state)) for p, state in sorted(self.live.partitions.items()))
+        cached = self._cached
+        if cached is not None and cached[0] == held and now - cached[1] < self.options.cache_seconds:
+            return cached[2]
         engine = self.live.merged_engine()
         as_of = self.as_of(engine)
-        self._pipelines(f, engine, as_of)
-        self._data_quality(f, engine, as_of)
+        built = (engine.report(as_of=as_of), {name: len(p.leads) for name, p in engine.pipelines.items()}, as_of)
+        self._cached = (held, now, built) if self.options.cache_seconds > 0 else None
+        return built
+
+    def collect(self) -> Iterator[Metric]:
+        f = Families(METRICS)
+        doc, leads_in_state, as_of = self.document()
+        pipeline_gauges(f, doc, leads_in_state, as_of / US)
         yield from f.by_name.values()
         yield from self._processing()
-
-    # -- pipeline metrics ---------------------------------------------------------------
-
-    def _pipelines(self, f: _Families, engine: PulseEngine, as_of: int) -> None:
-        extra = self.options.labels
-        open_labels = ("pipeline", "stage", *extra)
-        for name in ("pulse_open_leads", "pulse_open_amount", "pulse_open_weighted_amount"):
-            f.declare(name, open_labels)
-        f.declare("pulse_stale_leads", ("pipeline", "stage", "level", *extra))
-        for name, p in engine.pipelines.items():
-            pc = p.config
-            stages = pc.stages
-            limits = [None if st.stale_after_s is None else st.stale_after_s * US for st in stages]
-            # One pass over the open leads, grouped by stage (and the opted-in labels).
-            groups: dict[tuple, list] = {}      # (stage, *extra values) -> [count, exact amount, [stale by level]]
-            for st in stages:
-                groups[(st.index, *("" for _ in extra))] = [0, 0, [0, 0, 0]]
-            by_stage = [0] * len(stages)
-            for lead in p.open_leads.values():
-                key = (lead.stage, *(getattr(lead, label) or "" for label in extra))
-                g = groups.get(key)
-                if g is None:
-                    g = groups[key] = [0, 0, [0, 0, 0]]
-                g[0] += 1
-                if lead.amount:
-                    g[1] += to_fixed(lead.amount)
-                by_stage[lead.stage] += 1
-                level = stale_level(as_of - lead.stay_start, limits[lead.stage])
-                if level:
-                    g[2][level - 1] += 1
-            for (stage, *values), (count, amount, stale) in groups.items():
-                st = stages[stage]
-                labels = (name, st.name, *values)
-                f.gauge("pulse_open_leads", open_labels, count, labels)
-                f.gauge("pulse_open_amount", open_labels, from_fixed(amount), labels)
-                f.gauge("pulse_open_weighted_amount", open_labels, weighted(st.probability, amount), labels)
-                for level in (1, 2, 3):
-                    f.gauge("pulse_stale_leads", ("pipeline", "stage", "level", *extra), stale[level - 1],
-                            (name, st.name, str(level), *values))
-            opportunities = sum(by_stage[pc.opportunity_index:])
-            f.gauge("pulse_open_opportunities", ("pipeline",), opportunities, (name,))
-            f.gauge("pulse_leads_in_state", ("pipeline",), len(p.leads), (name,))
-
-            for w in engine.config.windows:
-                days = window_days(as_of, w.days)
-                dw = p.deals.window(days)
-                d = deal_metrics(dw, opportunities)
-                pw = ("pipeline", "window")
-                lv = (name, w.key)
-                f.gauge("pulse_leads_created", pw, d["leads_created"], lv)
-                f.gauge("pulse_qualified_leads", pw, d["qualified_leads"], lv)
-                for outcome in ("won", "lost"):
-                    f.gauge("pulse_deals_closed", (*pw, "outcome"), d[outcome], (*lv, outcome))
-                f.gauge("pulse_won_amount", pw, d["won_amount"], lv)
-                f.gauge("pulse_sales_cycle_sum_seconds", pw, dw.cycle_us / US, lv)
-                f.gauge("pulse_win_ratio", pw, d["win_rate"], lv)
-                f.gauge("pulse_close_ratio", pw, d["close_rate"], lv)
-                f.gauge("pulse_average_deal_size", pw, d["avg_deal_size"], lv)
-                f.gauge("pulse_sales_cycle_mean_seconds", pw,
-                        dw.cycle_us / (dw.won * US) if dw.won else None, lv)
-                f.gauge("pulse_sales_velocity_per_day", pw, d["sales_velocity_per_day"], lv)
-
-                stage_windows, transitions = p.flow.window(days)
-                pws = (*pw, "stage")
-                for st in stages:
-                    sw = stage_windows[st.index]
-                    r = stage_report(sw)
-                    lvs = (*lv, st.name)
-                    f.gauge("pulse_stage_entered", pws, r["entered"], lvs)
-                    for outcome in OUTCOME_NAMES:
-                        f.gauge("pulse_stage_exits", (*pws, "outcome"), r[outcome], (*lvs, outcome))
-                    f.gauge("pulse_stage_conversion_ratio", pws, r["conversion_rate"], lvs)
-                    f.gauge("pulse_stage_drop_off_ratio", pws, r["drop_off_rate"], lvs)
-                    f.gauge("pulse_stage_dwell_sum_seconds", pws, sw.dwell_sum_us / US, lvs)
-                    exited = r["exited"]
-                    f.gauge("pulse_stage_dwell_mean_seconds", pws,
-                            sw.dwell_sum_us / (exited * US) if exited else None, lvs)
-                    for rank in (50, 90):
-                        f.gauge(f"pulse_stage_dwell_p{rank}_seconds", pws,
-                                nearest_rank(sw.dwell_hist, exited, rank) / US if exited else None, lvs)
-                f.declare("pulse_stage_transitions", (*pw, "from_stage", "to_stage"))
-                for (a, b), n in sorted(transitions.items()):
-                    f.gauge("pulse_stage_transitions", (*pw, "from_stage", "to_stage"), n,
-                            (*lv, stages[a].name, stages[b].name))
-
-            current = p.deals.window(window_days(as_of, LVR_DAYS)).qualified
-            previous = p.deals.window(previous_window_days(as_of, LVR_DAYS)).qualified
-            lvr = lead_velocity_rate(current, previous)
-            for period in ("current", "previous"):
-                f.gauge("pulse_lead_velocity_qualified_leads", ("pipeline", "period"), lvr[period], (name, period))
-            f.gauge("pulse_lead_velocity_ratio", ("pipeline",), lvr["rate"], (name,))
-
-    def _data_quality(self, f: _Families, engine: PulseEngine, as_of: int) -> None:
-        dq = engine.data_quality()
-        for outcome in ("applied", "duplicates", "after_as_of", "dead_lettered"):
-            f.gauge("pulse_data_quality_inputs", ("outcome",), dq[outcome], (outcome,))
-        for reason, n in dq["dead_letter_reasons"].items():
-            f.gauge("pulse_data_quality_dead_letters", ("reason",), n, (reason,))
-        f.gauge("pulse_data_quality_implicit_creates", (), dq["implicit_creates"])
-        f.gauge("pulse_as_of_timestamp_seconds", (), as_of / US)
 
     # -- processing metrics -----------------------------------------------------------------
 

@@ -35,6 +35,8 @@ from redis.exceptions import RedisError
 from pulse.schemas.parse import format_timestamp
 from pulse.streams.staleness import next_level_due_us, stale_level
 
+from .scorecards import scorecards
+
 if TYPE_CHECKING:
     from .live import LivePulse, PartitionState
 
@@ -115,6 +117,10 @@ class Keys:
                 self._indexes.clear()
             self._indexes[(pipeline, stage, owner, team)] = found
         return found
+
+    def scorecards(self, pipeline: str) -> str:
+        """hash: owner -> that owner's scorecard in the pipeline (JSON, agents/scorecards.py)."""
+        return f"{self.prefix}scorecards:{esc(pipeline)}"
 
     def partition(self, partition: int) -> str:
         return f"{self.prefix}part:{partition}"
@@ -474,11 +480,19 @@ class RedisServing:
         if doc is None:                          # a peer is unreachable: keep the previous one
             return
         ttl = max(30, int(3 * (self._next_report - self.wall())))
-        async with self.r.pipeline(transaction=True) as pipe:
+        cards = scorecards(doc)
+        async with self.r.pipeline(transaction=True) as pipe:     # MULTI: readers see all of it or none
             pipe.set(self.keys.report, orjson.dumps(doc), ex=ttl)
             pipe.hset(self.keys.report_meta, mapping={"as_of": doc["as_of"], "written_at": repr(self.wall()),
                                                       "worker": self.worker_id})
             pipe.expire(self.keys.report_meta, ttl)
+            for pipeline in self._stage_names:
+                key = self.keys.scorecards(pipeline)
+                pipe.delete(key)                  # owners gone from the document go from Redis
+                by_owner = cards.get(pipeline)
+                if by_owner:
+                    pipe.hset(key, mapping={owner: orjson.dumps(card) for owner, card in by_owner.items()})
+                    pipe.expire(key, ttl)
             await pipe.execute()
 
     # -- GET /stale on the worker --------------------------------------------------------
@@ -581,6 +595,20 @@ async def query_stale(client: aioredis.Redis, keys: Keys, *, pipeline: str | Non
     return {"as_of": format_timestamp(as_of),
             "synced_at": format_timestamp(int(float(synced) * 1_000_000)) if synced else None,
             "count": count, "stale": entries}
+
+
+async def read_scorecards(client: aioredis.Redis, keys: Keys, owner: str, pipeline: str | None = None) -> dict:
+    """pipeline -> the owner's scorecard there (pipelines where the owner has none are left
+    out). Raises RedisError/OSError when Redis cannot be reached."""
+    if pipeline is not None:
+        pipelines = [pipeline]
+    else:
+        pipelines = sorted(n.decode() for n in await client.smembers(keys.pipelines))
+    async with client.pipeline(transaction=False) as pipe:
+        for name in pipelines:
+            pipe.hget(keys.scorecards(name), owner)
+        found = await pipe.execute() if pipelines else []
+    return {name: orjson.loads(raw) for name, raw in zip(pipelines, found) if raw is not None}
 
 
 async def read_lead(client: aioredis.Redis, keys: Keys, pipeline: str, lead_id: str) -> dict | None:

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_stale_command(sub)
     from pulse.slack.cli import add_slack_command
     add_slack_command(sub)
+    from pulse.gateway.command import add_gateway_command
+    add_gateway_command(sub)
     return parser
 
 

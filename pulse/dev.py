@@ -34,6 +34,10 @@ def add_dev_command(sub) -> None:
     dev.add_argument("--partitions", type=int, default=4)
     dev.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     dev.add_argument("--quiet-alerts", action="store_true", help="do not print alerts")
+    dev.add_argument("--gateway-port", type=int, default=8088, help="the CRM gateway's HTTP port (default 8088)")
+    dev.add_argument("--via", choices=("hubspot", "pipedrive", "close", "pulse", "broker"), default="hubspot",
+                     help="how the demo traffic arrives: as that CRM's signed webhooks through the gateway "
+                          "(default hubspot), or published straight to the broker")
     dev.add_argument("--slack-channel", default=None, metavar="CHANNEL",
                      help="with SLACK_BOT_TOKEN (or SLACK_WEBHOOK_URL) set, also run `pulse slack` posting "
                           "every alert to this channel (env PULSE_DEV_SLACK_CHANNEL)")
@@ -44,11 +48,11 @@ def _say(message: str) -> None:
     print(f"pulse dev: {message}", file=sys.stderr, flush=True)
 
 
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90, what: str = "worker") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("the worker exited; see the log above")
+            raise RuntimeError(f"the {what} exited; see the log above")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                 if r.status == 200:
@@ -56,7 +60,32 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> Non
         except OSError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"the worker was not healthy after {timeout:.0f}s")
+    raise TimeoutError(f"the {what} was not healthy after {timeout:.0f}s")
+
+
+def _gateway_demo_config() -> tuple[str, dict[str, str]]:
+    """The shipped configuration plus a `sources` section with one demo source per CRM
+    kind (`demo-hubspot`, ...; CRM stage ids = our stage names), and fresh random
+    secrets for them, handed to the gateway and the simulator through the environment."""
+    import importlib.resources
+    import secrets
+    import tempfile
+
+    import yaml
+
+    from pulse.config import load_config
+    from pulse.gateway.vendor_shapes import VIA, demo_source_yaml
+
+    shipped = (importlib.resources.files("pulse") / "default_pipeline.yaml").read_text()
+    config = load_config(None)
+    sources = {f"demo-{kind}": demo_source_yaml(config, kind, f"demo-{kind}", f"PULSE_DEV_{kind.upper()}_SECRET")
+               for kind in VIA}
+    env = {f"PULSE_DEV_{kind.upper()}_SECRET": ("demo:" if kind == "pipedrive" else "") + secrets.token_hex(32)
+           for kind in VIA}
+    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="pulse-dev-gateway-", delete=False)
+    f.write(shipped + "\n" + yaml.safe_dump({"sources": sources}, sort_keys=False))
+    f.close()
+    return f.name, env
 
 
 def _start_slack_notifier(args: argparse.Namespace, env: dict, python: str) -> subprocess.Popen | None:
@@ -109,23 +138,36 @@ def cmd_dev(args: argparse.Namespace) -> int:
                                    "--data-dir", os.path.join("/tmp", f"pulse-dev-{os.getpid()}")], env=env,
                                   stdout=subprocess.DEVNULL)     # stdout is for alerts; logs go to stderr
         procs.append(worker)
+        demo_config, gateway_env = _gateway_demo_config()
+        gateway = subprocess.Popen([python, "-m", "pulse.cli", "gateway", "--config", demo_config,
+                                    "--gateway-port", str(args.gateway_port), "--log-level", "warn"],
+                                   env={**env, **gateway_env}, stdout=subprocess.DEVNULL)
+        procs.append(gateway)
         _wait_healthy(args.web_port, worker)
+        _wait_healthy(args.gateway_port, gateway, what="gateway")
+        via = [] if args.via == "broker" else ["--via", args.via, "--config", demo_config,
+                                               "--gateway", f"http://127.0.0.1:{args.gateway_port}"]
         simulator = subprocess.Popen([python, "-m", "pulse.cli", "simulate", "--speed", str(args.speed),
-                                      "--leads-per-hour", str(args.leads_per_hour), "--messy", "--no-progress"],
-                                     env=env, stdout=subprocess.DEVNULL)
+                                      "--leads-per-hour", str(args.leads_per_hour), "--messy", "--no-progress",
+                                      *via], env={**env, **gateway_env}, stdout=subprocess.DEVNULL)
         procs.append(simulator)
         notifier = _start_slack_notifier(args, env, python)
         if notifier is not None:
             procs.append(notifier)
         base = f"http://localhost:{args.web_port}"
         _say("running. Where to look:")
-        for line in (f"  report   {base}/report        (one pipeline: {base}/report?pipeline=default)",
-                     f"  health   {base}/health",
-                     f"  metrics  {base}/metrics       (Prometheus)",
-                     f"  stale    {base}/stale?team=emea   or: pulse stale --team emea --redis {redis_server.url}",
-                     "  offline  pulse report FILE    (the same numbers from a JSON Lines file)",
-                     f"  alerts   printed below as they are raised (topic {names[topics.NOTIFICATIONS]})",
-                     f"  broker   {broker.url}  (try: pulse replay FILE --broker {broker.url})",
+        for line in (f"  dashboard {base}/               (open it in a browser: live figures, funnel, stale leads, alerts)",
+                     f"  report    {base}/report        (one pipeline: {base}/report?pipeline=default)",
+                     f"  health    {base}/health",
+                     f"  metrics   {base}/metrics       (Prometheus)",
+                     f"  stale     {base}/stale?team=emea   or: pulse stale --team emea --redis {redis_server.url}",
+                     "  offline   pulse report FILE    (the same numbers from a JSON Lines file)",
+                     f"  alerts    printed below as they are raised (topic {names[topics.NOTIFICATIONS]})",
+                     f"  broker    {broker.url}  (try: pulse replay FILE --broker {broker.url})",
+                     f"  gateway   http://localhost:{args.gateway_port}/ingest/{{hubspot,pipedrive,close,pulse}}/demo-KIND"
+                     f"   (config {demo_config}; docs/crm.md)",
+                     f"            demo traffic: {'published to the broker' if args.via == 'broker' else args.via + ' webhooks through the gateway'}"
+                     f"; gateway metrics http://localhost:{args.gateway_port}/metrics",
                      "  Ctrl-C stops everything."):
             print(line, file=sys.stderr, flush=True)
         consumer = KafkaConsumer(names[topics.NOTIFICATIONS], bootstrap_servers=broker.bootstrap,
@@ -150,10 +192,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _say("stopping ...")
-        for proc in reversed(procs):
+        for proc in reversed(procs):        # one after the other: the simulator before the gateway it posts to
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT if proc is not procs[0] else signal.SIGTERM)
-        for proc in reversed(procs):
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:

@@ -57,6 +57,15 @@ def add_publish_commands(sub: argparse._SubParsersAction) -> None:
                           help="add real-world mess: re-sends, late events, missing lead.created, invalid "
                                "lines, non-Z offsets")
     simulate.add_argument("--no-progress", action="store_true", help="never show a status line")
+    simulate.add_argument("--via", choices=("hubspot", "pipedrive", "close", "pulse"),
+                          help="send the traffic through the CRM gateway as that CRM's signed webhooks (with "
+                               "retries and some duplicate deliveries) instead of publishing to the broker")
+    simulate.add_argument("--gateway", metavar="URL", help="--via: the gateway's base URL (default: "
+                                                          "http://localhost:$PULSE_GATEWAY_PORT, else 8088)")
+    simulate.add_argument("--source", metavar="NAME", help="--via: the source to post as (default: the only "
+                                                           "source of that kind in the configuration)")
+    simulate.add_argument("--config", dest="config_path", metavar="FILE",
+                          help="--via: configuration with the sources section (env PULSE_CONFIG)")
     simulate.set_defaults(run=cmd_simulate)
 
 
@@ -83,9 +92,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from pulse.settings import from_args
 
     settings = from_args(args)        # SPEC 7.1: option, else environment, else default
+    sender = None
+    if args.via:
+        from pulse.config import ConfigError
+        from pulse.gateway.sender import open_sender
+        from pulse.settings import environment
+
+        url = args.gateway or f"http://localhost:{settings.gateway_port}"
+        try:
+            sender = open_sender(args.via, url, args.source, settings.with_config().config, environment(),
+                                 seed=args.seed or 0)
+        except (ConfigError, ValueError) as exc:
+            print(f"pulse simulate: {exc}", file=sys.stderr)
+            return 2
 
     return run_simulate(settings.broker, settings.topic_prefix,
                         leads_per_hour=args.leads_per_hour, speed=args.speed, seed=args.seed,
                         duration=args.duration, messy=args.messy,
                         progress=not args.no_progress and sys.stderr.isatty(),
-                        connect_timeout=args.connect_timeout)
+                        connect_timeout=args.connect_timeout, publisher=sender)

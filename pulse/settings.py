@@ -42,6 +42,7 @@ class Settings:
     slack_webhook_url: str | None = field(default=None, repr=False, compare=False)
     slack_api_url: str = "https://slack.com/api/"
     slack_metrics_port: int = 6067          # GET /metrics and /health of `pulse slack`; 0: off
+    gateway_port: int = 8088                # `pulse gateway` (SPEC 7.1)
     config: Config | None = field(default=None, compare=False, repr=False)
 
     def with_config(self) -> Settings:
@@ -88,6 +89,7 @@ _ENV = {
     "log_level": ("PULSE_LOG_LEVEL", str),
     "slack_api_url": ("PULSE_SLACK_API_URL", str),
     "slack_metrics_port": ("PULSE_SLACK_METRICS_PORT", int),
+    "gateway_port": ("PULSE_GATEWAY_PORT", int),
 }
 
 
@@ -126,6 +128,12 @@ def add_slack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Slack Web API base (env PULSE_SLACK_API_URL; default https://slack.com/api/)")
     parser.add_argument("--slack-metrics-port", dest="slack_metrics_port", type=int, metavar="PORT",
                         help="port of GET /metrics and /health (env PULSE_SLACK_METRICS_PORT; default 6067; 0: off)")
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment, for components that read named secrets from it
+    (the gateway's `secret_env`); this module stays the only reader."""
+    return os.environ
 
 
 def _secret(path: str | None, env: Mapping[str, str], var: str, what: str) -> str | None:

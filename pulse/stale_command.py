@@ -58,12 +58,16 @@ def cmd_stale(args: argparse.Namespace) -> int:
 
 
 async def _query(settings, args) -> dict:
-    from pulse.agents.serving import Keys, connect, key_prefix, query_stale
+    from pulse.agents.serving import Keys, connect, key_prefix, query_stale, read_scorecards
 
     client = connect(settings.redis_url)
+    keys = Keys(key_prefix(settings.topic_prefix))
     try:
-        return await query_stale(client, Keys(key_prefix(settings.topic_prefix)), pipeline=args.pipeline,
-                                 stage=args.stage, owner=args.owner, team=args.team, limit=args.limit or None)
+        doc = await query_stale(client, keys, pipeline=args.pipeline, stage=args.stage, owner=args.owner,
+                                team=args.team, limit=args.limit or None)
+        if args.owner is not None:      # the rep's scorecard per pipeline, as the workers last wrote it
+            doc["scorecards"] = await read_scorecards(client, keys, args.owner, args.pipeline)
+        return doc
     finally:
         await client.aclose()
 
@@ -72,9 +76,34 @@ def _days(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _scorecards(console, cards: dict) -> None:
+    """One block per pipeline: the owner's open pipeline, then a line per window."""
+    from rich.markup import escape
+
+    if not cards:
+        console.print("[dim]no scorecard for this owner (none written yet, or no open lead, creation or close "
+                      "in any window)[/dim]")
+    for pipeline, card in cards.items():
+        o = card["open"]
+        levels = o["stale_by_level"]
+        console.print(f"[bold]{escape(card['owner'])}[/bold] in {escape(pipeline)} (as of {card['as_of']}): "
+                      f"{o['count']} open lead{'s' if o['count'] != 1 else ''}, {_money(o['amount'])} "
+                      f"(weighted {_money(o['weighted_amount'])}), {o['stale']} stale "
+                      f"(level 1/2/3: {levels['1']}/{levels['2']}/{levels['3']})")
+        for window, w in card["windows"].items():
+            rate = "-" if w["win_rate"] is None else f"{w['win_rate']:.0%}"
+            console.print(f"  {window:>5}: {w['leads_created']} created, {w['won']} won, {w['lost']} lost, "
+                          f"won {_money(w['won_amount'])}, win rate {rate}")
+
+
 def _table(doc: dict, show_pipeline: bool) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     shown = len(doc["stale"])
     title = (f"{doc['count']} stale lead{'s' if doc['count'] != 1 else ''}"
@@ -92,8 +121,11 @@ def _table(doc: dict, show_pipeline: bool) -> None:
         row = [e["lead_id"], e["stage"] or "", _days(e["age_days"]), _days(e["stale_after_days"]),
                str(e["level"]), e["owner"] or "", e["team"] or "",
                "" if e["amount"] is None else f"{e['amount']:,.2f}", e["since"] or ""]
-        table.add_row(*([e["pipeline"]] if show_pipeline else []), *row, style=styles.get(e["level"]))
+        cells = [Text(c) for c in ([e["pipeline"]] if show_pipeline else []) + row]    # names are not markup
+        table.add_row(*cells, style=styles.get(e["level"]))
     console = Console(width=None if sys.stdout.isatty() else 160)    # piped: do not wrap at 80 columns
+    if "scorecards" in doc:
+        _scorecards(console, doc["scorecards"])
     console.print(table)
     if doc.get("synced_at") is None:
         console.print("[dim]no worker has synced this key space yet (check --redis and --topic-prefix)[/dim]")

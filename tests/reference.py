@@ -1,4 +1,4 @@
-"""A deliberately naive batch implementation of SPEC sections 3-5 (the test oracle).
+"""A deliberately naive batch implementation of SPEC (v2) sections 3-5 (the test oracle).
 
 This is the project's *second, independent* reading of the contract in SPEC.md. It
 is written for obviousness, not speed: it reads every input, groups the applied
@@ -6,7 +6,13 @@ events by lead, sorts each lead's events, walks SPEC section 3's rules literally
 while keeping explicit lists of stays and closes, and then computes every metric of
 section 4 straight from its definition with plain loops (exact nearest-rank
 percentiles, exact means).  Validation (section 1) is not re-implemented here: it is
-`pulse.schemas.parse.parse_event`'s job.
+`pulse.schemas.parse.parse_event`'s job.  Section 3 (and the time and config helpers)
+live in tests/reference_lead.py; this module re-exports them.
+
+v2: `lead.updated` (rules 7 and 8, reference_lead.py), segments by owner, team and
+source (4.8: each creation and counting close remembers the lead's values just after
+its event) and the forecast (4.9: the open pipeline at a window's start is re-folded
+from scratch, lead by lead, from its events before that instant).
 
 Times are integer microseconds since 1970-01-01T00:00:00Z throughout (as `Event.ts`).
 
@@ -14,205 +20,29 @@ Readings of points the SPEC leaves open are marked "READING:" below.
 """
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 
-from pulse.config import Config, PipelineConfig, Stage, Window
+from pulse.config import Config, PipelineConfig
 from pulse.schemas.parse import parse_event
-from pulse.schemas.types import (
-    CLOSED,
-    CREATED,
-    REASONS,
-    STAGE_CHANGED,
-    Event,
-    Rejected,
+from pulse.schemas.types import REASONS, Event, Rejected
+from reference_lead import (  # noqa: F401  (re-exported: the tests' one import point)
+    DAY_US,
+    TYPE_ORDER,
+    US,
+    CloseRec,
+    LeadRec,
+    StayRec,
+    day_start,
+    format_time,
+    make_config,
+    make_pipeline,
+    parse_time,
+    spec_order,
+    walk_lead,
 )
 
-US = 1_000_000                  # microseconds per second
-DAY_US = 86_400 * US            # one day (86,400 s) in microseconds
 LVR_DAYS = 30                   # SPEC 4.6: the lead velocity rate is always over 30 days
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-# --------------------------------------------------------------------------------------
-# Times
-# --------------------------------------------------------------------------------------
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})"
-)
-
-
-def parse_time(text: str) -> int:
-    """An RFC 3339 timestamp with offset (SPEC section 1's grammar) -> microseconds."""
-    m = _RFC3339.fullmatch(text)
-    if m is None:
-        raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")
-    year, month, day, hour, minute, second, fraction, offset = m.groups()
-    if int(second) > 59:
-        raise ValueError(f"no leap seconds: {text!r}")
-    naive = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    us = (naive.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1)
-    us += int((fraction or "")[:6].ljust(6, "0"))           # further digits truncated
-    if offset != "Z":
-        sign = 1 if offset[0] == "+" else -1
-        off_h, off_m = int(offset[1:3]), int(offset[4:6])
-        if off_h > 23 or off_m > 59:
-            raise ValueError(f"bad offset: {text!r}")
-        us -= sign * (off_h * 3600 + off_m * 60) * US
-    return us
-
-
-def format_time(us: int) -> str:
-    """Microseconds -> RFC 3339 in UTC with `Z`; the fraction only when not zero."""
-    dt = _EPOCH + timedelta(microseconds=us)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if dt.microsecond:
-        text += f".{dt.microsecond:06d}"
-    return text + "Z"
-
-
-def day_start(us: int) -> int:
-    """00:00:00 UTC of the day that contains `us`."""
-    return us - us % DAY_US
-
-
-# --------------------------------------------------------------------------------------
-# Config helpers for tests (the types are pulse.config's)
-# --------------------------------------------------------------------------------------
-
-def make_pipeline(name: str, stages, qualified: str | None = None,
-                  opportunity: str | None = None) -> PipelineConfig:
-    """stages: [(name, stale_after_s or None, probability), ...] in pipeline order.
-
-    qualified/opportunity default to the second stage (the first when only one), as
-    SPEC section 2 says."""
-    built = tuple(Stage(n, i, sa, float(p)) for i, (n, sa, p) in enumerate(stages))
-    index = {s.name: s.index for s in built}
-    default = built[1].name if len(built) > 1 else built[0].name
-    return PipelineConfig(
-        name=name,
-        stages=built,
-        stage_index=index,
-        qualified_index=index[qualified or default],
-        opportunity_index=index[opportunity or default],
-    )
-
-
-def make_config(pipelines, windows=(("7d", 7), ("30d", 30), ("90d", 90))) -> Config:
-    """pipelines: iterable of PipelineConfig; windows: [(key, days), ...]."""
-    return Config(
-        pipelines={p.name: p for p in pipelines},
-        windows=tuple(Window(k, d) for k, d in windows),
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Section 3: lead state
-# --------------------------------------------------------------------------------------
-
-@dataclass
-class StayRec:
-    stage: int                      # stage index
-    start: int
-    end: int | None = None          # None while open
-    outcome: str | None = None      # advanced / regressed / won / lost
-    to_stage: int | None = None     # for advanced / regressed: the stage moved to
-
-
-@dataclass
-class CloseRec:
-    ts: int
-    won: bool
-    amount: float                   # the lead's amount after applying the closing event
-
-
-@dataclass
-class LeadRec:
-    pipeline: str
-    lead_id: str
-    created: int                    # creation time (explicit or implicit)
-    implicit: bool
-    stays: list = field(default_factory=list)     # every stay, in walk order
-    closes: list = field(default_factory=list)    # closes that still count (not superseded)
-    closed: bool = False
-    owner: str | None = None
-    team: str | None = None
-    amount: float | None = None
-    source: str | None = None
-
-    @property
-    def current(self) -> StayRec | None:
-        """The current (open) stay of an open lead; None when the lead is closed."""
-        return None if self.closed else self.stays[-1]
-
-
-def walk_lead(events: list[Event]) -> LeadRec:
-    """Apply one lead's (already deduplicated) events in SPEC section 3's total order."""
-    ordered = sorted(events, key=lambda e: (e.ts, e.kind, e.event_id.encode("utf-8")))
-    lead: LeadRec | None = None
-    closing_stay: StayRec | None = None   # the stay that the lead's latest close ended
-
-    for e in ordered:
-        # ---- rules 1 and 2: creation (explicit or implicit) -------------------------
-        if lead is None:
-            lead = LeadRec(e.pipeline, e.lead_id, created=e.ts, implicit=(e.kind != CREATED))
-            if e.kind == CREATED:
-                lead.stays.append(StayRec(e.stage, e.ts))
-            elif e.kind == STAGE_CHANGED:
-                lead.stays.append(StayRec(e.stage, e.ts))        # starts in to_stage
-            else:
-                lead.stays.append(StayRec(0, e.ts))              # first stage; closed below
-            created_now = True
-        else:
-            created_now = False
-
-        # ---- rule 7: fields (before the close's amount is fixed) --------------------
-        if e.owner is not None:
-            lead.owner = e.owner
-        if e.team is not None:
-            lead.team = e.team
-        if e.amount is not None:
-            lead.amount = e.amount
-        if e.kind == CREATED and e.source is not None:
-            lead.source = e.source
-
-        # ---- structural effect -------------------------------------------------------
-        if e.kind == CREATED:
-            pass        # rule 1: a second lead.created only updates fields
-        elif e.kind == STAGE_CHANGED:
-            if created_now:
-                pass                                              # rule 2: already placed
-            elif lead.closed:                                     # rule 6: reopen
-                lead.closed = False
-                lead.stays.append(StayRec(e.stage, e.ts))
-            else:
-                cur = lead.stays[-1]
-                if e.stage == cur.stage:
-                    pass                                          # rule 3: fields only
-                else:                                             # rule 3: a transition
-                    cur.end = e.ts
-                    cur.outcome = "advanced" if e.stage > cur.stage else "regressed"
-                    cur.to_stage = e.stage
-                    lead.stays.append(StayRec(e.stage, e.ts))
-        else:  # CLOSED
-            outcome = "won" if e.won else "lost"
-            amount = lead.amount if lead.amount is not None else 0.0
-            if not lead.closed:                                   # rules 2 and 4
-                cur = lead.stays[-1]
-                cur.end = e.ts
-                cur.outcome = outcome
-                closing_stay = cur
-                lead.closed = True
-                lead.closes.append(CloseRec(e.ts, e.won, amount))
-            else:                                                 # rule 5: supersede
-                lead.closes.pop()                                 # no longer counts anywhere
-                closing_stay.end = e.ts
-                closing_stay.outcome = outcome
-                lead.closes.append(CloseRec(e.ts, e.won, amount))
-    return lead
+DIMENSIONS = ("owner", "team", "source")      # SPEC 4.8, in the document's order
 
 
 # --------------------------------------------------------------------------------------
@@ -280,7 +110,8 @@ def reference_report(lines, config: Config, as_of: str | None = None) -> dict:
     by_lead: dict = {}
     for e in applied:
         by_lead.setdefault((e.pipeline, e.lead_id), []).append(e)
-    leads = [walk_lead(evs) for _, evs in sorted(by_lead.items())]
+    walked = [walk_lead(evs) for _, evs in sorted(by_lead.items())]
+    leads = [lead for lead in walked if lead is not None]     # rule 8: update-only leads
     implicit_creates = sum(1 for lead in leads if lead.implicit)
 
     doc = {
@@ -298,11 +129,32 @@ def reference_report(lines, config: Config, as_of: str | None = None) -> dict:
     }
     for name, pc in config.pipelines.items():
         mine = [lead for lead in leads if lead.pipeline == name]
-        doc["pipelines"][name] = _pipeline_report(pc, mine, T, config.windows)
+        histories = [evs for (pipeline, _), evs in sorted(by_lead.items()) if pipeline == name]
+        doc["pipelines"][name] = _pipeline_report(pc, mine, histories, T, config.windows)
     return doc
 
 
-def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) -> dict:
+def _segment_sort_key(entry: dict):
+    """SPEC 5: by value, byte order of UTF-8, null last."""
+    value = entry["value"]
+    return (1, b"") if value is None else (0, value.encode("utf-8"))
+
+
+def _open_totals(pc: PipelineConfig, leads: list[LeadRec]) -> dict:
+    """SPEC 4.4's pipeline totals over the open leads among `leads`."""
+    totals = {"count": 0, "amount": 0.0, "weighted_amount": 0.0}
+    for lead in leads:
+        if lead.closed:
+            continue
+        amount = lead.amount if lead.amount is not None else 0.0
+        totals["count"] += 1
+        totals["amount"] += amount
+        totals["weighted_amount"] += amount * pc.stages[lead.current.stage].probability
+    return totals
+
+
+def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], histories: list, T: int,
+                     windows) -> dict:
     names = [s.name for s in pc.stages]
     open_leads = [lead for lead in leads if not lead.closed]
 
@@ -338,6 +190,23 @@ def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) 
                 entry["stale"] += 1
                 stale_entries.append((age, lead, stage, level))
         open_doc["stages"][stage.name] = entry
+
+    # ---- 4.8 open pipeline per segment value ------------------------------------------
+    stale_ids = {id(t[1]) for t in stale_entries}
+    open_doc["segments"] = {}
+    for dim in DIMENSIONS:
+        by_value: dict = {}
+        for lead in open_leads:
+            value = lead.segment()[dim]                       # the lead's current value
+            entry = by_value.setdefault(value, {"value": value, "count": 0, "amount": 0.0,
+                                                "weighted_amount": 0.0, "stale": 0})
+            amount = lead.amount if lead.amount is not None else 0.0
+            entry["count"] += 1
+            entry["amount"] += amount
+            entry["weighted_amount"] += amount * pc.stages[lead.current.stage].probability
+            if id(lead) in stale_ids:
+                entry["stale"] += 1
+        open_doc["segments"][dim] = sorted(by_value.values(), key=_segment_sort_key)
 
     stale_entries.sort(key=lambda t: (-t[0], t[1].lead_id.encode("utf-8")))
     stale_doc = [
@@ -451,6 +320,63 @@ def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) 
                     key = f"{names[stay.stage]}->{names[stay.to_stage]}"
                     transitions[key] = transitions.get(key, 0) + 1
 
+        # 4.8 segments: 4.2's formulas over the creations and closes counting for v
+        segments_doc = {}
+        for dim in DIMENSIONS:
+            per_value: dict = {}
+
+            def of(value):
+                return per_value.setdefault(value, {"created": 0, "won": 0, "lost": 0,
+                                                    "won_amount": 0.0, "cycles": []})
+            for lead in leads:
+                if inside(lead.created):
+                    of(lead.created_segment[dim])["created"] += 1
+                for c in lead.closes:
+                    if not inside(c.ts):
+                        continue
+                    acc = of(c.segment[dim])
+                    if c.won:
+                        acc["won"] += 1
+                        acc["won_amount"] += c.amount
+                        acc["cycles"].append(c.ts - lead.created)
+                    else:
+                        acc["lost"] += 1
+            entries = []
+            for value, acc in per_value.items():
+                cyc = acc["cycles"]
+                entries.append({
+                    "value": value,
+                    "leads_created": acc["created"],
+                    "won": acc["won"],
+                    "lost": acc["lost"],
+                    "won_amount": acc["won_amount"],
+                    "win_rate": _ratio(acc["won"], acc["won"] + acc["lost"]),
+                    "close_rate": _ratio(acc["won"], acc["created"]),
+                    "avg_deal_size": _ratio(acc["won_amount"], acc["won"]),
+                    "sales_cycle_days": {
+                        "mean": None if not cyc else sum(cyc) / len(cyc) / DAY_US,
+                        "count": len(cyc),
+                    },
+                })
+            segments_doc[dim] = sorted(entries, key=_segment_sort_key)
+
+        # 4.9 forecast: re-fold every lead from scratch with only its events before
+        # `from`, then take 4.4's totals.
+        # READING: "the events with occurred_at < from" are this report's applied events
+        # (deduplicated as of T, first read wins) filtered by occurred_at < from; the
+        # duplicates are not re-decided among the earlier events only.  4.9 defines
+        # open_at_start by filtering "the events" by time, and the events of this
+        # document are the applied ones (section 5 classifies every input once, as of
+        # T); the two readings differ only when an event_id is reused for different
+        # content, which section 1 calls a producer bug with an arrival-order result.
+        before = [walk_lead([e for e in evs if e.ts < lo]) for evs in histories]
+        open_at_start = _open_totals(pc, [lead for lead in before if lead is not None])
+        weighted = open_at_start["weighted_amount"]
+        forecast = {
+            "open_at_start": open_at_start,
+            "attainment": None if weighted == 0 else won_amount / weighted,
+        }
+
         windows_doc[w.key] = {
             "from": format_time(lo),
             "to": format_time(hi),
@@ -466,6 +392,8 @@ def _pipeline_report(pc: PipelineConfig, leads: list[LeadRec], T: int, windows) 
             "sales_velocity_per_day": velocity,
             "stages": stages_doc,
             "transitions": transitions,
+            "segments": segments_doc,
+            "forecast": forecast,
         }
 
     # ---- 4.6 lead velocity rate --------------------------------------------------------

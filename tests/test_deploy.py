@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from pulse.agents.metrics import metrics_options
 from pulse.config import load_config
@@ -56,6 +57,33 @@ def exposed() -> dict[str, set[str]]:
             names.setdefault(s.name, set()).update(s.labels)
     # Series that exist only in a running worker with a consumer (FaustProbe).
     names.setdefault("pulse_consumer_lag_messages", set()).update({"topic", "partition"})
+    for name, labels in gateway_exposed().items():
+        names.setdefault(name, set()).update(labels)
+    return names
+
+
+def gateway_exposed() -> dict[str, set[str]]:
+    """Sample name -> label names of the gateway's exposition (pulse/gateway/metrics.py), with
+    one child of every labelled family, so that every series it can expose appears."""
+    from prometheus_client import Counter, Histogram
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pulse.gateway.metrics import GatewayMetrics
+
+    metrics = GatewayMetrics()
+    for family in vars(metrics).values():
+        labelnames = getattr(family, "_labelnames", ())
+        child = family.labels(*(f"x-{n}" for n in labelnames)) if labelnames else family
+        if isinstance(family, Histogram):
+            child.observe(0.1)
+        elif isinstance(family, Counter):
+            child.inc()
+        elif hasattr(child, "set"):
+            child.set(1)
+    names: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for s in family.samples:
+            names.setdefault(s.name, set()).update(s.labels)
     return names
 
 
@@ -74,11 +102,33 @@ def test_every_yaml_and_json_file_in_deploy_parses():
 
 def test_the_deployment_configuration_is_a_valid_pipeline_configuration():
     config = load_config(str(DEPLOY / "config" / "pipeline.yaml"))
-    assert metrics_options(config).labels == ("team",)
+    assert metrics_options(config).cache_seconds == 5
     windows = {w.key for w in config.windows}
     assert {"7d", "90d"} <= windows           # the alerting rules compare these two
     slack_config = pytest.importorskip("pulse.slack.config").slack_config
     assert slack_config(config).default_channel
+
+
+def test_the_deployment_configuration_has_gateway_sources_with_secrets_from_the_environment():
+    from pulse.config import ConfigError
+    from pulse.gateway.sources import gateway_sources
+
+    config = load_config(str(DEPLOY / "config" / "pipeline.yaml"))
+    entries = config.extra["sources"]
+    assert any(e["kind"] == "hubspot" and "secret_env" in e for e in entries.values())
+    variables = {e["secret_env"] for e in entries.values() if "secret_env" in e}
+    assert all("secret" not in e for e in entries.values())          # never inline
+    sources = gateway_sources(config, {var: f"test-{var}" for var in variables})
+    assert {s.kind for s in sources.values()} >= {"hubspot"}
+    with pytest.raises(ConfigError, match="HUBSPOT_CLIENT_SECRET"):  # no secret: exit 2 at start
+        gateway_sources(config, {})
+    # Every variable is in the compose example env file (empty there) and documented for Kubernetes.
+    example = dict(line.split("=", 1) for line in (DEPLOY / "gateway.env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert set(example) == variables and not any(example.values())
+    k8s_note = (K8S / "gateway-deployment.yaml").read_text()
+    assert all(f"--from-literal={var}=" in k8s_note for var in variables)
+    assert "deploy/gateway.env" in (ROOT / ".gitignore").read_text().split()
 
 
 # --------------------------------------------------------------------------------------
@@ -88,7 +138,8 @@ def test_the_deployment_configuration_is_a_valid_pipeline_configuration():
 def test_compose_has_the_services_and_wires_them_together():
     c = compose()
     services = c["services"]
-    assert {"kafka", "kafka-init", "redis", "prometheus", "grafana", "worker-1", "worker-2", "slack"} <= set(services)
+    assert {"kafka", "kafka-init", "redis", "prometheus", "grafana", "worker-1", "worker-2", "slack",
+            "gateway"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]   # KRaft
 
@@ -113,6 +164,8 @@ def test_compose_has_the_services_and_wires_them_together():
     assert sorted(jobs["pulse-worker"]["static_configs"][0]["targets"]) == [f"{name}:6066" for name in sorted(workers)]
     port = slack["environment"]["PULSE_SLACK_METRICS_PORT"]
     assert jobs["pulse-slack"]["static_configs"][0]["targets"] == [f"slack:{port}"]
+    port = services["gateway"]["environment"]["PULSE_GATEWAY_PORT"]
+    assert jobs["pulse-gateway"]["static_configs"][0]["targets"] == [f"gateway:{port}"]
 
     # Every bind-mounted file exists.
     for name, s in services.items():
@@ -120,6 +173,28 @@ def test_compose_has_the_services_and_wires_them_together():
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), (name, volume)
+
+
+def test_compose_runs_the_gateway_with_its_secrets_from_an_env_file():
+    c = compose()
+    gateway = c["services"]["gateway"]
+    assert gateway["command"] == ["gateway"]
+    assert gateway["image"] == c["services"]["worker-1"]["image"]             # the same image
+    env = gateway["environment"]
+    assert set(env) <= {var for var, _ in _ENV.values()}, set(env)
+    assert env["PULSE_BROKER"] == c["services"]["worker-1"]["environment"]["PULSE_BROKER"]
+    assert env["PULSE_CONFIG"] == c["services"]["worker-1"]["environment"]["PULSE_CONFIG"]
+    port = env["PULSE_GATEWAY_PORT"]
+    assert f"{port}:{port}" in gateway["ports"]
+    assert gateway["healthcheck"]["test"][-1].endswith(f"urlopen('http://127.0.0.1:{port}/health', timeout=3)")
+    assert gateway["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    # Secrets: from an env file (not in git), never a value in the compose file.
+    (env_file,) = gateway["env_file"]
+    assert env_file["path"] == "./gateway.env"
+    variables = {e["secret_env"] for e in load_config(str(DEPLOY / "config" / "pipeline.yaml")).extra["sources"].values()}
+    assert not variables & set(env)
+    assert not (DEPLOY / "gateway.env").exists() or "deploy/gateway.env" in (ROOT / ".gitignore").read_text()
+    assert "EXPOSE 6066 8088" in (DEPLOY / "Dockerfile").read_text()
 
 
 def test_compose_creates_the_topics_the_workers_use():
@@ -139,7 +214,7 @@ def test_compose_creates_the_topics_the_workers_use():
 
 
 def _compose_cli() -> list[str] | None:
-    """A Docker Compose CLI of version 2.23 or later (secrets from the environment), if installed."""
+    """A Docker Compose CLI of version 2.24 or later (secrets from the environment, optional env_file), if installed."""
     for argv in (["docker", "compose"], ["docker-compose"]):
         if not shutil.which(argv[0]):
             continue
@@ -148,7 +223,7 @@ def _compose_cli() -> list[str] | None:
         except (OSError, subprocess.TimeoutExpired):
             continue
         m = re.match(r"v?(\d+)\.(\d+)", out.stdout.decode().strip())
-        if out.returncode == 0 and m and (int(m.group(1)), int(m.group(2))) >= (2, 23):
+        if out.returncode == 0 and m and (int(m.group(1)), int(m.group(2))) >= (2, 24):
             return argv
     return None
 
@@ -156,7 +231,7 @@ def _compose_cli() -> list[str] | None:
 def test_docker_compose_config_accepts_the_file():
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("no Docker Compose CLI >= 2.23 here (`docker compose version` fails): the structure is "
+        pytest.skip("no Docker Compose CLI >= 2.24 here (`docker compose version` fails): the structure is "
                     "checked by the other tests of this file")
     result = subprocess.run([*cli, "-f", str(DEPLOY / "docker-compose.yml"), "config", "--quiet"],
                             capture_output=True, timeout=60, env={"SLACK_BOT_TOKEN": "xoxb-test", "PATH": "/usr/bin:/bin:/usr/local/bin"})
@@ -198,6 +273,11 @@ def test_every_required_alert_exists_and_is_unit_tested():
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     assert {"PulseWorkerDown", "PulseConsumerLagHigh", "PulseDeadLetterRateHigh", "PulseStaleLeadsPilingUp",
             "PulseStageConversionDrop"} <= alerts
+    assert {"PulseNoGateways", "PulseGatewayBrokerUnreachable", "PulseGatewayUnavailable", "PulseGatewayAuthFailures",
+            "PulseGatewaySourceRejected", "PulseGatewayInvalidDeliveries", "PulseGatewayLatencyHigh"} <= alerts
+    gateway_rules = [r for g in rules["groups"] for r in g["rules"] if "pulse_gateway" in r["expr"] or
+                     "pulse-gateway" in r["expr"]]
+    assert len(gateway_rules) >= 8
     tests = yaml.safe_load((PROMETHEUS / "rules_test.yml").read_text())
     fired = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"] if t["exp_alerts"]}
     assert fired == alerts
@@ -220,7 +300,7 @@ def check_promql(expr: str, exposed: dict[str, set[str]]) -> set[str]:
         name, selector = m.group(1), m.group(2) or ""
         if name == "up":
             continue
-        assert name in exposed, f"{name} is not exposed by the worker (in {expr!r})"
+        assert name in exposed, f"{name} is not exposed by the worker or the gateway (in {expr!r})"
         names.add(name)
         labels |= exposed[name]
         for label in _MATCHER.findall(selector):
@@ -239,7 +319,10 @@ def test_dashboard_has_the_panels():
     titles = " | ".join(p["title"].lower() for p in dashboard_panels())
     for needle in ("funnel", "conversion rate by stage", "drop-off", "sales velocity", "lead velocity",
                    "stale leads by stage and level", "open pipeline", "weighted pipeline", "win rate",
-                   "throughput", "consumer lag", "dead letters"):
+                   "throughput", "consumer lag", "dead letters", "open and weighted pipeline by team",
+                   "open and weighted pipeline by source", "won amount by team", "won amount by source",
+                   "forecast against actual", "forecast attainment", "gateway requests by source and code",
+                   "gateway events published by type", "gateway request latency p99", "gateway auth failures"):
         assert needle in titles, needle
     ids = [p["id"] for p in json.loads(DASHBOARD.read_text())["panels"]]
     assert len(ids) == len(set(ids))
@@ -260,10 +343,22 @@ def test_dashboard_uses_only_exposed_metrics_and_the_provisioned_datasource(expo
     for variable in dashboard["templating"]["list"]:
         m = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["query"]["query"])
         assert m and m.group(2) in exposed[m.group(1)], variable
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"pipeline", "window", "team", "source"} <= variables
+    for panel in dashboard_panels():            # a team/source panel follows the team/source picker
+        for target in panel["targets"]:
+            for dim in ("team", "source"):
+                if f"pulse_{dim}_" in target["expr"]:
+                    assert f'{dim}=~"${dim}"' in target["expr"], (panel["title"], target["expr"])
     # The dashboard covers the families a reader needs.
     for name in ("pulse_open_leads", "pulse_open_weighted_amount", "pulse_stage_entered", "pulse_stage_exits",
                  "pulse_stale_leads", "pulse_events_consumed_total", "pulse_consumer_lag_messages",
-                 "pulse_events_dead_lettered_total", "pulse_sales_cycle_sum_seconds", "pulse_won_amount"):
+                 "pulse_events_dead_lettered_total", "pulse_sales_cycle_sum_seconds", "pulse_won_amount",
+                 "pulse_team_open_amount", "pulse_source_open_amount", "pulse_team_won_amount",
+                 "pulse_source_won_amount", "pulse_team_stale_leads", "pulse_forecast_open_at_start_weighted_amount",
+                 "pulse_gateway_requests_total", "pulse_gateway_events_published_total",
+                 "pulse_gateway_request_seconds_bucket", "pulse_gateway_auth_failures_total",
+                 "pulse_gateway_dead_letters_total", "pulse_gateway_broker_connected"):
         assert name in used, name
     provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/pipeline-pulse.yml").read_text())
     mount = {v.split(":")[1] for v in compose()["services"]["grafana"]["volumes"] if "dashboards" in v}
@@ -310,6 +405,7 @@ def test_kustomization_lists_existing_files():
     for resource in k["resources"]:
         assert (K8S / resource).exists(), resource
     assert "podmonitor.yaml" not in k["resources"]        # needs the Prometheus Operator's CRD
+    assert "gateway-ingress.yaml" not in k["resources"]   # an example: host, certificate, controller are the user's
 
 
 def test_worker_statefulset_services_and_config():
@@ -354,3 +450,61 @@ def test_slack_notifier_reads_its_token_from_a_secret():
     port = container["ports"][0]["containerPort"]
     assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
     assert {"name": "PULSE_SLACK_METRICS_PORT", "value": str(port)} in container["env"]
+
+
+def test_gateway_deployment_service_pdb_and_scrape():
+    objects = k8s_objects()
+    deployment = objects[("Deployment", "pulse-gateway")]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2                          # stateless: two, so a drain or rollout keeps one
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = spec["template"]
+    selector = spec["selector"]["matchLabels"]
+    assert pod["metadata"]["labels"].items() >= selector.items()
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["gateway"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    port = int(env["PULSE_GATEWAY_PORT"]["value"])
+    (http,) = container["ports"]
+    assert http["containerPort"] == port and pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": http["name"]}
+    assert "httpGet" not in container["livenessProbe"]    # a broker outage is not cured by a restart
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    # Settings from the shared ConfigMap; secrets only from the Secret, no value in the manifests.
+    refs = container["envFrom"]
+    assert {"configMapRef": {"name": "pulse-settings"}} in refs
+    assert {"secretRef": {"name": "pulse-gateway"}} in refs
+    assert not [o for o in objects.values() if o["kind"] == "Secret"]
+    assert set(env) <= {var for var, _ in _ENV.values()}
+    mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    settings = objects[("ConfigMap", "pulse-settings")]["data"]
+    assert settings["PULSE_CONFIG"] == mounted["pipeline"] + "/pipeline.yaml"
+    assert volumes["pipeline"]["configMap"]["name"] == "pulse-pipeline"        # the config with `sources`
+    service = objects[("Service", "pulse-gateway")]["spec"]
+    assert service["selector"] == selector and service["ports"][0]["targetPort"] == http["name"]
+    assert service["ports"][0]["port"] == port
+    pdb = objects[("PodDisruptionBudget", "pulse-gateway")]["spec"]
+    assert pdb["selector"]["matchLabels"] == selector and pdb["minAvailable"] == 1
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert "gateway-deployment.yaml" in kustomization["resources"]
+    # The example Ingress exposes only /ingest/ of the Service (not /metrics), over TLS.
+    ingress = objects[("Ingress", "pulse-gateway")]["spec"]
+    (rule,) = ingress["rules"]
+    assert ingress["tls"][0]["hosts"] == [rule["host"]]
+    assert [(p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
+            for p in rule["http"]["paths"]] == [("/ingest/", "pulse-gateway", "http")]
+    monitors = {d["metadata"]["name"]: d for d in load_all(K8S / "podmonitor.yaml")}
+    assert monitors["pulse-gateway"]["spec"]["selector"]["matchLabels"] == selector
+    assert monitors["pulse-gateway"]["spec"]["podMetricsEndpoints"][0]["port"] == http["name"]
+
+
+def test_kustomize_builds_the_manifests():
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl here: the manifests are checked by the other tests of this file")
+    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(result.stdout) if d}
+    assert {("Deployment", "pulse-gateway"), ("Service", "pulse-gateway"),
+            ("PodDisruptionBudget", "pulse-gateway"), ("StatefulSet", "pulse-worker")} <= kinds

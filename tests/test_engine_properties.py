@@ -3,12 +3,20 @@
 The strategy makes small event sets over 1-3 pipelines, a few leads and a few stages,
 with timestamps on a coarse grid over a few days (so ties, late events, duplicates,
 implicit creates, supersedes and reopens happen often), sprinkled with invalid and
-blank lines.  Three properties need the lead's engine (skipped while it is missing):
+blank lines.  v2: about two events in seven are `lead.updated` (owner/team/source/amount
+changes, sometimes stage fields of any type), some before the lead's creation, some at
+the same instant as other events, some on a lead that only ever gets updates.  The
+properties that need the lead's engine (skipped while it is missing):
 
-* build_report(lines) equals reference_report(lines), for random as_of;
-* build_report does not depend on arrival order;
+* build_report(lines) equals reference_report(lines), for random as_of (also on a
+  forecast-rich variant: amounts often, no zero probabilities, windows that start
+  inside the data);
+* build_report does not depend on arrival order (shuffled input, same document);
 * PulseEngine, fed line by line, reports after any prefix what the reference computes
-  for that prefix.
+  for that prefix, and after all lines what build_report computes in one batch;
+* the v2 relations inside a document (`check_v2_invariants`): per-value segment sums
+  equal the window's and the open pipeline's totals, segment lists sorted and unique,
+  attainment = won_amount / open_at_start.weighted_amount (null on 0).
 
 Two more check the reference on its own (invariants between its numbers, and its own
 arrival-order independence), so that the strategy and the oracle are exercised even
@@ -34,6 +42,7 @@ from reference import (
     parse_time,
     reference_report,
 )
+from spec_support import assert_reports_match
 
 try:
     from pulse.streams.report import build_report
@@ -49,67 +58,7 @@ needs_engine = pytest.mark.skipif(ENGINE_MISSING is not None, reason=ENGINE_MISS
 SETTINGS = dict(derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-HOUR_DAYS = 1 / 24
 BASE_US = parse_time("2026-03-01T00:00:00Z")
-TIME_KEYS = {"as_of", "from", "to", "since"}
-
-
-# --------------------------------------------------------------------------------------
-# Comparison
-# --------------------------------------------------------------------------------------
-
-def _is_num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def assert_reports_match(actual, expected, *, exact_percentiles=False, now_slack_us=0,
-                         path="doc"):
-    """`actual` must equal `expected` (the reference) everywhere, with three allowances:
-
-    * floats: relative 1e-9 (float sums depend on summation order);
-    * dwell_days p50/p90: within 5 % of the exact value or 1 hour (1/24 day), whichever
-      is larger (SPEC 4.3) -- unless `exact_percentiles`;
-    * times are compared as instants (SPEC 5), exactly unless `now_slack_us` (used when
-      both sides defaulted T to the current clock at slightly different moments).
-    """
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: {actual!r} is not an object"
-        assert set(actual) == set(expected), \
-            f"{path}: keys differ: extra {sorted(set(actual) - set(expected))}, " \
-            f"missing {sorted(set(expected) - set(actual))}"
-        for k in expected:
-            sub = f"{path}.{k}"
-            if k in ("p50", "p90") and not exact_percentiles and _is_num(expected[k]):
-                assert _is_num(actual[k]), f"{sub}: {actual[k]!r}, exact {expected[k]!r}"
-                slack = max(0.05 * abs(expected[k]), HOUR_DAYS) + 1e-12
-                assert abs(actual[k] - expected[k]) <= slack, \
-                    f"{sub}: {actual[k]!r} is not within {slack} of exact {expected[k]!r}"
-            elif k in TIME_KEYS and isinstance(expected[k], str):
-                assert isinstance(actual[k], str) and actual[k].endswith("Z"), \
-                    f"{sub}: {actual[k]!r} is not an RFC 3339 UTC time"
-                a, e = parse_time(actual[k]), parse_time(expected[k])
-                slack = now_slack_us + (DAY_US if (k == "from" and now_slack_us) else 0)
-                assert abs(a - e) <= slack, f"{sub}: {actual[k]!r} != {expected[k]!r}"
-            else:
-                assert_reports_match(actual[k], expected[k],
-                                     exact_percentiles=exact_percentiles,
-                                     now_slack_us=now_slack_us, path=sub)
-    elif isinstance(expected, list):
-        assert isinstance(actual, list), f"{path}: {actual!r} is not a list"
-        assert len(actual) == len(expected), \
-            f"{path}: {len(actual)} items != {len(expected)}:\n{actual!r}\n{expected!r}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_reports_match(a, e, exact_percentiles=exact_percentiles,
-                                 now_slack_us=now_slack_us, path=f"{path}[{i}]")
-    elif isinstance(expected, float):
-        # a float-valued field (amounts, rates, days) may come as a JSON integer
-        assert _is_num(actual), f"{path}: {actual!r} is not a number (expected {expected!r})"
-        assert actual == pytest.approx(expected, rel=1e-9, abs=1e-12), \
-            f"{path}: {actual!r} != {expected!r}"
-    else:
-        # counts, strings, booleans, null: same value and same type (a count is an int)
-        assert actual == expected and type(actual) is type(expected), \
-            f"{path}: {actual!r} != {expected!r}"
 
 
 def _valid_times(lines, config) -> list[int]:
@@ -121,6 +70,43 @@ def _valid_times(lines, config) -> list[int]:
             if isinstance(p, Event):
                 out.append(p.ts)
     return out
+
+
+def check_v2_invariants(doc) -> None:
+    """SPEC 4.8/4.9/5 relations inside one document: per-value segment sums equal the
+    window's (and the open pipeline's) totals; entries qualify, are unique and sorted by
+    value (UTF-8 bytes, null last); attainment = won_amount / weighted, null on 0."""
+    def order(entries):
+        return [(v is None, b"" if v is None else v.encode("utf-8"))
+                for v in (e["value"] for e in entries)]
+
+    for p in doc["pipelines"].values():
+        o = p["open"]
+        for dim in ("owner", "team", "source"):
+            entries = o["segments"][dim]
+            assert order(entries) == sorted(set(order(entries))), entries
+            assert all(e["count"] >= 1 for e in entries)
+            assert sum(e["count"] for e in entries) == o["count"]
+            assert sum(e["stale"] for e in entries) == len(p["stale"])
+            for k in ("amount", "weighted_amount"):
+                assert sum(e[k] for e in entries) == pytest.approx(o[k], rel=1e-9, abs=1e-9)
+        for w in p["windows"].values():
+            for dim in ("owner", "team", "source"):
+                entries = w["segments"][dim]
+                assert order(entries) == sorted(set(order(entries))), entries
+                assert all(e["leads_created"] + e["won"] + e["lost"] >= 1 for e in entries)
+                for k in ("leads_created", "won", "lost"):
+                    assert sum(e[k] for e in entries) == w[k], (dim, k)
+                assert sum(e["won_amount"] for e in entries) == \
+                    pytest.approx(w["won_amount"], rel=1e-9, abs=1e-9)
+                assert sum(e["sales_cycle_days"]["count"] for e in entries) == \
+                    w["sales_cycle_days"]["count"]
+            f = w["forecast"]
+            weighted = f["open_at_start"]["weighted_amount"]
+            if weighted == 0:
+                assert f["attainment"] is None
+            else:
+                assert f["attainment"] == pytest.approx(w["won_amount"] / weighted, rel=1e-9)
 
 
 # --------------------------------------------------------------------------------------
@@ -142,23 +128,30 @@ BAD_LINES = (
     '{"type":"lead.created","event_id":"x","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z",'
     '"amount":-5}',
     '{"type":"lead.created","event_id":"","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z"}',
+    '{"type":"lead.updated","event_id":"x","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z",'
+    '"owner":7}',
+    '{"type":"lead.updated","event_id":"x","lead_id":"a","occurred_at":"2026-03-02T00:00:00Z",'
+    '"pipeline":"nope"}',
 )
 BLANK_LINES = ("", "  ", "\t", "\r")
 
 
 @st.composite
-def configs(draw):
-    n = draw(st.integers(1, 3))
+def configs(draw, positive_probabilities=False):
+    n = 1 if positive_probabilities else draw(st.integers(1, 3))
     pipelines = []
     for name in PIPELINE_NAMES[:n]:
         k = draw(st.integers(1, 4))
-        stages = [(STAGE_NAMES[i], draw(st.sampled_from(STALE)), draw(st.sampled_from(PROBS)))
+        probs = [p for p in PROBS if p > 0] if positive_probabilities else PROBS
+        stages = [(STAGE_NAMES[i], draw(st.sampled_from(STALE)), draw(st.sampled_from(probs)))
                   for i in range(k)]
         q = draw(st.integers(0, k - 1))
         o = draw(st.integers(0, k - 1))
         pipelines.append(make_pipeline(name, stages, qualified=STAGE_NAMES[q],
                                        opportunity=STAGE_NAMES[o]))
-    windows = draw(st.lists(st.sampled_from(WINDOWS), min_size=1, max_size=3,
+    # forecast-rich: windows starting inside the data's few days
+    offered = WINDOWS[:4] if positive_probabilities else WINDOWS
+    windows = draw(st.lists(st.sampled_from(offered), min_size=1, max_size=3,
                             unique_by=lambda w: w[0]))
     return make_config(pipelines, windows=windows)
 
@@ -179,22 +172,25 @@ def render_time(us: int, offset_min: int, extra_digits: str) -> str:
 event_times = st.builds(
     lambda hours, nudge: BASE_US + hours * 3600 * US + nudge,
     st.integers(0, 5 * 24).map(lambda h: h - h % 6 if h % 4 else h),   # bias towards 6 h
-    st.sampled_from([0, 0, 0, 0, 1, 1800 * US, 999_999]),
+    st.sampled_from([0, 0, 0, 0, 1, -1, 1800 * US, 999_999]),    # -1: just before a day
 )
 
 
 @st.composite
-def events(draw, config, event_id):
+def events(draw, config, event_id, amounts_often=False):
     """One JSON line: a mostly valid event (sometimes an unknown pipeline/stage)."""
     names = list(config.pipelines)
     pipeline = draw(st.sampled_from(names + ["default", "nope"]
                                     if draw(st.integers(0, 9)) == 0 else names))
     stage_names = ([s.name for s in config.pipelines[pipeline].stages]
                    if pipeline in config.pipelines else list(STAGE_NAMES))
-    kind = draw(st.sampled_from(["lead.created", "lead.stage_changed", "lead.stage_changed",
+    kind = draw(st.sampled_from(["lead.created", "lead.updated", "lead.updated",
+                                 "lead.stage_changed", "lead.stage_changed",
                                  "deal.closed", "deal.closed"]))
     ts = draw(event_times)
-    obj = {"type": kind, "event_id": event_id, "lead_id": draw(st.sampled_from(LEADS)),
+    # "u" only ever gets lead.updated: an update-only lead (SPEC 3 rule 8)
+    leads = LEADS + ("u",) if kind == "lead.updated" else LEADS
+    obj = {"type": kind, "event_id": event_id, "lead_id": draw(st.sampled_from(leads)),
            "occurred_at": render_time(ts, draw(st.sampled_from([0, 0, 0, 120, -330])),
                                       draw(st.sampled_from(["", "", "", "999"])))}
     if pipeline != "default" or draw(st.booleans()):
@@ -205,16 +201,24 @@ def events(draw, config, event_id):
         if draw(st.booleans()):
             obj["stage"] = stage
         obj["source"] = draw(st.sampled_from(["marketing", "sales", None]))
+    elif kind == "lead.updated":
+        if draw(st.booleans()):
+            obj["source"] = draw(st.sampled_from(["marketing", "sales", "\u00e9v\u00e9nement"]))
+        # stage fields on lead.updated are unknown extra fields: ignored whatever their type
+        if draw(st.integers(0, 4)) == 0:
+            obj[draw(st.sampled_from(["stage", "to_stage", "from_stage"]))] = draw(
+                st.sampled_from(stage_names + ["zz", 7, None, {"x": 1}]))
     elif kind == "lead.stage_changed":
         obj["to_stage"] = stage
         if draw(st.booleans()):
             obj["from_stage"] = draw(st.sampled_from(stage_names))
     else:
         obj["outcome"] = draw(st.sampled_from(["won", "lost"]))
-    for f, values in (("owner", ["ann", "bob"]), ("team", ["emea", "apac"]),
+    for f, values in (("owner", ["ann", "bob", "Zoe"]), ("team", ["emea", "apac"]),
                       ("amount", [0, 10, 2.5, 100, 1e6, 0.1])):
         choice = draw(st.integers(0, 3))
-        if choice == 1:
+        often = kind == "lead.updated" or (amounts_often and f == "amount")
+        if choice == 1 or (often and choice == 3):
             obj[f] = draw(st.sampled_from(values))
         elif choice == 2:
             obj[f] = None
@@ -222,17 +226,17 @@ def events(draw, config, event_id):
 
 
 @st.composite
-def scenarios(draw, exact_copies_only=False):
+def scenarios(draw, exact_copies_only=False, forecast_rich=False):
     """(config, lines, as_of or None)."""
-    config = draw(configs())
-    n = draw(st.integers(0, 24))
+    config = draw(configs(positive_probabilities=forecast_rich))
+    n = draw(st.integers(10, 30) if forecast_rich else st.integers(0, 24))
     lines = []
     for i in range(n):
-        if exact_copies_only:
+        if exact_copies_only or forecast_rich:
             eid = f"e{i:03d}"                        # distinct; duplicates are copies below
         else:
             eid = draw(st.sampled_from(["1", "2", "3", "4", "A", "a", "é"]))
-        lines.append(draw(events(config, eid)))
+        lines.append(draw(events(config, eid, amounts_often=forecast_rich)))
     # exact copies (re-deliveries) at random places
     for _ in range(draw(st.integers(0, 4))):
         if lines:
@@ -242,7 +246,7 @@ def scenarios(draw, exact_copies_only=False):
     for _ in range(draw(st.integers(0, 3))):
         lines.insert(draw(st.integers(0, len(lines))),
                      draw(st.sampled_from(BAD_LINES + BLANK_LINES)))
-    choice = draw(st.integers(0, 3))
+    choice = draw(st.integers(1, 2) if forecast_rich else st.integers(0, 3))
     if choice == 0:
         as_of = None
     elif choice == 1:          # inside (or just around) the data
@@ -273,6 +277,20 @@ def test_engine_matches_reference(case):
     expected = reference_report(lines, config, as_of)
     actual = build_report(list(lines), config, as_of=as_of)
     assert_reports_match(actual, expected, now_slack_us=_slack(lines, config, as_of))
+    check_v2_invariants(actual)
+
+
+@needs_engine
+@settings(max_examples=100, **SETTINGS)
+@given(scenarios(forecast_rich=True))
+def test_engine_matches_reference_on_forecast_rich_input(case):
+    """Amounts on most events, no zero probabilities, T inside the data: open pipelines
+    at the windows' starts and won amounts in them, so attainments are mostly numbers."""
+    config, lines, as_of = case
+    expected = reference_report(lines, config, as_of)
+    actual = build_report(list(lines), config, as_of=as_of)
+    assert_reports_match(actual, expected)
+    check_v2_invariants(actual)
 
 
 @needs_engine
@@ -317,6 +335,24 @@ def test_engine_incremental_matches_reference_after_any_prefix(case, data):
         assert_reports_match(actual, expected)
 
 
+@needs_engine
+@settings(max_examples=100, **SETTINGS)
+@given(scenarios())
+def test_engine_one_by_one_equals_batch(case):
+    config, lines, as_of = case
+    lines = [ln for ln in lines if ln.strip()]        # a file reader never passes blanks
+    # a live engine's clock is never behind an event it has read (7.1): as_of is at
+    # least the latest valid occurred_at, as in the prefix property above
+    times = _valid_times(lines, config)
+    floor = max(times) if times else BASE_US
+    as_of = format_time(floor if as_of is None else max(floor, parse_time(as_of)))
+    eng = PulseEngine(config, as_of=None)
+    for ln in lines:
+        eng.ingest(ln.encode("utf-8"))
+    batch = build_report(list(lines), config, as_of=as_of)
+    assert_reports_match(eng.report(parse_time(as_of)), batch)
+
+
 # --------------------------------------------------------------------------------------
 # The reference on its own
 # --------------------------------------------------------------------------------------
@@ -354,6 +390,7 @@ def test_reference_invariants(case):
                 sum(s["advanced"] + s["regressed"] for s in stages)
             assert w["sales_cycle_days"]["count"] == w["won"]
             assert parse_time(w["from"]) % DAY_US == 0
+    check_v2_invariants(doc)
 
 
 @settings(max_examples=100, **SETTINGS)

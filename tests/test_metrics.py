@@ -6,6 +6,7 @@ with tests/test_metrics_prometheus.py.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -124,6 +125,31 @@ def expected_from_report(doc: dict) -> dict[tuple[str, frozenset], float]:
             for pair, n in w["transitions"].items():
                 a, b = pair.split("->")
                 put("pulse_stage_transitions", n, **pw, from_stage=a, to_stage=b)
+            start, attainment = w["forecast"]["open_at_start"], w["forecast"]["attainment"]
+            put("pulse_forecast_open_at_start_leads", start["count"], **pw)
+            put("pulse_forecast_open_at_start_amount", start["amount"], **pw)
+            put("pulse_forecast_open_at_start_weighted_amount", start["weighted_amount"], **pw)
+            put("pulse_forecast_attainment_ratio", attainment, **pw)
+        for dim in ("team", "source"):
+            label = expected_segment_labels(p, dim)
+            sums: dict = {}
+            for e in p["open"]["segments"][dim]:
+                for field, metric in (("count", "open_leads"), ("amount", "open_amount"),
+                                      ("weighted_amount", "open_weighted_amount"), ("stale", "stale_leads")):
+                    sums.setdefault((f"pulse_{dim}_{metric}", (("pipeline", pipeline), (dim, label[e["value"]]))),
+                                    []).append(e[field])
+            for window, w in p["windows"].items():
+                for e in w["segments"][dim]:
+                    labels = (("pipeline", pipeline), ("window", window), (dim, label[e["value"]]))
+                    cycle = e["sales_cycle_days"]
+                    for metric, value, extra in (
+                            ("leads_created", e["leads_created"], ()), ("won_amount", e["won_amount"], ()),
+                            ("deals_closed", e["won"], (("outcome", "won"),)),
+                            ("deals_closed", e["lost"], (("outcome", "lost"),)),
+                            ("sales_cycle_sum_seconds", (cycle["mean"] or 0) * cycle["count"] * DAY_S, ())):
+                        sums.setdefault((f"pulse_{dim}_{metric}", labels + extra), []).append(value)
+            for (name, labels), values in sums.items():
+                put(name, math.fsum(values), **dict(labels))
         lvr = p["lead_velocity_rate"]
         put("pulse_lead_velocity_qualified_leads", lvr["current"], pipeline=pipeline, period="current")
         put("pulse_lead_velocity_qualified_leads", lvr["previous"], pipeline=pipeline, period="previous")
@@ -136,6 +162,23 @@ def expected_from_report(doc: dict) -> dict[tuple[str, frozenset], float]:
     put("pulse_data_quality_implicit_creates", dq["implicit_creates"])
     put("pulse_as_of_timestamp_seconds", parse_timestamp(doc["as_of"]) / 1e6)
     return out
+
+
+def expected_segment_labels(p: dict, dim: str, limit: int = 50) -> dict:
+    """docs/operations.md's rule, written again: null -> none; beyond `limit` values, the
+    first limit - 1 by (open count, leads created in the longest window, closes in it) keep
+    their name, the rest are `other`."""
+    open_count = {e["value"]: e["count"] for e in p["open"]["segments"][dim]}
+    values = set(open_count) | {e["value"] for w in p["windows"].values() for e in w["segments"][dim]}
+    name = {v: "none" if v in (None, "") else v for v in values}
+    if len(values) <= limit:
+        return name
+    longest = p["windows"][max(p["windows"], key=lambda k: int(k.rstrip("d")))]
+    created = {e["value"]: e["leads_created"] for e in longest["segments"][dim]}
+    closed = {e["value"]: e["won"] + e["lost"] for e in longest["segments"][dim]}
+    ranked = sorted(values, key=lambda v: (-open_count.get(v, 0), -created.get(v, 0), -closed.get(v, 0),
+                                           v is not None, (v or "").encode()))
+    return {v: name[v] if i < limit - 1 else "other" for i, v in enumerate(ranked)}
 
 
 def assert_metrics_match_report(samples: dict, doc: dict) -> None:
@@ -257,7 +300,7 @@ def test_no_lead_ids_names_or_attributes_in_labels():
         w.feed(*route(line, 4), line)
     leads = {orjson.loads(l)["lead_id"] for l in lines if l.startswith(b'{"') and b'"lead_id"' in l
              and isinstance(_safe(l).get("lead_id"), str)}
-    owners = {_safe(l).get("owner") for l in lines} - {None}
+    owners = {o for o in (_safe(l).get("owner") for l in lines) if isinstance(o, str)}
     values = {v for (_, labels) in parse_exposition(w.exposition()) for _, v in labels}
     assert leads and owners
     assert not values & (leads | owners)
@@ -271,39 +314,129 @@ def _safe(line: bytes) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def test_team_and_owner_labels_only_when_the_config_opts_in(tmp_path):
-    config_file = tmp_path / "pipelines.yaml"
-    default = load_config(None)
-    config_file.write_text("windows: [7d, 30d]\n"
-                           "pipelines:\n  default:\n    stages:\n"
-                           + "".join(f"      - {{name: {st.name}, stale_after: {st.stale_after_s}s, "
-                                     f"probability: {st.probability}}}\n"
-                                     for st in default.pipelines["default"].stages)
-                           + "metrics:\n  labels: [team]\n")
-    config = load_config(str(config_file))
-    w = Worker(config)
-    for line in messy_lines(80):
+def _label_values(samples: dict, name: str, label: str) -> set[str]:
+    return {dict(labels)[label] for (n, labels) in samples if n == name}
+
+
+def _sum(samples: dict, name: str, **match) -> float:
+    return sum(v for (n, labels), v in samples.items()
+               if n == name and all(dict(labels).get(k) == x for k, x in match.items()))
+
+
+def test_segment_gauges_by_team_and_source_add_up_to_the_pipeline_and_never_name_an_owner():
+    w = Worker()
+    lines = messy_lines(150)
+    lines.append(orjson.dumps({"type": "lead.created", "event_id": "no-team", "lead_id": "NT-1",
+                               "occurred_at": "2026-01-03T00:00:00Z", "amount": 5}))     # team and source null
+    for line in lines:
         w.feed(*route(line, 4), line)
-    samples = parse_exposition(w.exposition())
-    open_leads = {labels: v for (n, labels), v in samples.items() if n == "pulse_open_leads"}
-    assert all(dict(labels).keys() == {"pipeline", "stage", "team"} for labels in open_leads)
-    teams = {dict(labels)["team"] for labels in open_leads}
-    assert len(teams) > 2
-    # Summed over teams, the numbers are the report's.
     doc = w.report()
-    for stage, o in doc["pipelines"]["default"]["open"]["stages"].items():
-        assert sum(v for labels, v in open_leads.items() if dict(labels)["stage"] == stage) == o["count"]
-    stale = sum(v for (n, _), v in samples.items() if n == "pulse_stale_leads")
-    assert stale == len(doc["pipelines"]["default"]["stale"])
-    assert not any("team" in dict(labels) for (n, labels) in samples if n == "pulse_deals_closed")
+    samples = parse_exposition(w.exposition())
+    assert_metrics_match_report(samples, doc)
+    p = doc["pipelines"]["default"]
+    for dim in ("team", "source"):
+        assert "none" in _label_values(samples, f"pulse_{dim}_open_leads", dim)
+        assert len(_label_values(samples, f"pulse_{dim}_open_leads", dim)) > 2
+        assert _sum(samples, f"pulse_{dim}_open_leads") == p["open"]["count"]
+        assert _sum(samples, f"pulse_{dim}_open_amount") == pytest.approx(p["open"]["amount"], rel=1e-12)
+        assert _sum(samples, f"pulse_{dim}_open_weighted_amount") == pytest.approx(p["open"]["weighted_amount"],
+                                                                                   rel=1e-12)
+        assert _sum(samples, f"pulse_{dim}_stale_leads") == len(p["stale"])
+        for window, pw in p["windows"].items():
+            assert _sum(samples, f"pulse_{dim}_leads_created", window=window) == pw["leads_created"]
+            assert _sum(samples, f"pulse_{dim}_deals_closed", window=window, outcome="won") == pw["won"]
+            assert _sum(samples, f"pulse_{dim}_deals_closed", window=window, outcome="lost") == pw["lost"]
+            assert _sum(samples, f"pulse_{dim}_won_amount", window=window) == pytest.approx(pw["won_amount"],
+                                                                                          rel=1e-12)
+    assert any(pw["forecast"]["attainment"] is not None for pw in p["windows"].values())
+    assert not any("owner" in dict(labels) for (_, labels) in samples)
+
+
+def test_more_than_50_teams_keep_the_49_largest_and_sum_the_rest_as_other():
+    """70 teams (and leads with none): each team family has at most 50 label values, the
+    kept ones are the documented rule's, and the sums are unchanged."""
+    lines = []
+    for line in messy_lines(400, seed=3):
+        doc = _safe(line)
+        lead = doc.get("lead_id")
+        if isinstance(lead, str) and isinstance(doc.get("type"), str):     # every event: the latest team wins
+            n = zlib.crc32(lead.encode()) % 75
+            doc["team"] = None if n >= 70 else f"team-{n:02d}"
+            line = orjson.dumps(doc)
+        lines.append(line)
+    w = Worker()
+    for line in lines:
+        w.feed(*route(line, 4), line)
+    doc = w.report()
+    p = doc["pipelines"]["default"]
+    assert len({e["value"] for e in p["open"]["segments"]["team"]}) > 50
+    samples = parse_exposition(w.exposition())
+    assert_metrics_match_report(samples, doc)          # expected_segment_labels: the rule, written again
+    for name in METRICS:
+        if name.startswith("pulse_team_"):
+            for window in (None, *p["windows"]):
+                values = {dict(ls)["team"] for (n, ls) in samples
+                          if n == name and dict(ls).get("window") == window}
+                assert len(values) <= 50, (name, window)
+    teams = _label_values(samples, "pulse_team_open_leads", "team")
+    assert "other" in teams and len(teams) == 50
+    largest = max(p["open"]["segments"]["team"], key=lambda e: e["count"])
+    assert (largest["value"] or "none") in teams
+    assert _sum(samples, "pulse_team_open_leads") == p["open"]["count"]
+    assert _sum(samples, "pulse_team_leads_created", window="90d") == p["windows"]["90d"]["leads_created"]
+    promtool_check_metrics(w.exposition())
+
+
+def test_the_document_is_built_once_per_scrape_or_reused_for_cache_seconds(tmp_path):
+    from pulse.agents.metrics import PulseCollector
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  default:\n    stages: [{name: new, stale_after: 1d}, {name: qualified}]\n"
+                    "metrics: {cache_seconds: 5}\n")
+    config = load_config(str(path))
+    w = Worker(config)
+    built = []
+    merged = w.live.merged_engine
+    w.live.merged_engine = lambda: built.append(1) or merged()
+    collector = PulseCollector(w.live, w.stats, metrics_options(config), clock="event")
+    clock = [100.0]
+    collector.monotonic = lambda: clock[0]
+
+    def applied() -> float:
+        families = {m.name: m for m in collector.collect()}
+        return next(s.value for s in families["pulse_data_quality_inputs"].samples
+                    if s.labels["outcome"] == "applied")
+
+    def created(i: int) -> bytes:
+        return orjson.dumps({"type": "lead.created", "event_id": f"e{i}", "lead_id": f"L-{i}",
+                             "occurred_at": "2026-01-03T00:00:00Z"})
+
+    for i in range(10):
+        w.feed(*route(created(i), 4), created(i))
+    assert applied() == 10 and len(built) == 1
+    for i in range(10, 15):
+        w.feed(*route(created(i), 4), created(i))
+    clock[0] += 4.9                                  # within cache_seconds: the same document
+    assert applied() == 10 and len(built) == 1
+    clock[0] += 0.2                                  # older than 5 s: built again, with the new events
+    assert applied() == 15 and len(built) == 2
+    w.live.drop([next(iter(w.live.partitions))])    # a rebalance: never a document of partitions gone
+    assert applied() < 15 and len(built) == 3
+    # without the option: one document per scrape
+    plain = PulseCollector(w.live, w.stats, metrics_options(CFG), clock="event")
+    list(plain.collect())
+    list(plain.collect())
+    assert len(built) == 5
 
 
 @pytest.mark.parametrize("section, key_, problem", [
     ("metrics: [team]", "metrics", "expected a mapping"),
-    ("metrics: {labels: team}", "metrics.labels", "expected a list"),
-    ("metrics: {labels: [lead_id]}", "metrics.labels[0]", "not an allowed label"),
-    ("metrics: {labels: [team, team]}", "metrics.labels[1]", "listed twice"),
+    ("metrics: {labels: team}", "metrics.labels", "no longer supported"),
+    ("metrics: {labels: [owner]}", "metrics.labels[0]", "rep names are PII"),
+    ("metrics: {labels: [team]}", "metrics.labels[0]", "pulse_team_* gauges"),
+    ("metrics: {labels: [lead_id]}", "metrics.labels[0]", "never labels"),
     ("metrics: {label: [team]}", "metrics.label", "unknown key"),
+    ("metrics: {cache_seconds: -1}", "metrics.cache_seconds", "from 0 to 60"),
+    ("metrics: {cache_seconds: 5m}", "metrics.cache_seconds", "from 0 to 60"),
 ])
 def test_metrics_section_is_validated(tmp_path, section, key_, problem):
     path = tmp_path / "p.yaml"
@@ -317,11 +450,20 @@ def test_metrics_section_is_validated(tmp_path, section, key_, problem):
         make_registry(Worker().live, ProcessingStats(), config, clock="wall")
 
 
-def test_metrics_section_defaults(tmp_path):
-    assert metrics_options(CFG).labels == ()
+def test_a_worker_asked_for_owner_labels_stops_at_start_saying_why(tmp_path, capsys):
+    from pulse.cli import main
     path = tmp_path / "p.yaml"
-    path.write_text("pipelines:\n  default:\n    stages: [{name: new}]\nmetrics: {labels: [owner, team]}\n")
-    assert metrics_options(load_config(str(path))).labels == ("team", "owner")
+    path.write_text("pipelines:\n  default:\n    stages: [{name: new}, {name: won}]\nmetrics: {labels: [owner]}\n")
+    assert main(["worker", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "metrics.labels[0]" in err and "PII" in err
+
+
+def test_metrics_section_defaults(tmp_path):
+    assert metrics_options(CFG).cache_seconds == 0
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  default:\n    stages: [{name: new}]\nmetrics: {labels: [], cache_seconds: 2.5}\n")
+    assert metrics_options(load_config(str(path))).cache_seconds == 2.5
 
 
 def test_processing_histogram_is_cumulative_and_cheap():
@@ -397,6 +539,21 @@ def test_two_workers_shares_aggregate_to_the_cluster_numbers_as_documented():
     prev = total("pulse_lead_velocity_qualified_leads", period="previous")
     assert (cur, prev) == (lvr["current"], lvr["previous"])
     assert (cur - prev) / prev == lvr["rate"]
+    # per team and source, and the forecast: summed over workers, the cluster's figures
+    for dim in ("team", "source"):
+        for e in pipe["open"]["segments"][dim]:
+            assert total(f"pulse_{dim}_open_leads", **{dim: e["value"] or "none"}) == e["count"]
+        for e in w30["segments"][dim]:
+            assert total(f"pulse_{dim}_deals_closed", window="30d", outcome="won", **{dim: e["value"] or "none"}) \
+                == e["won"]
+    start = w30["forecast"]["open_at_start"]
+    assert total("pulse_forecast_open_at_start_leads", window="30d") == start["count"]
+    assert total("pulse_forecast_open_at_start_weighted_amount", window="30d") == pytest.approx(
+        start["weighted_amount"], rel=1e-12)
+    if w30["forecast"]["attainment"] is not None:
+        assert total("pulse_won_amount", window="30d") / total(
+            "pulse_forecast_open_at_start_weighted_amount", window="30d") == pytest.approx(
+            w30["forecast"]["attainment"], rel=1e-12)
     # ... and the per-worker ratios are not the cluster's (that is why they are "not summable").
     ratios = [s.get(key("pulse_win_ratio", pipeline="default", window="30d")) for s in shares]
     assert sum(ratios) != w30["win_rate"]

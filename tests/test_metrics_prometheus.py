@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from pulse.broker import create_topics, free_port
-from pulse.topics import topic_names
+from pulse.topics import INPUT_TOPICS, topic_names
 
 from live_harness import WorkerProcess
 from test_metrics import assert_metrics_match_report, parse_exposition, promtool_check_metrics, require_binary
@@ -117,7 +117,7 @@ def test_prometheus_scrapes_the_reports_numbers(broker, prefix, messy_file, tmp_
             assert samples[("pulse_state_ready", frozenset())] == 1
             assert samples[("pulse_assigned_partitions", frozenset())] == 4
             lag = [v for (name, _), v in samples.items() if name == "pulse_consumer_lag_messages"]
-            assert len(lag) == 12 and all(v >= 0 for v in lag)
+            assert len(lag) == len(INPUT_TOPICS) * 4 and all(v >= 0 for v in lag)
 
             # PromQL over what Prometheus scraped.
             pipe = report["pipelines"]["default"]
@@ -131,5 +131,20 @@ def test_prometheus_scrapes_the_reports_numbers(broker, prefix, messy_file, tmp_
                             ' / sum(pulse_deals_closed{pipeline="default",window="30d"})', w30["win_rate"])
             prom.eventually('sum(pulse_stale_leads{pipeline="default"})', len(pipe["stale"]))
             prom.eventually('sum(pulse_events_consumed_total)', dq["events_read"])
+
+            # v2: per team and source (bounded, summed back to the pipeline) and the forecast.
+            prom.eventually('sum(pulse_team_open_leads{pipeline="default"})', pipe["open"]["count"])
+            team = next(e for e in pipe["open"]["segments"]["team"] if e["value"] is not None)
+            prom.eventually(f'pulse_team_open_amount{{pipeline="default",team="{team["value"]}"}}', team["amount"])
+            source = next(e for e in w30["segments"]["source"] if e["won"])
+            prom.eventually(f'pulse_source_deals_closed{{pipeline="default",window="30d",source="{source["value"]}",'
+                            f'outcome="won"}}', source["won"])
+            prom.eventually('sum(pulse_source_won_amount{pipeline="default",window="30d"})', w30["won_amount"])
+            prom.eventually('pulse_forecast_open_at_start_weighted_amount{pipeline="default",window="30d"}',
+                            w30["forecast"]["open_at_start"]["weighted_amount"])
+            if w30["forecast"]["attainment"] is not None:
+                prom.eventually('sum(pulse_won_amount{pipeline="default",window="30d"}) / '
+                                'sum(pulse_forecast_open_at_start_weighted_amount{pipeline="default",window="30d"})',
+                                w30["forecast"]["attainment"])
     finally:
         worker.stop()

@@ -24,6 +24,7 @@ from pulse.embedded_redis import EmbeddedRedis
 import redis
 
 from pulse.agents.live import LivePulse
+from pulse.agents.scorecards import scorecards
 from pulse.agents.serving import LEAD_FIELDS, Keys, RedisServing, connect, esc, key_prefix, query_stale, unesc
 from pulse.broker import create_topics, free_port
 from pulse.cli import main
@@ -31,7 +32,7 @@ from pulse.config import load_config
 from pulse.schemas.parse import format_timestamp, parse_timestamp
 from pulse.streams.engine import PulseEngine
 from pulse.synth import generate
-from pulse.topics import topic_names
+from pulse.topics import TOPIC_OF_TYPE as TOPIC_OF_TYPE_NAMES, topic_names
 
 from live_harness import WorkerProcess
 
@@ -79,7 +80,7 @@ def config(tmp_path_factory):
     return load_config(str(path))
 
 
-TYPE_OF_TOPIC = {"c": "lead.created", "s": "lead.stage_changed", "d": "deal.closed"}
+TYPE_OF_TOPIC = {"c": "lead.created", "u": "lead.updated", "s": "lead.stage_changed", "d": "deal.closed"}
 TOPIC_OF_TYPE = {v: k for k, v in TYPE_OF_TOPIC.items()}
 
 
@@ -391,9 +392,7 @@ def test_worker_keeps_redis_in_step_through_an_outage(broker, tmp_path):
     def publish(lines):
         for line in lines:
             obj = orjson.loads(line)
-            producer.send(names[{"lead.created": "crm.lead-created", "lead.stage_changed": "crm.stage-changed",
-                                 "deal.closed": "crm.deal-closed"}[obj["type"]]], key=obj["lead_id"].encode(),
-                          value=line)
+            producer.send(names[TOPIC_OF_TYPE_NAMES[obj["type"]]], key=obj["lead_id"].encode(), value=line)
         producer.flush()
 
     def redis_matches(lines):
@@ -435,6 +434,10 @@ def test_worker_keeps_redis_in_step_through_an_outage(broker, tmp_path):
         assert {k.decode() for k in r.scan_iter(match=f"{keys.prefix}lead:*")} == open_leads
         stored = wait_for(lambda: (lambda raw: raw and orjson.loads(raw))(r.get(keys.report)), 15, "report doc")
         assert stored == worker.report() == doc
+        with r.pipeline(transaction=True) as pipe:      # one snapshot: both are written in one MULTI
+            raw_report, raw_cards = pipe.get(keys.report).hgetall(keys.scorecards("default")).execute()
+        cards = {k.decode(): orjson.loads(v) for k, v in raw_cards.items()}
+        assert cards and cards == scorecards(orjson.loads(raw_report))["default"]
         assert r.ttl(keys.report) > 0 and r.ttl(keys.worker(f"http://127.0.0.1:{worker.port}")) > 0
         log = worker.log_tail(200_000)
         assert log.count("is unreachable") == 1, log

@@ -15,140 +15,27 @@ as_of T = 2026-03-10T12:00:00Z, so the windows are
 """
 from __future__ import annotations
 
-import itertools
 import json
-import math
 
-import pytest
-
-from reference import make_config, make_pipeline, parse_time, reference_report
-
-try:
-    from pulse.streams.report import build_report as _engine_report
-    _ENGINE_MISSING = None
-except ImportError as exc:        # the lead's engine is written in parallel
-    _engine_report = None
-    _ENGINE_MISSING = f"pulse.streams.report is not importable yet: {exc!r}"
-
-IMPLEMENTATIONS = [
-    pytest.param(reference_report, id="reference"),
-    pytest.param(_engine_report, id="engine",
-                 marks=pytest.mark.skipif(_ENGINE_MISSING is not None,
-                                          reason=_ENGINE_MISSING or "")),
-]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def report_fn(request):
-    fn = request.param
-
-    def run(lines, config, as_of=None):
-        doc = fn(list(lines), config, as_of=as_of)
-        json.dumps(doc, allow_nan=False)          # the document must be plain JSON
-        return doc
-    return run
-
-
-# --------------------------------------------------------------------------------------
-# Building blocks
-# --------------------------------------------------------------------------------------
-
-T = "2026-03-10T12:00:00Z"
-H = 3600.0 / 86400          # one hour in days
-
-DEFAULT = make_pipeline(
-    "default",
-    [("new", 86_400, 0.1), ("qualified", 172_800, 0.5), ("proposal", None, 0.8),
-     ("negotiation", 43_200, 0.9)],
-    qualified="qualified",
-    opportunity="proposal",
+from reference import make_config, make_pipeline, parse_time
+from spec_support import (  # noqa: F401  (report_fn is a fixture)
+    CONFIG,
+    DEFAULT,
+    H,
+    STAGES,
+    T,
+    ZERO_STAGE_FLOW,
+    assert_keys,
+    assert_sub,
+    closed,
+    created,
+    d,
+    dq,
+    moved,
+    report_fn,
+    stage,
+    win,
 )
-CONFIG = make_config([DEFAULT], windows=[("1d", 1), ("7d", 7), ("30d", 30)])
-STAGES = ("new", "qualified", "proposal", "negotiation")
-
-_ids = itertools.count()
-
-
-def _line(type_, lead, at, eid=None, **fields) -> str:
-    obj = {"type": type_, "event_id": eid if eid is not None else f"auto-{next(_ids):06d}",
-           "lead_id": lead, "occurred_at": at}
-    obj.update(fields)
-    return json.dumps(obj)
-
-
-def created(lead, at, eid=None, **fields):
-    return _line("lead.created", lead, at, eid, **fields)
-
-
-def moved(lead, at, to, eid=None, **fields):
-    return _line("lead.stage_changed", lead, at, eid, to_stage=to, **fields)
-
-
-def closed(lead, at, outcome, eid=None, **fields):
-    return _line("deal.closed", lead, at, eid, outcome=outcome, **fields)
-
-
-def d(day, hh=0, mm=0, ss=0, month=3):
-    """A 2026 timestamp: d(9, 6) = 2026-03-09T06:00:00Z."""
-    return f"2026-{month:02d}-{day:02d}T{hh:02d}:{mm:02d}:{ss:02d}Z"
-
-
-def pct_ok(actual, exact) -> bool:
-    """SPEC 4.3: within 5 % of the exact nearest-rank value or 1 hour, the larger."""
-    if exact is None or actual is None:
-        return actual is exact
-    return abs(actual - exact) <= max(0.05 * abs(exact), H) + 1e-12
-
-
-def assert_sub(actual, expected, path="doc"):
-    """`actual` contains `expected`: dicts compared on expected's keys only (use
-    `assert_keys` for exact key sets), floats with rel 1e-9, times as instants,
-    p50/p90 with the SPEC's tolerance; lists element by element."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: {actual!r} is not an object"
-        for k, v in expected.items():
-            assert k in actual, f"{path}: missing key {k!r} (has {sorted(actual)})"
-            if k in ("p50", "p90"):
-                assert pct_ok(actual[k], v), f"{path}.{k}: {actual[k]!r}, exact {v!r}"
-            else:
-                assert_sub(actual[k], v, f"{path}.{k}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), \
-            f"{path}: {actual!r} != {expected!r}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_sub(a, e, f"{path}[{i}]")
-    elif isinstance(expected, float):
-        assert isinstance(actual, (int, float)) and not isinstance(actual, bool), \
-            f"{path}: {actual!r} is not a number"
-        assert actual == pytest.approx(expected, rel=1e-9, abs=1e-12), \
-            f"{path}: {actual!r} != {expected!r}"
-    elif isinstance(expected, str) and expected.endswith("Z") and expected[:1].isdigit():
-        assert isinstance(actual, str) and actual.endswith("Z"), f"{path}: {actual!r}"
-        assert parse_time(actual) == parse_time(expected), f"{path}: {actual!r} != {expected!r}"
-    else:
-        assert actual == expected and type(actual) is type(expected), \
-            f"{path}: {actual!r} != {expected!r}"
-
-
-def assert_keys(obj, keys, path):
-    assert set(obj) == set(keys), f"{path}: keys {sorted(obj)} != {sorted(keys)}"
-
-
-def win(doc, key, pipeline="default"):
-    return doc["pipelines"][pipeline]["windows"][key]
-
-
-def stage(doc, key, name, pipeline="default"):
-    return win(doc, key, pipeline)["stages"][name]
-
-
-def dq(doc):
-    return doc["data_quality"]
-
-
-ZERO_STAGE_FLOW = {"entered": 0, "exited": 0, "advanced": 0, "regressed": 0, "won": 0,
-                   "lost": 0, "conversion_rate": None, "drop_off_rate": None,
-                   "dwell_days": {"mean": None, "p50": None, "p90": None}}
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,309 @@
+"""The pipeline metrics of GET /metrics, read off one SPEC 5 document (pure: no I/O, no engine).
+
+The collector (agents/metrics.py) builds the document once per scrape with the same
+engine and the same T as GET /report (`merged_engine().report(as_of=T)`), and this
+module turns it into gauges: the report's formulas are not written a second time.
+
+Segments (SPEC 4.8) are exported per `team` and per `source`, never per `owner`: rep
+names are PII and stay out of metric labels (per-owner figures are the Redis
+scorecards, docs/redis.md). Cardinality is bounded per pipeline and dimension
+(`segment_labels`): at most SEGMENT_LIMIT label values, the `null` value exported as
+`none`, and when there are more values than that, the first SEGMENT_LIMIT - 1 by rank
+are kept and the rest summed under `other`.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+__all__ = ["PIPELINE_METRICS", "SEGMENT_DIMENSIONS", "SEGMENT_LIMIT", "NONE", "OTHER", "Families",
+           "segment_labels", "pipeline_gauges"]
+
+DAY_S = 86_400
+SEGMENT_DIMENSIONS = ("team", "source")     # SPEC 4.8's dimensions that may be labels (not owner)
+SEGMENT_LIMIT = 50                          # label values per pipeline and dimension, `other` included
+NONE = "none"                               # the label value of SPEC's `null` (never given)
+OTHER = "other"                             # the label value of the values beyond the limit, summed
+
+_NOT_SUMMABLE = " Not summable across workers."
+
+
+def _segment_metrics(d: str) -> dict[str, tuple[str, str]]:
+    limit = (f" By {d} (SPEC 4.8): null as \"{NONE}\"; beyond {SEGMENT_LIMIT - 1} values per pipeline "
+             f"the rest summed as \"{OTHER}\" (docs/operations.md).")
+    return {
+        f"pulse_{d}_open_leads": ("gauge", "Open leads at T (SPEC 4.8 open segments count)." + limit),
+        f"pulse_{d}_open_amount": ("gauge", "Sum of the amounts of the open leads at T." + limit),
+        f"pulse_{d}_open_weighted_amount": ("gauge", "Sum of amount x stage probability of the open leads at T."
+                                            + limit),
+        f"pulse_{d}_stale_leads": ("gauge", "Open leads at T that are stale (SPEC 4.5)." + limit),
+        f"pulse_{d}_leads_created": ("gauge", "Creations in the window counting for the value." + limit),
+        f"pulse_{d}_deals_closed": ("gauge", "Closes in the window counting for the value, by outcome." + limit),
+        f"pulse_{d}_won_amount": ("gauge", "Sum of the amounts of the won closes in the window." + limit),
+        f"pulse_{d}_sales_cycle_sum_seconds": ("gauge", "Sum over the won closes in the window of close time "
+                                                        "minus creation time." + limit),
+    }
+
+
+# name -> (type, help). Everything a SPEC 5 document determines.
+PIPELINE_METRICS: dict[str, tuple[str, str]] = {
+    # -- open pipeline and staleness at T (this worker's partitions) --
+    "pulse_open_leads": ("gauge", "Open leads at T by current stage (SPEC 4.4 count)."),
+    "pulse_open_amount": ("gauge", "Sum of the amounts of the open leads at T by current stage (SPEC 4.4 amount)."),
+    "pulse_open_weighted_amount": ("gauge", "Sum of amount x stage probability of the open leads at T (SPEC 4.4)."),
+    "pulse_open_opportunities": ("gauge", "Open leads at T in opportunity_stage or later (SPEC 4.7)."),
+    "pulse_stale_leads": ("gauge", "Open leads at T that are stale, by current stage and level 1-3 (SPEC 4.5)."),
+    # -- per window (labels pipeline, window) --
+    "pulse_leads_created": ("gauge", "Leads created in the window (SPEC 4.2 leads_created)."),
+    "pulse_qualified_leads": ("gauge", "Leads whose first qualified stay started in the window (SPEC 4.2)."),
+    "pulse_deals_closed": ("gauge", "Closes in the window by outcome (SPEC 4.2 won, lost)."),
+    "pulse_won_amount": ("gauge", "Sum of the amounts of the won closes in the window (SPEC 4.2 won_amount)."),
+    "pulse_sales_cycle_sum_seconds": ("gauge", "Sum over the won closes in the window of close time minus "
+                                               "creation time (numerator of the sales cycle mean)."),
+    "pulse_win_ratio": ("gauge", "won / (won + lost) in the window (SPEC 4.2 win_rate); absent when 0/0."
+                        + _NOT_SUMMABLE),
+    "pulse_close_ratio": ("gauge", "won / leads_created in the window (SPEC 4.2 close_rate); absent when "
+                                   "no lead was created." + _NOT_SUMMABLE),
+    "pulse_average_deal_size": ("gauge", "won_amount / won in the window (SPEC 4.2 avg_deal_size); absent when "
+                                         "won = 0." + _NOT_SUMMABLE),
+    "pulse_sales_cycle_mean_seconds": ("gauge", "Mean sales cycle of the won closes in the window (SPEC 4.2 "
+                                                "sales_cycle_days.mean, in seconds). Not summable."),
+    "pulse_sales_velocity_per_day": ("gauge", "open opportunities x win rate x average deal size / sales cycle "
+                                              "days (SPEC 4.2, money per day). Not summable."),
+    # -- stage flow per window (labels pipeline, window, stage) --
+    "pulse_stage_entered": ("gauge", "Stays in the stage that started in the window (SPEC 4.3 entered)."),
+    "pulse_stage_exits": ("gauge", "Stays in the stage that ended in the window, by outcome (SPEC 4.3)."),
+    "pulse_stage_conversion_ratio": ("gauge", "(advanced + won) / exited in the window (SPEC 4.3); absent when "
+                                              "exited = 0. Not summable."),
+    "pulse_stage_drop_off_ratio": ("gauge", "lost / exited in the window (SPEC 4.3); absent when exited = 0. "
+                                            "Not summable."),
+    "pulse_stage_dwell_sum_seconds": ("gauge", "Sum of the dwell times of the stays that ended in the window."),
+    "pulse_stage_dwell_mean_seconds": ("gauge", "Mean dwell of the stays that ended in the window (SPEC 4.3). "
+                                                "Not summable."),
+    "pulse_stage_dwell_p50_seconds": ("gauge", "Median dwell (nearest rank, within SPEC 4.3's tolerance) of the "
+                                               "stays that ended in the window. Not summable."),
+    "pulse_stage_dwell_p90_seconds": ("gauge", "90th percentile dwell (nearest rank, within SPEC 4.3's tolerance) "
+                                               "of the stays that ended in the window. Not summable."),
+    "pulse_stage_transitions": ("gauge", "Stage changes from_stage -> to_stage in the window (SPEC 4.3)."),
+    # -- segments (SPEC 4.8) by team and by source; never by owner --
+    **_segment_metrics("team"),
+    **_segment_metrics("source"),
+    # -- forecast against actual (SPEC 4.9, labels pipeline, window) --
+    "pulse_forecast_open_at_start_leads": ("gauge", "Open leads just before the window's start (SPEC 4.9 "
+                                                    "open_at_start.count)."),
+    "pulse_forecast_open_at_start_amount": ("gauge", "Amount of the open pipeline just before the window's start "
+                                                     "(SPEC 4.9 open_at_start.amount)."),
+    "pulse_forecast_open_at_start_weighted_amount": ("gauge", "Weighted amount of the open pipeline just before "
+                                                              "the window's start (SPEC 4.9, the forecast)."),
+    "pulse_forecast_attainment_ratio": ("gauge", "won_amount / open_at_start.weighted_amount of the window "
+                                                 "(SPEC 4.9 attainment); absent when that is 0." + _NOT_SUMMABLE),
+    # -- lead velocity rate (always 30 days) --
+    "pulse_lead_velocity_qualified_leads": ("gauge", "Qualified leads in the current and the previous 30 days "
+                                                     "(SPEC 4.6 current, previous)."),
+    "pulse_lead_velocity_ratio": ("gauge", "(current - previous) / previous (SPEC 4.6 rate); absent when "
+                                           "previous = 0. Not summable."),
+    # -- durable input counts of this worker's partitions (SPEC 5 data_quality) --
+    "pulse_data_quality_inputs": ("gauge", "Inputs of this worker's partitions since the topics began, by outcome "
+                                           "(SPEC 5 data_quality; durable, moves with partitions)."),
+    "pulse_data_quality_dead_letters": ("gauge", "Dead-lettered inputs of this worker's partitions by reason "
+                                                 "(SPEC 5 dead_letter_reasons)."),
+    "pulse_data_quality_implicit_creates": ("gauge", "Leads created implicitly (SPEC 3 rule 2)."),
+    "pulse_leads_in_state": ("gauge", "Leads (open and closed) held in memory by this worker."),
+    "pulse_as_of_timestamp_seconds": ("gauge", "T of the pipeline metrics, Unix time (wall clock, or in event-clock "
+                                               "mode the latest occurred_at seen)."),
+}
+
+
+class Families:
+    """Metric families by name, created on first use with the type and help of `catalog`."""
+
+    def __init__(self, catalog: dict[str, tuple[str, str]]) -> None:
+        self.catalog = catalog
+        self.by_name: dict[str, Metric] = {}
+
+    def gauge(self, name: str, labels: Iterable[str], value: float | None, values: tuple = ()) -> None:
+        if value is None:                       # SPEC `null`: no sample (PromQL: absent, not NaN)
+            return
+        family = self.by_name.get(name)
+        if family is None:
+            family = self.by_name[name] = GaugeMetricFamily(name, self.catalog[name][1], labels=list(labels))
+        family.add_metric(list(values), value)
+
+    def declare(self, name: str, labels: Iterable[str]) -> None:
+        """Emit the HELP/TYPE of a gauge even when it has no sample (e.g. no stale lead)."""
+        if name not in self.by_name:
+            self.by_name[name] = GaugeMetricFamily(name, self.catalog[name][1], labels=list(labels))
+
+
+# --------------------------------------------------------------------------------------
+# Bounded segment labels
+# --------------------------------------------------------------------------------------
+
+def segment_labels(pipeline: dict, dimension: str, limit: int = SEGMENT_LIMIT) -> dict[str | None, str]:
+    """SPEC value -> label value, for every value of `dimension` in one pipeline's document.
+
+    `null` (and "", which Prometheus cannot tell from a missing label) is `none`. With at
+    most `limit` values, each is its own label value. With more, the values are ranked by
+    open leads at T, then leads created in the longest window, then closes (won + lost) in
+    it, all descending, then by value (UTF-8 bytes; `null` first of equals): the first
+    `limit - 1` keep their label value, the rest map to `other`. The same mapping serves
+    every gauge of the pipeline and dimension, so `other` is the same set everywhere.
+    """
+    open_count: Counter = Counter()
+    for e in pipeline["open"]["segments"][dimension]:
+        open_count[e["value"]] = e["count"]
+    values = set(open_count)
+    windows = list(pipeline["windows"].values())
+    created: Counter = Counter()
+    closed: Counter = Counter()
+    longest = min(windows, key=lambda w: w["from"], default=None)    # earliest `from`: the longest window
+    for w in windows:
+        for e in w["segments"][dimension]:
+            values.add(e["value"])
+            if w is longest:
+                created[e["value"]] = e["leads_created"]
+                closed[e["value"]] = e["won"] + e["lost"]
+
+    def label(value: str | None) -> str:
+        return NONE if value is None or value == "" else value
+
+    if len(values) <= limit:
+        return {v: label(v) for v in values}
+    ranked = sorted(values, key=lambda v: (-open_count[v], -created[v], -closed[v], v is not None,
+                                           (v or "").encode()))
+    kept = set(ranked[:limit - 1])
+    return {v: label(v) if v in kept else OTHER for v in values}
+
+
+# --------------------------------------------------------------------------------------
+# Document -> gauges
+# --------------------------------------------------------------------------------------
+
+def _seconds(days: float | None) -> float | None:
+    return None if days is None else days * DAY_S
+
+
+def pipeline_gauges(f: Families, doc: dict, leads_in_state: dict[str, int], as_of_s: float) -> None:
+    """Every pipeline metric of one SPEC 5 document (all pipelines) into `f`."""
+    f.declare("pulse_open_leads", ("pipeline", "stage"))
+    f.declare("pulse_stale_leads", ("pipeline", "stage", "level"))
+    for name, p in doc["pipelines"].items():
+        _open(f, name, p)
+        f.gauge("pulse_leads_in_state", ("pipeline",), leads_in_state.get(name, 0), (name,))
+        for window, w in p["windows"].items():
+            _window(f, name, window, w)
+        lvr = p["lead_velocity_rate"]
+        for period in ("current", "previous"):
+            f.gauge("pulse_lead_velocity_qualified_leads", ("pipeline", "period"), lvr[period], (name, period))
+        f.gauge("pulse_lead_velocity_ratio", ("pipeline",), lvr["rate"], (name,))
+        for dimension in SEGMENT_DIMENSIONS:
+            _segments(f, name, p, dimension)
+    dq = doc["data_quality"]
+    for outcome in ("applied", "duplicates", "after_as_of", "dead_lettered"):
+        f.gauge("pulse_data_quality_inputs", ("outcome",), dq[outcome], (outcome,))
+    for reason, n in dq["dead_letter_reasons"].items():
+        f.gauge("pulse_data_quality_dead_letters", ("reason",), n, (reason,))
+    f.gauge("pulse_data_quality_implicit_creates", (), dq["implicit_creates"])
+    f.gauge("pulse_as_of_timestamp_seconds", (), as_of_s)
+
+
+def _open(f: Families, name: str, p: dict) -> None:
+    stale = Counter((e["stage"], e["level"]) for e in p["stale"])
+    for stage, o in p["open"]["stages"].items():
+        labels = (name, stage)
+        f.gauge("pulse_open_leads", ("pipeline", "stage"), o["count"], labels)
+        f.gauge("pulse_open_amount", ("pipeline", "stage"), o["amount"], labels)
+        f.gauge("pulse_open_weighted_amount", ("pipeline", "stage"), o["weighted_amount"], labels)
+        for level in (1, 2, 3):
+            f.gauge("pulse_stale_leads", ("pipeline", "stage", "level"), stale[(stage, level)],
+                    (name, stage, str(level)))
+    f.gauge("pulse_open_opportunities", ("pipeline",), p["open"]["opportunities"], (name,))
+
+
+def _window(f: Families, name: str, window: str, w: dict) -> None:
+    pw = ("pipeline", "window")
+    lv = (name, window)
+    f.gauge("pulse_leads_created", pw, w["leads_created"], lv)
+    f.gauge("pulse_qualified_leads", pw, w["qualified_leads"], lv)
+    for outcome in ("won", "lost"):
+        f.gauge("pulse_deals_closed", (*pw, "outcome"), w[outcome], (*lv, outcome))
+    f.gauge("pulse_won_amount", pw, w["won_amount"], lv)
+    cycle = w["sales_cycle_days"]
+    f.gauge("pulse_sales_cycle_sum_seconds", pw, (cycle["mean"] or 0.0) * cycle["count"] * DAY_S, lv)
+    f.gauge("pulse_win_ratio", pw, w["win_rate"], lv)
+    f.gauge("pulse_close_ratio", pw, w["close_rate"], lv)
+    f.gauge("pulse_average_deal_size", pw, w["avg_deal_size"], lv)
+    f.gauge("pulse_sales_cycle_mean_seconds", pw, _seconds(cycle["mean"]), lv)
+    f.gauge("pulse_sales_velocity_per_day", pw, w["sales_velocity_per_day"], lv)
+
+    pws = (*pw, "stage")
+    for stage, s in w["stages"].items():
+        lvs = (*lv, stage)
+        f.gauge("pulse_stage_entered", pws, s["entered"], lvs)
+        for outcome in ("advanced", "regressed", "won", "lost"):
+            f.gauge("pulse_stage_exits", (*pws, "outcome"), s[outcome], (*lvs, outcome))
+        f.gauge("pulse_stage_conversion_ratio", pws, s["conversion_rate"], lvs)
+        f.gauge("pulse_stage_drop_off_ratio", pws, s["drop_off_rate"], lvs)
+        dwell = s["dwell_days"]
+        f.gauge("pulse_stage_dwell_sum_seconds", pws, (dwell["mean"] or 0.0) * s["exited"] * DAY_S, lvs)
+        f.gauge("pulse_stage_dwell_mean_seconds", pws, _seconds(dwell["mean"]), lvs)
+        f.gauge("pulse_stage_dwell_p50_seconds", pws, _seconds(dwell["p50"]), lvs)
+        f.gauge("pulse_stage_dwell_p90_seconds", pws, _seconds(dwell["p90"]), lvs)
+    f.declare("pulse_stage_transitions", (*pw, "from_stage", "to_stage"))
+    for pair, n in w["transitions"].items():
+        a, b = pair.split("->", 1)
+        f.gauge("pulse_stage_transitions", (*pw, "from_stage", "to_stage"), n, (*lv, a, b))
+
+    forecast = w["forecast"]
+    start = forecast["open_at_start"]
+    f.gauge("pulse_forecast_open_at_start_leads", pw, start["count"], lv)
+    f.gauge("pulse_forecast_open_at_start_amount", pw, start["amount"], lv)
+    f.gauge("pulse_forecast_open_at_start_weighted_amount", pw, start["weighted_amount"], lv)
+    f.gauge("pulse_forecast_attainment_ratio", pw, forecast["attainment"], lv)
+
+
+_OPEN_FIELDS = (("open_leads", "count"), ("open_amount", "amount"), ("open_weighted_amount", "weighted_amount"),
+                ("stale_leads", "stale"))
+
+
+def _segments(f: Families, name: str, p: dict, d: str) -> None:
+    """One dimension's gauges; entries sharing a label value (`other`, or a real value that
+    reads like a reserved one) are summed (math.fsum: amounts stay within one rounding)."""
+    label_of = segment_labels(p, d)
+    labels = ("pipeline", d)
+    for suffix, _ in _OPEN_FIELDS:
+        f.declare(f"pulse_{d}_{suffix}", labels)
+    summed: dict[str, list[list[float]]] = {}
+    for e in p["open"]["segments"][d]:
+        sums = summed.setdefault(label_of[e["value"]], [[] for _ in _OPEN_FIELDS])
+        for i, (_, field) in enumerate(_OPEN_FIELDS):
+            sums[i].append(e[field])
+    for value, sums in summed.items():
+        for (suffix, field), xs in zip(_OPEN_FIELDS, sums):
+            total = sum(xs) if field in ("count", "stale") else math.fsum(xs)
+            f.gauge(f"pulse_{d}_{suffix}", labels, total, (name, value))
+
+    pw = ("pipeline", "window", d)
+    for suffix in ("leads_created", "won_amount", "sales_cycle_sum_seconds"):
+        f.declare(f"pulse_{d}_{suffix}", pw)
+    f.declare(f"pulse_{d}_deals_closed", (*pw, "outcome"))
+    for window, w in p["windows"].items():
+        by_label: dict[str, list] = {}
+        for e in w["segments"][d]:
+            s = by_label.setdefault(label_of[e["value"]], [0, 0, 0, [], []])
+            s[0] += e["leads_created"]
+            s[1] += e["won"]
+            s[2] += e["lost"]
+            s[3].append(e["won_amount"])
+            cycle = e["sales_cycle_days"]
+            s[4].append((cycle["mean"] or 0.0) * cycle["count"] * DAY_S)
+        for value, (created, won, lost, won_amount, cycle_s) in by_label.items():
+            lv = (name, window, value)
+            f.gauge(f"pulse_{d}_leads_created", pw, created, lv)
+            f.gauge(f"pulse_{d}_deals_closed", (*pw, "outcome"), won, (*lv, "won"))
+            f.gauge(f"pulse_{d}_deals_closed", (*pw, "outcome"), lost, (*lv, "lost"))
+            f.gauge(f"pulse_{d}_won_amount", pw, math.fsum(won_amount), lv)
+            f.gauge(f"pulse_{d}_sales_cycle_sum_seconds", pw, math.fsum(cycle_s), lv)

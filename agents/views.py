@@ -1,0 +1,191 @@
+"""What the dashboard and GET /report serve, prepared once per snapshot (agents/snapshot.py).
+
+Pure functions, no I/O: `encode_views(doc)` turns one SPEC 5 document (all pipelines)
+into a compact bytes form, built where the report is built (a forked child of the
+worker); `Views.decode` turns it back into something every request can be answered
+from in proportion to what it returns, never to the number of leads:
+
+- the report document itself, as JSON bytes (whole, or one pipeline), spliced from
+  per-pipeline parts: nothing is re-encoded per request;
+- per pipeline, the dashboard's summary (the pipeline's report without its stale list,
+  plus the stale leads' counts by level, owner and team);
+- per pipeline, the stale leads as one JSON row each (in the report's order), with
+  per-row owner/team/level ids and, per value, the rows that have it: a filtered page
+  walks the smallest matching index only.
+"""
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import msgspec
+import orjson
+
+__all__ = ["encode_views", "Views", "PipelineViews", "StalePage", "FILTERS", "MAX_PAGE"]
+
+FILTERS = ("owner", "team", "level")        # the stale table's filters
+MAX_PAGE = 200                              # rows per stale page, at most
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.decode
+_STALE_KEY = b'"stale":'
+
+
+def _facet(values: list, counts: dict) -> list[list]:
+    """[[value, count], ...] sorted as SPEC 5 sorts segments: by value, null last."""
+    return [[v, counts[v]] for v in sorted((v for v in counts if v is not None)) + ([None] if None in counts else [])]
+
+
+def _encode_pipeline(name: str, section: dict) -> dict:
+    stale = section["stale"]
+    rest = {k: v for k, v in section.items() if k != "stale"}
+    rows = [orjson.dumps(entry) for entry in stale]
+    offsets = array("Q", [0])       # row i is blob[offsets[i]:offsets[i + 1] - 1] (rows are comma-separated)
+    total = 0
+    for r in rows:
+        total += len(r) + 1
+        offsets.append(total)
+    ids: dict[str, dict] = {f: {} for f in FILTERS}
+    per_row: dict[str, array] = {f: array("I") for f in FILTERS}
+    for entry in stale:
+        for f in FILTERS:
+            per_row[f].append(ids[f].setdefault(entry[f], len(ids[f])))
+    values = {f: list(ids[f]) for f in FILTERS}
+    index: dict[str, list[bytes]] = {}
+    counts: dict[str, dict] = {}
+    for f in FILTERS:
+        rows_of = [array("I") for _ in values[f]]
+        for i, vid in enumerate(per_row[f]):
+            rows_of[vid].append(i)
+        index[f] = [a.tobytes() for a in rows_of]
+        counts[f] = {v: len(rows_of[vid]) for v, vid in ids[f].items()}
+    summary = {
+        **rest,
+        "stale_summary": {
+            "total": len(stale),
+            "by_level": {str(level): counts["level"].get(level, 0) for level in (1, 2, 3)},
+            "owners": _facet(values["owner"], counts["owner"]),
+            "teams": _facet(values["team"], counts["team"]),
+        },
+    }
+    return {
+        "name": name,
+        "rest": orjson.dumps(rest),
+        "summary": orjson.dumps(summary),
+        "rows": b",".join(rows),
+        "offsets": offsets.tobytes(),
+        "values": values,
+        "per_row": {f: per_row[f].tobytes() for f in FILTERS},
+        "index": index,
+    }
+
+
+def encode_views(doc: Mapping[str, Any]) -> bytes:
+    """The views of one SPEC 5 document (every pipeline), as bytes for Views.decode."""
+    return _encode({
+        "as_of": doc["as_of"],
+        "data_quality": orjson.dumps(doc["data_quality"]),
+        "pipelines": [_encode_pipeline(name, section) for name, section in doc["pipelines"].items()],
+    })
+
+
+@dataclass(frozen=True)
+class StalePage:
+    total: int          # rows matching the filters
+    offset: int
+    rows: bytes         # a JSON array of report stale entries
+
+    def to_json(self, limit: int) -> bytes:
+        return b'{"total":%d,"offset":%d,"limit":%d,"rows":%s}' % (self.total, self.offset, limit, self.rows)
+
+
+class PipelineViews:
+    def __init__(self, part: dict):
+        self.name: str = part["name"]
+        self.rest: bytes = part["rest"]             # the pipeline's section without "stale"
+        self.summary: bytes = part["summary"]
+        self._rows: bytes = part["rows"]
+        self._offsets = array("Q")
+        self._offsets.frombytes(part["offsets"])
+        self._values: dict[str, list] = part["values"]
+        self._ids = {f: {v: i for i, v in enumerate(self._values[f])} for f in FILTERS}
+        self._per_row = {f: _array(part["per_row"][f]) for f in FILTERS}
+        self._index = {f: part["index"][f] for f in FILTERS}     # decoded lazily, per value asked for
+        self._section: bytes | None = None
+
+    @property
+    def stale_count(self) -> int:
+        return len(self._offsets) - 1
+
+    def section(self) -> bytes:
+        """The pipeline's report section (SPEC 5), as JSON bytes."""
+        if self._section is None:
+            rows = self._rows_json(range(self.stale_count))
+            self._section = b"{" + _STALE_KEY + rows + (b"," + self.rest[1:] if len(self.rest) > 2 else b"}")
+        return self._section
+
+    def _rows_json(self, which) -> bytes:
+        off, rows = self._offsets, self._rows
+        if isinstance(which, range):            # contiguous: one slice of the comma-separated blob
+            if which.start >= which.stop:
+                return b"[]"
+            return b"[" + rows[off[which.start]:off[which.stop] - 1] + b"]"
+        return b"[" + b",".join(rows[off[i]:off[i + 1] - 1] for i in which) + b"]"
+
+    def stale_page(self, filters: Mapping[str, Any], offset: int, limit: int) -> StalePage:
+        """Rows matching every given filter (owner, team: a value or None for "not set";
+        level: 1-3), in the report's order, `limit` of them from `offset`."""
+        wanted = {f: filters[f] for f in FILTERS if f in filters}
+        if not wanted:
+            n = self.stale_count
+            start, stop = min(offset, n), min(offset + limit, n)
+            return StalePage(n, offset, self._rows_json(range(start, stop)))
+        ids = {}
+        for f, v in wanted.items():
+            vid = self._ids[f].get(v)
+            if vid is None:
+                return StalePage(0, offset, b"[]")
+            ids[f] = vid
+        # the smallest index of the asked values, checked against the other filters row by row
+        lists = {f: _array(self._index[f][vid]) for f, vid in ids.items()}
+        first = min(lists, key=lambda f: len(lists[f]))
+        others = [(self._per_row[f], vid) for f, vid in ids.items() if f != first]
+        if others:
+            matches = [i for i in lists[first] if all(col[i] == vid for col, vid in others)]
+        else:
+            matches = lists[first]
+        return StalePage(len(matches), offset, self._rows_json(matches[offset:offset + limit]))
+
+
+def _array(data: bytes) -> array:
+    a = array("I")
+    a.frombytes(data)
+    return a
+
+
+class Views:
+    """One snapshot's answers. Built from encode_views' bytes in time proportional to the
+    number of pipelines and filter values, not leads."""
+
+    def __init__(self, as_of: str, data_quality: bytes, pipelines: dict[str, PipelineViews]):
+        self.as_of = as_of
+        self.data_quality = data_quality
+        self.pipelines = pipelines
+        self._whole: bytes | None = None
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Views":
+        doc = _decode(data)
+        return cls(doc["as_of"], doc["data_quality"],
+                   {part["name"]: PipelineViews(part) for part in doc["pipelines"]})
+
+    def report(self, pipeline: str | None = None) -> bytes:
+        """The SPEC 5 document (or its one-pipeline form) as JSON bytes."""
+        if pipeline is None and self._whole is not None:
+            return self._whole
+        names = list(self.pipelines) if pipeline is None else [pipeline]
+        body = b",".join(orjson.dumps(n) + b":" + self.pipelines[n].section() for n in names)
+        out = b'{"as_of":%s,"data_quality":%s,"pipelines":{%s}}' % (orjson.dumps(self.as_of), self.data_quality, body)
+        if pipeline is None:
+            self._whole = out
+        return out

@@ -1,0 +1,238 @@
+"""The dashboard's HTTP side on the worker's port: the page, its data, and its live stream.
+
+    GET /                       the page (pulse/web/: plain HTML, CSS, JS; nothing fetched from elsewhere)
+    GET /dashboard/app.js|.css  its assets
+    GET /dashboard/data         ?pipeline=NAME: one pipeline's figures (its report section without
+                                the stale list, plus the stale leads' counts by level, owner, team)
+    GET /dashboard/stale        ?pipeline=&filters={"owner":..,"team":..,"level":..}&offset=&limit=:
+                                a page of stale leads, in the report's order, and how many match
+    GET /dashboard/events       server-sent events: `snapshot` (new figures are ready) and `alert`
+
+Everything is answered from the shared snapshot (agents/snapshot.py): the cost of a
+request is the size of its answer. While a page is connected to /dashboard/events, one
+loop rebuilds the snapshot every refresh interval and tells every page, so ten pages cost
+what one does.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.resources
+import logging
+import time
+from typing import Any, Callable
+
+import orjson
+from aiohttp import web as aioweb
+
+from .alert_feed import AlertFeed
+from .snapshot import FORK_SECONDS, Snapshots
+from .views import FILTERS, MAX_PAGE
+
+log = logging.getLogger("pulse.worker")
+
+__all__ = ["Dashboard"]
+
+KEEPALIVE_S = 15.0
+ALERT_BATCH_S = 0.25    # alerts are sent at most this late, several per write
+_ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
+           "/dashboard/app.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+           "/dashboard/app.css": ("dashboard.css", "text/css; charset=utf-8")}
+# The page loads nothing from elsewhere, and nothing may load it in a frame.
+_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def parse_stale_query(query, pipelines) -> tuple[str, dict[str, Any], int, int]:
+    """(pipeline, filters, offset, limit) of a /dashboard/stale query; BadRequest names the problem."""
+    pipeline = query.get("pipeline") or next(iter(pipelines))
+    if pipeline not in pipelines:
+        raise BadRequest("unknown pipeline")
+    try:
+        filters = orjson.loads(query.get("filters") or "{}")
+    except orjson.JSONDecodeError:
+        raise BadRequest("filters: not JSON") from None
+    if not isinstance(filters, dict) or not set(filters) <= set(FILTERS):
+        raise BadRequest(f"filters: an object with keys among {', '.join(FILTERS)}")
+    for key, value in filters.items():
+        if key == "level" and value not in (1, 2, 3):
+            raise BadRequest("filters.level: 1, 2 or 3")
+        if key != "level" and value is not None and not isinstance(value, str):
+            raise BadRequest(f"filters.{key}: a string or null")
+    try:
+        offset = int(query.get("offset") or 0)
+        limit = int(query.get("limit") or 50)
+    except ValueError:
+        raise BadRequest("offset and limit: integers") from None
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"offset >= 0 and 1 <= limit <= {MAX_PAGE}")
+    return pipeline, filters, offset, limit
+
+
+class Dashboard:
+    def __init__(self, snapshots: Snapshots, feed: AlertFeed, pipelines: list[str], *,
+                 windows: list[str], report_error: Callable[[Exception], tuple[int, dict]]):
+        self.snapshots = snapshots
+        self.feed = feed
+        self.pipelines = pipelines
+        self.windows = windows
+        self.report_error = report_error
+        self.closing = asyncio.Event()
+        self.viewers = 0
+        self._refresher: asyncio.Task | None = None
+        root = importlib.resources.files("pulse") / "web"
+        self._assets = {path: (root.joinpath(name).read_bytes(), ctype) for path, (name, ctype) in _ASSETS.items()}
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def install(self, app) -> None:
+        for path in _ASSETS:
+            app.page(path)(self._asset_view(path))
+        for path, method in (("/dashboard/data", self.data), ("/dashboard/stale", self.stale),
+                             ("/dashboard/events", self.events)):
+            app.page(path)(_view(method))
+
+        @app.on_before_shutdown.connect
+        async def close_streams(app_, **kwargs) -> None:
+            self.closing.set()
+            await self.feed.stop()
+
+    def _asset_view(self, path: str):
+        body, ctype = self._assets[path]
+
+        async def asset(web, request):
+            return web.bytes(body, headers={**_HEADERS, "Content-Type": ctype})
+        asset.__name__ = "dashboard_" + (path.strip("/").replace("/", "_").replace(".", "_") or "page")
+        return asset
+
+    @staticmethod
+    def _json(web, body: bytes, status: int = 200):
+        return web.bytes(body, content_type="application/json", status=status, headers={"Cache-Control": "no-store"})
+
+    async def _snapshot(self, web):
+        try:
+            return await self.snapshots.get(), None
+        except Exception as exc:
+            status, doc = self.report_error(exc)
+            return None, self._json(web, orjson.dumps(doc), status)
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def data(self, web, request):
+        pipeline = request.query.get("pipeline") or self.pipelines[0]
+        if pipeline not in self.pipelines:
+            return self._json(web, b'{"error":"unknown pipeline"}', 404)
+        snap, error = await self._snapshot(web)
+        if error is not None:
+            return error
+        views = snap.views
+        forks = list(FORK_SECONDS)
+        build = {"seconds": round(snap.build_seconds, 4), "builds": self.snapshots.builds,
+                 "fork_ms_last": round(forks[-1] * 1000, 2) if forks else None,
+                 "fork_ms_p50": round(sorted(forks)[len(forks) // 2] * 1000, 2) if forks else None,
+                 "fork_ms_max": round(max(forks) * 1000, 2) if forks else None, "forks": len(forks)}
+        body = b'{"version":%d,"as_of":%s,"built_at":%s,"age_s":%s,"build":%s,"pipelines":%s,"windows":%s,' \
+               b'"pipeline":%s,"data_quality":%s,"section":%s}' % (
+                   snap.version, orjson.dumps(views.as_of), orjson.dumps(snap.built_at),
+                   orjson.dumps(round(snap.age(), 3)), orjson.dumps(build), orjson.dumps(self.pipelines),
+                   orjson.dumps(self.windows), orjson.dumps(pipeline), views.data_quality,
+                   views.pipelines[pipeline].summary)
+        return self._json(web, body)
+
+    async def stale(self, web, request):
+        try:
+            pipeline, filters, offset, limit = parse_stale_query(request.query, self.pipelines)
+        except BadRequest as exc:
+            return self._json(web, orjson.dumps({"error": str(exc)}), 400)
+        snap, error = await self._snapshot(web)
+        if error is not None:
+            return error
+        page = snap.views.pipelines[pipeline].stale_page(filters, offset, limit)
+        return self._json(web, b'{"version":%d,"page":%s}' % (snap.version, page.to_json(limit)))
+
+    async def events(self, web, request):
+        response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                                  "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        alerts = self.feed.subscribe()
+        self._viewer_joined()
+        try:
+            await response.write(b"retry: 2000\n\n")
+            if self.feed.recent:
+                await response.write(b"".join(self.feed.recent))
+            started = float("-inf")
+            last_write = time.monotonic()
+            while not self.closing.is_set():
+                snap = self.snapshots.current
+                if snap is not None and snap.started > started:     # new figures, or the same confirmed current
+                    started = snap.started
+                    await response.write(_event("snapshot", orjson.dumps(
+                        {"version": snap.version, "as_of": snap.views.as_of, "built_at": snap.built_at,
+                         "age_s": round(snap.age(), 3)})))
+                    last_write = time.monotonic()
+                get_alert = asyncio.ensure_future(alerts.get())
+                newer = asyncio.ensure_future(self.snapshots.wait_newer(started, KEEPALIVE_S))
+                closing = asyncio.ensure_future(self.closing.wait())
+                try:
+                    await asyncio.wait({get_alert, newer, closing}, timeout=KEEPALIVE_S,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for f in (get_alert, newer, closing):
+                        f.cancel()
+                if get_alert.done() and not get_alert.cancelled():
+                    await asyncio.sleep(ALERT_BATCH_S)  # alerts come in bursts: one write per burst
+                    events = [get_alert.result()]
+                    while not alerts.empty():           # what arrived meanwhile: one write
+                        events.append(alerts.get_nowait())
+                    await response.write(b"".join(events))
+                    last_write = time.monotonic()
+                if time.monotonic() - last_write >= KEEPALIVE_S:
+                    await response.write(b": keep-alive\n\n")
+                    last_write = time.monotonic()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.feed.unsubscribe(alerts)
+            self._viewer_left()
+        with contextlib.suppress(Exception):
+            await response.write_eof()
+        return response
+
+    # -- the refresh loop: runs while someone watches ---------------------------------------
+
+    def _viewer_joined(self) -> None:
+        self.viewers += 1
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.ensure_future(self._refresh_while_watched())
+
+    def _viewer_left(self) -> None:
+        self.viewers -= 1
+
+    async def _refresh_while_watched(self) -> None:
+        fresh_s = self.snapshots.fresh_s
+        while self.viewers > 0 and not self.closing.is_set():
+            snap = self.snapshots.current
+            if snap is None or snap.age() >= fresh_s:
+                try:
+                    snap = await self.snapshots.refresh()
+                except Exception as exc:    # a peer away: the pages keep the last figures and say how old
+                    log.debug("dashboard refresh: %r", exc)
+                    await asyncio.sleep(fresh_s)
+                    continue
+            await asyncio.sleep(max(0.05, fresh_s - snap.age()))
+
+
+def _view(method):
+    """A Faust page handler (a function of (view, request)) calling a bound method."""
+    async def view(web, request):
+        return await method(web, request)
+    view.__name__ = f"dashboard_{method.__name__}"
+    return view
+
+
+def _event(name: str, data: bytes) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), data)

@@ -1,0 +1,294 @@
+"""What the dashboard and GET /report cost a worker holding ~130,000 leads. Prints figures.
+
+    python bench/bench_dashboard.py                      # 130,000 leads (bench/out/events-130000-s1.jsonl)
+    python bench/bench_dashboard.py --leads 20000 --window 4   # a quick check
+
+One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
+
+1. The file is split: the first part is replayed and consumed in full (the worker then
+   holds ~all the leads); the rest is kept for step 4.
+2. **First render**: a fresh headless Chromium page (1280x800) loads GET / until the
+   stale table shows, cold (no snapshot yet or an expired one: a build included) and
+   warm (from the shared snapshot); 5 of each.
+3. **GET /report latency**, quiet worker: 40 sequential requests (served from the
+   snapshot; at most one build per 2 s interval).
+4. **Ten viewers against none, while consuming**: the rest of the file is replayed at
+   a fixed rate (`--rate`); the run alternates windows of `--window` seconds with no
+   viewer and with ten simulated viewers (each holds /dashboard/events open and, on each
+   `snapshot` event, fetches /dashboard/data and a stale page, as the page does), and a
+   client reading GET /report every 2 s in the viewer windows. Per window: the worker
+   process's CPU (utime+stime from /proc), the CPU of its reaped build children
+   (cutime+cstime), and the worker's consumption rate. Ratios are from this one run.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from live_harness import WorkerProcess  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_worker import CommittedOffsets  # noqa: E402
+
+from pulse.broker import EmbeddedBroker, create_topics  # noqa: E402
+from pulse.topics import INPUT_TOPICS, topic_names  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--disable-sync"]
+
+
+def cpu(pid: int) -> tuple[float, float, int]:
+    """(own utime+stime, reaped children's cutime+cstime) in seconds, and own minor page faults
+    (after a fork, the first write to each page shared with the child is one)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK, (int(fields[13]) + int(fields[14])) / TICK, int(fields[7])
+
+
+def get(url: str, timeout: float = 30) -> tuple[bytes, float]:
+    t = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        body = r.read()
+    return body, time.perf_counter() - t
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+
+def replay(broker: EmbeddedBroker, prefix: str, path: Path, rate: float | None = None) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "pulse.cli", "replay", str(path), "--broker", broker.url, "--topic-prefix", prefix,
+            "--no-progress"] + (["--rate", str(rate)] if rate else [])
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def events_read(w: WorkerProcess) -> int:
+    return json.loads(get(w.url("/report"))[0])["data_quality"]["events_read"]
+
+
+def wait_read(w: WorkerProcess, n: int, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while events_read(w) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker did not read {n} events:\n{w.log_tail()}")
+        time.sleep(2.0)
+
+
+def first_render(url: str, rounds: int, cold_wait: float) -> dict:
+    from playwright.sync_api import sync_playwright
+    out: dict[str, list[float]] = {"cold": [], "warm": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+        for i in range(rounds * 2):
+            kind = "cold" if i % 2 == 0 else "warm"
+            if kind == "cold":
+                time.sleep(cold_wait)           # the snapshot expires (MAX_AGE_S): this load waits for a build
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            t = time.perf_counter()
+            page.goto(url)
+            page.wait_for_selector("#stale-table tbody tr")
+            page.wait_for_selector("[data-field$='.open.amount']")
+            out[kind].append(time.perf_counter() - t)
+            page.close()
+        browser.close()
+    return {k: {"median_s": statistics.median(v), "max_s": max(v), "n": len(v)} for k, v in out.items()}
+
+
+async def viewer(base: str, stop: asyncio.Event, counts: dict) -> None:
+    """What the page does: one SSE stream; on each new snapshot, its data and a stale page."""
+    import aiohttp
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as s:
+        async with s.get(f"{base}/dashboard/events") as stream:
+            async def follow():
+                event = None
+                async for line in stream.content:
+                    line = line.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event == "snapshot":
+                        for path in ("/dashboard/data?pipeline=default",
+                                     "/dashboard/stale?pipeline=default&offset=0&limit=25"):
+                            async with s.get(base + path) as r:
+                                await r.read()
+                                counts["requests"] += 1
+                    elif line.startswith("data: ") and event == "alert":
+                        counts["alerts"] += 1
+            task = asyncio.ensure_future(follow())
+            await stop.wait()
+            task.cancel()
+
+
+async def report_reader(base: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        _, dt = await loop.run_in_executor(None, get, f"{base}/report")
+        latencies.append(dt)
+        try:
+            await asyncio.wait_for(stop.wait(), 2.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+class Published:
+    """Sum of the input topics' end offsets (what the publisher has written so far)."""
+
+    def __init__(self, bootstrap: str, topics: list[str], partitions: int):
+        from kafka import KafkaConsumer, TopicPartition
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+        self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+
+    def __call__(self) -> int:
+        return sum(self.consumer.end_offsets(self.tps).values())
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reader: bool = False,
+                 published=None) -> dict:
+    base = w.url("").rstrip("/")
+    stop = asyncio.Event()
+    counts = {"requests": 0, "alerts": 0}
+    latencies: list[float] = []
+    tasks = [asyncio.ensure_future(viewer(base, stop, counts)) for _ in range(viewers)]
+    if reader:
+        tasks.append(asyncio.ensure_future(report_reader(base, stop, latencies)))
+    loop = asyncio.get_running_loop()
+    read0 = await loop.run_in_executor(None, consumed)     # committed offsets: no request to the worker
+    pub0 = await loop.run_in_executor(None, published)
+    own0, kids0, faults0 = cpu(w.proc.pid)
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    own1, kids1, faults1 = cpu(w.proc.pid)
+    t1 = time.monotonic()
+    read1 = await loop.run_in_executor(None, consumed)
+    pub1 = await loop.run_in_executor(None, published)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    wall = t1 - t0
+    return {"viewers": viewers, "report_reader": reader, "seconds": round(wall, 2), "worker_cpu": round((own1 - own0) / wall, 4),
+            "build_children_cpu": round((kids1 - kids0) / wall, 4),
+            "minor_faults_per_s": round((faults1 - faults0) / wall), "committed_per_s": round((read1 - read0) / wall),
+            "published_per_s": round((pub1 - pub0) / wall), "lag_at_end": pub1 - read1,
+            "viewer_requests": counts["requests"], "alerts_per_viewer": counts["alerts"] // max(1, viewers),
+            "report_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+            "report_max_ms": round(max(latencies) * 1000, 1) if latencies else None}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--leads", type=int, default=130_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tail", type=float, default=0.15, help="fraction of the file kept for the consuming phase")
+    ap.add_argument("--rate", type=float, default=3000.0, help="messages/s replayed during the consuming phase")
+    ap.add_argument("--window", type=float, default=8.0, help="seconds per measurement window")
+    ap.add_argument("--pairs", type=int, default=3, help="(no viewer, ten viewers, /report reader) window cycles")
+    ap.add_argument("--renders", type=int, default=5)
+    args = ap.parse_args()
+
+    out_dir = ROOT / "bench" / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"events-{args.leads}-s{args.seed}.jsonl"
+    if not path.exists():
+        subprocess.run([sys.executable, str(ROOT / "bench" / "generate_events.py"), str(path), "--leads",
+                        str(args.leads), "--seed", str(args.seed), "--messy"], check=True)
+    lines = path.read_bytes().split(b"\n")
+    lines = [x for x in lines if x.strip()]
+    cut = int(len(lines) * (1 - args.tail))
+    work = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    head, tail = work / "head.jsonl", work / "tail.jsonl"
+    head.write_bytes(b"\n".join(lines[:cut]) + b"\n")
+    tail.write_bytes(b"\n".join(lines[cut:]) + b"\n")
+    print(f"file {path.name}: {len(lines):,} messages; {cut:,} preloaded, {len(lines) - cut:,} replayed "
+          f"at {args.rate:,.0f}/s while measuring", flush=True)
+
+    with EmbeddedBroker() as broker:
+        prefix = f"bd{uuid.uuid4().hex[:6]}."
+        create_topics(broker.bootstrap, list(topic_names(prefix).values()), 4)
+        w = WorkerProcess(broker.url, prefix, f"bench-dash-{prefix}", work).start(timeout=120)
+        try:
+            t = time.monotonic()
+            if replay(broker, prefix, head).wait() != 0:
+                raise RuntimeError("replay failed")
+            wait_read(w, cut)
+            print(f"preloaded: {cut:,} messages consumed in {time.monotonic() - t:.0f} s", flush=True)
+            data = json.loads(get(w.url("/dashboard/data"))[0])
+            section = data["section"]
+            print(f"worker holds: {section['open']['count']:,} open leads, "
+                  f"{section['stale_summary']['total']:,} stale; snapshot build {data['build']['seconds'] * 1000:.0f} ms "
+                  f"(in a forked child; fork held the loop {data['build']['fork_ms_last']} ms)", flush=True)
+
+            sizes = {p: len(get(w.url(p))[0]) for p in ("/report", "/dashboard/data", "/dashboard/stale")}
+            renders = first_render(w.url("/"), args.renders, cold_wait=5.5)
+            lat = [get(w.url("/report"))[1] for _ in range(40)]
+            print(json.dumps({"first_render": renders,
+                              "report_quiet_ms": {"p50": round(pct(lat, 50) * 1000, 1), "p99": round(pct(lat, 99) * 1000, 1),
+                                                  "max": round(max(lat) * 1000, 1)},
+                              "bytes": sizes}, indent=1), flush=True)
+
+            names = topic_names(prefix)
+            consumed = CommittedOffsets(broker.bootstrap, f"bench-dash-{prefix}", [names[t] for t in INPUT_TOPICS], 4)
+            published = Published(broker.bootstrap, [names[t] for t in INPUT_TOPICS], 4)
+            publisher = replay(broker, prefix, tail, rate=args.rate)
+            time.sleep(3.0)                     # the worker settles into the input rate
+            results = []
+
+            async def measure():
+                for _ in range(args.pairs):
+                    for viewers, reader in ((0, False), (10, False), (0, True)):
+                        results.append(await window(w, args.window, viewers, consumed, reader, published))
+                        print(json.dumps(results[-1]), flush=True)
+            asyncio.run(measure())
+            consumed.close()
+            published.close()
+            if publisher.poll() is None:
+                publisher.terminate()
+            else:
+                print("note: the replay ended before the last window; use a larger --tail or lower --rate")
+            build = json.loads(get(w.url("/dashboard/data"))[0])["build"]
+            none = [r for r in results if r["viewers"] == 0 and not r["report_reader"]]
+            ten = [r for r in results if r["viewers"] == 10]
+            reading = [r for r in results if r["report_reader"]]
+            med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+            # per cycle: the ten-viewer window against the no-viewer window just before it
+            ratios = [t["worker_cpu"] / n["worker_cpu"] for n, t in zip(none, ten)]
+            deltas = [t["worker_cpu"] - n["worker_cpu"] for n, t in zip(none, ten)]
+            print(json.dumps({
+                "worker_cpu_none": med(none, "worker_cpu"), "worker_cpu_ten": med(ten, "worker_cpu"),
+                "worker_cpu_ratio_ten_vs_none_per_cycle": [round(r, 3) for r in ratios],
+                "worker_cpu_ratio_median": round(statistics.median(ratios), 3),
+                "worker_cpu_added_by_ten_median_cores": round(statistics.median(deltas), 4),
+                "build_children_cpu_ten": med(ten, "build_children_cpu"),
+                "minor_faults_per_s_none": med(none, "minor_faults_per_s"),
+                "minor_faults_per_s_ten": med(ten, "minor_faults_per_s"),
+                "committed_per_s_none": med(none, "committed_per_s"), "committed_per_s_ten": med(ten, "committed_per_s"),
+                "published_per_s_none": med(none, "published_per_s"), "published_per_s_ten": med(ten, "published_per_s"),
+                "lag_at_end_none": med(none, "lag_at_end"), "lag_at_end_ten": med(ten, "lag_at_end"),
+                "worker_cpu_report_every_2s": med(reading, "worker_cpu"),
+                "report_p50_ms_while_consuming": med(reading, "report_p50_ms"),
+                "report_max_ms_while_consuming": max(r["report_max_ms"] for r in reading),
+                "snapshot_builds": build,
+            }, indent=1), flush=True)
+        finally:
+            w.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The dashboard's read path without a broker: views of a report (agents/views.py), the shared
+snapshot (agents/snapshot.py: one build per interval, shared by concurrent readers) and the
+forked build."""
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import itertools
+import os
+
+import orjson
+import pytest
+
+from pulse.agents.snapshot import ForkedBuildError, Snapshots, run_forked
+from pulse.agents.views import MAX_PAGE, Views, encode_views
+from pulse.agents.web import BadRequest, parse_stale_query
+from pulse.config import load_config
+from pulse.streams.report import build_report
+
+DEMO = importlib.resources.files("pulse") / "samples" / "demo.jsonl"
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    lines = [line for line in DEMO.read_bytes().split(b"\n") if line.strip()]
+    return build_report(lines, load_config(None))
+
+
+@pytest.fixture(scope="module")
+def two_pipelines(report) -> dict:
+    """The demo report with a second pipeline (a copy with no stale leads): several pipelines, and an empty list."""
+    doc = orjson.loads(orjson.dumps(report))
+    doc["pipelines"]["other"] = {**doc["pipelines"]["default"], "stale": []}
+    return doc
+
+
+def test_views_give_back_the_report_whole_and_per_pipeline(two_pipelines):
+    views = Views.decode(encode_views(two_pipelines))
+    assert orjson.loads(views.report()) == two_pipelines
+    assert views.report() is views.report()                     # assembled once per snapshot
+    for name in ("default", "other"):
+        one = orjson.loads(views.report(name))
+        assert one == {**two_pipelines, "pipelines": {name: two_pipelines["pipelines"][name]}}
+
+
+def test_summary_is_the_section_without_stale_plus_its_counts(report):
+    section = report["pipelines"]["default"]
+    summary = orjson.loads(Views.decode(encode_views(report)).pipelines["default"].summary)
+    stale = section["stale"]
+    facts = summary.pop("stale_summary")
+    assert summary == {k: v for k, v in section.items() if k != "stale"}
+    assert facts["total"] == len(stale) > 25
+    assert facts["by_level"] == {str(n): sum(s["level"] == n for s in stale) for n in (1, 2, 3)}
+    owners = dict((v, n) for v, n in facts["owners"])
+    assert owners == {o: sum(s["owner"] == o for s in stale) for o in {s["owner"] for s in stale}}
+    assert [v for v, _ in facts["teams"]] == sorted({s["team"] for s in stale if s["team"] is not None}) + (
+        [None] if any(s["team"] is None for s in stale) else [])
+
+
+def test_stale_pages_match_filtering_the_report(report):
+    stale = report["pipelines"]["default"]["stale"]
+    view = Views.decode(encode_views(report)).pipelines["default"]
+    owners = sorted({s["owner"] for s in stale if s["owner"]})[:3] + [None, "nobody"]
+    teams = sorted({s["team"] for s in stale if s["team"]}) + [None]
+    cases = [{}] + [{"owner": o} for o in owners] + [{"team": t} for t in teams] + [{"level": n} for n in (1, 2, 3)]
+    cases += [{"team": t, "level": n} for t, n in itertools.product(teams, (1, 3))]
+    cases += [{"owner": owners[0], "team": t, "level": 3} for t in teams]
+    for filters, (offset, limit) in itertools.product(cases, [(0, 25), (25, 25), (10, 7), (0, MAX_PAGE), (500, 5)]):
+        expected = [s for s in stale if all(s[k] == v for k, v in filters.items())]
+        page = orjson.loads(view.stale_page(filters, offset, limit).to_json(limit))
+        assert page["total"] == len(expected), filters
+        assert page["rows"] == expected[offset:offset + limit], (filters, offset, limit)
+
+
+def test_stale_query_is_checked():
+    pipelines = ["default"]
+    assert parse_stale_query({}, pipelines) == ("default", {}, 0, 50)
+    assert parse_stale_query({"filters": '{"owner": null, "level": 2}', "offset": "25", "limit": "25"}, pipelines) \
+        == ("default", {"owner": None, "level": 2}, 25, 25)
+    for bad in ({"pipeline": "nope"}, {"filters": "{"}, {"filters": "[]"}, {"filters": '{"email": "x"}'},
+                {"filters": '{"level": 4}'}, {"filters": '{"owner": 3}'}, {"offset": "-1"}, {"limit": "0"},
+                {"limit": str(MAX_PAGE + 1)}, {"offset": "x"}):
+        with pytest.raises(BadRequest):
+            parse_stale_query(bad, pipelines)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_snapshots(report, clock, token=None, fail=None):
+    calls = []
+    gate = asyncio.Event()
+    gate.set()
+
+    async def build() -> bytes:
+        calls.append(clock.now)
+        await gate.wait()
+        if fail:
+            raise fail
+        return encode_views(report)
+    return Snapshots(build, fresh_s=2.0, max_age_s=5.0, clock=clock, token=token), calls, gate
+
+
+def test_concurrent_readers_share_one_build_and_reuse_it_while_fresh(report):
+    async def scenario():
+        clock = FakeClock()
+        snaps, calls, gate = make_snapshots(report, clock)
+        gate.clear()
+        readers = [asyncio.ensure_future(snaps.get()) for _ in range(10)]
+        await asyncio.sleep(0)
+        gate.set()
+        got = await asyncio.gather(*readers)
+        assert len(calls) == 1 and all(s is got[0] for s in got) and got[0].version == 1
+        clock.now += 1.9                                # fresh: no build
+        assert await snaps.get() is got[0] and len(calls) == 1
+        clock.now += 1.0                                # 2.9 s old: served, one rebuild in the background
+        assert await snaps.get() is got[0]
+        assert await snaps.get() is got[0]
+        await asyncio.sleep(0.01)
+        assert len(calls) == 2 and snaps.current.version == 2
+        clock.now += 5.1                                # too old to serve: the reader waits for the build
+        fresh = await snaps.get()
+        assert len(calls) == 3 and fresh.version == 3 and fresh.age(clock.now) == 0
+    asyncio.run(scenario())
+
+
+def test_unchanged_state_is_confirmed_without_a_build(report):
+    async def scenario():
+        clock, state = FakeClock(), {"token": ("p", 1)}
+        snaps, calls, _ = make_snapshots(report, clock, token=lambda: state["token"])
+        first = await snaps.get()
+        clock.now += 3
+        again = await snaps.refresh()
+        assert len(calls) == 1 and again.version == first.version and again.started == clock.now
+        state["token"] = ("p", 2)                       # something changed: a real build
+        clock.now += 3
+        assert (await snaps.refresh()).version == 2 and len(calls) == 2
+        state["token"] = None                           # cannot tell (peers): always a build
+        clock.now += 3
+        assert (await snaps.refresh()).version == 3 and len(calls) == 3
+    asyncio.run(scenario())
+
+
+def test_a_failed_build_reaches_its_readers_and_the_next_one_retries(report):
+    async def scenario():
+        clock = FakeClock()
+        snaps, calls, _ = make_snapshots(report, clock, fail=RuntimeError("peer away"))
+        results = await asyncio.gather(snaps.get(), snaps.get(), return_exceptions=True)
+        assert [str(r) for r in results] == ["peer away", "peer away"] and len(calls) == 1
+        with pytest.raises(RuntimeError):
+            await snaps.get()
+        assert len(calls) == 2 and snaps.current is None
+    asyncio.run(scenario())
+
+
+def test_run_forked_builds_from_the_memory_of_the_moment_and_returns_bytes():
+    big = {"n": 123, "payload": os.urandom(3 << 20)}          # more than a pipe holds at once
+
+    async def scenario():
+        out = await run_forked(lambda: b"%d:" % big["n"] + big["payload"])
+        assert out == b"123:" + big["payload"]
+        with pytest.raises(KeyError):                      # the child's exception, raised here
+            await run_forked(lambda: {}["missing"])
+        with pytest.raises(ForkedBuildError):              # a child that dies
+            await run_forked(lambda: os._exit(3))
+    asyncio.run(scenario())
+
+
+def test_the_alert_feed_passes_on_spec_fields_only():
+    from pulse.agents.alert_feed import shown
+
+    ours = orjson.dumps({"alert_id": "a1", "type": "lead.stale", "severity": "warning", "lead_id": "L-1", "level": 1})
+    alert, raw = shown(ours)
+    assert raw == ours and alert["alert_id"] == "a1"                     # the worker's own: sent on as they are
+    alert, raw = shown(orjson.dumps({"alert_id": "a2", "type": "lead.stale", "attributes": {"email": "x@y.example"}}))
+    assert alert == {"alert_id": "a2", "type": "lead.stale"} and b"email" not in raw
+    assert shown(b"not json") is None and shown(b"[1, 2]") is None
