@@ -522,17 +522,24 @@ MID_SPAN = (0.2, 0.8)
 MID_MIN_S = 5.0         # commits come ~1 s apart: a shorter span says little
 
 
-def _mid_rate(commits: list[tuple[float, int]], total: int) -> dict:
+def _mid_rate(commits: list[tuple], total: int) -> dict:
     """The rate between the first committed-offset polls at or past 20 % and 80 % of the
     events: steady consumption, without the start (group join, the first rebalances
     when several workers join) and the end. Commits are ~1 s apart, so the two instants
     are late by up to ~1 s each, which mostly cancels out; spans under MID_MIN_S give
-    no figure."""
+    no figure. Polls are (time, committed[, workers' CPU s, broker's CPU s]): with the
+    CPU times, also the cores busy over the span."""
     lo = next((c for c in commits if c[1] >= MID_SPAN[0] * total), None)
     hi = next((c for c in commits if c[1] >= MID_SPAN[1] * total), None)
     if lo is None or hi is None or hi[0] - lo[0] < MID_MIN_S:
         return {"events_per_s_mid": None}
-    return {"events_per_s_mid": (hi[1] - lo[1]) / (hi[0] - lo[0]), "mid_seconds": hi[0] - lo[0]}
+    span = hi[0] - lo[0]
+    out = {"events_per_s_mid": (hi[1] - lo[1]) / span, "mid_seconds": span}
+    if len(lo) == len(hi) == 4:
+        out["worker_cores_mid"] = (hi[2] - lo[2]) / span if None not in (lo[2], hi[2]) else None
+        out["broker_cores_mid"] = (hi[3] - lo[3]) / span if None not in (lo[3], hi[3]) else None
+        out["events_per_cpu_s_mid"] = (hi[1] - lo[1]) / (hi[2] - lo[2]) if out["worker_cores_mid"] else None
+    return out
 
 
 def _events_read(w, timeout: float = 10.0) -> tuple[int | None, float, float]:
@@ -632,7 +639,7 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
                 c = offsets()
                 now = time.monotonic()
                 if c is not None and poll_mode == "offsets":       # never GET /report while timing
-                    commits.append((now, c))
+                    commits.append((now, c, _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)))
                     if c == 0:                  # (consumption may have begun: commits lag ~1 s)
                         baseline = _vm_sum(pids)
                     elif first is None:
@@ -643,7 +650,7 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
                         cpu1, bcpu1 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
                         break
                 elif c is not None:
-                    commits.append((now, c))
+                    commits.append((now, c, _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)))
                     old = [x for x in commits if x[0] <= now - 3.0]
                     rate = (c - old[-1][1]) / (now - old[-1][0]) if old else 0.0
                     if c >= total or (rate > 0 and total - c <= rate * END_WINDOW_S):
@@ -1142,7 +1149,7 @@ def _medians(rounds: list[dict]) -> dict:
         if any(isinstance(v, dict) for v in values):
             phase = dict(next(v for v in reversed(values) if isinstance(v, dict)))
             for field in (*RATE_FIELDS, "events_per_s_over_one", "events_per_s_mid_over_one", "worker_cores",
-                          "broker_cores"):
+                          "broker_cores", "worker_cores_mid", "broker_cores_mid", "events_per_cpu_s_mid"):
                 runs = [v.get(field) if isinstance(v, dict) else None for v in values]
                 if any(x is not None for x in runs):
                     phase[field] = _median(runs)
@@ -1243,6 +1250,10 @@ def print_table(res: dict) -> None:
     if scaling:
         rows.append(("(c) cores busy: workers + broker (Tansu)",
                      "   ".join(f"{n}: {_fmt(r.get('worker_cores'), '.2f')} + {_fmt(r.get('broker_cores'), '.2f')}"
+                                for n, r in scaling)))
+        rows.append(("(c) the same, steady (20-80 %); events per CPU-s",
+                     "   ".join(f"{n}: {_fmt(r.get('worker_cores_mid'), '.2f')} + "
+                                f"{_fmt(r.get('broker_cores_mid'), '.2f')}; {_fmt(r.get('events_per_cpu_s_mid'))}"
                                 for n, r in scaling)))
     if len(scaling) <= 1 and g("c", "events_per_s_mid"):
         rows.append(("(c) steady rate (20-80 % of the events)", f"{_fmt(g('c', 'events_per_s_mid'))} events/s"))

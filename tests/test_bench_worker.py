@@ -91,3 +91,12 @@ def test_medians_of_rounds_take_each_rounds_ratio(bench):
     assert res["c2"]["events_per_s_over_one"] == 1.5            # 1.5, 1.5, 1.0
     assert res["c_over_d"] is None                              # no (d) in any round
     assert bench._medians(rounds[:1]) == rounds[0]
+
+
+def test_mid_rate_with_cpu_times_gives_cores_busy(bench):
+    # (time, committed, workers' CPU s, broker's CPU s): 1.5 cores of workers, 0.1 of broker
+    commits = [(float(t), 1000 * t, 1.5 * t, 0.1 * t) for t in range(11)]
+    got = bench._mid_rate(commits, total=10_000)
+    assert got["events_per_s_mid"] == 1000.0 and got["mid_seconds"] == 6.0
+    assert got["worker_cores_mid"] == pytest.approx(1.5) and got["broker_cores_mid"] == pytest.approx(0.1)
+    assert got["events_per_cpu_s_mid"] == pytest.approx(1000 / 1.5)
