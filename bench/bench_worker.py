@@ -504,6 +504,30 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def fresh_output_topics(bootstrap: str, prefix: str, partitions: int) -> None:
+    """Empty the notifications and dead-letter topics before each (c) run: a worker reads
+    its partitions of the notifications topic at every assignment (its alert ledger), so
+    the alerts of earlier runs (~100k each) would slow later runs' start and rebalances
+    and raise their memory. The input topics are left as they are."""
+    from kafka import KafkaAdminClient
+
+    from pulse.broker import create_topics
+    from pulse.topics import DEADLETTER, NOTIFICATIONS, topic_names
+
+    names = [topic_names(prefix)[t] for t in (NOTIFICATIONS, DEADLETTER)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+    try:
+        admin.delete_topics([t for t in names if t in set(admin.list_topics())])
+        deadline = time.monotonic() + 10
+        while set(names) & set(admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise BenchError(f"could not delete {names}")
+            time.sleep(0.1)
+    finally:
+        admin.close()
+    create_topics(bootstrap, names, partitions)
+
+
 def _cpu_sum(pids: list[int]) -> float | None:
     got = [_cpu_seconds(pid) for pid in pids]
     return None if None in got else sum(got)
@@ -598,6 +622,7 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
     five times a second in the middle of the run. "offsets": committed offsets only,
     from the first poll above 0 to the first at the total, and one GET /report at the
     end to check the count."""
+    fresh_output_topics(broker.bootstrap, prefix, partitions)
     group = f"bench-worker{n_workers}-{uuid.uuid4().hex[:8]}"
     ws = [launch_worker(children, broker.url, prefix, workdir, partitions, f"worker{n_workers}-{i}", app_id=group)
           for i in range(n_workers)]
