@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev demo test tools tools-browser bench clean
+.PHONY: dev demo test tools tools-browser bench bench-worker clean
 
 $(STAMP): pyproject.toml
 	@echo "installing Pipeline Pulse into $(VENV) ..." >&2
@@ -48,6 +48,14 @@ test: $(STAMP) tools
 ## Benchmarks print figures; they are not tests.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_report.py
+
+## The worker against raw aiokafka, Faust and Quix Streams (the `bench` extra), 1/2/4 workers.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]' >&2
+	@touch $(BENCH_STAMP)
+bench-worker: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_worker.py --workers 1,2,4 --poll offsets $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/out

@@ -1,8 +1,9 @@
-"""Benchmark the live worker (`pulse worker`) against Faust and raw-consumer baselines.
+"""Benchmark the live worker (`pulse worker`) against raw-consumer, Faust and Quix Streams baselines.
 
     python bench/bench_worker.py                       # default: ~500k events (--leads 81000)
     python bench/bench_worker.py --leads 8000          # quick check (~50k events)
     python bench/bench_worker.py --events-file F.jsonl [--json] [--py-spy 20]
+    python bench/bench_worker.py --workers 1,2,4 --repeat 3 --poll offsets --skip a,b,e   # peers, scaling
 
 One embedded broker (Tansu, memory storage), one event file published ONCE with
 `pulse replay` into 4-partition input topics; then, one after another, each consumer
@@ -17,6 +18,9 @@ fresh process (so each has its own RSS), and only consumption is measured:
                    letters and alerts on. Measured from outside by polling GET /report
                    every 0.2 s until data_quality.events_read == total; its peak RSS is
                    VmHWM of /proc/<pid>/status at the end -> bytes per lead;
+  (q) quix         Quix Streams (the `bench` extra; `--no-quix` skips it): one
+                   StreamingDataFrame over the input topics, one state get + set per
+                   valid event (RocksDB, changelog on); self-timed like (a);
   (d) raw          a raw aiokafka consumer (getmany, 10,000-record batches) that only
                    parses: the physical ceiling of a Python consumer on this machine;
   (e) alert latency: a fresh worker on fresh topics; N leads created, other leads' events
@@ -27,7 +31,10 @@ fresh process (so each has its own RSS), and only consumption is measured:
                    The same tailer's floor is measured too (a marker message produced
                    straight to the notifications topic: broker round trip).
 
-(a), (b), (d) time themselves (first to last event consumed, in the consumer process,
+`--workers 1,2,4` runs (c) once per number of workers sharing the partitions (one
+consumer group); `--repeat N` runs (d) (a) (b) (q) (c) N times, interleaved, for medians.
+
+(a), (b), (q), (d) time themselves (first to last event consumed, in the consumer process,
 plus its CPU time) and write a JSON result; by default they stop 60 s after their first
 event (`--max-seconds`) and report the rate over what they read. (c) always reads
 everything and is timed by the poller: events/s = (total - n1)/(t_done - t1) where t1 is
@@ -242,9 +249,68 @@ def _child_faust(mode: str, broker: str, topics: list[str], total: int, group: s
     worker.execute_from_commandline()
 
 
+# What Apache Kafka reports as a topic's retention.ms when it was created without one
+# (log.retention.hours=168). Tansu reports only the configs a topic was created with.
+KAFKA_DEFAULT_RETENTION_MS = str(7 * 24 * 3600 * 1000)
+
+
+def _child_quix(broker: str, topics: list[str], total: int, group: str, datadir: str, max_s: float) -> None:
+    """(q) Quix Streams: one StreamingDataFrame over the input topics (concatenated, so
+    Quix aligns them by timestamp within a partition, as pulse's aligner does), one state
+    get + set per valid event, keyed by the message key (= lead_id), RocksDB store with
+    its changelog topic (Quix's defaults). Values are taken as bytes and parsed with
+    orjson in the callback, so bad input is counted instead of stopping the app."""
+    import logging
+
+    import orjson
+    from quixstreams import Application
+
+    app = Application(broker_address=broker.split(";")[0], consumer_group=group, auto_offset_reset="earliest",
+                      state_dir=datadir, loglevel=logging.WARNING,
+                      consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+    sources = []
+    for name in topics:
+        topic = app.topic(name, key_deserializer="bytes", value_deserializer="bytes")
+        # Quix derives the changelog topic's config from its input topics' retention.ms
+        # (TopicManager.derive_topic_config) and raises KeyError when the broker does not
+        # report it, as Tansu does for topics created without configs. Fill in what
+        # Apache Kafka would report for such a topic; nothing else of Quix is changed.
+        topic.broker_config.extra_config.setdefault("retention.ms", KAFKA_DEFAULT_RETENTION_MS)
+        sources.append(app.dataframe(topic))
+    sdf = sources[0]
+    for other in sources[1:]:
+        sdf = sdf.concat(other)
+    st = {"n": 0, "first": None, "last": None, "cpu0": 0.0, "cpu": None, "bad": 0}
+    clock, loads = time.perf_counter, orjson.loads
+
+    def on_event(value: bytes, state) -> None:
+        if st["first"] is None:
+            st["first"], st["cpu0"] = clock(), time.process_time()
+        try:
+            doc = loads(value)
+            valid = doc.__class__ is dict and doc.get("lead_id").__class__ is str
+        except orjson.JSONDecodeError:
+            valid = False
+        if valid:
+            state.set("events", state.get("events", 0) + 1)     # one state read + write
+        else:
+            st["bad"] += 1
+        st["n"] += 1
+        if st["n"] >= total or max_s and clock() - st["first"] >= max_s:
+            st["last"], st["cpu"] = clock(), time.process_time() - st["cpu0"]
+            app.stop()
+
+    sdf.update(on_event, stateful=True)
+    app.run()               # returns after app.stop(): commits the checkpoint, flushes the changelog
+    if st["first"] is None or st["last"] is None:
+        raise SystemExit(f"quix stopped after {st['n']} events")
+    _emit({"count": st["n"], "first": st["first"], "last": st["last"], "cpu": st["cpu"], "flushed": clock(),
+           "bad": st["bad"]})
+
+
 def child_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench_worker.py _consume")
-    ap.add_argument("mode", choices=("raw", "faust-bare", "faust-table", "count"))
+    ap.add_argument("mode", choices=("raw", "faust-bare", "faust-table", "quix", "count"))
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topics", required=True)
     ap.add_argument("--total", type=int, default=0)
@@ -261,6 +327,8 @@ def child_main(argv: list[str]) -> None:
         _child_count(a.bootstrap, topics)
     elif a.mode == "raw":
         _child_raw(a.bootstrap, topics, a.total, a.group, a.max_seconds)
+    elif a.mode == "quix":
+        _child_quix(a.bootstrap, topics, a.total, a.group, a.datadir, a.max_seconds)
     else:
         _child_faust(a.mode, a.bootstrap, topics, a.total, a.group, a.partitions, a.datadir, a.max_seconds)
 
@@ -357,11 +425,11 @@ def run_consumer(children: Children, mode: str, bootstrap: str, topics: list[str
     """Run one self-timed consumer. With `max_s`, it stops `max_s` seconds after its first
     event (a rate over the first events of the same topics) unless it read them all."""
     group = f"bench-{mode}-{uuid.uuid4().hex[:8]}"
-    log = workdir / f"{mode}.log"
-    result_file = workdir / f"{mode}.result.json"
+    log = workdir / f"{group}.log"                  # a fresh name each run (--repeat)
+    result_file = workdir / f"{group}.result.json"
     argv = [sys.executable, str(Path(__file__).resolve()), "_consume", mode, "--bootstrap", bootstrap,
             "--topics", ",".join(topics), "--total", str(total), "--group", group,
-            "--partitions", str(partitions), "--datadir", str(workdir / f"data-{mode}"),
+            "--partitions", str(partitions), "--datadir", str(workdir / f"data-{group}"),
             "--result", str(result_file), "--max-seconds", str(max_s)]
     result: dict = {}
     with open(log, "wb") as err:
@@ -391,6 +459,8 @@ def run_consumer(children: Children, mode: str, bootstrap: str, topics: list[str
            "process_seconds": wall, "peak_rss": result.get("VmHWM"), "parse_errors": result.get("bad", 0)}
     if result.get("flushed"):
         out["seconds_incl_changelog_flush"] = result["flushed"] - result["first"]
+    if mode == "quix":
+        out.update(count_changelog(children, bootstrap, group, workdir, n))
     return out
 
 
@@ -406,13 +476,15 @@ def _load_harness():
 
 
 def launch_worker(children: Children, broker_url: str, prefix: str, workdir: Path, partitions: int,
-                  tag: str):
+                  tag: str, app_id: str | None = None):
     """A `pulse worker` (event clock, dev profile) via tests/live_harness.WorkerProcess,
-    spawned without waiting for health (so the poller sees consumption start)."""
+    spawned without waiting for health (so the poller sees consumption start). Workers
+    given the same `app_id` form one consumer group and share the partitions."""
     WorkerProcess = _load_harness()
     wdir = workdir / tag
     wdir.mkdir(parents=True, exist_ok=True)
-    w = WorkerProcess(broker_url, prefix, f"bench-{tag}-{uuid.uuid4().hex[:8]}", wdir, partitions=partitions)
+    w = WorkerProcess(broker_url, prefix, app_id or f"bench-{tag}-{uuid.uuid4().hex[:8]}", wdir,
+                      partitions=partitions)
     w._log = open(w.log_path, "ab")
     w.proc = children.spawn(w.argv, stdout=w._log, stderr=subprocess.STDOUT, env=w.env, cwd=str(ROOT))
     return w
@@ -430,6 +502,68 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat[stat.rfind(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def fresh_output_topics(bootstrap: str, prefix: str, partitions: int) -> None:
+    """Empty the notifications and dead-letter topics before each (c) run: a worker reads
+    its partitions of the notifications topic at every assignment (its alert ledger), so
+    the alerts of earlier runs (~100k each) would slow later runs' start and rebalances
+    and raise their memory. The input topics are left as they are."""
+    from kafka import KafkaAdminClient
+
+    from pulse.broker import create_topics
+    from pulse.topics import DEADLETTER, NOTIFICATIONS, topic_names
+
+    names = [topic_names(prefix)[t] for t in (NOTIFICATIONS, DEADLETTER)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+    try:
+        admin.delete_topics([t for t in names if t in set(admin.list_topics())])
+        deadline = time.monotonic() + 10
+        while set(names) & set(admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise BenchError(f"could not delete {names}")
+            time.sleep(0.1)
+    finally:
+        admin.close()
+    create_topics(bootstrap, names, partitions)
+
+
+def _cpu_sum(pids: list[int]) -> float | None:
+    got = [_cpu_seconds(pid) for pid in pids]
+    return None if None in got else sum(got)
+
+
+def _vm_sum(pids: list[int]) -> dict[str, int]:
+    """VmHWM / VmRSS summed over processes (VmHWM: the sum of each one's own peak)."""
+    out: dict[str, int] = {}
+    for pid in pids:
+        for k, v in _vm(pid).items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+MID_SPAN = (0.2, 0.8)
+MID_MIN_S = 5.0         # commits come ~1 s apart: a shorter span says little
+
+
+def _mid_rate(commits: list[tuple], total: int) -> dict:
+    """The rate between the first committed-offset polls at or past 20 % and 80 % of the
+    events: steady consumption, without the start (group join, the first rebalances
+    when several workers join) and the end. Commits are ~1 s apart, so the two instants
+    are late by up to ~1 s each, which mostly cancels out; spans under MID_MIN_S give
+    no figure. Polls are (time, committed[, workers' CPU s, broker's CPU s]): with the
+    CPU times, also the cores busy over the span."""
+    lo = next((c for c in commits if c[1] >= MID_SPAN[0] * total), None)
+    hi = next((c for c in commits if c[1] >= MID_SPAN[1] * total), None)
+    if lo is None or hi is None or hi[0] - lo[0] < MID_MIN_S:
+        return {"events_per_s_mid": None}
+    span = hi[0] - lo[0]
+    out = {"events_per_s_mid": (hi[1] - lo[1]) / span, "mid_seconds": span}
+    if len(lo) == len(hi) == 4:
+        out["worker_cores_mid"] = (hi[2] - lo[2]) / span if None not in (lo[2], hi[2]) else None
+        out["broker_cores_mid"] = (hi[3] - lo[3]) / span if None not in (lo[3], hi[3]) else None
+        out["events_per_cpu_s_mid"] = (hi[1] - lo[1]) / (hi[2] - lo[2]) if out["worker_cores_mid"] else None
+    return out
 
 
 def _events_read(w, timeout: float = 10.0) -> tuple[int | None, float, float]:
@@ -476,17 +610,27 @@ class CommittedOffsets:
 
 
 def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str], total: int, leads: int,
-                     partitions: int, workdir: Path, timeout: float, poll_mode: str) -> dict:
-    """(c). Poll GET /report every POLL_S s (start to start) until events_read > 0 (t1, n1).
+                     partitions: int, workdir: Path, timeout: float, poll_mode: str, n_workers: int = 1) -> dict:
+    """(c). `n_workers` workers in one consumer group share the partitions (all spawned at
+    once; GET /report of the first merges every worker's share).
+    Poll GET /report every POLL_S s (start to start) until events_read > 0 (t1, n1).
     `poll_mode` "report": keep polling /report every POLL_S s to the end. "hybrid": in
     between, poll the group's committed offsets instead (every POLL_S s; the worker
     commits every 1 s in the dev profile), and go back to /report every POLL_S s once the
     committed count is within END_WINDOW_S seconds' worth of events of the total, so
     the worker is not slowed down by building reports of tens of thousands of leads
-    five times a second in the middle of the run."""
-    w = launch_worker(children, broker.url, prefix, workdir, partitions, "worker")
-    group = w.argv[w.argv.index("--app-id") + 1]
-    offsets = CommittedOffsets(broker.bootstrap, group, inputs, partitions) if poll_mode == "hybrid" else None
+    five times a second in the middle of the run. "offsets": committed offsets only,
+    from the first poll above 0 to the first at the total, and one GET /report at the
+    end to check the count."""
+    fresh_output_topics(broker.bootstrap, prefix, partitions)
+    group = f"bench-worker{n_workers}-{uuid.uuid4().hex[:8]}"
+    ws = [launch_worker(children, broker.url, prefix, workdir, partitions, f"worker{n_workers}-{i}", app_id=group)
+          for i in range(n_workers)]
+    w = ws[0]
+    offsets = CommittedOffsets(broker.bootstrap, group, inputs, partitions) if poll_mode != "report" else None
+    pids = [x.proc.pid for x in ws]
+    broker_pid = broker.pid                               # the embedded broker's CPU over the same span
+    bcpu0 = bcpu1 = None
     try:
         spawn = time.monotonic()
         deadline = spawn + timeout
@@ -495,31 +639,43 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
         baseline = {}
         first = done = None
         cpu0 = cpu1 = None
-        mode = "report"
+        mode = "offsets" if poll_mode == "offsets" else "report"
         while time.monotonic() < deadline:
             tick = time.monotonic()
-            if w.proc.poll() is not None:
-                raise BenchError(f"(c) pulse worker exited with {w.proc.returncode}:\n{w.log_tail()}")
+            for x in ws:
+                if x.proc.poll() is not None:
+                    raise BenchError(f"(c) pulse worker exited with {x.proc.returncode}:\n{x.log_tail()}")
             if mode == "report":
                 n, t0, t1 = _events_read(w)
                 if n is not None:
                     polls.append((n, t0, t1))
                     if n == 0:
-                        baseline = _vm(w.proc.pid)            # the idle worker, just before the first event
+                        baseline = _vm_sum(pids)              # the idle workers, just before the first event
                     elif first is None:
                         first = (n, t0, t1)
-                        cpu0 = _cpu_seconds(w.proc.pid)
+                        cpu0, bcpu0 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
                         if offsets is not None:
                             mode = "offsets"
                     if n >= total:
                         done = (n, t0, t1)
-                        cpu1 = _cpu_seconds(w.proc.pid)
+                        cpu1, bcpu1 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
                         break
             else:
                 c = offsets()
                 now = time.monotonic()
-                if c is not None:
-                    commits.append((now, c))
+                if c is not None and poll_mode == "offsets":       # never GET /report while timing
+                    commits.append((now, c, _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)))
+                    if c == 0:                  # (consumption may have begun: commits lag ~1 s)
+                        baseline = _vm_sum(pids)
+                    elif first is None:
+                        first = (c, now, now)
+                        cpu0, bcpu0 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
+                    if c >= total:
+                        done = (c, now, now)
+                        cpu1, bcpu1 = _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)
+                        break
+                elif c is not None:
+                    commits.append((now, c, _cpu_sum(pids), broker_pid and _cpu_seconds(broker_pid)))
                     old = [x for x in commits if x[0] <= now - 3.0]
                     rate = (c - old[-1][1]) / (now - old[-1][0]) if old else 0.0
                     if c >= total or (rate > 0 and total - c <= rate * END_WINDOW_S):
@@ -529,18 +685,23 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
             got = polls[-1][0] if polls else None
             raise BenchError(f"(c) pulse worker read {got} of {total} events within {timeout:.0f} s:\n"
                              f"{w.log_tail()}")
+        if poll_mode == "offsets":                   # committed == total: the report must agree
+            n, _, _ = _events_read(w, timeout=60)
+            if n != total:
+                raise BenchError(f"(c) committed offsets reached {total} but GET /report counts {n} events")
         if done[0] != total:
             raise BenchError(f"(c) pulse worker read {done[0]} events, expected {total}")
-        peak = _vm(w.proc.pid)
+        peak = _vm_sum(pids)
+        peaks = [_vm(pid).get("VmHWM") for pid in pids]
         n1 = first[0]
         mid = lambda p: (p[1] + p[2]) / 2                      # noqa: E731
         seconds = mid(done) - mid(first)
         # The last event came between the last /report poll that had not seen it and the
         # one that had: t_done is late by at most end_gap.
         before = [p for p in polls if p[0] < total]
-        end_gap = mid(done) - mid(before[-1]) if before else None
+        end_gap = mid(done) - mid(before[-1]) if before and poll_mode != "offsets" else None
         latencies = [p[2] - p[1] for p in polls if p[0] > 0]
-        busy = sum(latencies) / (done[2] - first[1]) if done[2] > first[1] else 0.0
+        busy = sum(latencies) / (done[2] - first[1]) if done[2] > first[1] and latencies else None
         result = {
             "events": total, "events_counted": total - n1, "seconds": seconds,
             "events_per_s": (total - n1) / seconds if seconds > 0 else None,
@@ -556,33 +717,47 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
             "report_call_ms_max": 1000 * max(latencies) if latencies else None,
             "report_busy_fraction": busy,
             "first_seen_after_spawn_s": first[1] - spawn,
+            "workers": n_workers, "worker_peak_rss": peaks,
+            # cores busy on average over the timed span: the workers together, the broker
+            "worker_cores": ((cpu1 - cpu0) / seconds if cpu0 is not None and cpu1 is not None and seconds > 0
+                             else None),
+            "broker_cores": (bcpu1 - bcpu0) / seconds if bcpu0 is not None and bcpu1 is not None and seconds > 0
+                            else None,
+            **_mid_rate(commits, total),
             "peak_rss": peak.get("VmHWM"), "idle_rss": baseline.get("VmRSS"),
             "bytes_per_lead": peak["VmHWM"] / leads if peak.get("VmHWM") and leads else None,
             "bytes_per_lead_above_idle": ((peak["VmHWM"] - baseline["VmRSS"]) / leads
                                           if peak.get("VmHWM") and baseline.get("VmRSS") and leads else None),
         }
-        stop_worker(children, w)
+        for x in ws:
+            stop_worker(children, x)
         result.update(count_changelog(children, broker.bootstrap, group, workdir, total))
         return result
     finally:
         if offsets is not None:
             offsets.close()
-        stop_worker(children, w)
+        for x in ws:
+            stop_worker(children, x)
 
 
 def count_changelog(children: Children, bootstrap: str, app_id: str, workdir: Path, events: int) -> dict:
-    """Records and bytes the worker wrote to its state changelog(s) (after it stopped)."""
+    """Records and bytes the worker (Faust: `<app_id>-<table>-changelog`) or the Quix
+    application (`changelog__<consumer group>--<stream id>--<store>`) wrote to its state
+    changelog(s), after it stopped."""
     from kafka import KafkaAdminClient
+
+    def is_changelog(t: str) -> bool:
+        return (t.startswith(app_id) and t.endswith("-changelog")) or t.startswith(f"changelog__{app_id}--")
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
     try:
-        topics = sorted(t for t in admin.list_topics() if t.startswith(app_id) and t.endswith("-changelog"))
+        topics = sorted(t for t in admin.list_topics() if is_changelog(t))
     finally:
         admin.close()
     if not topics:
         return {"changelog_topics": []}
-    result_file = workdir / "changelog.result.json"
-    log = workdir / "changelog.log"
+    result_file = workdir / f"changelog-{app_id}.result.json"
+    log = workdir / f"changelog-{app_id}.log"
     with open(log, "wb") as out:
         proc = children.spawn([sys.executable, str(Path(__file__).resolve()), "_consume", "count", "--bootstrap",
                                bootstrap, "--topics", ",".join(topics), "--result", str(result_file)],
@@ -865,7 +1040,20 @@ def publish(children: Children, broker, path: Path, prefix: str, partitions: int
 
 # -- orchestration ----------------------------------------------------------------------------
 
-PHASES = ("d", "a", "b", "c", "e")
+PHASES = ("d", "a", "b", "q", "c", "e")
+QUIX_MISSING = ("quixstreams is not installed, so phase (q) (Quix Streams) cannot run: install the bench extra "
+                "(pip install -e '.[bench]', or `make bench-worker`), or pass --no-quix to skip it")
+
+
+def quix_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("quixstreams") is not None
+
+
+def worker_key(n: int) -> str:
+    """Result key of (c) with n workers sharing the partitions: "c", "c2", "c4"."""
+    return "c" if n == 1 else f"c{n}"
 
 
 def _loadavg() -> float | None:
@@ -874,6 +1062,14 @@ def _loadavg() -> float | None:
         return os.getloadavg()[0]
     except OSError:
         return 0.0
+
+
+def _loadavg3() -> list[float] | None:
+    """1, 5 and 15-minute load averages, as `uptime` prints them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def run(a) -> dict:
@@ -887,7 +1083,8 @@ def run(a) -> dict:
     skip = set(a.skip.split(",")) if a.skip else set()
     res: dict = {"file": str(path), "events": total, "leads": leads, "partitions": a.partitions,
                  "command": " ".join([shlex.quote(x) for x in ["python", "bench/bench_worker.py", *a.argv]]),
-                 "cores": os.cpu_count(), "max_seconds": a.max_seconds}
+                 "cores": os.cpu_count(), "max_seconds": a.max_seconds, "workers": a.workers,
+                 "loadavg_start": _loadavg3(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     consume_timeout = a.timeout or (90 + a.max_seconds if a.max_seconds else 90 + total / 300)
     worker_timeout = a.timeout or 120 + total / 300
     children = Children()
@@ -901,22 +1098,30 @@ def run(a) -> dict:
             _log(f"publishing {total:,} events ({leads:,} leads) from {path} with pulse replay ...")
             res["publish_seconds"] = publish(children, broker, path, prefix, a.partitions, total, workdir)
             _log(f"published in {res['publish_seconds']:.1f} s")
-            for phase, mode in (("d", "raw"), ("a", "faust-bare"), ("b", "faust-table")):
-                if phase in skip:
-                    continue
-                _log(f"({phase}) {mode} ...")
-                load = _loadavg()
-                res[phase] = run_consumer(children, mode, broker.bootstrap, inputs, total, a.partitions,
-                                          workdir, consume_timeout, a.max_seconds)
-                res[phase]["loadavg"] = max(load, _loadavg())
-                _log(f"({phase}) {res[phase]['events_per_s']:,.0f} events/s")
-            if "c" not in skip:
-                _log("(c) pulse worker ...")
-                load = _loadavg()
-                res["c"] = run_pulse_worker(children, broker, prefix, inputs, total, leads, a.partitions, workdir,
-                                            worker_timeout, a.poll)
-                res["c"]["loadavg"] = max(load, _loadavg())
-                _log(f"(c) {res['c']['events_per_s']:,.0f} events/s")
+            rounds = res["rounds"] = []
+            for r in range(a.repeat):         # rounds interleave the phases: drifting load hits all alike
+                got: dict = {}
+                rounds.append(got)
+                tag = f"round {r + 1}/{a.repeat} " if a.repeat > 1 else ""
+                for phase, mode in (("d", "raw"), ("a", "faust-bare"), ("b", "faust-table"), ("q", "quix")):
+                    if phase in skip:
+                        continue
+                    _log(f"{tag}({phase}) {mode} ...")
+                    load = _loadavg()
+                    got[phase] = run_consumer(children, mode, broker.bootstrap, inputs, total, a.partitions,
+                                              workdir, consume_timeout, a.max_seconds)
+                    got[phase]["loadavg"] = max(load, _loadavg())
+                    _log(f"{tag}({phase}) {got[phase]['events_per_s']:,.0f} events/s")
+                for n in (a.workers if "c" not in skip else ()):
+                    key = worker_key(n)
+                    _log(f"{tag}(c) pulse worker x{n} ...")
+                    load = _loadavg()
+                    got[key] = run_pulse_worker(children, broker, prefix, inputs, total, leads, a.partitions,
+                                                workdir, worker_timeout, a.poll, n_workers=n)
+                    got[key]["loadavg"] = max(load, _loadavg())
+                    _log(f"{tag}(c) x{n}: {got[key]['events_per_s']:,.0f} events/s")
+                got.update(_ratios(got, a.workers))
+            res.update(_medians(rounds))
             if "e" not in skip:
                 _log(f"(e) alert latency, {a.alert_leads} leads ...")
                 res["e"] = run_alert_latency(children, broker, a.partitions, workdir, a.alert_leads, a.alert_gap,
@@ -928,13 +1133,58 @@ def run(a) -> dict:
                                              a.py_spy, worker_timeout)
     finally:
         children.kill_all()
-    a_, b_, c_ = (res.get(k, {}).get("events_per_s") for k in "abc")
-    res["c_over_a"] = c_ / a_ if a_ and c_ else None
-    res["c_over_b"] = c_ / b_ if b_ and c_ else None
-    a_, b_, c_ = (res.get(k, {}).get("events_per_cpu_s") for k in "abc")
-    res["c_over_a_cpu"] = c_ / a_ if a_ and c_ else None
-    res["c_over_b_cpu"] = c_ / b_ if b_ and c_ else None
+    res["loadavg_end"] = _loadavg3()
     return res
+
+
+RATE_FIELDS = ("events_per_s", "events_per_cpu_s", "events_per_s_mid")
+
+
+def _ratios(got: dict, workers: list[int]) -> dict:
+    """One round's ratios: pulse (c, one worker) over each other consumer; n workers over one."""
+    out: dict = {}
+    for suffix, field in (("", "events_per_s"), ("_cpu", "events_per_cpu_s")):
+        c_ = got.get("c", {}).get(field)
+        for k in "abqd":
+            other = got.get(k, {}).get(field)
+            out[f"c_over_{k}{suffix}"] = c_ / other if c_ and other else None
+    for n in workers:
+        if n > 1 and got.get("c") and got.get(worker_key(n)):
+            for field in ("events_per_s", "events_per_s_mid"):
+                one, many = got["c"].get(field), got[worker_key(n)].get(field)
+                got[worker_key(n)][f"{field}_over_one"] = many / one if one and many else None
+    return out
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _medians(rounds: list[dict]) -> dict:
+    """The figures of several rounds: each phase's result is its last round's, with every
+    rate, scaling factor and ratio replaced by the median over the rounds (the single
+    runs' values are kept under `<field>_runs`). Ratios are medians of each round's
+    ratio, not ratios of medians."""
+    if len(rounds) == 1:
+        return dict(rounds[0])
+    out: dict = {}
+    for key in dict.fromkeys(k for r in rounds for k in r):
+        values = [r.get(key) for r in rounds]
+        if any(isinstance(v, dict) for v in values):
+            phase = dict(next(v for v in reversed(values) if isinstance(v, dict)))
+            for field in (*RATE_FIELDS, "events_per_s_over_one", "events_per_s_mid_over_one", "worker_cores",
+                          "broker_cores", "worker_cores_mid", "broker_cores_mid", "events_per_cpu_s_mid"):
+                runs = [v.get(field) if isinstance(v, dict) else None for v in values]
+                if any(x is not None for x in runs):
+                    phase[field] = _median(runs)
+                    phase[f"{field}_runs"] = runs
+            phase["loadavg_runs"] = [v.get("loadavg") if isinstance(v, dict) else None for v in values]
+            out[key] = phase
+        else:
+            out[key] = _median(values)
+            out[f"{key}_runs"] = values
+    return out
 
 
 def _times100(v):
@@ -948,6 +1198,15 @@ def _fmt(v, spec=",.0f", unit="") -> str:
 def print_table(res: dict) -> None:
     g = lambda k, f: res.get(k, {}).get(f)                                  # noqa: E731
 
+    def runs(values, spec) -> str:
+        return " / ".join(_fmt(v, spec) for v in values)
+
+    def ratio(k: str) -> str:
+        text = f"{_fmt(res.get(f'c_over_{k}'), '.2f')}  ({_fmt(res.get(f'c_over_{k}_cpu'), '.2f')})"
+        if res.get(f"c_over_{k}_runs") and res.get(f"c_over_{k}") is not None:
+            text += f"   runs {runs(res[f'c_over_{k}_runs'], '.2f')}  ({runs(res[f'c_over_{k}_cpu_runs'], '.2f')})"
+        return text
+
     def rate(k: str) -> str:
         if not res.get(k):
             return "-"
@@ -955,7 +1214,13 @@ def print_table(res: dict) -> None:
                 f"[{_fmt(g(k, 'events_per_cpu_s'), ',.0f')} per CPU-s; load avg {_fmt(g(k, 'loadavg'), '.1f')}]")
         if g(k, "capped"):
             text += f"  (first {g(k, 'events'):,} events: stopped after {res['max_seconds']:g} s)"
-        if g(k, "events_per_s_upper"):
+        if g(k, "poll_mode") == "offsets":
+            text += "  (timed by committed offsets)"
+        if g(k, "events_per_s_runs"):
+            text += (f"  medians of {runs(g(k, 'events_per_s_runs'), ',.0f')}  "
+                     f"[{runs(g(k, 'events_per_cpu_s_runs'), ',.0f')}]; load avg "
+                     f"{runs(g(k, 'loadavg_runs'), '.1f')}")
+        elif g(k, "events_per_s_upper"):
             text += (f"  (<= {g(k, 'events_per_s_upper'):,.0f}: end seen within "
                      f"{g(k, 'end_uncertainty_s'):.2f} s, /report every {POLL_S} s)")
         return text
@@ -965,10 +1230,13 @@ def print_table(res: dict) -> None:
         ("publish (pulse replay, once)", _fmt(res.get("publish_seconds"), ".1f", " s")),
         ("(a) Faust agent, parse only", rate("a")),
         ("(b) Faust agent + Table write per event", rate("b")),
+        ("(q) Quix Streams, state get + set per event", rate("q")),
         ("(c) pulse worker (event clock, dev)", rate("c")),
         ("(d) raw aiokafka getmany + orjson", rate("d")),
-        ("c / a  (per CPU-s)", f"{_fmt(res.get('c_over_a'), '.2f')}  ({_fmt(res.get('c_over_a_cpu'), '.2f')})"),
-        ("c / b  (per CPU-s)", f"{_fmt(res.get('c_over_b'), '.2f')}  ({_fmt(res.get('c_over_b_cpu'), '.2f')})"),
+        ("c / a  (per CPU-s)", ratio("a")),
+        ("c / b  (per CPU-s)", ratio("b")),
+        ("pulse / Quix = c / q  (per CPU-s)", ratio("q")),
+        ("pulse / raw = c / d  (per CPU-s)", ratio("d")),
         ("(c) peak RSS (VmHWM)", _fmt((g("c", "peak_rss") or 0) / 2**20 if g("c", "peak_rss") else None,
                                       ",.0f", " MiB")),
         ("(c) bytes / lead (peak; above idle)",
@@ -976,6 +1244,9 @@ def print_table(res: dict) -> None:
         ("(c) changelog records per event; MiB written",
          f"{_fmt(g('c', 'changelog_records_per_event'), '.2f')}; "
          f"{_fmt(g('c', 'changelog_bytes') / 2**20 if g('c', 'changelog_bytes') else None, ',.0f')}"),
+        ("(q) changelog records per event; MiB written",
+         f"{_fmt(g('q', 'changelog_records_per_event'), '.2f')}; "
+         f"{_fmt(g('q', 'changelog_bytes') / 2**20 if g('q', 'changelog_bytes') else None, ',.1f')}"),
         ("(c) /report call mean/max; worker busy serving it",
          f"{_fmt(g('c', 'report_call_ms_mean'), '.1f')} / {_fmt(g('c', 'report_call_ms_max'), '.1f')} ms; "
          f"{_fmt(_times100(g('c', 'report_busy_fraction')), '.1f')} %"),
@@ -985,11 +1256,40 @@ def print_table(res: dict) -> None:
         ("(e) tailer floor p50 / p99 (broker round trip)",
          f"{_fmt(g('e', 'tailer_floor_p50_ms'), ',.0f')} / {_fmt(g('e', 'tailer_floor_p99_ms'), ',.0f')} ms"),
     ]
-    for k in "abd":
+    for n in res.get("workers") or ():
+        k = worker_key(n)
+        if n == 1 or not res.get(k):
+            continue
+        rows.insert(rows.index(next(r for r in rows if r[0].startswith("(d)"))),
+                    (f"(c) {n} pulse workers, one group", rate(k)))
+    scaling = [(n, res[worker_key(n)]) for n in res.get("workers") or () if res.get(worker_key(n))]
+    if len(scaling) > 1:
+        def scale(n: int, r: dict, field: str) -> str:
+            text = _fmt(r.get(field))
+            return text + (f" (x{_fmt(r.get(field + '_over_one'), '.2f')})" if n > 1 else "")
+
+        rows.append(("(c) scaling, N workers: events/s (x one)",
+                     "   ".join(f"{n}: {scale(n, r, 'events_per_s')}" for n, r in scaling)))
+        rows.append(("(c) scaling, steady rate (20-80 % of the events)",
+                     "   ".join(f"{n}: {scale(n, r, 'events_per_s_mid')}" for n, r in scaling)))
+    if scaling:
+        rows.append(("(c) cores busy: workers + broker (Tansu)",
+                     "   ".join(f"{n}: {_fmt(r.get('worker_cores'), '.2f')} + {_fmt(r.get('broker_cores'), '.2f')}"
+                                for n, r in scaling)))
+        rows.append(("(c) the same, steady (20-80 %); events per CPU-s",
+                     "   ".join(f"{n}: {_fmt(r.get('worker_cores_mid'), '.2f')} + "
+                                f"{_fmt(r.get('broker_cores_mid'), '.2f')}; {_fmt(r.get('events_per_cpu_s_mid'))}"
+                                for n, r in scaling)))
+    if len(scaling) <= 1 and g("c", "events_per_s_mid"):
+        rows.append(("(c) steady rate (20-80 % of the events)", f"{_fmt(g('c', 'events_per_s_mid'))} events/s"))
+    for k in "abqd":
         if g(k, "peak_rss"):
             rows.append((f"({k}) peak RSS", f"{g(k, 'peak_rss') / 2**20:,.0f} MiB"))
     width = max(len(r[0]) for r in rows)
     print(f"\nPipeline Pulse worker benchmark ({res['cores']} cores, embedded Tansu broker)")
+    la = lambda k: ", ".join(f"{x:.2f}" for x in res[k]) if res.get(k) else "-"      # noqa: E731
+    print(f"  started {res.get('started', '-')}; load average (1, 5, 15 min) at the start: {la('loadavg_start')}, "
+          f"at the end: {la('loadavg_end')}")
     for name, value in rows:
         print(f"  {name.ljust(width)}  {value}")
     prof = res.get("profile")
@@ -1017,27 +1317,51 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--alert-leads", type=int, default=100, help="leads timed in (e), one at a time (default 100)")
-    ap.add_argument("--poll", choices=("hybrid", "report"), default="hybrid",
+    ap.add_argument("--poll", choices=("hybrid", "report", "offsets"), default="hybrid",
                     help="(c): hybrid (default): GET /report every 0.2 s at the start and the end, committed "
-                         "offsets in between; report: GET /report every 0.2 s throughout")
+                         "offsets in between; report: GET /report every 0.2 s throughout; offsets: the "
+                         "group's committed offsets only (first > 0 to == total; the worker commits every "
+                         "1 s, so both ends are late by up to ~1.2 s), GET /report once at the end to check")
     ap.add_argument("--alert-gap", type=float, default=1.5, metavar="SECONDS",
                     help="(e): random pause U(0, SECONDS) before each stage change (default 1.5: "
                          "Faust's fetch max wait), so publishes fall at random phases of the fetch cycle")
-    ap.add_argument("--skip", default="", help="comma-separated phases to skip, of a,b,c,d,e")
+    ap.add_argument("--skip", default="", help="comma-separated phases to skip, of a,b,q,c,d,e")
+    ap.add_argument("--no-quix", action="store_true",
+                    help="skip (q), Quix Streams (needed when quixstreams, the bench extra, is not installed)")
+    ap.add_argument("--workers", default="1", metavar="N[,N...]",
+                    help="(c) with each of these numbers of pulse workers sharing the partitions in one "
+                         "consumer group, one after another (default 1; e.g. 1,2,4)")
     ap.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                     help="also profile pulse worker under load for SECONDS with py-spy (0: off)")
     ap.add_argument("--max-seconds", type=float, default=60.0, metavar="S",
-                    help="(a), (b), (d) stop S seconds after their first event unless done: their rate over "
+                    help="(a), (b), (q), (d) stop S seconds after their first event unless done: their rate over "
                          "the first events of the same topics (default 60; 0: read everything). (c) always "
                          "reads everything")
     ap.add_argument("--timeout", type=float, default=None, help="per-phase failsafe timeout in seconds "
                                                                   "(default 90 + max-seconds; (c) 120 + events/300)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="N rounds of (d), (a), (b), (q), (c) on the same published topics (interleaved: "
+                         "d a b q c.. d a b q c..); the table shows medians of rates and of each round's "
+                         "ratios (default 1)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object")
     ap.add_argument("--save", metavar="FILE", help="also write the results (JSON) to FILE")
     a = ap.parse_args(argv)
     a.argv = argv
     if a.skip and not set(a.skip.split(",")) <= set(PHASES):
         ap.error(f"--skip takes phases of {','.join(PHASES)}")
+    try:
+        a.workers = sorted({int(x) for x in a.workers.split(",")})
+    except ValueError:
+        ap.error("--workers takes numbers, e.g. 1,2,4")
+    if a.workers[0] < 1 or a.workers[-1] > a.partitions:
+        ap.error(f"--workers: each between 1 and --partitions ({a.partitions}); more would stand idle")
+    if a.repeat < 1:
+        ap.error("--repeat takes a number >= 1")
+    if a.no_quix:
+        a.skip = ",".join(filter(None, [a.skip, "q"]))
+    elif "q" not in a.skip.split(",") and not quix_available():
+        print(f"bench_worker: {QUIX_MISSING}", file=sys.stderr)
+        return 2
 
     def on_term(signum, frame):          # SIGTERM: unwind like Ctrl-C, so every phase cleans up
         raise KeyboardInterrupt
