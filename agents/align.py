@@ -21,9 +21,26 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterable
 
+from pulse.topics import SEQ_HEADER
+
 # lag(topic, partition): messages known to be on the broker and not yet fetched (0 when unknown)
 Lag = Callable[[str, int], int]
 Pause = Callable[[str, int], None]
+
+
+def seq_of(message: Any) -> int:
+    """The publisher's sequence number (header `pulse.seq`, 8 bytes big-endian; -1 when absent).
+
+    Only asked when two topics' heads have the same timestamp: `pulse replay` publishes
+    thousands of records per millisecond, and without it same-millisecond records of
+    different topics would be taken topic by topic, reordering a lead's events differently
+    from one replay to the next (and so its alerts, which follow the partition's time)."""
+    headers = getattr(message, "headers", None)
+    if headers:
+        for key, value in (headers.items() if isinstance(headers, dict) else headers):
+            if key == SEQ_HEADER:
+                return int.from_bytes(value, "big")
+    return -1
 
 
 def _no_lag(topic: str, partition: int) -> int:
@@ -90,7 +107,7 @@ class TimeAligner:
             for i, q in enumerate(qs):
                 if q:
                     ts = q[0].timestamp or 0.0
-                    if best_q is None or ts < best_ts:
+                    if best_q is None or ts < best_ts or (ts == best_ts and seq_of(q[0]) < seq_of(best_q[0])):
                         best_q, best_ts = q, ts
                 else:
                     if i not in lagging:

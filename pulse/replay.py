@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import orjson
 
 from pulse.broker import BrokerUnreachable, bootstrap_servers, wait_for_broker
-from pulse.topics import FALLBACK_TOPIC, INPUT_TOPICS, TOPIC_OF_TYPE, topic_names
+from pulse.topics import FALLBACK_TOPIC, INPUT_TOPICS, SEQ_HEADER, TOPIC_OF_TYPE, topic_names
 
 EXIT_OK = 0
 EXIT_FAILED = 1        # some messages were not acknowledged by the broker
@@ -97,6 +97,7 @@ class Publisher:
         self.sent = {t: 0 for t in self.input_topics}      # handed to the producer, per topic
         self.failed = {t: 0 for t in self.input_topics}    # reported failed by the producer
         self.untyped = 0                                   # lines routed to the fallback topic
+        self.seq = 0                                       # messages numbered in publishing order
         self.first_error: str | None = None
         self._lock = threading.Lock()
         self._errbacks = {t: self._make_errback(t) for t in self.input_topics}
@@ -165,8 +166,11 @@ class Publisher:
         topic, key, typed = self.route(line)
         if not typed:
             self.untyped += 1
+        self.seq += 1
         try:
-            future = self._send(topic, value=line, key=key)
+            # pulse.seq: the worker's aligner orders same-millisecond records of different topics
+            # by it (agents/align.py), so a replay's order is the file's, run after run.
+            future = self._send(topic, value=line, key=key, headers=[(SEQ_HEADER, self.seq.to_bytes(8, "big"))])
         except self._kafka_error as exc:
             raise Refused(topic, f"{exc.__class__.__name__}: {exc}") from None
         future.add_errback(self._errbacks[topic])

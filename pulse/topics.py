@@ -26,6 +26,9 @@ INPUT_TOPICS: tuple[str, ...] = (LEAD_CREATED, LEAD_UPDATED, STAGE_CHANGED, DEAL
 ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + (NOTIFICATIONS, DEADLETTER)
 #: where an input without a known `type` is published (the worker dead-letters it there)
 FALLBACK_TOPIC = LEAD_CREATED
+#: record header by which `pulse replay`/`simulate` number their messages (8 bytes, big-endian):
+#: the worker orders same-millisecond records of different input topics by it (agents/align.py)
+SEQ_HEADER = "pulse.seq"
 
 
 def topic_names(prefix: str = "") -> dict[str, str]:

@@ -43,6 +43,27 @@ def test_releases_across_topics_in_timestamp_order_ties_in_topic_order():
     assert len(a) == 0
 
 
+def test_same_timestamp_heads_are_taken_in_publishing_order_when_numbered():
+    """`pulse replay` numbers its messages (header pulse.seq): records of one millisecond across
+    topics come out in that order, not topic by topic, so a replay's order is the file's."""
+    from pulse.topics import SEQ_HEADER
+
+    def numbered(topic, offset, seq, headers_as_dict=False):
+        m = Msg(topic, 0, offset, 7.0)
+        value = seq.to_bytes(8, "big")
+        m.headers = {SEQ_HEADER: value} if headers_as_dict else [("other", b"x"), (SEQ_HEADER, value)]
+        return m
+
+    a = TimeAligner(TOPICS)
+    # file order: closed(1), changed(2), created(3), changed(4), all in one millisecond
+    a.add([numbered("changed", 0, 2), numbered("changed", 1, 4, True), numbered("created", 0, 3),
+           numbered("closed", 0, 1)])
+    assert order(a.release(0.0)) == [("closed", 0), ("changed", 0), ("created", 0), ("changed", 1)]
+    # unnumbered messages (other producers) keep the topic order on ties
+    a.add(msgs("closed", 0, [7.0], 5) + msgs("created", 0, [7.0], 5))
+    assert order(a.release(0.0)) == [("created", 5), ("closed", 5)]
+
+
 def test_waits_for_a_topic_known_to_have_more_then_goes_on_after_max_idle():
     lag = {("created", 0): 5}
     a = TimeAligner(TOPICS, max_idle_s=2.0, lag=lambda t, p: lag.get((t, p), 0))
