@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
-from pulse.config import Config, load_config
+from pulse.config import Config, ConfigError, load_config
 
 CLOCKS = ("wall", "event")
 
@@ -174,3 +175,21 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
                                               "SLACK_WEBHOOK_URL", "Slack webhook URL")
     values.update(overrides)
     return Settings(**values)
+
+
+T = TypeVar("T")
+
+
+def start_up(load: Callable[[], T]) -> T | None:
+    """A live command's start-up (settings, configuration): its result, or None after saying on
+    stderr why it cannot start (SPEC 7: a usage or configuration error; the caller exits 2).
+    Settings raise SystemExit(message) for bad values, the configuration ConfigError."""
+    try:
+        return load()
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        print(exc.code, file=sys.stderr)
+    except ConfigError as exc:
+        print(f"pulse: configuration error: {exc}", file=sys.stderr)
+    return None

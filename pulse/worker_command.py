@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pulse.config import ConfigError
-from pulse.settings import add_arguments, from_args
+from pulse.settings import add_arguments, from_args, start_up
 
 
 def add_worker_command(sub) -> None:
@@ -26,12 +24,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if partitions:
         overrides["partitions"] = partitions
     settings = from_args(args, **overrides)
-    try:
-        settings = settings.with_config()
+
+    def load():
         from pulse.agents.metrics import metrics_options
-        metrics_options(settings.config)        # validates the `metrics:` section, if any
-    except ConfigError as exc:
-        print(f"pulse: configuration error: {exc}", file=sys.stderr)
+
+        loaded = settings.with_config()
+        metrics_options(loaded.config)          # validates the `metrics:` section, if any
+        return loaded
+
+    settings = start_up(load)
+    if settings is None:
         return 2
     run_worker(settings)
     return 0

@@ -8,7 +8,6 @@ import signal
 import sys
 from typing import Mapping
 
-from pulse.config import ConfigError
 
 log = logging.getLogger("pulse.gateway")
 _LEVELS = {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
@@ -33,7 +32,7 @@ def add_gateway_command(sub: argparse._SubParsersAction) -> None:
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None):
-    """(settings, sources) or SystemExit(message) / ConfigError."""
+    """(settings, sources); raises SystemExit(message) or ConfigError (pulse.settings.start_up)."""
     from pulse.gateway.sources import gateway_sources
     from pulse.settings import environment, from_args
 
@@ -42,16 +41,12 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None):
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    try:
-        settings, sources = load(args)
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-            return 2
-        raise
-    except ConfigError as exc:
-        print(f"pulse: configuration error: {exc}", file=sys.stderr)
+    from pulse.settings import start_up
+
+    loaded = start_up(lambda: load(args))
+    if loaded is None:
         return 2
+    settings, sources = loaded
     logging.basicConfig(level=_LEVELS.get(settings.log_level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

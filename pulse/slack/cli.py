@@ -10,7 +10,6 @@ import socket
 import sys
 import uuid
 
-from pulse.config import ConfigError
 
 log = logging.getLogger("pulse.slack")
 _LEVELS = {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
@@ -65,21 +64,17 @@ def setup_logging(level: str, secrets: list[str]) -> None:
 
 
 def cmd_slack(args: argparse.Namespace) -> int:
-    from pulse.settings import from_args
+    from pulse.settings import from_args, start_up
+    from pulse.slack.config import slack_config
 
-    try:
+    def load():
         settings = from_args(args).with_config()
-        from pulse.slack.config import slack_config
+        return settings, slack_config(settings.config)
 
-        cfg = slack_config(settings.config)
-    except SystemExit as exc:                       # settings: a message, usage error
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-            return 2
-        raise
-    except ConfigError as exc:
-        print(f"pulse: configuration error: {exc}", file=sys.stderr)
+    loaded = start_up(load)
+    if loaded is None:
         return 2
+    settings, cfg = loaded
     if not settings.slack_token and not settings.slack_webhook_url:
         print("pulse: no Slack credentials: set SLACK_BOT_TOKEN (or --slack-token-file FILE), or an "
               "incoming webhook with SLACK_WEBHOOK_URL (or --slack-webhook-file FILE)", file=sys.stderr)
