@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterable
 
-from pulse.topics import SEQ_HEADER
+from pulse.schemas.topics import SEQ_HEADER
 
 # lag(topic, partition): messages known to be on the broker and not yet fetched (0 when unknown)
 Lag = Callable[[str, int], int]

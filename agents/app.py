@@ -21,9 +21,10 @@ import faust
 import orjson
 from faust.types import TP
 
-from pulse import topics
-from pulse.settings import Settings
+from pulse.schemas import topics
+from pulse.schemas.settings import Settings
 from pulse.streams.partial import PartialFormatError, dump_partial, load_partial
+from pulse.streams.report import build_document
 
 from .alert_feed import AlertFeed
 from .align import TimeAligner
@@ -283,7 +284,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         for data in partials:
             engine.merge(load_partial(config, data))
         as_of = live.clock_us() if settings.clock == "wall" else (engine.max_ts or live.clock_us())
-        return engine.report(as_of=as_of, pipeline=pipeline)
+        return build_document(engine, as_of, pipeline)
 
     async def cluster_report(pipeline: str | None = None) -> dict | None:
         """The document over all partitions, built on the loop (the Redis serving layer's

@@ -42,12 +42,13 @@ from typing import Callable, Iterable
 
 import msgspec
 
-from pulse.config import Config
+from pulse.schemas.config import Config
 from pulse.schemas.types import CLOSED, Rejected
 from pulse.streams.alerts import StaleLeadDetector
 from pulse.schemas.types import Event
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
+from pulse.streams.report import build_document
 
 log = logging.getLogger("pulse.worker")
 
@@ -434,4 +435,4 @@ class LivePulse:
         return total
 
     def report(self, pipeline: str | None = None) -> dict:
-        return self.merged_engine().report(as_of=self.clock_us(), pipeline=pipeline)
+        return build_document(self.merged_engine(), self.clock_us(), pipeline)

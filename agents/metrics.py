@@ -5,7 +5,7 @@ Two kinds of numbers, read differently:
 - **Pipeline metrics** (`pulse_open_*`, `pulse_stale_leads`, `pulse_stage_*`, `pulse_deals_*`,
   `pulse_team_*`, `pulse_source_*`, `pulse_forecast_*`, ...) are read off the SPEC 5
   document of THIS worker's partitions, built once per scrape by the same engine and at
-  the same T as GET /report (`LivePulse.merged_engine().report(as_of=T)`; the mapping is
+  the same T as GET /report (`build_document(LivePulse.merged_engine(), T)`; the mapping is
   agents/pipeline_metrics.py). With one worker they equal the report's numbers; with
   several, counts and amounts add up across workers (`sum()` in PromQL), rates and means
   do not (combine the exposed numerators and denominators; see docs/operations.md). They
@@ -47,10 +47,11 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from pulse.config import Config, ConfigError
+from pulse.schemas.config import Config, ConfigError
 from pulse.schemas.types import REASONS
 from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
 from pulse.streams.engine import PulseEngine
+from pulse.streams.report import build_document
 
 from .pipeline_metrics import PIPELINE_METRICS, Families, pipeline_gauges
 
@@ -263,7 +264,7 @@ class PulseCollector:
             return cached[2]
         engine = self.live.merged_engine()
         as_of = self.as_of(engine)
-        built = (engine.report(as_of=as_of), {name: len(p.leads) for name, p in engine.pipelines.items()}, as_of)
+        built = (build_document(engine, as_of), {name: len(p.leads) for name, p in engine.pipelines.items()}, as_of)
         self._cached = (held, now, built) if self.options.cache_seconds > 0 else None
         return built
 

@@ -1,7 +1,7 @@
 """The pipeline metrics of GET /metrics, read off one SPEC 5 document (pure: no I/O, no engine).
 
 The collector (agents/metrics.py) builds the document once per scrape with the same
-engine and the same T as GET /report (`merged_engine().report(as_of=T)`), and this
+engine and the same T as GET /report (`build_document(merged_engine(), T)`), and this
 module turns it into gauges: the report's formulas are not written a second time.
 
 Segments (SPEC 4.8) are exported per `team` and per `source`, never per `owner`: rep

@@ -43,8 +43,8 @@ from live_harness import WorkerProcess  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_worker import CommittedOffsets  # noqa: E402
 
-from pulse.broker import EmbeddedBroker, create_topics  # noqa: E402
-from pulse.topics import INPUT_TOPICS, topic_names  # noqa: E402
+from pulse.kafka.broker import EmbeddedBroker, create_topics  # noqa: E402
+from pulse.schemas.topics import INPUT_TOPICS, topic_names  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

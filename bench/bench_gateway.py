@@ -37,12 +37,12 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pulse.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
+from pulse.kafka.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
 from pulse.config import load_config  # noqa: E402
 from pulse.gateway import hubspot, vendor_shapes  # noqa: E402
 from pulse.gateway.sources import gateway_sources  # noqa: E402
-from pulse.synth import generate  # noqa: E402
-from pulse.topics import TOPIC_OF_TYPE, topic_names  # noqa: E402
+from pulse.dev.synth import generate  # noqa: E402
+from pulse.schemas.topics import TOPIC_OF_TYPE, topic_names  # noqa: E402
 
 SECRET_ENV = "BENCH_HUBSPOT_SECRET"
 SECRET = "bench-client-secret"

@@ -4,7 +4,7 @@
     python bench/bench_metrics.py --leads 20000 --teams 80     # more teams than the 50-value limit
 
 Prints the scrape time (median and min of `--repeat` renders, each building the document
-again: cache_seconds 0), what of it is the SPEC 5 document (`merged_engine().report()`),
+again: cache_seconds 0), what of it is the SPEC 5 document (`build_document(merged_engine(), T)`),
 the exposition's size and its series, and the label values of the team gauges.
 """
 from __future__ import annotations
@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pulse.agents.live import LivePulse  # noqa: E402
 from pulse.agents.metrics import ProcessingStats, make_registry, render  # noqa: E402
 from pulse.config import load_config  # noqa: E402
-from pulse.synth import generate  # noqa: E402
-from pulse.topics import TOPIC_OF_TYPE  # noqa: E402
+from pulse.dev.synth import generate  # noqa: E402
+from pulse.streams.report import build_document  # noqa: E402
+from pulse.schemas.topics import TOPIC_OF_TYPE  # noqa: E402
 
 
 def main() -> int:
@@ -64,7 +65,7 @@ def main() -> int:
     for _ in range(args.repeat):
         t = time.perf_counter()
         engine = live.merged_engine()
-        engine.report(as_of=engine.max_ts)
+        build_document(engine, engine.max_ts)
         documents.append(time.perf_counter() - t)
         t = time.perf_counter()
         text = render(registry)

@@ -15,7 +15,7 @@ import time
 
 import orjson
 
-from pulse.config import Config, PipelineConfig, Stage, Window
+from pulse.schemas.config import Config, PipelineConfig, Stage, Window
 from pulse.schemas.parse import parse_event
 from pulse.schemas.types import Event
 

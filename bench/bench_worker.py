@@ -511,8 +511,8 @@ def fresh_output_topics(bootstrap: str, prefix: str, partitions: int) -> None:
     and raise their memory. The input topics are left as they are."""
     from kafka import KafkaAdminClient
 
-    from pulse.broker import create_topics
-    from pulse.topics import DEADLETTER, NOTIFICATIONS, topic_names
+    from pulse.kafka.broker import create_topics
+    from pulse.schemas.topics import DEADLETTER, NOTIFICATIONS, topic_names
 
     names = [topic_names(prefix)[t] for t in (NOTIFICATIONS, DEADLETTER)]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
@@ -934,8 +934,8 @@ def run_alert_latency(children: Children, broker, partitions: int, workdir: Path
     import orjson
     from kafka import KafkaProducer
 
-    from pulse.broker import create_topics
-    from pulse.topics import LEAD_CREATED, NOTIFICATIONS, STAGE_CHANGED, topic_names
+    from pulse.kafka.broker import create_topics
+    from pulse.schemas.topics import LEAD_CREATED, NOTIFICATIONS, STAGE_CHANGED, topic_names
 
     prefix = f"bench-alert-{uuid.uuid4().hex[:6]}."
     names = topic_names(prefix)
@@ -1016,8 +1016,8 @@ def run_alert_latency(children: Children, broker, partitions: int, workdir: Path
 
 def publish(children: Children, broker, path: Path, prefix: str, partitions: int, total: int,
             workdir: Path) -> float:
-    from pulse.broker import create_topics
-    from pulse.topics import topic_names
+    from pulse.kafka.broker import create_topics
+    from pulse.schemas.topics import topic_names
 
     create_topics(broker.bootstrap, topic_names(prefix).values(), partitions)
     log = workdir / "replay.log"
@@ -1073,8 +1073,8 @@ def _loadavg3() -> list[float] | None:
 
 
 def run(a) -> dict:
-    from pulse.broker import EmbeddedBroker
-    from pulse.topics import INPUT_TOPICS, topic_names
+    from pulse.kafka.broker import EmbeddedBroker
+    from pulse.schemas.topics import INPUT_TOPICS, topic_names
 
     path = prepare_file(a)
     total, leads = count_file(path)

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from pulse import synth
+    from pulse.dev import synth
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pulse import synth
+    from pulse.dev import synth
 
 DEFAULT_LEADS = 180_000
 _LEAD_KEY = b'"lead_id":"L-'

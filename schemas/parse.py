@@ -39,7 +39,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from pulse.config import Config
+    from pulse.schemas.config import Config
 
 __all__ = ["parse_event", "parse_timestamp", "format_timestamp", "MAX_ID_CHARS"]
 

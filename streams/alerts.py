@@ -16,7 +16,7 @@ import hashlib
 import heapq
 from typing import Iterable
 
-from pulse.config import PipelineConfig
+from pulse.schemas.config import PipelineConfig
 from pulse.schemas.parse import format_timestamp
 
 from pulse.schemas.types import CLOSED, STAGE_CHANGED

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Iterable
 
-from pulse.config import Config, PipelineConfig
+from pulse.schemas.config import Config, PipelineConfig
 from pulse.schemas.parse import decode_fast, event_of, parse_exact
 from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TIE_RANK, TS, Event, Rejected
 
@@ -276,14 +276,3 @@ class PulseEngine:
             "after_as_of": self.after_as_of,
             "dead_letter_reasons": {r: self.dead_letter_reasons[r] for r in REASONS},
         }
-
-    def report(self, as_of: int | None = None, pipeline: str | None = None, now_us: int | None = None) -> dict:
-        """The SPEC 5 document at `as_of` (default: see default_as_of)."""
-        from .report import build_document  # late import: report.py builds on the engine's types
-
-        if as_of is None:
-            if now_us is None:
-                import time
-                now_us = time.time_ns() // 1000
-            as_of = self.default_as_of(now_us)
-        return build_document(self, as_of, pipeline)

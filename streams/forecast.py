@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from pulse.config import PipelineConfig
+from pulse.schemas.config import PipelineConfig
 
 from .exact import from_fixed, weighted_sum
 from .flow import StageFlow

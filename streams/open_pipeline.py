@@ -1,7 +1,7 @@
 """The open pipeline at T (SPEC 4.4, 4.7): open leads and their amounts by current stage."""
 from __future__ import annotations
 
-from pulse.config import PipelineConfig
+from pulse.schemas.config import PipelineConfig
 
 from .exact import from_fixed, to_fixed, weighted, weighted_sum
 

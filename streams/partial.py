@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from pulse.config import Config
+from pulse.schemas.config import Config
 
 from .deals import DealFlow
 from .engine import PulseEngine

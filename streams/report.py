@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from pulse.config import Config
+from pulse.schemas.config import Config
 from pulse.schemas.parse import format_timestamp, parse_timestamp
 
 from .deals import DIMENSIONS, sort_values
@@ -18,8 +18,12 @@ from .windows import DAY_US, previous_window_days, window_days
 LVR_DAYS = 30  # SPEC 4.6: always 30 days, whatever `windows` holds
 
 
-def build_report(lines: Iterable[bytes | str], config: Config, as_of: str | None = None) -> dict:
-    """`pulse report` as a function: JSON Lines inputs in, the SPEC 5 document out."""
+def build_report(lines: Iterable[bytes | str], config: Config, as_of: str | None = None, *,
+                 now_us: int | None = None) -> dict:
+    """`pulse report` as a function: JSON Lines inputs in, the SPEC 5 document out.
+
+    T is `as_of`, else the latest occurred_at of a valid event, else `now_us` (SPEC 7);
+    ValueError when none of them is given."""
     as_of_us = None
     if as_of is not None:
         as_of_us = parse_timestamp(as_of)
@@ -29,10 +33,14 @@ def build_report(lines: Iterable[bytes | str], config: Config, as_of: str | None
     for line in lines:
         if line.strip():
             engine.ingest(line)
-    return engine.report()
+    as_of_us = engine.default_as_of(now_us)
+    if as_of_us is None:
+        raise ValueError("no as_of, no valid event and no now_us: the report time T is undefined")
+    return build_document(engine, as_of_us)
 
 
 def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> dict:
+    """The SPEC 5 document of `engine` at T = `as_of` (all pipelines, or only `only_pipeline`)."""
     pipelines = {
         name: pipeline_report(p, as_of, engine.config)
         for name, p in engine.pipelines.items()

@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import pytest
 
-from pulse.broker import EmbeddedBroker, create_topics
-from pulse.topics import topic_names
+from pulse.kafka.broker import EmbeddedBroker, create_topics
+from pulse.schemas.topics import topic_names
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def broker():
 
 class TopicSet(NamedTuple):
     prefix: str                 # e.g. "test_replay_roundtrip-3-1a2b3c."
-    names: dict[str, str]       # default name -> actual name (pulse.topics.topic_names)
+    names: dict[str, str]       # default name -> actual name (pulse.schemas.topics.topic_names)
 
 
 _counter = itertools.count(1)

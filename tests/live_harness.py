@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from pulse.broker import free_port
+from pulse.kafka.broker import free_port
 
 
 class WorkerProcess:

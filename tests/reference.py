@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 
-from pulse.config import Config, PipelineConfig
+from pulse.schemas.config import Config, PipelineConfig
 from pulse.schemas.parse import parse_event
 from pulse.schemas.types import REASONS, Event, Rejected
 from reference_lead import (  # noqa: F401  (re-exported: the tests' one import point)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from pulse.config import Config, PipelineConfig, Stage, Window
+from pulse.schemas.config import Config, PipelineConfig, Stage, Window
 from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, UPDATED, Event
 
 US = 1_000_000                  # microseconds per second

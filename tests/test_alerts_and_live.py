@@ -9,7 +9,7 @@ from pulse.config import load_config
 from pulse.schemas.parse import parse_timestamp
 from pulse.streams.alerts import StaleLeadDetector, alert_id
 from pulse.streams.engine import PulseEngine
-from pulse.synth import generate
+from pulse.dev.synth import generate
 
 CFG = load_config(None)
 DAY = 86_400_000_000

@@ -46,7 +46,7 @@ def test_releases_across_topics_in_timestamp_order_ties_in_topic_order():
 def test_same_timestamp_heads_are_taken_in_publishing_order_when_numbered():
     """`pulse replay` numbers its messages (header pulse.seq): records of one millisecond across
     topics come out in that order, not topic by topic, so a replay's order is the file's."""
-    from pulse.topics import SEQ_HEADER
+    from pulse.schemas.topics import SEQ_HEADER
 
     def numbered(topic, offset, seq, headers_as_dict=False):
         m = Msg(topic, 0, offset, 7.0)

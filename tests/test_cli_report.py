@@ -128,7 +128,7 @@ def test_sharded_run_equals_single_process(tmp_path, layout):
     """--jobs N shards leads over N processes; the merged report and the dead-letter file
     must be identical to one process's. Plain files are cut into byte ranges (cuts fall
     inside files and between them); gzip input is read whole by every process."""
-    from pulse.synth import generate
+    from pulse.dev.synth import generate
 
     lines = list(generate(leads=400, seed=3, duplicates=0.05, late=0.1, implicit=0.05, invalid=0.05, offsets=0.2))
     if layout == "one file":
@@ -176,7 +176,7 @@ def test_sharded_run_keeps_input_order_for_duplicates_that_differ(tmp_path):
 
 
 def _three_files(tmp_path):
-    from pulse.synth import generate
+    from pulse.dev.synth import generate
 
     lines = list(generate(leads=200, seed=4))
     paths = []
@@ -188,7 +188,7 @@ def _three_files(tmp_path):
 
 def test_sharded_progress_counts_every_byte_once(tmp_path):
     from pulse.config import load_config
-    from pulse.parallel import run_sharded
+    from pulse.inputs.parallel import run_sharded
 
     paths = _three_files(tmp_path)
     seen = []
@@ -200,9 +200,9 @@ def test_sharded_progress_counts_every_byte_once(tmp_path):
 def test_a_failing_shard_reports_its_own_error(tmp_path, monkeypatch):
     """A child's error (here: an unreadable input) reaches the caller as that error, not as
     the broken stream it leaves behind in the other processes."""
-    import pulse.parallel as parallel
+    import pulse.inputs.parallel as parallel
     from pulse.config import load_config
-    from pulse.inputs import InputError
+    from pulse.inputs.files import InputError
 
     paths = _three_files(tmp_path)
     real = parallel.read_piece

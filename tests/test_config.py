@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pulse.config import Config, ConfigError, PipelineConfig, Stage, Window, load_config, parse_duration
+from pulse.config import load_config
+from pulse.config.checks import parse_duration
+from pulse.schemas.config import Config, ConfigError, PipelineConfig, Stage, Window
 
 # --------------------------------------------------------------------------------------
 # Durations

@@ -9,11 +9,12 @@ import orjson
 import pytest
 from hypothesis import given, strategies as st
 
-from pulse.parallel import shard_of
+from pulse.inputs.parallel import shard_of
 from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, Event
 from pulse.streams import history
 from pulse.streams.dwell import HOUR_US, bucket_of, bucket_value_us, nearest_rank
 from pulse.streams.exact import from_fixed, to_fixed, weighted, weighted_sum
+from pulse.streams.report import build_document
 from pulse.streams.staleness import next_level_due_us, stale_level
 from pulse.streams.windows import DAY_US, previous_window_days, window_days
 
@@ -202,19 +203,19 @@ def test_merge_leaves_the_merged_engines_unchanged_and_unshared():
     ]
     a, b = PulseEngine(cfg), PulseEngine(cfg)
     a.ingest(lines[0]); a.ingest(lines[1]); b.ingest(lines[2])
-    before = (a.report(as_of=1_772_500_000_000_000), b.report(as_of=1_772_500_000_000_000))
+    before = (build_document(a, 1_772_500_000_000_000), build_document(b, 1_772_500_000_000_000))
     total = PulseEngine(cfg)
     total.merge(a); total.merge(b); total.merge(PulseEngine(cfg))
     # Mutating the sum must not leak into its parts, and the parts are unchanged.
     total.ingest(b'{"type":"lead.stage_changed","event_id":"d","lead_id":"L9","occurred_at":"2026-03-02T00:00:00Z","to_stage":"new"}')
-    assert (a.report(as_of=1_772_500_000_000_000), b.report(as_of=1_772_500_000_000_000)) == before
+    assert (build_document(a, 1_772_500_000_000_000), build_document(b, 1_772_500_000_000_000)) == before
 
 
 def test_partial_state_round_trip_gives_the_same_report():
     from pulse.config import load_config
     from pulse.streams.engine import PulseEngine
     from pulse.streams.partial import dump_partial, load_partial
-    from pulse.synth import generate
+    from pulse.dev.synth import generate
 
     cfg = load_config(None)
     lines = list(generate(leads=60, seed=5, duplicates=0.05, late=0.1, implicit=0.05, invalid=0.05))
@@ -227,8 +228,8 @@ def test_partial_state_round_trip_gives_the_same_report():
     for shard in shards:
         merged.merge(load_partial(cfg, dump_partial(shard)))
     t = whole.default_as_of(0)
-    assert merged.report(as_of=t) == whole.report(as_of=t)
-    assert any(w["segments"]["owner"] for w in merged.report(as_of=t)["pipelines"]["default"]["windows"].values())
+    assert build_document(merged, t) == build_document(whole, t)
+    assert any(w["segments"]["owner"] for w in build_document(merged, t)["pipelines"]["default"]["windows"].values())
 
 
 def test_a_partial_of_another_format_is_refused_not_misread():

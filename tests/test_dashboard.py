@@ -24,9 +24,9 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from pulse.broker import create_topics
-from pulse.synth import generate
-from pulse.topics import NOTIFICATIONS, STAGE_CHANGED, topic_names
+from pulse.kafka.broker import create_topics
+from pulse.dev.synth import generate
+from pulse.schemas.topics import NOTIFICATIONS, STAGE_CHANGED, topic_names
 
 from live_harness import WorkerProcess
 

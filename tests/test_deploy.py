@@ -19,7 +19,7 @@ from prometheus_client import generate_latest
 from pulse.agents.metrics import metrics_options
 from pulse.config import load_config
 from pulse.settings import _ENV
-from pulse.topics import ALL_TOPICS, INPUT_TOPICS
+from pulse.schemas.topics import ALL_TOPICS, INPUT_TOPICS
 
 from test_metrics import Worker, messy_lines, require_binary, route
 
@@ -110,7 +110,7 @@ def test_the_deployment_configuration_is_a_valid_pipeline_configuration():
 
 
 def test_the_deployment_configuration_has_gateway_sources_with_secrets_from_the_environment():
-    from pulse.config import ConfigError
+    from pulse.schemas.config import ConfigError
     from pulse.gateway.sources import gateway_sources
 
     config = load_config(str(DEPLOY / "config" / "pipeline.yaml"))

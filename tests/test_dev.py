@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from pulse.broker import free_port
+from pulse.kafka.broker import free_port
 from fake_slack import FakeSlack
 
 

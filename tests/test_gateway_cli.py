@@ -10,10 +10,10 @@ import urllib.request
 import orjson
 import yaml
 
-from pulse.broker import free_port
+from pulse.kafka.broker import free_port
 from pulse.config import load_config
 from pulse.gateway import vendor_shapes
-from pulse.topics import INPUT_TOPICS
+from pulse.schemas.topics import INPUT_TOPICS
 
 from gateway_harness import ENV, GatewayThread, read_topics
 

@@ -19,7 +19,7 @@ from pulse.config import load_config
 from pulse.gateway import vendor_shapes
 from pulse.gateway.sources import gateway_sources
 from pulse.streams.report import build_report
-from pulse.synth import generate
+from pulse.dev.synth import generate
 
 from gateway_harness import ENV, GatewayThread
 from live_harness import WorkerProcess

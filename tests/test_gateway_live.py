@@ -9,10 +9,10 @@ import signal
 import orjson
 import pytest
 
-from pulse.broker import EmbeddedBroker, create_topics
+from pulse.kafka.broker import EmbeddedBroker, create_topics
 from pulse.config import load_config
 from pulse.streams.report import build_report
-from pulse.topics import DEADLETTER, INPUT_TOPICS, topic_names
+from pulse.schemas.topics import DEADLETTER, INPUT_TOPICS, topic_names
 
 from gateway_harness import GatewayThread, read_topics
 from test_metrics import parse_exposition, promtool_check_metrics

@@ -8,8 +8,9 @@ import itertools
 import orjson
 import pytest
 
-from pulse import synth
-from pulse.config import ConfigError, load_config
+from pulse.dev import synth
+from pulse.config import load_config
+from pulse.schemas.config import ConfigError
 from pulse.gateway import close, hubspot, pipedrive, pulse_kind, signatures, vendor_shapes
 from pulse.gateway.sources import Source, Target, gateway_sources
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pulse import inputs
-from pulse.inputs import first_line_number, is_splittable, plan_ranges, read_batches, read_piece
+from pulse.inputs import files as inputs
+from pulse.inputs.files import first_line_number, is_splittable, plan_ranges, read_batches, read_piece
 
 # Lines of any length, blank ones and a last line without a newline included.
 files = st.lists(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"x")), max_size=12)

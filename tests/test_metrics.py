@@ -21,10 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from pulse.agents.live import LivePulse
 from pulse.agents.metrics import (LATENCY_BUCKETS_S, METRICS, ProcessingStats, make_registry, metrics_options,
                                   render)
-from pulse.config import ConfigError, load_config
+from pulse.config import load_config
+from pulse.schemas.config import ConfigError
 from pulse.streams.engine import PulseEngine
-from pulse.synth import generate
-from pulse.topics import INPUT_TOPICS, TOPIC_OF_TYPE
+from pulse.streams.report import build_document
+from pulse.dev.synth import generate
+from pulse.schemas.topics import INPUT_TOPICS, TOPIC_OF_TYPE
 
 CFG = load_config(None)
 TOPIC_BY_TYPE = dict(TOPIC_OF_TYPE)
@@ -240,7 +242,7 @@ class Worker:
     def report(self) -> dict:
         engine = self.live.merged_engine()
         as_of = self.live.clock_us() if self.live.clock == "wall" else (engine.max_ts or self.live.clock_us())
-        return orjson.loads(orjson.dumps(engine.report(as_of=as_of)))
+        return orjson.loads(orjson.dumps(build_document(engine, as_of)))
 
 
 # --------------------------------------------------------------------------------------

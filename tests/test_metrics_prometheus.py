@@ -17,8 +17,8 @@ import uuid
 
 import pytest
 
-from pulse.broker import create_topics, free_port
-from pulse.topics import INPUT_TOPICS, topic_names
+from pulse.kafka.broker import create_topics, free_port
+from pulse.schemas.topics import INPUT_TOPICS, topic_names
 
 from live_harness import WorkerProcess
 from test_metrics import assert_metrics_match_report, parse_exposition, promtool_check_metrics, require_binary

@@ -20,19 +20,20 @@ import zlib
 import orjson
 import pytest
 
-from pulse.embedded_redis import EmbeddedRedis
+from pulse.dev.embedded_redis import EmbeddedRedis
 import redis
 
 from pulse.agents.live import LivePulse
 from pulse.agents.scorecards import scorecards
 from pulse.agents.serving import LEAD_FIELDS, Keys, RedisServing, connect, esc, key_prefix, query_stale, unesc
-from pulse.broker import create_topics, free_port
+from pulse.kafka.broker import create_topics, free_port
 from pulse.cli import main
 from pulse.config import load_config
 from pulse.schemas.parse import format_timestamp, parse_timestamp
 from pulse.streams.engine import PulseEngine
-from pulse.synth import generate
-from pulse.topics import TOPIC_OF_TYPE as TOPIC_OF_TYPE_NAMES, topic_names
+from pulse.streams.report import build_document
+from pulse.dev.synth import generate
+from pulse.schemas.topics import TOPIC_OF_TYPE as TOPIC_OF_TYPE_NAMES, topic_names
 
 from live_harness import WorkerProcess
 
@@ -133,7 +134,7 @@ def offline(config, lines) -> PulseEngine:
 
 
 def expected_stale(engine: PulseEngine) -> list[dict]:
-    doc = engine.report()
+    doc = build_document(engine, engine.max_ts)
     out = [{"pipeline": name, **e} for name, p in doc["pipelines"].items() for e in p["stale"]]
     out.sort(key=lambda e: (-e["age_days"], e["lead_id"].encode(), e["pipeline"].encode()))
     return out

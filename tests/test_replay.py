@@ -16,13 +16,13 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from pulse.broker import EmbeddedBroker, bootstrap_servers, free_port, probe
+from pulse.kafka.broker import EmbeddedBroker, bootstrap_servers, free_port, probe
 from pulse.cli import main
 from pulse.config import load_config
 from pulse.schemas.parse import parse_event
 from pulse.schemas.types import Rejected
-from pulse.synth import generate, parse_start
-from pulse.topics import DEAL_CLOSED, INPUT_TOPICS, LEAD_CREATED, STAGE_CHANGED, TOPIC_OF_TYPE
+from pulse.dev.synth import generate, parse_start
+from pulse.schemas.topics import DEAL_CLOSED, INPUT_TOPICS, LEAD_CREATED, STAGE_CHANGED, TOPIC_OF_TYPE
 
 SUMMARY = re.compile(r"published (\d+) messages?: ((?:\d+ to [^\s,]+(?:, )?)+)")
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from pulse.config import Config, PipelineConfig, Stage, Window
+from pulse.schemas.config import Config, PipelineConfig, Stage, Window
 from pulse.schemas import generate
 from pulse.schemas.parse import format_timestamp, parse_event, parse_timestamp
 from pulse.schemas.types import (

@@ -14,13 +14,15 @@ import orjson
 from pulse.agents.scorecards import EMPTY_WINDOW, scorecards
 from pulse.agents.serving import Keys, RedisServing, connect, key_prefix, read_scorecards
 from pulse.cli import main
-from pulse.synth import generate
+from pulse.dev.synth import generate
+from pulse.streams.report import build_document
 
 from test_redis import PIPELINES, Feeder, config, event, expected_stale, make_live, offline, server  # noqa: F401
 
 
 def _document(lines, config) -> dict:
-    return orjson.loads(orjson.dumps(offline(config, lines).report()))
+    engine = offline(config, lines)
+    return orjson.loads(orjson.dumps(build_document(engine, engine.max_ts)))
 
 
 def test_a_scorecard_is_the_owner_segment_of_the_report_and_they_add_up(config):

@@ -23,11 +23,11 @@ import aiohttp
 import orjson
 import pytest
 
-from pulse.embedded_redis import EmbeddedRedis
+from pulse.dev.embedded_redis import EmbeddedRedis
 from kafka import KafkaProducer
 
 from fake_slack import FakeSlack
-from pulse.broker import free_port
+from pulse.kafka.broker import free_port
 from pulse.config import load_config
 from pulse.slack import blocks
 from pulse.slack.api import Transient, WebApi, WebhookApi, classify
@@ -36,7 +36,7 @@ from pulse.slack.consumer import AlertConsumer
 from pulse.slack.ledger import Ledger
 from pulse.slack.metrics import Metrics
 from pulse.slack.notifier import Notifier
-from pulse.topics import NOTIFICATIONS
+from pulse.schemas.topics import NOTIFICATIONS
 
 CONFIG = """
 pipelines:

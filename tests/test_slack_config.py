@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from pulse.cli import main
-from pulse.config import ConfigError, load_config
+from pulse.config import load_config
+from pulse.schemas.config import ConfigError
 from pulse.settings import add_arguments, add_slack_arguments, from_args
 from pulse.slack import blocks
 from pulse.slack.config import slack_config

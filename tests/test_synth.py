@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pulse import synth
+from pulse.dev import synth
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = synth.DEFAULT_STAGES

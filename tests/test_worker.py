@@ -17,11 +17,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from pulse.broker import create_topics
+from pulse.kafka.broker import create_topics
 from pulse.streams.report import build_report
 from pulse.config import load_config
-from pulse.synth import generate
-from pulse.topics import NOTIFICATIONS, topic_names
+from pulse.dev.synth import generate
+from pulse.schemas.topics import NOTIFICATIONS, topic_names
 
 from live_harness import WorkerProcess
 

@@ -14,9 +14,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pulse.broker import create_topics
-from pulse.synth import generate
-from pulse.topics import NOTIFICATIONS, topic_names
+from pulse.kafka.broker import create_topics
+from pulse.dev.synth import generate
+from pulse.schemas.topics import NOTIFICATIONS, topic_names
 
 from live_harness import WorkerProcess
 from test_worker import offline, read_topic, replay

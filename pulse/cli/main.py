@@ -7,7 +7,8 @@ import sys
 
 import orjson
 
-from pulse.config import ConfigError, load_config
+from pulse.config import load_config
+from pulse.schemas.config import ConfigError
 
 EXIT_USAGE = 2
 
@@ -50,14 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     report.set_defaults(run=cmd_report)
 
-    from pulse.worker_command import add_worker_command
+    from pulse.cli.worker import add_worker_command
     add_worker_command(sub)
-    from pulse.dev import add_dev_command
+    from pulse.dev.command import add_dev_command
     add_dev_command(sub)
 
-    from pulse.publish_cli import add_publish_commands
+    from pulse.cli.publish import add_publish_commands
     add_publish_commands(sub)
-    from pulse.stale_command import add_stale_command
+    from pulse.cli.stale import add_stale_command
     add_stale_command(sub)
     from pulse.slack.cli import add_slack_command
     add_slack_command(sub)
@@ -72,8 +73,8 @@ def config_path(option: str | None) -> str | None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pulse.inputs import InputError, check_readable
-    from pulse.report_command import run_report
+    from pulse.inputs.files import InputError, check_readable
+    from pulse.cli.report import run_report
     from pulse.schemas.parse import parse_timestamp
 
     try:

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from pulse.broker import DEFAULT_BROKER_URL
+from pulse.kafka.broker import DEFAULT_BROKER_URL
 
 _BROKER_HELP = (f"Kafka bootstrap servers, Faust's URL form, e.g. kafka://h1:9092;h2:9092 "
                 f"(default: $PULSE_BROKER, else {DEFAULT_BROKER_URL})")
@@ -39,7 +39,7 @@ def add_publish_commands(sub: argparse._SubParsersAction) -> None:
 
     simulate = sub.add_parser(
         "simulate", help="publish realistic synthetic CRM traffic, live",
-        description="Publish synthetic CRM events (pulse.synth) in real time. Event time starts now and "
+        description="Publish synthetic CRM events (pulse.dev.synth) in real time. Event time starts now and "
                     "runs SPEED times faster than the wall clock (--speed 3600: one hour of CRM activity "
                     "per second); occurred_at carries that event time, so a worker fed a sped-up "
                     "simulation should run with --clock event. Stops after --duration or on Ctrl-C.")
@@ -77,7 +77,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pulse.replay import run_replay
+    from pulse.kafka.replay import run_replay
     from pulse.settings import from_args
 
     settings = from_args(args)        # SPEC 7.1: option, else environment, else default
@@ -88,19 +88,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from pulse.simulate import run_simulate
+    from pulse.dev.simulate import run_simulate
     from pulse.settings import from_args
 
     settings = from_args(args)        # SPEC 7.1: option, else environment, else default
     sender = None
     if args.via:
-        from pulse.config import ConfigError
+        from pulse.schemas.config import ConfigError
         from pulse.gateway.sender import open_sender
-        from pulse.settings import environment
+        from pulse.settings import environment, with_config
 
         url = args.gateway or f"http://localhost:{settings.gateway_port}"
         try:
-            sender = open_sender(args.via, url, args.source, settings.with_config().config, environment(),
+            sender = open_sender(args.via, url, args.source, with_config(settings).config, environment(),
                                  seed=args.seed or 0)
         except (ConfigError, ValueError) as exc:
             print(f"pulse simulate: {exc}", file=sys.stderr)

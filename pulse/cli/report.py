@@ -1,34 +1,20 @@
 """`pulse report`: the analytics core fed from files (the imperative shell around PulseEngine)."""
 from __future__ import annotations
 
-import base64
 import contextlib
 import gc
 import os
+import time
 
-import orjson
-
-from pulse.config import Config
-from pulse.inputs import total_size
-from pulse.schemas.types import Rejected
+from pulse.inputs.files import total_size
+from pulse.inputs.parallel import run_sharded
+from pulse.schemas.config import Config
+from pulse.streams.report import build_document
 
 # Below this much input, forking a second process costs more than it saves.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 # Processes talk pairwise over pipes (N x (N - 1)): bound N well below the open-files limit.
 MAX_JOBS = 16
-
-
-def dead_letter_record(path: str, line_no: int, raw: bytes, rejected: Rejected) -> bytes:
-    """One --dead-letter line: where the input was, why it was rejected, and its original bytes."""
-    record = {"reason": rejected.reason, "detail": rejected.detail, "file": path, "line": line_no}
-    try:
-        record["raw"] = raw.decode("utf-8")
-        out = orjson.dumps(record)
-    except (UnicodeDecodeError, orjson.JSONEncodeError):  # not UTF-8: keep the bytes exactly
-        record.pop("raw", None)
-        record["raw_base64"] = base64.b64encode(raw).decode("ascii")
-        out = orjson.dumps(record)
-    return out + b"\n"
 
 
 def default_jobs(paths: list[str]) -> int:
@@ -41,8 +27,6 @@ def default_jobs(paths: list[str]) -> int:
 
 def run_report(paths: list[str], config: Config, as_of: int | None, *,
                dead_letter_path: str | None = None, progress: bool = False, jobs: int | None = None) -> dict:
-    from pulse.parallel import run_sharded
-
     if jobs is None:
         jobs = default_jobs(paths)
     if "-" in paths:
@@ -57,7 +41,8 @@ def run_report(paths: list[str], config: Config, as_of: int | None, *,
             on_progress = stack.enter_context(_progress_bar(total_size(paths))) if progress else None
             engine = run_sharded(paths, config, as_of, jobs, dead_letter_path=dead_letter_path,
                                  on_progress=on_progress)
-        return engine.report()
+        # SPEC 7: T is --as-of, else the latest valid occurred_at, else now (an input with no valid event)
+        return build_document(engine, engine.default_as_of(time.time_ns() // 1000))
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pulse.settings import add_arguments, from_args, start_up
+from pulse.settings import add_arguments, from_args, start_up, with_config
 
 
 def add_worker_command(sub) -> None:
@@ -28,7 +28,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def load():
         from pulse.agents.metrics import metrics_options
 
-        loaded = settings.with_config()
+        loaded = with_config(settings)
         metrics_options(loaded.config)          # validates the `metrics:` section, if any
         return loaded
 

@@ -19,7 +19,7 @@ import urllib.request
 
 import orjson
 
-from pulse import topics
+from pulse.schemas import topics
 
 
 def add_dev_command(sub) -> None:
@@ -111,8 +111,8 @@ def _start_slack_notifier(args: argparse.Namespace, env: dict, python: str) -> s
 def cmd_dev(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
 
-    from pulse.broker import EmbeddedBroker, create_topics
-    from pulse.embedded_redis import EmbeddedRedis
+    from pulse.kafka.broker import EmbeddedBroker, create_topics
+    from pulse.dev.embedded_redis import EmbeddedRedis
 
     def stop_on_term(_signum, _frame):
         raise KeyboardInterrupt              # SIGTERM (a supervisor, `timeout`) stops as cleanly as Ctrl-C

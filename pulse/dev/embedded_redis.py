@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pulse.broker import free_port
+from pulse.kafka.broker import free_port
 
 
 def redis_binary() -> str:

@@ -1,4 +1,4 @@
-"""`pulse simulate`: live synthetic CRM traffic from `pulse.synth`, paced in real time.
+"""`pulse simulate`: live synthetic CRM traffic from `pulse.dev.synth`, paced in real time.
 
 Event time starts now and runs `speed` times faster than the wall clock: with
 `--speed 3600` one hour of CRM activity is published per second, so stage dwell times
@@ -24,7 +24,7 @@ import contextlib
 import random
 import sys
 import time
-from pulse.replay import (CONNECT_TIMEOUT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, FLUSH_TIMEOUT, Refused, StopFlag,
+from pulse.kafka.replay import (CONNECT_TIMEOUT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, FLUSH_TIMEOUT, Refused, StopFlag,
                           open_publisher)
 
 DEFAULT_LEADS_PER_HOUR = 100.0
@@ -40,7 +40,7 @@ def first_lead_number(start: int) -> int:
 
 def synthetic_feed(seed: int, start: int, leads_per_hour: float, messy: bool, first_lead: int = 1):
     """The `Emitted` stream (arrival order) of an unbounded simulation from `start`."""
-    from pulse import synth
+    from pulse.dev import synth
 
     events = synth.event_stream(seed, synth.poisson_arrivals(seed, start, rate_per_day=leads_per_hour * 24.0),
                                 first_lead=first_lead)
@@ -54,7 +54,7 @@ def run_simulate(broker: str, prefix: str = "", *, leads_per_hour: float = DEFAU
                  err=None, publisher=None) -> int:
     """Publish synthetic traffic until `duration` wall seconds pass or a stop signal.
     Messages on `err` (default stderr). Returns the exit code."""
-    from pulse.synth import format_ts
+    from pulse.dev.synth import format_ts
 
     err = err or sys.stderr
 

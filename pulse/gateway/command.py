@@ -34,9 +34,9 @@ def add_gateway_command(sub: argparse._SubParsersAction) -> None:
 def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None):
     """(settings, sources); raises SystemExit(message) or ConfigError (pulse.settings.start_up)."""
     from pulse.gateway.sources import gateway_sources
-    from pulse.settings import environment, from_args
+    from pulse.settings import environment, from_args, with_config
 
-    settings = from_args(args, environ).with_config()
+    settings = with_config(from_args(args, environ))
     return settings, gateway_sources(settings.config, environ if environ is not None else environment())
 
 

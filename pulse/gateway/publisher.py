@@ -12,8 +12,8 @@ import asyncio
 import logging
 from typing import Sequence
 
-from pulse import topics
-from pulse.broker import bootstrap_servers
+from pulse.schemas import topics
+from pulse.kafka.broker import bootstrap_servers
 
 log = logging.getLogger("pulse.gateway")
 

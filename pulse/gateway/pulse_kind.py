@@ -13,7 +13,7 @@ import orjson
 
 from pulse.gateway.model import Adapted, Message
 from pulse.gateway.sources import Source
-from pulse.topics import TOPIC_OF_TYPE
+from pulse.schemas.topics import TOPIC_OF_TYPE
 
 
 def adapt(body: bytes, source: Source) -> Adapted:

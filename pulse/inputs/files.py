@@ -1,4 +1,5 @@
-"""Reading JSON Lines inputs for `pulse report` and `pulse replay` (SPEC 5, 7).
+"""Reading JSON Lines inputs for `pulse report` and `pulse replay` (SPEC 5, 7), and the
+records of the report's --dead-letter file.
 
 A file's lines are split on b"\\n"; blank (whitespace-only) lines are not inputs.
 `-` is standard input; a name ending in `.gz` is read through gzip.
@@ -8,11 +9,16 @@ per event, a per-line Python read loop would be a noticeable share.
 """
 from __future__ import annotations
 
+import base64
 import gzip
 import os
 import sys
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterator, NamedTuple
+
+import orjson
+
+from pulse.schemas.types import Rejected
 
 CHUNK = 4 * 1024 * 1024
 
@@ -92,15 +98,6 @@ def read_batches(paths: list[str], on_progress: Callable[[int], None] | None = N
 def is_input(line: bytes) -> bool:
     """SPEC 5: lines that are empty or only whitespace are not inputs."""
     return bool(line) and not line.isspace()
-
-
-def read_lines(paths: list[str], on_progress: Callable[[int], None] | None = None
-               ) -> Iterator[tuple[str, int, bytes]]:
-    """(path, line number, line) for every input line of every file, blank lines skipped."""
-    for path, first, lines in read_batches(paths, on_progress):
-        for k, line in enumerate(lines):
-            if line and not line.isspace():
-                yield path, first + k, line
 
 
 # --------------------------------------------------------------------------------------
@@ -212,3 +209,16 @@ def first_line_number(piece: Piece) -> int:
             return count + 1
     except OSError as exc:
         raise InputError(f"{piece.path}: cannot be read: {exc}") from exc
+
+
+def dead_letter_record(path: str, line_no: int, raw: bytes, rejected: Rejected) -> bytes:
+    """One --dead-letter line: where the input was, why it was rejected, and its original bytes."""
+    record = {"reason": rejected.reason, "detail": rejected.detail, "file": path, "line": line_no}
+    try:
+        record["raw"] = raw.decode("utf-8")
+        out = orjson.dumps(record)
+    except (UnicodeDecodeError, orjson.JSONEncodeError):  # not UTF-8: keep the bytes exactly
+        record.pop("raw", None)
+        record["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        out = orjson.dumps(record)
+    return out + b"\n"

@@ -34,8 +34,9 @@ from typing import Callable
 import msgspec
 import orjson
 
-from pulse.config import Config
-from pulse.inputs import Piece, first_line_number, is_splittable, plan_ranges, read_batches, read_piece
+from pulse.inputs.files import (Piece, dead_letter_record, first_line_number, is_splittable, plan_ranges, read_batches,
+                                read_piece)
+from pulse.schemas.config import Config
 from pulse.schemas.parse import decode_fast
 from pulse.schemas.types import LEAD_ID, Event, Rejected
 from pulse.streams.engine import PulseEngine
@@ -261,8 +262,6 @@ def run_sharded(paths: list[str], config: Config, as_of: int | None, shards: int
                 dead_letter_path: str | None = None,
                 on_progress: Callable[[int], None] | None = None) -> PulseEngine:
     """Shard 0 runs here, shards 1..n-1 in forked processes; returns the merged engine."""
-    from pulse.report_command import dead_letter_record
-
     ctx = multiprocessing.get_context("fork")
     tmpdir = tempfile.mkdtemp(prefix="pulse-report-") if dead_letter_path else None
     file_index = {p: i for i, p in enumerate(paths)}

@@ -30,8 +30,8 @@ from typing import Callable, Iterator
 
 import orjson
 
-from pulse.broker import BrokerUnreachable, bootstrap_servers, wait_for_broker
-from pulse.topics import FALLBACK_TOPIC, INPUT_TOPICS, SEQ_HEADER, TOPIC_OF_TYPE, topic_names
+from pulse.kafka.broker import BrokerUnreachable, bootstrap_servers, wait_for_broker
+from pulse.schemas.topics import FALLBACK_TOPIC, INPUT_TOPICS, SEQ_HEADER, TOPIC_OF_TYPE, topic_names
 
 EXIT_OK = 0
 EXIT_FAILED = 1        # some messages were not acknowledged by the broker
@@ -296,7 +296,7 @@ def run_replay(paths: list[str], broker: str, prefix: str = "", *, rate: float |
                err=None) -> int:
     """Publish every input line of `paths`; messages on `err` (default stderr). Returns
     the exit code."""
-    from pulse.inputs import InputError, check_readable, is_input, read_batches, total_size
+    from pulse.inputs.files import InputError, check_readable, is_input, read_batches, total_size
 
     err = err or sys.stderr
 

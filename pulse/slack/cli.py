@@ -64,11 +64,11 @@ def setup_logging(level: str, secrets: list[str]) -> None:
 
 
 def cmd_slack(args: argparse.Namespace) -> int:
-    from pulse.settings import from_args, start_up
+    from pulse.settings import from_args, start_up, with_config
     from pulse.slack.config import slack_config
 
     def load():
-        settings = from_args(args).with_config()
+        settings = with_config(from_args(args))
         return settings, slack_config(settings.config)
 
     loaded = start_up(load)
@@ -109,8 +109,8 @@ def build(settings, cfg, *, registry=None):
 async def run_slack(settings, cfg, *, digest_now: bool = False, stop: asyncio.Event | None = None) -> int:
     from redis.exceptions import RedisError
 
-    from pulse import topics
-    from pulse.broker import BrokerUnreachable, bootstrap_servers, wait_for_broker
+    from pulse.schemas import topics
+    from pulse.kafka.broker import BrokerUnreachable, bootstrap_servers, wait_for_broker
     from pulse.slack.consumer import AlertConsumer
     from pulse.slack.metrics import serve
 

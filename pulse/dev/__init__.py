@@ -1,0 +1,1 @@
+"""Development tools: `pulse dev`, the embedded Redis, `pulse simulate` and its synthetic traffic."""

@@ -1,0 +1,1 @@
+"""File inputs of `pulse report` and `pulse replay`: reading, splitting and sharded ingestion."""
