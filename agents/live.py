@@ -220,7 +220,7 @@ class LivePulse:
 
     @staticmethod
     def _reconcile_alerts(states: dict[int, PartitionState], alerts: Iterable[bytes]) -> None:
-        from pulse.schemas.parse import parse_timestamp
+        from pulse.schemas.timestamps import parse_timestamp
 
         def find(pipeline: str, lead_id: str) -> Lead | None:
             for state in states.values():

@@ -32,7 +32,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from pulse.schemas.parse import format_timestamp
+from pulse.schemas.timestamps import format_timestamp
 from pulse.streams.staleness import next_level_due_us, stale_level
 
 from .scorecards import scorecards

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+MAX_ID_CHARS = 128          # `event_id` and `lead_id`: 1..128 code points
+DEFAULT_PIPELINE = "default"  # the pipeline of an event without one
+
 # Event kinds. These numbers are stored in durable lead histories (streams/history.py,
 # the worker's changelog), so they are never renumbered: v2's lead.updated got the next
 # free code. SPEC section 3's tie-break between events of one lead with the same

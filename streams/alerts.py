@@ -17,7 +17,7 @@ import heapq
 from typing import Iterable
 
 from pulse.schemas.config import PipelineConfig
-from pulse.schemas.parse import format_timestamp
+from pulse.schemas.timestamps import format_timestamp
 
 from pulse.schemas.types import CLOSED, STAGE_CHANGED
 

@@ -11,7 +11,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Iterable
 
 from pulse.schemas.config import Config, PipelineConfig
-from pulse.schemas.parse import decode_fast, event_of, parse_exact
+from pulse.schemas.fast_path import decode_fast, event_of
+from pulse.schemas.parse import parse_exact
 from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TIE_RANK, TS, Event, Rejected
 
 from . import history
@@ -20,7 +21,7 @@ from .flow import StageFlow
 from .lead import Lead, apply_event
 
 if TYPE_CHECKING:
-    from pulse.schemas.parse import _Common
+    from pulse.schemas.fast_path import _Common
 
 # What happened to one input (SPEC 5 data_quality); dead-lettered inputs return their reason.
 APPLIED, DUPLICATE, AFTER_AS_OF = "applied", "duplicate", "after_as_of"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from pulse.schemas.config import Config
-from pulse.schemas.parse import format_timestamp, parse_timestamp
+from pulse.schemas.timestamps import format_timestamp, parse_timestamp
 
 from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine

@@ -6,7 +6,7 @@ import orjson
 
 from pulse.agents.live import LEAD_RECORD, PARTITION_RECORD, LivePulse
 from pulse.config import load_config
-from pulse.schemas.parse import parse_timestamp
+from pulse.schemas.timestamps import parse_timestamp
 from pulse.streams.alerts import StaleLeadDetector, alert_id
 from pulse.streams.engine import PulseEngine
 from pulse.dev.synth import generate

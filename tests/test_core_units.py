@@ -149,7 +149,7 @@ def test_routing_by_the_decoded_lead_id_agrees_with_shard_of(lead_id, shards):
     any other by shard_of: a lead's valid events must get one shard either way."""
     import zlib
 
-    from pulse.schemas.parse import decode_fast
+    from pulse.schemas.fast_path import decode_fast
 
     body = {"type": "lead.created", "event_id": "e", "lead_id": lead_id, "occurred_at": "2026-01-01T00:00:00Z"}
     escaped = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else c for c in lead_id)

@@ -81,7 +81,7 @@ PIPELINE_METRICS = [n for n in METRICS if n not in {
 
 def expected_from_report(doc: dict) -> dict[tuple[str, frozenset], float]:
     """What GET /metrics must show for the pipeline metrics, derived from a SPEC 5 document."""
-    from pulse.schemas.parse import parse_timestamp
+    from pulse.schemas.timestamps import parse_timestamp
 
     out: dict[tuple[str, frozenset], float] = {}
 

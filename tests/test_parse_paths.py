@@ -11,7 +11,8 @@ import json
 import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pulse.schemas.parse import _parse_exact, _parse_fast, parse_event
+from pulse.schemas.fast_path import _parse_fast
+from pulse.schemas.parse import _parse_exact, parse_event
 
 from test_schemas import CONFIG, CORPUS_CASES, MUTATIONS, TS, ev
 

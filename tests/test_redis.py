@@ -29,7 +29,7 @@ from pulse.agents.serving import LEAD_FIELDS, Keys, RedisServing, connect, esc, 
 from pulse.kafka.broker import create_topics, free_port
 from pulse.cli import main
 from pulse.config import load_config
-from pulse.schemas.parse import format_timestamp, parse_timestamp
+from pulse.schemas.timestamps import format_timestamp, parse_timestamp
 from pulse.streams.engine import PulseEngine
 from pulse.streams.report import build_document
 from pulse.dev.synth import generate

@@ -24,7 +24,8 @@ from jsonschema import Draft202012Validator
 
 from pulse.schemas.config import Config, PipelineConfig, Stage, Window
 from pulse.schemas import generate
-from pulse.schemas.parse import format_timestamp, parse_event, parse_timestamp
+from pulse.schemas.parse import parse_event
+from pulse.schemas.timestamps import format_timestamp, parse_timestamp
 from pulse.schemas.types import (
     CLOSED,
     CREATED,
@@ -297,15 +298,15 @@ def test_big_integers_within_double_range_are_accepted():
 
 def test_slow_json_path_agrees_on_big_integers():
     # Whatever orjson does with big integers, the strict fallback must accept them too.
-    from pulse.schemas.parse import _slow_loads
-    obj = _slow_loads(b'{"a": 123456789012345678901234567890, "b": 18446744073709551615}', "")
+    from pulse.schemas.strict_json import strict_loads
+    obj = strict_loads(b'{"a": 123456789012345678901234567890, "b": 18446744073709551615}', "")
     assert obj == {"a": 1.2345678901234568e29, "b": 18446744073709551615}
     for bad, why in [(b'{"a": NaN}', "NaN"), (b'{"a": 1e400}', "double"), (b'{"a": -Infinity}', "NaN"),
                      (b'{"a": "\\ud800"}', "surrogate"), (b'\xef\xbb\xbf{}', "byte-order"),
                      (b'{"a": "\xed\xa0\x80"}', "UTF-8"), (b'{"a": 1' + b'0' * 400 + b'}', "double"),
                      (b'{"a": 1,}', "unparseable"), (b'{"a": "\x01"}', "unparseable"),
                      ('{"a": "\ud800"}', "UTF-8"), ('\ufeff{}', "byte-order")]:
-        r = _slow_loads(bad, "")
+        r = strict_loads(bad, "")
         assert isinstance(r, Rejected) and r.reason == INVALID_JSON and why in r.detail, (bad, r)
 
 

@@ -75,7 +75,7 @@ def config_path(option: str | None) -> str | None:
 def cmd_report(args: argparse.Namespace) -> int:
     from pulse.inputs.files import InputError, check_readable
     from pulse.cli.report import run_report
-    from pulse.schemas.parse import parse_timestamp
+    from pulse.schemas.timestamps import parse_timestamp
 
     try:
         config = load_config(config_path(args.config))

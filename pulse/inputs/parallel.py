@@ -37,7 +37,7 @@ import orjson
 from pulse.inputs.files import (Piece, dead_letter_record, first_line_number, is_splittable, plan_ranges, read_batches,
                                 read_piece)
 from pulse.schemas.config import Config
-from pulse.schemas.parse import decode_fast
+from pulse.schemas.fast_path import decode_fast
 from pulse.schemas.types import LEAD_ID, Event, Rejected
 from pulse.streams.engine import PulseEngine
 from pulse.streams.partial import dump_partial, load_partial

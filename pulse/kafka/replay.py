@@ -59,9 +59,9 @@ class Refused(Exception):
 def _loads_fallback(raw: bytes, error: str):
     """What orjson refuses is decided by the parser's strict standard-library path
     (so a line the worker accepts is routed by its type, e.g. one with a 2^70 integer)."""
-    from pulse.schemas.parse import _slow_loads
+    from pulse.schemas.strict_json import strict_loads
 
-    return _slow_loads(raw, error)
+    return strict_loads(raw, error)
 
 
 class Publisher:
