@@ -24,8 +24,9 @@ import contextlib
 import random
 import sys
 import time
-from pulse.kafka.replay import (CONNECT_TIMEOUT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, FLUSH_TIMEOUT, Refused, StopFlag,
-                          open_publisher)
+
+from pulse.kafka.producer import (CONNECT_TIMEOUT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, FLUSH_TIMEOUT, Refused, StopFlag,
+                                  open_publisher)
 
 DEFAULT_LEADS_PER_HOUR = 100.0
 DEFAULT_SPEED = 1.0

@@ -4,7 +4,7 @@ Used by `pulse simulate --via KIND` and `pulse dev`. It behaves like the CRMs it
 imitates: a refused or failed delivery is retried (a few times, with back-off), and a
 small share of deliveries is sent twice although the first was accepted (a CRM that
 missed the answer), so the gateway's duplicates path runs too. Same surface as
-`pulse.kafka.replay.Publisher` where `pulse simulate` uses it.
+`pulse.kafka.producer.Publisher` where `pulse simulate` uses it.
 """
 from __future__ import annotations
 
