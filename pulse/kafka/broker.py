@@ -41,8 +41,6 @@ import tempfile
 import time
 from typing import IO, Iterable
 
-from pulse.schemas.topics import topic_names  # noqa: F401  (re-exported: broker + topics in one import)
-
 DEFAULT_BROKER_URL = "kafka://localhost:9092"
 DEFAULT_PORT = 9092
 _SCHEMES = ("kafka", "aiokafka")
