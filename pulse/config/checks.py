@@ -1,5 +1,5 @@
 """The configuration checks every section shares: durations, values as error messages
-show them, key paths, and `Checker`, the validator base class of the pipeline, Slack and
+show them, key paths, and `ConfigChecker`, the validator base class of the pipeline, Slack and
 gateway sections (one error style for the whole file: file, key, problem)."""
 from __future__ import annotations
 
@@ -128,8 +128,13 @@ def key_path(path: tuple) -> str:
     return out or "(top level)"
 
 
-class Checker:
-    """Validates the parsed YAML of one file; every error names the file, key and problem."""
+class ConfigChecker:
+    """Validates the parsed YAML of one file; every error names the file, key and problem.
+
+    The one validator style for every configuration section: other sections' checkers
+    (Slack routing, gateway sources) subclass it, raise `self.fail(path, problem)` with
+    the key path as a tuple, and word values with `show_value` and `kind_of`.
+    """
 
     def __init__(self, source: str):
         self.source = source

@@ -12,7 +12,7 @@ from typing import Any
 
 from pulse.schemas.config import Config, ConfigError, PipelineConfig, Stage, Window
 
-from .checks import Checker, kind_of, show_value
+from .checks import ConfigChecker, kind_of, show_value
 from .strict_yaml import parse_yaml
 
 DEFAULT_CONFIG_RESOURCE = "default_pipeline.yaml"
@@ -21,7 +21,7 @@ _PIPELINE_KEYS = ("stages", "qualified_stage", "opportunity_stage")
 _STAGE_KEYS = ("name", "stale_after", "probability")
 
 
-class _PipelineChecker(Checker):
+class _PipelineChecker(ConfigChecker):
     """The sections of the pipeline configuration: timezone, windows, pipelines."""
 
     def timezone(self, value: Any) -> str:

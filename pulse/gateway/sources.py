@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping
 
-from pulse.config.checks import Checker, kind_of, show_value
+from pulse.config.checks import ConfigChecker, kind_of, show_value
 from pulse.schemas.config import Config, ConfigError
 
 KINDS = ("pulse", "hubspot", "pipedrive", "close")
@@ -91,7 +91,7 @@ def crm_id(value: Any) -> str:
     return str(value)
 
 
-class _SourcesChecker(Checker):
+class _SourcesChecker(ConfigChecker):
     def __init__(self, config: Config, environ: Mapping[str, str]):
         super().__init__(config.source)
         self.config = config

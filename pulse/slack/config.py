@@ -24,7 +24,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from pulse.config.checks import Checker, kind_of, show_value  # one validator style for the whole file
+from pulse.config.checks import ConfigChecker, kind_of, show_value  # one validator style for the whole file
 from pulse.schemas.config import Config, ConfigError
 
 MATCH_KEYS = ("pipeline", "team", "owner", "level", "severity", "type")
@@ -132,7 +132,7 @@ def slack_config(config: Config) -> SlackConfig:
     return check.section(config.extra["slack"])
 
 
-class _SlackChecker(Checker):
+class _SlackChecker(ConfigChecker):
     def mapping(self, path: tuple, value: Any, allowed: tuple[str, ...], where: str) -> dict:
         if not isinstance(value, dict):
             raise self.fail(path, f"{where} must be a mapping, got {kind_of(value)}")
