@@ -12,21 +12,29 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import pytest
 
 from reference import DAY_US, make_config, make_pipeline, parse_time, reference_report
 
 try:
-    from pulse.streams.report import build_report as _engine_report
+    from pulse.streams.report import build_report
     _ENGINE_MISSING = None
 except ImportError as exc:        # the lead's engine is written in parallel
-    _engine_report = None
+    build_report = None
     _ENGINE_MISSING = f"pulse.streams.report is not importable yet: {exc!r}"
+
+
+def engine_report(lines, config, as_of=None) -> dict:
+    """The engine's document (`build_report`); with no as_of and no valid event T is now, as
+    for `pulse report` and the reference."""
+    return build_report(lines, config, as_of=as_of, now_us=time.time_ns() // 1000)
+
 
 IMPLEMENTATIONS = [
     pytest.param(reference_report, id="reference"),
-    pytest.param(_engine_report, id="engine",
+    pytest.param(engine_report, id="engine",
                  marks=pytest.mark.skipif(_ENGINE_MISSING is not None,
                                           reason=_ENGINE_MISSING or "")),
 ]

@@ -42,14 +42,14 @@ from reference import (
     parse_time,
     reference_report,
 )
-from spec_support import assert_reports_match
+from spec_support import assert_reports_match, engine_report
 
 try:
-    from pulse.streams.report import build_document, build_report
+    from pulse.streams.report import build_document
     from pulse.streams.engine import PulseEngine
     ENGINE_MISSING = None
 except ImportError as exc:          # the lead's engine is written in parallel
-    build_report = PulseEngine = None
+    build_document = PulseEngine = None
     ENGINE_MISSING = f"the engine (pulse.streams.report / .engine) is not importable: {exc!r}"
 
 needs_engine = pytest.mark.skipif(ENGINE_MISSING is not None, reason=ENGINE_MISSING or "")
@@ -275,7 +275,7 @@ def _slack(lines, config, as_of) -> int:
 def test_engine_matches_reference(case):
     config, lines, as_of = case
     expected = reference_report(lines, config, as_of)
-    actual = build_report(list(lines), config, as_of=as_of)
+    actual = engine_report(list(lines), config, as_of=as_of)
     assert_reports_match(actual, expected, now_slack_us=_slack(lines, config, as_of))
     check_v2_invariants(actual)
 
@@ -288,7 +288,7 @@ def test_engine_matches_reference_on_forecast_rich_input(case):
     at the windows' starts and won amounts in them, so attainments are mostly numbers."""
     config, lines, as_of = case
     expected = reference_report(lines, config, as_of)
-    actual = build_report(list(lines), config, as_of=as_of)
+    actual = engine_report(list(lines), config, as_of=as_of)
     assert_reports_match(actual, expected)
     check_v2_invariants(actual)
 
@@ -300,8 +300,8 @@ def test_engine_does_not_depend_on_arrival_order(case, rnd):
     config, lines, as_of = case
     shuffled = list(lines)
     rnd.shuffle(shuffled)
-    a = build_report(list(lines), config, as_of=as_of)
-    b = build_report(shuffled, config, as_of=as_of)
+    a = engine_report(list(lines), config, as_of=as_of)
+    b = engine_report(shuffled, config, as_of=as_of)
     assert a["data_quality"] == b["data_quality"]
     assert_reports_match(b, a, exact_percentiles=True,
                          now_slack_us=_slack(lines, config, as_of))
@@ -349,7 +349,7 @@ def test_engine_one_by_one_equals_batch(case):
     eng = PulseEngine(config, as_of=None)
     for ln in lines:
         eng.ingest(ln.encode("utf-8"))
-    batch = build_report(list(lines), config, as_of=as_of)
+    batch = engine_report(list(lines), config, as_of=as_of)
     assert_reports_match(build_document(eng, parse_time(as_of)), batch)
 
 
