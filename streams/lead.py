@@ -26,7 +26,7 @@ class Lead:
     """Derived state of one lead (identified by pipeline and lead_id)."""
 
     __slots__ = ("lead_id", "created", "implicit", "stage", "stay_start", "is_open", "close_ts", "won",
-                 "close_amount", "close_owner", "close_team", "close_source", "owner", "team", "source", "amount",
+                 "close_amount", "close_segment", "owner", "team", "source", "amount",
                  "qualified_at", "last_ts", "last_rank", "history", "n_events",
                  "alert_stage", "alert_stay", "alert_level")
 
@@ -43,11 +43,9 @@ class Lead:
         self.close_ts: int | None = None    # the close that counts (a later close supersedes it)
         self.won = False
         self.close_amount: float | None = None
-        # Owner, team and source the counting close is attributed to (SPEC 4.8): what a
+        # (owner, team, source) the counting close is attributed to (SPEC 4.8): what a
         # superseding close removes.
-        self.close_owner: str | None = None
-        self.close_team: str | None = None
-        self.close_source: str | None = None
+        self.close_segment: tuple = ()
         self.owner: str | None = None
         self.team: str | None = None
         self.source: str | None = None
@@ -88,7 +86,7 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
         return
     if lead.created is None:                                    # 3.1 and 3.2: the lead begins
         lead.created = ts
-        p.deals.lead_created(ts, lead.owner, lead.team, lead.source, sign)
+        p.deals.lead_created(ts, (lead.owner, lead.team, lead.source), sign)
         if kind != CREATED:
             lead.implicit = True
             p.implicit_creates += sign
@@ -121,8 +119,7 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
             # The earlier close's stay end moves to this one; the lead left the open pipeline then, still.
             p.flow.stay_ended(lead.stage, lead.stay_start, lead.close_ts, WON if lead.won else LOST, -1, -sign,
                               leaves_open=False)
-            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created,
-                           lead.close_owner, lead.close_team, lead.close_source, -sign)
+            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created, lead.close_segment, -sign)
             _close(lead, ev, p, sign, superseding=True)
     # kind == CREATED on an existing lead: fields only (3.1)
 
@@ -142,9 +139,10 @@ def _close(lead: Lead, ev: Event, p: PipelineState, sign: int, superseding: bool
     amount = lead.amount if lead.amount is not None else 0.0
     p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign, lead.amount,
                       leaves_open=not superseding)
-    p.deals.closed(ts, ev.won, amount, lead.created, lead.owner, lead.team, lead.source, sign)
+    segment = (lead.owner, lead.team, lead.source)
+    p.deals.closed(ts, ev.won, amount, lead.created, segment, sign)
     lead.is_open = False
     lead.close_ts = ts
     lead.won = ev.won
     lead.close_amount = amount
-    lead.close_owner, lead.close_team, lead.close_source = lead.owner, lead.team, lead.source
+    lead.close_segment = segment
