@@ -32,6 +32,9 @@ HELD = "held"
 _NEVER = 1 << 80   # an as_of later than any event
 
 
+_encode_record = history.encode_record
+
+
 def _record_key(record: tuple[Event, int | None]) -> tuple[int, int, str]:
     return history.sort_key(record[0])
 
@@ -47,7 +50,7 @@ class PipelineState:
         self.implicit_creates = 0
         self.leads: dict[str, Lead] = {}
         self.open_leads: dict[str, Lead] = {}
-        self.intern = {}.setdefault         # owner/team strings shared by the leads
+        self.intern = {}.setdefault         # owner/team/source strings and close segments shared by the leads
 
     def merge(self, other: PipelineState) -> None:
         """Add the state of disjoint leads (another shard or worker) to this one."""
@@ -156,14 +159,12 @@ class PulseEngine:
             return DUPLICATE
         self.applied += 1
         was_open = lead.is_open
-        rank = TIE_RANK[ev[KIND]]
-        if ts > lead.last_ts or (ts == lead.last_ts and (rank > lead.last_rank or (
-                rank == lead.last_rank and event_id > self._last_event_id(lead, p)))):
+        if ts > lead.last_ts or (ts == lead.last_ts and self._after_last(lead, ev, p)):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts = ts
-            lead.last_rank = rank
+            lead.last_kind = ev[KIND]
             # history.encode, inlined; a bytearray: extended in place
-            lead.history += history.encode_record(ev[:8] + (offset, event_id))
+            lead.history += _encode_record(ev[:8] + (offset, event_id))
             lead.n_events += 1
         else:
             self._refold(lead, ev, offset, p)                   # late: revert and re-derive the lead
@@ -176,9 +177,14 @@ class PulseEngine:
         return APPLIED
 
     @staticmethod
-    def _last_event_id(lead: Lead, p: PipelineState) -> str:
+    def _after_last(lead: Lead, ev: Event, p: PipelineState) -> bool:
+        """Whether `ev`, at the same occurred_at as the lead's latest applied event, comes
+        after it in SPEC 3's order (type rank, then event_id)."""
+        rank, last_rank = TIE_RANK[ev[KIND]], TIE_RANK[lead.last_kind]
+        if rank != last_rank:
+            return rank > last_rank
         events = history.decode(lead.history, lead.n_events, p.config.name, lead.lead_id)
-        return max(events, key=history.sort_key).event_id
+        return ev[EVENT_ID] > max(events, key=history.sort_key).event_id
 
     def _refold(self, lead: Lead, ev: Event, offset: int | None, p: PipelineState) -> None:
         old = history.records(lead.history, lead.n_events, p.config.name, lead.lead_id)
@@ -235,7 +241,7 @@ class PulseEngine:
         for e in events:
             apply_event(lead, e, p, sign)
         if events:
-            lead.last_ts, lead.last_rank = events[-1].ts, TIE_RANK[events[-1].kind]
+            lead.last_ts, lead.last_kind = events[-1].ts, events[-1].kind
 
     # -- combining shards ------------------------------------------------------------------
 

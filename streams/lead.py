@@ -22,12 +22,15 @@ if TYPE_CHECKING:
     from .engine import PipelineState
 
 
+_BEFORE_ANY_TS = -(1 << 63)    # µs; RFC 3339 years start at 0001 (about -6.2e16)
+
+
 class Lead:
     """Derived state of one lead (identified by pipeline and lead_id)."""
 
     __slots__ = ("lead_id", "created", "implicit", "stage", "stay_start", "is_open", "close_ts", "won",
                  "close_amount", "close_segment", "owner", "team", "source", "amount",
-                 "qualified_at", "last_ts", "last_rank", "history", "n_events",
+                 "qualified_at", "last_ts", "last_kind", "history", "n_events",
                  "alert_stage", "alert_stay", "alert_level")
 
     # Not derived from the events: kept as they are when a late event re-derives the lead.
@@ -51,8 +54,10 @@ class Lead:
         self.source: str | None = None
         self.amount: float | None = None
         self.qualified_at: int | None = None  # start of the first stay at or after qualified_stage
-        self.last_ts = -1                   # SPEC 3 order key (ts, TIE_RANK[kind]) of the latest applied event
-        self.last_rank = -1
+        # occurred_at and kind of the latest applied event (its SPEC 3 order key is
+        # (ts, TIE_RANK[kind], event_id)); before any, earlier than every timestamp.
+        self.last_ts = _BEFORE_ANY_TS
+        self.last_kind = CREATED
         self.history = bytearray()          # applied events, see history.py
         self.n_events = 0                   # how many records `history` holds
         # The stay (stage, start) a lead.stale alert was raised for, and its highest level
@@ -77,14 +82,14 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
         lead.team = p.intern(team, team)
     if source is not None and source != lead.source:         # only lead.created and lead.updated carry it
         lead.source = p.intern(source, source)
-    if amount is not None:
-        if amount != lead.amount and lead.is_open:           # most events repeat the amount: one test
+    if amount is not None and amount != lead.amount:             # most events repeat the amount
+        if lead.is_open:
             p.flow.open_amount_changed(ts, lead.stage, lead.amount, amount, sign)
         lead.amount = amount
 
-    if kind == UPDATED:                                         # 3.8: fields only, whatever the lead's state
-        return
     if lead.created is None:                                    # 3.1 and 3.2: the lead begins
+        if kind == UPDATED:                                     # 3.8: never creates; fields held
+            return
         lead.created = ts
         p.deals.lead_created(ts, (lead.owner, lead.team, lead.source), sign)
         if kind != CREATED:
@@ -121,7 +126,7 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
                               leaves_open=False)
             p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created, lead.close_segment, -sign)
             _close(lead, ev, p, sign, superseding=True)
-    # kind == CREATED on an existing lead: fields only (3.1)
+    # kind == CREATED or UPDATED on an existing lead: fields only (3.1, 3.8)
 
 
 def _start_stay(lead: Lead, stage: int, ts: int, p: PipelineState, sign: int) -> None:
@@ -140,6 +145,7 @@ def _close(lead: Lead, ev: Event, p: PipelineState, sign: int, superseding: bool
     p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign, lead.amount,
                       leaves_open=not superseding)
     segment = (lead.owner, lead.team, lead.source)
+    segment = p.intern(segment, segment)        # one tuple per combination, not one per closed lead
     p.deals.closed(ts, ev.won, amount, lead.created, segment, sign)
     lead.is_open = False
     lead.close_ts = ts
