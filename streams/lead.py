@@ -96,7 +96,15 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
             lead.implicit = True
             p.implicit_creates += sign
         lead.is_open = True
-        _start_stay(lead, stage if kind != CLOSED else 0, ts, p, sign)
+        # _start_stay, inlined: once per lead
+        if kind == CLOSED:
+            stage = 0
+        lead.stage = stage
+        lead.stay_start = ts
+        p.flow.stay_started(stage, ts, lead.amount, sign)
+        if stage >= p.qualified_index:
+            lead.qualified_at = ts
+            p.deals.lead_qualified(ts, sign)
         if kind == CLOSED:                                      # implicit create and close at once
             _close(lead, ev, p, sign)
         return
