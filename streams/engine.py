@@ -51,6 +51,7 @@ class PipelineState:
         self.leads: dict[str, Lead] = {}
         self.open_leads: dict[str, Lead] = {}
         self.intern = {}.setdefault         # owner/team/source strings and close segments shared by the leads
+        self.state_only = _StateOnly(self)
 
     def merge(self, other: PipelineState) -> None:
         """Add the state of disjoint leads (another shard or worker) to this one."""
@@ -59,6 +60,28 @@ class PipelineState:
         self.implicit_creates += other.implicit_creates
         self.leads.update(other.leads)
         self.open_leads.update(other.open_leads)
+
+
+class _Discard:
+    """The accumulator calls of lead.py (StageFlow's and DealFlow's), keeping nothing."""
+
+    def _ignore(self, *args, **kwargs) -> None:
+        return None
+
+    stay_started = stay_ended = moved = open_amount_changed = _ignore               # StageFlow
+    lead_created = lead_qualified = closed = _ignore                                # DealFlow
+
+
+class _StateOnly:
+    """A PipelineState for folds that only want the lead's state (lead.py), not its
+    contributions: `PulseEngine._refold` walks a late event's predecessors with it."""
+
+    def __init__(self, p: PipelineState):
+        self.config = p.config
+        self.qualified_index = p.qualified_index
+        self.intern = p.intern
+        self.implicit_creates = 0           # written, never read
+        self.flow = self.deals = _Discard()
 
 
 class PulseEngine:
@@ -187,18 +210,29 @@ class PulseEngine:
         return ev[EVENT_ID] > max(events, key=history.sort_key).event_id
 
     def _refold(self, lead: Lead, ev: Event, offset: int | None, p: PipelineState) -> None:
+        """A late event: revert the contributions of the lead's events from the late one's
+        place on, and fold them again with it in place.
+
+        The events before that place contribute the same either way, so they are only
+        walked for the lead's state there (against `state_only`: no contributions).
+        """
         old = history.records(lead.history, lead.n_events, p.config.name, lead.lead_id)
         old.sort(key=_record_key)
-        self._fold(Lead(lead.lead_id), [e for e, _ in old], p, -1)
-        new = old + [(ev, offset)]
-        new.sort(key=_record_key)
+        events = [e for e, _ in old]
+        key = history.sort_key(ev)
+        k = len(events)
+        while k and history.sort_key(events[k - 1]) > key:     # late events are mostly a little late
+            k -= 1
         fresh = Lead(lead.lead_id)
-        self._fold(fresh, [e for e, _ in new], p, +1)
+        self._fold(fresh, events[:k], p.state_only, +1)
+        self._fold(fresh.copy_state(), events[k:], p, -1)
+        self._fold(fresh, [ev] + events[k:], p, +1)
         for name in Lead.__slots__:
             if name not in Lead.NOT_DERIVED:
                 setattr(lead, name, getattr(fresh, name))
-        lead.history = bytearray().join(history.encode(e, o) for e, o in new)
-        lead.n_events = len(new)
+        old.insert(k, (ev, offset))
+        lead.history = bytearray().join(history.encode(e, o) for e, o in old)
+        lead.n_events = len(old)
 
     def restore_lead(self, pipeline: str, lead_id: str, events: bytes, n_events: int) -> Lead:
         """Rebuild a lead (and its contributions) from its durable history (live worker recovery)."""

@@ -67,6 +67,15 @@ class Lead:
         self.alert_level = 0
 
 
+    def copy_state(self) -> Lead:
+        """A lead with the same derived state (not the history or the alert memory)."""
+        twin = Lead(self.lead_id)
+        for name in Lead.__slots__:
+            if name not in Lead.NOT_DERIVED:
+                setattr(twin, name, getattr(self, name))
+        return twin
+
+
 def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
     # One unpack instead of an attribute look-up per field: this runs once per event. The
     # slice is a plain tuple, which unpacks faster than the Event (a tuple subclass).
