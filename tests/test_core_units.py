@@ -249,8 +249,8 @@ def test_stage_flow_moved_equals_a_stay_ended_and_one_started(stage, to_stage, s
     assert one._days.keys() == two._days.keys()
     for day, a in one._days.items():
         b = two._days[day]
-        assert (a.entered, a.exits, a.dwell_sum_us, a.dwell_hist, a.transitions, a.open_count, a.open_amount) == \
-            (b.entered, b.exits, b.dwell_sum_us, b.dwell_hist, b.transitions, b.open_count, b.open_amount)
+        assert (a.entered, a.exits, a.dwell_sum_us, a.dwell_hist, a.transitions, a.open_fix, a.open_amount) == \
+            (b.entered, b.exits, b.dwell_sum_us, b.dwell_hist, b.transitions, b.open_fix, b.open_amount)
 
 
 def test_dropping_old_days_keeps_the_open_pipeline_stock():
