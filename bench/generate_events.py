@@ -11,7 +11,7 @@ The committed demo sample is regenerated with:
 
     python bench/generate_events.py pulse/samples/demo.jsonl --leads 300 --seed 4 --messy --invalid 0.01
 
-Output is deterministic: same arguments, same bytes (see pulse/synth.py).
+Output is deterministic: same arguments, same bytes (see pulse/dev/synth/).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The synthetic CRM traffic generator (pulse/synth.py) and bench/generate_events.py.
+"""The synthetic CRM traffic generator (pulse/dev/synth/) and bench/generate_events.py.
 
 Every line is checked twice: by the product's parser (`pulse.schemas.parse.parse_event`,
 when importable) and by a small independent reading of SPEC section 1 written here, so
