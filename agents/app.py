@@ -26,7 +26,7 @@ from pulse.settings import Settings
 from pulse.streams.partial import PartialFormatError, dump_partial, load_partial
 
 from .alert_feed import AlertFeed
-from .align import TimeAligner
+from .align import TimeAligner, messages_behind
 from .batching import DurableAcks
 from .changelog import read_partitions
 from .faust_compat import PulseApp, aiokafka_producer, read_offset, use_raw_changelog
@@ -180,7 +180,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             # aligner waits for it (at most ALIGN_IDLE_S) rather than let the other topics run
             # ahead: the merge order, hence the event-clock alerts, stays the same on every run.
             return 1
-        return high - (read + 1) if read is not None else high
+        return messages_behind(high, read)
 
     def pause(topic: str, partition: int) -> None:
         app.consumer.on_buffer_full(TP(topic, partition))
@@ -278,8 +278,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         engine = live.merged_engine()
         for data in partials:
             engine.merge(load_partial(config, data))
-        as_of = live.clock_us() if settings.clock == "wall" else (engine.max_ts or live.clock_us())
-        return engine.report(as_of=as_of, pipeline=pipeline)
+        return engine.report(as_of=live.report_as_of(engine), pipeline=pipeline)
 
     async def cluster_report(pipeline: str | None = None) -> dict | None:
         """The document over all partitions, built on the loop (the Redis serving layer's
