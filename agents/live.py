@@ -443,4 +443,5 @@ class LivePulse:
         return total
 
     def report(self, pipeline: str | None = None) -> dict:
-        return self.merged_engine().report(as_of=self.clock_us(), pipeline=pipeline)
+        engine = self.merged_engine()
+        return engine.report(as_of=self.report_as_of(engine), pipeline=pipeline)
