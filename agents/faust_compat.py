@@ -18,6 +18,7 @@ import asyncio
 from typing import Any, Callable
 
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
@@ -52,8 +53,8 @@ class BatchingConsumer(AIOKafkaConsumer):
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by the worker tests
         # Faust's loop (faust/transport/consumer.py, Consumer._drain_messages), with the
         # per-message `wait_first(callback(message), suspend_flow.wait())` replaced by one
-        # call per fetch for our topics. Gap tracking, commit_every and the error handling
-        # are kept as they are.
+        # call per fetch for our topics. Gap tracking, commit_every, the diagnostic flag and
+        # the error handling are kept as they are.
         callback = self.callback
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
@@ -65,7 +66,7 @@ class BatchingConsumer(AIOKafkaConsumer):
         on_batch = self.app.on_batch
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag("fetching")
+                self.diag.set_flag(CONSUMER_FETCHING)
                 batch: list = []
                 await self.sleep(0)
                 if not self.should_stop:
@@ -81,7 +82,7 @@ class BatchingConsumer(AIOKafkaConsumer):
                         else:
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                         set_read_offset(tp, offset)
-                    self.diag.unset_flag("fetching")
+                    self.diag.unset_flag(CONSUMER_FETCHING)
                 more = on_batch(batch)      # also when empty: buffered messages may be due
                 await asyncio.sleep(0)
                 while more and not self.should_stop:
@@ -103,7 +104,7 @@ class BatchingConsumer(AIOKafkaConsumer):
             self.log.exception("Drain messages raised: %r", exc)
             raise
         finally:
-            self.diag.unset_flag("fetching")
+            self.diag.unset_flag(CONSUMER_FETCHING)
 
 
 class PulseApp(faust.App):

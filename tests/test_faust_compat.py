@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import faust
 import pytest
+from faust.transport.consumer import CONSUMER_FETCHING
 
 from pulse.agents import faust_compat
 from pulse.agents.faust_compat import OVERRIDDEN, PRIVATE_ATTRIBUTES, BatchingConsumer, PulseApp
@@ -80,7 +81,10 @@ def test_an_error_in_on_batch_is_logged_with_its_traceback_and_stops_the_fetch_l
     # by one fetch of one message of an input topic.
     message = SimpleNamespace(topic="crm.lead-created", partition=0, offset=0)
 
+    flags_while_fetching = []
+
     async def getmany(timeout):
+        flags_while_fetching.append(set(consumer.diag.flags))
         yield faust.types.TP("crm.lead-created", 0), message
 
     def on_batch(messages):
@@ -96,3 +100,4 @@ def test_an_error_in_on_batch_is_logged_with_its_traceback_and_stops_the_fetch_l
     assert "Drain messages raised" in record.getMessage() and "boom on 1 message" in record.getMessage()
     assert record.exc_info is not None and record.exc_info[0] is ValueError
     assert consumer._read_offset[faust.types.TP("crm.lead-created", 0)] == 0     # the message was read
+    assert flags_while_fetching == [{CONSUMER_FETCHING}] and not consumer.diag.flags     # upstream's flag
