@@ -18,9 +18,9 @@ from pulse.schemas.parse import format_timestamp
 from pulse.streams.staleness import stale_level
 
 DAY_US = 86_400_000_000
-DIMENSIONS = ("stage", "owner", "team")
+DIMENSIONS = ("stage", "owner", "team")      # a stale index per pipeline and per value of each
 LEAD_FIELDS = ("pipeline", "lead_id", "stage", "since", "stale_after_days", "level", "owner", "team", "amount")
-STALE_PARAMETERS = ("pipeline", "stage", "owner", "team", "limit")
+STALE_PARAMETERS = ("pipeline", *DIMENSIONS, "limit")     # GET /stale
 
 
 # --------------------------------------------------------------------------------------
@@ -227,5 +227,4 @@ def stale_request(query: Mapping[str, str]) -> tuple[dict | None, str | None]:
     unknown = set(query) - set(STALE_PARAMETERS)
     if unknown:
         return None, f"unknown parameter(s): {', '.join(sorted(unknown))}"
-    return {"pipeline": query.get("pipeline"), "stage": query.get("stage"), "owner": query.get("owner"),
-            "team": query.get("team"), "limit": limit or None}, None
+    return {**{name: query.get(name) for name in ("pipeline", *DIMENSIONS)}, "limit": limit or None}, None

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import heapq
-from typing import Any, Iterator, Mapping
+from functools import partial
+from typing import Any, Callable, Iterator, Mapping
 
 
 def stale_level(age_us: int, stale_after_us: int | None) -> int:
@@ -42,16 +43,15 @@ class DueHeap:
     caller's to skip when it surfaces.
     """
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "push")
 
     def __init__(self) -> None:
-        self.entries: list[tuple] = []      # a heapq heap
+        self.entries: list[tuple] = []      # a heapq heap; never replaced (push is bound to it)
+        # push(entry): a C call, no Python frame: it runs once per event (StaleLeadDetector.watch)
+        self.push: Callable[[tuple], None] = partial(heapq.heappush, self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def push(self, entry: tuple) -> None:
-        heapq.heappush(self.entries, entry)
 
     def pop_due(self, now_us: int) -> Iterator[tuple]:
         """Take out each entry due at `now_us`, earliest first (those pushed meanwhile too)."""
