@@ -13,6 +13,11 @@ class Stage:
     stale_after_s: int | None       # None: this stage never goes stale
     probability: float              # in [0, 1]
 
+    @property
+    def stale_after_us(self) -> int | None:
+        """The stale limit in microseconds, as every rule on event times takes it (None: never stale)."""
+        return None if self.stale_after_s is None else self.stale_after_s * 1_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:

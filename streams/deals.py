@@ -121,12 +121,7 @@ class DealFlow:
         totals: list[dict[str | None, list[int]]] = [{}, {}, {}]
         for segment, counts in combined.items():
             for by_value, value in zip(totals, segment):
-                t = by_value.get(value)
-                if t is None:
-                    by_value[value] = list(counts)
-                else:
-                    for i in range(5):
-                        t[i] += counts[i]
+                _add_counts(by_value, value, counts)
         return [{value: DealWindow(created=c[_CREATED], won=c[_WON], lost=c[_LOST], won_amount=c[_WON_AMOUNT],
                                    cycle_us=c[_CYCLE])
                  for value, c in by_value.items() if c[_CREATED] or c[_WON] or c[_LOST]}
@@ -170,14 +165,18 @@ _TOTALS = ("created", "qualified", "won", "lost", "won_amount", "cycle_us")
 
 
 def _add_into(totals: dict, counts: dict) -> None:
-    """totals[value] += counts[value] for every value, never sharing a list with `counts`."""
-    for value, c in counts.items():
-        t = totals.get(value)
-        if t is None:
-            totals[value] = list(c)
-        else:
-            for i in range(5):
-                t[i] += c[i]
+    """totals[key] += counts[key] for every key, never sharing a list with `counts`."""
+    for key, c in counts.items():
+        _add_counts(totals, key, c)
+
+
+def _add_counts(totals: dict, key, counts: list[int]) -> None:
+    t = totals.get(key)
+    if t is None:
+        totals[key] = list(counts)
+    else:
+        for i in range(5):
+            t[i] += counts[i]
 
 
 def sort_values(values) -> list:

@@ -150,6 +150,14 @@ class ConfigChecker:
                 problem += f'; did you mean "{close[0]}"?'
         return self.fail(path + (key if isinstance(key, str) else show_value(key),), problem)
 
+    def optional_mapping(self, path: tuple, value: Any, what: str = "a mapping") -> dict:
+        """The mapping at `path` ({} when the key is absent or null); anything else fails."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"must be {what}, got {kind_of(value)}")
+        return value
+
     def name(self, path: tuple, value: Any, what: str) -> str:
         if not isinstance(value, str):
             hint = f' (quote it: "{show_value(value)}")' if isinstance(value, (bool, int, float)) else ""

@@ -212,12 +212,8 @@ class _SourcesChecker(ConfigChecker):
         return out
 
     def string_map(self, path: tuple, value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"must be a mapping, got {kind_of(value)}")
         out = {}
-        for key, name in value.items():
+        for key, name in self.optional_mapping(path, value).items():
             if not isinstance(name, str) or not name:
                 raise self.fail(path + (crm_id(key),), f"must be a non-empty string, got {show_value(name)}")
             out[crm_id(key)] = name

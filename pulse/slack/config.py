@@ -205,12 +205,8 @@ class _SlackChecker(ConfigChecker):
         return text
 
     def users(self, path: tuple, value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"must be a mapping of CRM owner to Slack user ID, got {kind_of(value)}")
         out = {}
-        for owner, user in value.items():
+        for owner, user in self.optional_mapping(path, value, "a mapping of CRM owner to Slack user ID").items():
             key = path + (str(owner),)
             if not isinstance(owner, str) or not owner:
                 raise self.fail(key, f"an owner must be a non-empty string, got {show_value(owner)}")
