@@ -49,6 +49,8 @@ from pulse.schemas.types import Event
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
 
+from .recovery import lead_key_of, reconcile_alerts, unpublished_alerts
+
 log = logging.getLogger("pulse.worker")
 
 _pack = msgspec.msgpack.Encoder().encode
@@ -74,13 +76,6 @@ def lead_key(pipeline: str, lead_id: str) -> bytes:
 
 def partition_key(partition: int) -> bytes:
     return f"P{SEP}{partition}".encode()
-
-
-def _lead_key_of(alert: bytes) -> bytes | None:
-    try:
-        return msgspec.json.decode(alert)["lead_id"].encode()
-    except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
-        return None
 
 
 @dataclass
@@ -171,12 +166,12 @@ class LivePulse:
                 state.held = [(h[0], h[1], h[2], tuple(h[3])) for h in held]
                 heapq.heapify(state.held)
         alerts = list(alerts)
-        unpublished = self._unpublished(outboxes, alerts)
-        self._reconcile_alerts(states, alerts + [value for _, value in unpublished])
+        unpublished = unpublished_alerts(outboxes, alerts)
+        reconcile_alerts(states, alerts + [value for _, value in unpublished])
         self.partitions.update(states)
         for p, value in unpublished:            # raised and remembered, then the worker died: publish
             states[p].outbox.append(value)
-            self.send("notifications", _lead_key_of(value), value, p, [])
+            self.send("notifications", lead_key_of(value), value, p, [])
         for p, state in states.items():
             now = self.partition_time_us(state)
             for name, pipeline in state.engine.pipelines.items():
@@ -193,65 +188,6 @@ class LivePulse:
                             self._alert(p, message)
                 state.detector.watch_all(name, pipeline.open_leads.values(), now)
         log.info("restored %d leads in partitions %s", restored, sorted(wanted))
-
-    @staticmethod
-    def _unpublished(outboxes: dict[int, list[bytes]], alerts: list[bytes]) -> list[tuple[int, bytes]]:
-        """The alerts of the last outbox of each partition that are not on the topic: the state
-        that raised them was written, the worker died before they were (a flush writes the
-        state, then the alerts)."""
-        if not any(outboxes.values()):
-            return []
-        published = set()
-        for raw in alerts:
-            try:
-                published.add(msgspec.json.decode(raw)["alert_id"])
-            except (msgspec.DecodeError, KeyError, TypeError):
-                continue
-        out = []
-        for p, outbox in outboxes.items():
-            for raw in outbox:
-                try:
-                    if msgspec.json.decode(raw)["alert_id"] not in published:
-                        out.append((p, raw))
-                except (msgspec.DecodeError, KeyError, TypeError):
-                    continue
-        return out
-
-    @staticmethod
-    def _reconcile_alerts(states: dict[int, PartitionState], alerts: Iterable[bytes]) -> None:
-        from pulse.schemas.parse import parse_timestamp
-
-        def find(pipeline: str, lead_id: str) -> Lead | None:
-            for state in states.values():
-                p = state.engine.pipelines.get(pipeline)
-                lead = p.leads.get(lead_id) if p is not None else None
-                if lead is not None:
-                    return lead
-            return None
-
-        for state in states.values():
-            for p in state.engine.pipelines.values():
-                for lead in p.leads.values():
-                    lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
-        for raw in alerts:
-            try:
-                alert = msgspec.json.decode(raw)
-                pipeline, lead = alert["pipeline"], find(alert["pipeline"], alert["lead_id"])
-            except (msgspec.DecodeError, KeyError, TypeError):
-                continue                                # not one of ours (e.g. a pipeline-health alert)
-            if lead is None:
-                continue
-            stage = states[next(iter(states))].engine.pipelines[pipeline].config.stage_index.get(alert.get("stage"))
-            since = parse_timestamp(alert.get("since") or "")
-            if stage is None or since is None:
-                continue
-            if alert.get("type") == "lead.stale":
-                if (lead.alert_stage, lead.alert_stay) == (stage, since) and lead.alert_level < 0:
-                    continue                            # resolved already: a late repeat changes nothing
-                if (lead.alert_stage, lead.alert_stay) != (stage, since) or alert["level"] > lead.alert_level:
-                    lead.alert_stage, lead.alert_stay, lead.alert_level = stage, since, alert["level"]
-            elif alert.get("type") == "lead.stale_resolved" and (lead.alert_stage, lead.alert_stay) == (stage, since):
-                lead.alert_level = -abs(lead.alert_level)  # resolved: never raised nor resolved again
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions (flush them first)."""
