@@ -43,12 +43,13 @@ from typing import Callable, Iterable
 import msgspec
 
 from pulse.config import Config
-from pulse.schemas.types import CLOSED, Rejected
+from pulse.schemas.parse import decode_fast
+from pulse.schemas.types import CLOSED, Event, Rejected
 from pulse.streams.alerts import StaleLeadDetector
-from pulse.schemas.types import Event
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
 
+from .housekeeping import FORGOTTEN, NO_HORIZON, housekeep_partition, restore_housekeeping
 from .recovery import lead_key_of, reconcile_alerts, unpublished_alerts
 
 log = logging.getLogger("pulse.worker")
@@ -98,6 +99,14 @@ class PartitionState:
     # Alerts raised since the last take_dirty (encoded): they go into the partition record, an
     # outbox written with the state and before the alerts themselves (agents/batching.py).
     outbox: list[bytes] = field(default_factory=list)
+    # Housekeeping (agents/housekeeping.py): the first UTC day kept (None: never ran), per
+    # pipeline how many forgotten leads were implicit creates, and the leads forgotten since
+    # the last take_dirty (their changelog records become tombstones).
+    kept_from: int | None = None
+    horizon_us: int = NO_HORIZON            # kept_from's first instant: older events of unknown leads are FORGOTTEN
+    swept_from: int | None = None           # kept_from of this process's last run (not durable: runs once after a restore)
+    implicit_forgotten: dict[str, int] = field(default_factory=dict)
+    forgotten: list[tuple[str, str]] = field(default_factory=list)
 
 
 class LivePulse:
@@ -142,10 +151,12 @@ class LivePulse:
         states = {p: self._new_state(p) for p in wanted}
         latest: dict[bytes, bytes] = {}
         for key, value in records:              # a changelog: the last record of a key wins
-            latest[key] = value
+            latest[key] = value                 # (None: a tombstone, the lead was forgotten)
         restored = 0
         outboxes: dict[int, list[bytes]] = {}
         for value in latest.values():
+            if value is None:
+                continue
             record = _unpack(value)
             state = states.get(record[1])
             if state is None:
@@ -165,6 +176,8 @@ class LivePulse:
                 state.offsets = dict(offsets)
                 state.held = [(h[0], h[1], h[2], tuple(h[3])) for h in held]
                 heapq.heapify(state.held)
+                if len(record) > 6:
+                    restore_housekeeping(state, *record[6])
         alerts = list(alerts)
         unpublished = unpublished_alerts(outboxes, alerts)
         reconcile_alerts(states, alerts + [value for _, value in unpublished])
@@ -206,11 +219,17 @@ class LivePulse:
         state.counters_dirty = True
         engine = state.engine
         raw = value if value is not None else b""
-        hold_after = self.now_us() if self.clock == "wall" else None
-        result = engine.ingest(raw, self.type_of_topic.get(topic), offset, hold_after)
-        if result == HELD:                      # dated after now: takes effect when the clock gets there
-            heapq.heappush(state.held, (engine.last_event.ts, topic, offset, tuple(engine.last_event)))
-            return result
+        # PulseEngine.ingest_decoded's steps, with housekeeping's rule between parsing and applying
+        ev = result = engine.accept(raw, decode_fast(raw), self.type_of_topic.get(topic))
+        if ev.__class__ is not Rejected:
+            if self.clock == "wall" and ev.ts > self.now_us():
+                engine.after_as_of += 1         # dated after now: takes effect when the clock gets there
+                heapq.heappush(state.held, (ev.ts, topic, offset, tuple(ev)))
+                return HELD
+            if ev.ts < state.horizon_us and engine.lead(ev.pipeline, ev.lead_id) is None:
+                engine.duplicates += 1          # of a forgotten lead, most likely (docs/operations.md)
+                return FORGOTTEN
+            result = engine.ingest_event(ev, offset)
         if result.__class__ is Rejected:
             self.send("deadletter", key, raw, partition, [
                 ("pulse.reason", result.reason.encode()), ("pulse.detail", result.detail.encode()),
@@ -281,6 +300,7 @@ class LivePulse:
                 continue
             raised += self._raise_due(state, now)
         self.checks_held, self.partitions_held = held_checks, held_partitions
+        self.housekeep()
         return raised
 
     def _raise_due(self, state: PartitionState, now: int) -> int:
@@ -338,25 +358,36 @@ class LivePulse:
         kind = (message["type"], message["severity"])
         self.alerts_emitted[kind] = self.alerts_emitted.get(kind, 0) + 1
 
+    def housekeep(self) -> int:
+        """Forget, in each partition whose horizon moved, the day buckets and closed leads no
+        future report can read (agents/housekeeping.py); returns how many leads."""
+        return sum(housekeep_partition(state, self.partition_time_us(state)) for state in self.partitions.values()
+                   if self.clock == "wall" or state.engine.max_ts is not None)   # event clock: no time before an event
+
     # -- durability ------------------------------------------------------------------------
 
-    def take_dirty(self, partitions: Iterable[int] | None = None) -> dict[int, list[tuple[bytes, bytes]]]:
-        """The changelog records of every dirty lead, then the partition's counters record
-        (last: it vouches for everything before it), per partition; marks all clean."""
+    def take_dirty(self, partitions: Iterable[int] | None = None) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """The changelog records of every forgotten lead (a tombstone) and dirty lead, then the
+        partition's counters record (last: it vouches for everything before it), per partition;
+        marks all clean."""
         out: dict[int, list[tuple[bytes, bytes]]] = {}
         for p in (list(self.partitions) if partitions is None else partitions):
             state = self.partitions.get(p)
-            if state is None or not (state.dirty or state.counters_dirty or state.outbox):
+            if state is None or not (state.dirty or state.counters_dirty or state.outbox or state.forgotten):
                 continue
-            records = out[p] = [
+            records: list[tuple[bytes, bytes | None]] = [(lead_key(*key), None) for key in state.forgotten]
+            records += [
                 (lead_key(pipeline, lead_id), _pack((LEAD_RECORD, p, pipeline, lead_id, lead.n_events,
                                                      bytes(lead.history), lead.alert_stage, lead.alert_stay,
                                                      lead.alert_level)))
                 for (pipeline, lead_id), lead in state.dirty.items()]
+            out[p] = records
             state.dirty.clear()
-            if state.counters_dirty or state.outbox:
+            if state.counters_dirty or state.outbox or state.forgotten:
                 records.append((partition_key(p), _pack(
-                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held, state.outbox))))
+                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held, state.outbox,
+                     (state.kept_from, state.implicit_forgotten)))))
+                state.forgotten = []
                 state.counters_dirty = False
                 state.outbox = []
         return out
