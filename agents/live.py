@@ -44,7 +44,7 @@ import msgspec
 
 from pulse.config import Config
 from pulse.schemas.parse import decode_fast
-from pulse.schemas.types import CLOSED, Event, Rejected
+from pulse.schemas.types import CLOSED, TS, Event, Rejected
 from pulse.streams.alerts import StaleLeadDetector
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
@@ -222,11 +222,12 @@ class LivePulse:
         # PulseEngine.ingest_decoded's steps, with housekeeping's rule between parsing and applying
         ev = result = engine.accept(raw, decode_fast(raw), self.type_of_topic.get(topic))
         if ev.__class__ is not Rejected:
-            if self.clock == "wall" and ev.ts > self.now_us():
+            ts = ev[TS]
+            if self.clock == "wall" and ts > self.now_us():
                 engine.after_as_of += 1         # dated after now: takes effect when the clock gets there
-                heapq.heappush(state.held, (ev.ts, topic, offset, tuple(ev)))
+                heapq.heappush(state.held, (ts, topic, offset, tuple(ev)))
                 return HELD
-            if ev.ts < state.horizon_us and engine.lead(ev.pipeline, ev.lead_id) is None:
+            if ts < state.horizon_us and engine.lead(ev.pipeline, ev.lead_id) is None:
                 engine.duplicates += 1          # of a forgotten lead, most likely (docs/operations.md)
                 return FORGOTTEN
             result = engine.ingest_event(ev, offset)
