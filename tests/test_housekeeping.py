@@ -123,6 +123,7 @@ class Worker:
     def new(self) -> LivePulse:
         live = LivePulse(CFG, type_of_topic={t: t for t in TYPES}, clock="event",
                          send=lambda *a: self.sent.append(a), now_us=lambda: 0)
+        live.track_changes = True           # as with the Redis serving layer
         live.restore([0], [(k, v) for k, v in self.changelog])
         return live
 
@@ -176,10 +177,12 @@ def test_forgotten_leads_stay_forgotten_across_a_recovery_and_a_replay_of_their_
     w.feed("lead.created", line("lead.created", "c9", "D", T0 + 200 * DAY_US))
     w.flush()
     before = w.live.report()
-    w.live.tick()
     state = w.live.partitions[0]
+    state.changed.clear()                   # as after a Redis sync
+    w.live.tick()
     assert sorted(state.engine.pipelines["default"].leads) == ["C", "D"]
-    assert state.changed is None and state.forgotten == [("default", "A"), ("default", "B")]
+    assert state.forgotten == [("default", "A"), ("default", "B")]
+    assert state.changed == {("default", "A"), ("default", "B")}        # Redis deletes them
     assert w.live.report() == before
     w.flush()
     assert [v for k, v in w.changelog[-3:-1]] == [None, None]       # tombstones, then the partition record
@@ -202,3 +205,5 @@ def test_forgotten_leads_stay_forgotten_across_a_recovery_and_a_replay_of_their_
     # A new event of a forgotten lead, at or after the horizon: a new lead (docs/operations.md)
     assert w.feed("lead.stage_changed", line("lead.stage_changed", "m3", "A", T0 + 150 * DAY_US,
                                              to_stage="new")) == "applied"
+    # A late event dated before the horizon, of a lead the worker holds: applied as always
+    assert w.feed("lead.updated", line("lead.updated", "u1", "C", T0 + DAY_US, owner="zed")) == "applied"
