@@ -19,6 +19,9 @@ Durability, exactly once in effect with at-least-once delivery:
   same message already recorded (a crash between the lead writes and the counters
   record) counts it as applied without applying it twice (REDELIVERED).
 - Alerts: what was raised is part of the lead's durable record; see StaleLeadDetector.
+- Records: agents/records.py. Housekeeping (agents/housekeeping.py) forgets, from the
+  timer, the leads and days no future report reads; a forgotten lead's record becomes a
+  tombstone.
 
 Alert time is per partition (Kafka Streams' stream time): a partition's alerts are
 checked against its own clock, never against time another partition has reached.
@@ -49,15 +52,12 @@ from pulse.streams.alerts import StaleLeadDetector
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
 
-from .housekeeping import FORGOTTEN, NO_HORIZON, housekeep_partition, restore_housekeeping
+from .housekeeping import FORGOTTEN, NO_HORIZON, housekeep_partition
+from .records import (LEAD_RECORD, PARTITION_RECORD, lead_key, lead_record, partition_key, partition_record,
+                      restore_partition, unpack)
 from .recovery import lead_key_of, reconcile_alerts, unpublished_alerts
 
 log = logging.getLogger("pulse.worker")
-
-_pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.decode
-LEAD_RECORD, PARTITION_RECORD = 1, 2
-SEP = "\x1f"
 
 # send(topic_role, key, value, partition, headers): topic_role is "deadletter" or "notifications"
 Send = Callable[[str, bytes | None, bytes, int, list], None]
@@ -69,14 +69,6 @@ LAG_HOLD_MESSAGES = 1_000       # wall clock: a partition further behind than th
 
 def _unknown_ends(partition: int) -> None:
     return None
-
-
-def lead_key(pipeline: str, lead_id: str) -> bytes:
-    return f"L{SEP}{pipeline}{SEP}{lead_id}".encode()
-
-
-def partition_key(partition: int) -> bytes:
-    return f"P{SEP}{partition}".encode()
 
 
 @dataclass
@@ -157,7 +149,7 @@ class LivePulse:
         for value in latest.values():
             if value is None:
                 continue
-            record = _unpack(value)
+            record = unpack(value)
             state = states.get(record[1])
             if state is None:
                 continue
@@ -170,14 +162,7 @@ class LivePulse:
                 lead.alert_stage, lead.alert_stay, lead.alert_level = alert_stage, alert_stay, alert_level
                 restored += 1
             elif record[0] == PARTITION_RECORD:
-                _, _, counters, offsets, held = record[:5]
-                outboxes[record[1]] = list(record[5]) if len(record) > 5 else []
-                state.engine.restore_counters(counters)
-                state.offsets = dict(offsets)
-                state.held = [(h[0], h[1], h[2], tuple(h[3])) for h in held]
-                heapq.heapify(state.held)
-                if len(record) > 6:
-                    restore_housekeeping(state, *record[6])
+                outboxes[record[1]] = restore_partition(state, record)
         alerts = list(alerts)
         unpublished = unpublished_alerts(outboxes, alerts)
         reconcile_alerts(states, alerts + [value for _, value in unpublished])
@@ -371,23 +356,18 @@ class LivePulse:
         """The changelog records of every forgotten lead (a tombstone) and dirty lead, then the
         partition's counters record (last: it vouches for everything before it), per partition;
         marks all clean."""
-        out: dict[int, list[tuple[bytes, bytes]]] = {}
+        out: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for p in (list(self.partitions) if partitions is None else partitions):
             state = self.partitions.get(p)
             if state is None or not (state.dirty or state.counters_dirty or state.outbox or state.forgotten):
                 continue
             records: list[tuple[bytes, bytes | None]] = [(lead_key(*key), None) for key in state.forgotten]
-            records += [
-                (lead_key(pipeline, lead_id), _pack((LEAD_RECORD, p, pipeline, lead_id, lead.n_events,
-                                                     bytes(lead.history), lead.alert_stage, lead.alert_stay,
-                                                     lead.alert_level)))
-                for (pipeline, lead_id), lead in state.dirty.items()]
+            records += [(lead_key(pipeline, lead_id), lead_record(p, pipeline, lead))
+                        for (pipeline, lead_id), lead in state.dirty.items()]
             out[p] = records
             state.dirty.clear()
             if state.counters_dirty or state.outbox or state.forgotten:
-                records.append((partition_key(p), _pack(
-                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held, state.outbox,
-                     (state.kept_from, state.implicit_forgotten)))))
+                records.append((partition_key(p), partition_record(state)))
                 state.forgotten = []
                 state.counters_dirty = False
                 state.outbox = []
