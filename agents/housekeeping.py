@@ -5,8 +5,9 @@ every event is before it); this applies it to a partition's live state and makes
 durable and visible:
 - a forgotten lead's changelog record becomes a tombstone (written by the next flush, before
   the partition record), so a recovery does not bring it back;
-- the horizon and the forgotten implicit creates ride in the partition record, so a
-  recovered partition counts SPEC 5's implicit_creates as before and keeps the horizon;
+- the forgotten implicit creates and the FORGOTTEN horizon (below) ride in the partition
+  record, so a recovered partition counts SPEC 5's implicit_creates as before and keeps
+  the horizon;
 - the Redis serving layer is told the lead changed (it deletes what it holds of it).
 
 It runs from the worker's timer (LivePulse.tick), once per partition each time the horizon
@@ -15,19 +16,20 @@ partition's leads, off the per-event path (bench/bench_housekeeping.py: ~15 ms p
 leads held). Weekly rather than daily: in a replay in event time, days pass in seconds, and
 a daily walk cost a fifth of the worker's CPU; it costs at most SWEEP_DAYS more days held.
 
-A partition with a horizon applies one rule per event (LivePulse.on_message): a valid
-event dated before the horizon for a lead the partition does not hold is counted as a
-duplicate (SPEC 5) and not applied, with the result FORGOTTEN (`pulse_events_consumed`
-by result): the input a worker re-reads (a replay, a producer re-sending) would otherwise
-bring a forgotten lead back as a new one. docs/operations.md "Housekeeping" says what
-that costs.
+Once it forgot a lead, a partition applies one rule per event (LivePulse.on_message): a
+valid event of a lead the partition does not hold, dated no later than the latest event
+of any lead it forgot (`horizon_us` is that + 1), is counted as a duplicate (SPEC 5) and
+not applied, with the result FORGOTTEN (`pulse_events_consumed` by result): the input a
+worker re-reads (a replay, a producer re-sending) would otherwise bring a forgotten lead
+back as a new one. docs/operations.md "Housekeeping" says what that costs. A wall-clock
+partition catching up (a restart, a rebuild from the input topics) does not sweep: the
+old leads of its backlog are applied first.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from pulse.streams.housekeeping import forget, keep_from_day, plan
-from pulse.streams.windows import DAY_US
 
 if TYPE_CHECKING:
     from .live import PartitionState
@@ -55,16 +57,15 @@ def housekeep_partition(state: PartitionState, now_us: int) -> int:
             if state.changed is not None:
                 state.changed.add(key)
     state.swept_from = first
-    if state.kept_from is None or first > state.kept_from:
-        state.kept_from, state.horizon_us = first, first * DAY_US
+    if decided.latest_us is not None and decided.latest_us >= state.horizon_us:
+        state.horizon_us = decided.latest_us + 1
         state.counters_dirty = True
     return len(decided)
 
 
-def restore_housekeeping(state: PartitionState, kept_from: int | None, implicit_forgotten: dict[str, int]) -> None:
+def restore_housekeeping(state: PartitionState, horizon_us: int, implicit_forgotten: dict[str, int]) -> None:
     """The housekeeping part of a recovered partition record."""
-    state.kept_from = kept_from
-    state.horizon_us = kept_from * DAY_US if kept_from is not None else NO_HORIZON
+    state.horizon_us = horizon_us
     state.implicit_forgotten = dict(implicit_forgotten)
     for name, n in implicit_forgotten.items():
         p = state.engine.pipelines.get(name)

@@ -91,12 +91,11 @@ class PartitionState:
     # Alerts raised since the last take_dirty (encoded): they go into the partition record, an
     # outbox written with the state and before the alerts themselves (agents/batching.py).
     outbox: list[bytes] = field(default_factory=list)
-    # Housekeeping (agents/housekeeping.py): the first UTC day kept (None: never ran), per
-    # pipeline how many forgotten leads were implicit creates, and the leads forgotten since
-    # the last take_dirty (their changelog records become tombstones).
-    kept_from: int | None = None
-    horizon_us: int = NO_HORIZON            # kept_from's first instant: older events of unknown leads are FORGOTTEN
-    swept_from: int | None = None           # kept_from of this process's last run (not durable: runs once after a restore)
+    # Housekeeping (agents/housekeeping.py): unknown leads' events before horizon_us are
+    # FORGOTTEN; per pipeline how many forgotten leads were implicit creates; the leads
+    # forgotten since the last take_dirty (their changelog records become tombstones).
+    horizon_us: int = NO_HORIZON
+    swept_from: int | None = None           # first day kept at this process's last sweep (not durable)
     implicit_forgotten: dict[str, int] = field(default_factory=dict)
     forgotten: list[tuple[str, str]] = field(default_factory=list)
 
@@ -348,7 +347,8 @@ class LivePulse:
         """Forget, in each partition whose horizon moved, the day buckets and closed leads no
         future report can read (agents/housekeeping.py); returns how many leads."""
         return sum(housekeep_partition(state, self.partition_time_us(state)) for state in self.partitions.values()
-                   if self.clock == "wall" or state.engine.max_ts is not None)   # event clock: no time before an event
+                   if (state.engine.max_ts is not None if self.clock == "event"      # no time before an event
+                       else self.input_ends is None or not (state.catch_up_to is not None or state.just_assigned)))
 
     # -- durability ------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Key `L<sep>pipeline<sep>lead_id`: a lead's record, msgpack (LEAD_RECORD, partiti
 pipeline, lead_id, n_events, history, alert_stage, alert_stay, alert_level); a tombstone
 (value None) once housekeeping forgot the lead. Key `P<sep>partition`: the partition's
 record, (PARTITION_RECORD, partition, input counters, last consumed offsets, held events,
-alert outbox, (first day kept, forgotten implicit creates per pipeline)); records written
+alert outbox, (FORGOTTEN horizon, forgotten implicit creates per pipeline)); records written
 before housekeeping existed end at the outbox, or before it.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def lead_record(partition: int, pipeline: str, lead: Lead) -> bytes:
 
 def partition_record(state: PartitionState) -> bytes:
     return pack((PARTITION_RECORD, state.partition, state.engine.counters(), state.offsets, state.held, state.outbox,
-                 (state.kept_from, state.implicit_forgotten)))
+                 (state.horizon_us, state.implicit_forgotten)))
 
 
 def restore_partition(state: PartitionState, record: list) -> list[bytes]:

@@ -16,10 +16,11 @@ horizon), so dropping it changes no figure of any report at T >= now.
 
 What SPEC still lets such a lead do, and forgetting it cannot: take a new event. That
 event would reopen, supersede or edit the old lead; the processor, no longer holding it,
-sees an unknown lead. The worker's rule for that (agents/live.py, docs/operations.md
-"Housekeeping"): an event dated before the horizon for a lead it does not hold is counted
-as a duplicate and not applied (it is most likely a re-delivery of a forgotten lead's
-event); one dated at or after the horizon starts a new lead, as for any unknown lead.
+sees an unknown lead. The worker's rule for that (agents/housekeeping.py, docs/operations.md
+"Housekeeping"): an event of a lead it does not hold, dated no later than the latest event
+of a lead it forgot (`Plan.latest_us`), is counted as a duplicate and not applied (it is
+most likely a re-delivery of a forgotten lead's event); a later one starts a new lead, as
+for any unknown lead.
 
 Pure: time is a parameter; `plan` decides, `forget` applies the decision.
 """
@@ -53,6 +54,7 @@ def forgettable(lead: Lead, horizon_us: int) -> bool:
 class Plan:
     keep_from_day: int
     leads: dict[str, list[str]] = field(default_factory=dict)      # pipeline -> lead ids to forget
+    latest_us: int | None = None        # the latest event of those leads (None: no lead to forget)
 
     @property
     def horizon_us(self) -> int:
@@ -73,6 +75,8 @@ def plan(engine: PulseEngine, now_us: int, margin_days: int = MARGIN_DAYS) -> Pl
         ids = [lead_id for lead_id, lead in p.leads.items() if forgettable(lead, horizon)]
         if ids:
             out.leads[name] = ids
+            latest = max(p.leads[lead_id].last_ts for lead_id in ids)
+            out.latest_us = latest if out.latest_us is None else max(out.latest_us, latest)
     return out
 
 

@@ -182,6 +182,7 @@ def test_forgotten_leads_stay_forgotten_across_a_recovery_and_a_replay_of_their_
     w.live.tick()
     assert sorted(state.engine.pipelines["default"].leads) == ["C", "D"]
     assert state.forgotten == [("default", "A"), ("default", "B")]
+    assert state.horizon_us == T0 + 2 * DAY_US + 1          # after the latest event of a forgotten lead
     assert state.changed == {("default", "A"), ("default", "B")}        # Redis deletes them
     assert w.live.report() == before
     w.flush()
@@ -202,8 +203,29 @@ def test_forgotten_leads_stay_forgotten_across_a_recovery_and_a_replay_of_their_
     assert after["data_quality"]["events_read"] == before["data_quality"]["events_read"] + len(old)
     assert {k: v for k, v in after.items() if k != "data_quality"} == {
         k: v for k, v in before.items() if k != "data_quality"}
-    # A new event of a forgotten lead, at or after the horizon: a new lead (docs/operations.md)
+    # An old event of a lead never seen, after every forgotten lead's events: applied (SPEC 3)
+    assert w.feed("lead.created", line("lead.created", "c5", "E", T0 + 3 * DAY_US)) == "applied"
+    # A new event of a forgotten lead, after the horizon: a new lead (docs/operations.md)
     assert w.feed("lead.stage_changed", line("lead.stage_changed", "m3", "A", T0 + 150 * DAY_US,
                                              to_stage="new")) == "applied"
     # A late event dated before the horizon, of a lead the worker holds: applied as always
     assert w.feed("lead.updated", line("lead.updated", "u1", "C", T0 + DAY_US, owner="zed")) == "applied"
+
+
+def test_a_wall_clock_partition_catching_up_does_not_sweep_until_it_has_applied_its_backlog():
+    now = T0 + 300 * DAY_US
+    ends = {"lead.created": 10}
+    live = LivePulse(CFG, type_of_topic={t: t for t in TYPES}, clock="wall", send=lambda *a: None,
+                     now_us=lambda: now, input_ends=lambda p: ends)
+    live.restore([0], [])
+    old = [line("lead.created", f"c{i}", f"L{i}", T0 + i * DAY_US) for i in range(10)]
+    live.on_message("lead.created", 0, 0, None, old[0])
+    live.on_message("deal.closed", 0, 0, None, line("deal.closed", "d0", "L0", T0 + DAY_US, outcome="won"))
+    live.tick()                                 # 9 messages behind, just assigned: catching up
+    state = live.partitions[0]
+    assert state.swept_from is None and "L0" in state.engine.pipelines["default"].leads
+    for i in range(1, 10):                      # the backlog's old leads are all applied
+        assert live.on_message("lead.created", 0, i, None, old[i]) == "applied"
+    live.tick()
+    live.tick()                                 # caught up: the sweep forgets the closed old lead
+    assert sorted(state.engine.pipelines["default"].leads) == [f"L{i}" for i in range(1, 10)]
