@@ -73,7 +73,7 @@ def run(mode: str, days: int, per_day: int, every: int, seed: int) -> None:
             held = held_sizes(live.partitions[0].engine)
             print(f"{day:>5} {fed:>9,} {held['leads']:>8,} {held['open_leads']:>6,} "
                   f"{held['flow_days'] + held['deal_days']:>6} {records:>9,} {tombstones:>8,} {rss_mib():>8.1f}")
-    print(f"({time.perf_counter() - started:.1f} s" + (f"; housekeeping: {len(sweeps)} runs, max {max(sweeps) * 1e3:.1f} ms, "
+    print(f"({time.perf_counter() - started:.1f} s" + (f"; housekeeping: {len(sweeps)} timer calls, the longest {max(sweeps) * 1e3:.1f} ms, "
                                                     f"total {sum(sweeps):.2f} s)" if sweeps else ")"))
 
 
