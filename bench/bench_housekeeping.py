@@ -4,6 +4,13 @@ broker): what it holds and its RSS over simulated time, with and without houseke
     python bench/bench_housekeeping.py                       # 100 leads/day for 365 days, both runs
     python bench/bench_housekeeping.py --leads-per-day 300 --days 540 --every 30
     python bench/bench_housekeeping.py --only on              # one run (in this process)
+    python bench/bench_housekeeping.py --worker --leads-per-day 200   # a real `pulse worker` instead
+
+`--worker`: the year is written to a file, published with `pulse replay` to an embedded
+broker (one partition), and consumed by a real `pulse worker --clock event` in its own
+process; every half second the bench reads its `/report` (as_of = simulated time, events
+read), its `pulse_leads_in_state` gauge and its RSS. (The worker has no switch to turn
+housekeeping off: the in-process runs show the difference.)
 
 Traffic: pulse/steady_traffic.py (every lead closes within ~2 months; 2 % late, 1 % re-sent).
 The worker's timer is played once per simulated day (`tick`: alerts, then housekeeping) and
@@ -17,9 +24,13 @@ system, so RSS shows the peak, not the live size: the counts are the structure).
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from pathlib import Path
 
 from pulse.agents.live import LivePulse
 from pulse.config import load_config
@@ -29,8 +40,8 @@ from pulse.streams.housekeeping import held_sizes
 TYPES = ("lead.created", "lead.updated", "lead.stage_changed", "deal.closed")
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
+def rss_mib(pid: str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
         for row in f:
             if row.startswith("VmRSS:"):
                 return int(row.split()[1]) / 1024
@@ -77,6 +88,38 @@ def run(mode: str, days: int, per_day: int, every: int, seed: int) -> None:
                                                     f"total {sum(sweeps):.2f} s)" if sweeps else ")"))
 
 
+def run_worker(days: int, per_day: int, seed: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from live_harness import WorkerProcess
+
+    from pulse.broker import EmbeddedBroker, create_topics
+    from pulse.topics import topic_names
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-housekeeping-"))
+    traffic = steady_traffic(days=days, leads_per_day=per_day, seed=seed)
+    (tmp / "year.jsonl").write_bytes(b"\n".join(e.line for e in traffic) + b"\n")
+    print(f"pulse worker: {len(traffic):,} events, {per_day} leads/day over {days} days")
+    with EmbeddedBroker() as broker:
+        create_topics(broker.bootstrap, list(topic_names("hk.").values()), 1)
+        subprocess.run([sys.executable, "-m", "pulse.cli", "replay", str(tmp / "year.jsonl"), "--broker", broker.url,
+                        "--topic-prefix", "hk."], check=True, capture_output=True)
+        worker = WorkerProcess(broker.url, "hk.", "bench-housekeeping", tmp, partitions=1).start(timeout=120)
+        try:
+            print(f"{'simulated':>10} {'events':>9} {'leads':>8} {'RSS MiB':>8}")
+            while True:
+                metrics = urllib.request.urlopen(worker.url("/metrics"), timeout=10).read().decode()
+                leads = sum(float(v) for v in re.findall(r"^pulse_leads_in_state\{[^}]*\} (\S+)", metrics, re.M))
+                doc = worker.report()
+                read = doc["data_quality"]["events_read"]
+                print(f"{doc['as_of'][:10]:>10} {read:>9,} {int(leads):>8,} {rss_mib(str(worker.proc.pid)):>8.1f}",
+                      flush=True)
+                if read >= len(traffic):
+                    return
+                time.sleep(0.5)
+        finally:
+            worker.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--days", type=int, default=365)
@@ -84,7 +127,11 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=30, help="print a row every N simulated days")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", choices=("on", "off"), help="one run, in this process")
+    ap.add_argument("--worker", action="store_true", help="feed a real pulse worker (embedded broker) instead")
     args = ap.parse_args()
+    if args.worker:
+        run_worker(args.days, args.leads_per_day, args.seed)
+        return 0
     if args.only:
         run(args.only, args.days, args.leads_per_day, args.every, args.seed)
         return 0
