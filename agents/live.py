@@ -140,7 +140,7 @@ class LivePulse:
         if not wanted:
             return
         states = {p: self._new_state(p) for p in wanted}
-        latest: dict[bytes, bytes] = {}
+        latest: dict[bytes, bytes | None] = {}
         for key, value in records:              # a changelog: the last record of a key wins
             latest[key] = value                 # (None: a tombstone, the lead was forgotten)
         restored = 0
