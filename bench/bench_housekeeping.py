@@ -4,12 +4,12 @@ broker): what it holds and its RSS over simulated time, with and without houseke
     python bench/bench_housekeeping.py                       # 100 leads/day for 365 days, both runs
     python bench/bench_housekeeping.py --leads-per-day 300 --days 540 --every 30
     python bench/bench_housekeeping.py --only on              # one run (in this process)
-    python bench/bench_housekeeping.py --worker --leads-per-day 200   # a real `pulse worker` instead
+    python bench/bench_housekeeping.py --worker --leads-per-day 200 --days 730   # a real `pulse worker` instead
 
 `--worker`: the year is written to a file, published with `pulse replay` to an embedded
 broker (one partition), and consumed by a real `pulse worker --clock event` in its own
-process; every half second the bench reads its `/report` (as_of = simulated time, events
-read), its `pulse_leads_in_state` gauge and its RSS. (The worker has no switch to turn
+process; every `--poll` seconds the bench reads its `/report` (as_of = simulated time,
+events read), its `pulse_leads_in_state` gauge and its RSS. (The worker has no switch to turn
 housekeeping off: the in-process runs show the difference.)
 
 Traffic: pulse/steady_traffic.py (every lead closes within ~2 months; 2 % late, 1 % re-sent).
@@ -88,7 +88,7 @@ def run(mode: str, days: int, per_day: int, every: int, seed: int) -> None:
                                                     f"total {sum(sweeps):.2f} s)" if sweeps else ")"))
 
 
-def run_worker(days: int, per_day: int, seed: int) -> None:
+def run_worker(days: int, per_day: int, seed: int, poll_s: float) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from live_harness import WorkerProcess
 
@@ -115,7 +115,7 @@ def run_worker(days: int, per_day: int, seed: int) -> None:
                       flush=True)
                 if read >= len(traffic):
                     return
-                time.sleep(0.5)
+                time.sleep(poll_s)
         finally:
             worker.stop()
 
@@ -128,9 +128,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", choices=("on", "off"), help="one run, in this process")
     ap.add_argument("--worker", action="store_true", help="feed a real pulse worker (embedded broker) instead")
+    ap.add_argument("--poll", type=float, default=5.0, help="--worker: seconds between reads of the worker")
     args = ap.parse_args()
     if args.worker:
-        run_worker(args.days, args.leads_per_day, args.seed)
+        run_worker(args.days, args.leads_per_day, args.seed, args.poll)
         return 0
     if args.only:
         run(args.only, args.days, args.leads_per_day, args.every, args.seed)
