@@ -10,10 +10,9 @@ from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
 from .forecast import forecast, open_at_day_starts
-from .open_pipeline import OpenPipeline
-from .staleness import stale_level
+from .open_index import open_figures
 from .velocity import deal_metrics, deal_rates, lead_velocity_rate
-from .windows import DAY_US, previous_window_days, window_days
+from .windows import previous_window_days, window_days
 
 LVR_DAYS = 30  # SPEC 4.6: always 30 days, whatever `windows` holds
 
@@ -32,18 +31,22 @@ def build_report(lines: Iterable[bytes | str], config: Config, as_of: str | None
     return engine.report()
 
 
-def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> dict:
+def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None,
+                   stale_rows: bool = True) -> dict:
     pipelines = {
-        name: pipeline_report(p, as_of, engine.config)
+        name: pipeline_report(p, as_of, engine.config, stale_rows)
         for name, p in engine.pipelines.items()
         if only_pipeline is None or name == only_pipeline
     }
     return {"as_of": format_timestamp(as_of), "data_quality": engine.data_quality(), "pipelines": pipelines}
 
 
-def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
+def pipeline_report(p: PipelineState, as_of: int, config: Config, stale_rows: bool = True) -> dict:
+    """One pipeline's section at T. `stale_rows=False`: an empty `stale` list (/metrics reads
+    the stale counts by level from `open_figures` instead of materialising every row)."""
     pc = p.config
-    open_pipeline, stale, stale_by_stage, open_segments = scan_open_leads(p, as_of)
+    figures = open_figures(p.open_indexes(), pc, as_of)
+    open_pipeline = figures.pipeline
     opportunities = open_pipeline.opportunities(pc.opportunity_index)
     spans = [(w, window_days(as_of, w.days)) for w in config.windows]
     opening = open_at_day_starts(p.flow, [days.first for _, days in spans], pc)
@@ -68,66 +71,8 @@ def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
     current = p.deals.window(window_days(as_of, LVR_DAYS)).qualified
     previous = p.deals.window(previous_window_days(as_of, LVR_DAYS)).qualified
     return {
-        "open": {**open_pipeline.report(pc, stale_by_stage), "segments": open_segments},
-        "stale": stale,
+        "open": {**open_pipeline.report(pc, figures.stale_by_stage), "segments": figures.segments},
+        "stale": figures.stale_entries() if stale_rows else [],
         "windows": windows,
         "lead_velocity_rate": lead_velocity_rate(current, previous),
     }
-
-
-def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[dict], list[int], dict]:
-    """One pass over the open leads at T: the open pipeline (SPEC 4.4) and its segments
-    (4.8), and the stale leads (4.5) sorted by age descending then lead_id, with their
-    count per stage."""
-    stages = p.config.stages
-    n = len(stages)
-    limits = [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in stages]
-    by_stage = [0] * n
-    open_pipeline = OpenPipeline(n)
-    # Leads grouped by (stage, owner, team, source) first: far fewer groups than leads, so
-    # the per-dimension tallies below cost per group, not per lead.
-    groups: dict[tuple, list] = {}          # key -> [open pipeline of the group's stage, stale count]
-    found = []
-    for lead in p.open_leads.values():
-        stage = lead.stage
-        key = (stage, lead.owner, lead.team, lead.source)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = [OpenPipeline(n), 0]
-        g[0].add(stage, lead.amount)
-        limit = limits[stage]
-        if limit is not None:
-            age = as_of - lead.stay_start
-            if age > limit:
-                g[1] += 1
-                by_stage[stage] += 1
-                found.append((-age, lead.lead_id, lead, limit))
-    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
-    for (stage, *values), (group, stale) in groups.items():
-        open_pipeline.merge(group)
-        for by_value, value in zip(segments, values):
-            entry = by_value.get(value)
-            if entry is None:
-                entry = by_value[value] = [OpenPipeline(n), 0]
-            entry[0].merge(group)
-            entry[1] += stale
-    found.sort(key=lambda f: (f[0], f[1]))
-    entries = [
-        {
-            "lead_id": lead.lead_id,
-            "stage": stages[lead.stage].name,
-            "since": format_timestamp(lead.stay_start),
-            "age_days": -neg_age / DAY_US,
-            "stale_after_days": limit / DAY_US,
-            "level": stale_level(-neg_age, limit),
-            "owner": lead.owner,
-            "team": lead.team,
-            "amount": lead.amount,
-        }
-        for neg_age, _, lead, limit in found
-    ]
-    open_segments = {
-        dim: [{"value": v, **by_value[v][0].totals(p.config), "stale": by_value[v][1]} for v in sort_values(by_value)]
-        for dim, by_value in zip(DIMENSIONS, segments)
-    }
-    return open_pipeline, entries, by_stage, open_segments

@@ -1,0 +1,189 @@
+"""The open leads at T (SPEC 4.4, 4.5, 4.8) without a walk over them.
+
+`OpenIndex` holds, per pipeline, what the report needs of each open lead (its stage,
+stay start, owner, team, source and amount), kept up to date as leads change:
+
+- the open pipeline per (stage, owner, team, source) group: count and exact amount
+  (exact.py), so totals, stages and segments cost per group, not per lead;
+- per stage that can go stale, the open leads ordered by (stay start, lead_id). A lead
+  is stale at T when T - stay_start > stale_after, i.e. stay_start < T - stale_after:
+  the stale leads of a stage are a prefix (found by bisection), and the report's order
+  (age descending, then lead_id) is the order of (stay_start, lead_id).
+
+`open_figures` reads one or several indexes (a worker's partitions, shards) at T.
+The live worker keeps an index per partition, updated by the engine per event
+(`PipelineState.open_index`); `pulse report` builds one from its open leads once, at
+report time. Pure: no clock, no I/O.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+from sortedcontainers import SortedList
+
+from pulse.config import PipelineConfig
+from pulse.schemas.parse import format_timestamp
+
+from .deals import DIMENSIONS, sort_values
+from .exact import to_fixed
+from .open_pipeline import OpenPipeline
+from .staleness import stale_level
+from .windows import DAY_US
+
+if TYPE_CHECKING:
+    from .lead import Lead
+
+__all__ = ["OpenIndex", "OpenFigures", "open_figures"]
+
+# What the index holds of an open lead; also the layout of a peer's share (partial.py).
+STAGE, STAY_START, OWNER, TEAM, SOURCE, AMOUNT = range(6)
+
+
+def stale_limits_us(pipeline: PipelineConfig) -> list[int | None]:
+    return [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in pipeline.stages]
+
+
+class OpenIndex:
+    """The open leads of one pipeline (or one partition's share of it), by group and by stay."""
+
+    __slots__ = ("held", "groups", "stays", "_limits")
+
+    def __init__(self, pipeline: PipelineConfig):
+        self._limits = stale_limits_us(pipeline)
+        self.held: dict[str, tuple] = {}                # lead_id -> (stage, stay_start, owner, team, source, amount)
+        self.groups: dict[tuple, list[int]] = {}        # (stage, owner, team, source) -> [count, exact amount]
+        # per stage with a stale limit: (stay_start, lead_id) of its open leads, in order
+        self.stays: list[SortedList | None] = [None if limit is None else SortedList() for limit in self._limits]
+
+    @classmethod
+    def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
+        """An index of `leads` (all open), built at once."""
+        index = cls(pipeline)
+        held = index.held
+        stays: list[list] = [[] for _ in index._limits]
+        for lead in leads:
+            row = held[lead.lead_id] = (lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
+            index._count(row, +1)
+            stays[lead.stage].append((lead.stay_start, lead.lead_id))
+        for stage, sorted_stays in enumerate(index.stays):
+            if sorted_stays is not None:
+                sorted_stays.update(stays[stage])
+        return index
+
+    def update(self, lead: Lead) -> None:
+        """Take the lead's current state (call after each change of it; cheap when nothing the index holds changed)."""
+        lead_id = lead.lead_id
+        new = ((lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
+               if lead.is_open else None)
+        old = self.held.get(lead_id)
+        if old == new:
+            return
+        if old is not None:
+            self._count(old, -1)
+            stays = self.stays[old[STAGE]]
+            if stays is not None:
+                stays.remove((old[STAY_START], lead_id))
+        if new is None:
+            del self.held[lead_id]
+            return
+        self.held[lead_id] = new
+        self._count(new, +1)
+        stays = self.stays[new[STAGE]]
+        if stays is not None:
+            stays.add((new[STAY_START], lead_id))
+
+    def _count(self, row: tuple, sign: int) -> None:
+        key = (row[STAGE], row[OWNER], row[TEAM], row[SOURCE])
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = [0, 0]
+        group[0] += sign
+        if row[AMOUNT]:
+            group[1] += sign * to_fixed(row[AMOUNT])
+        if not group[0]:
+            del self.groups[key]
+
+    def rows(self) -> Iterable[tuple]:
+        """(lead_id, stage, stay_start, owner, team, source, amount) per open lead."""
+        return ((lead_id, *row) for lead_id, row in self.held.items())
+
+
+@dataclass(frozen=True)
+class OpenFigures:
+    """The open leads' figures at T: what the report's `open` and `stale` sections and the
+    pipeline metrics read."""
+
+    pipeline: OpenPipeline
+    stale_by_stage: list[int]
+    stale_by_level: dict[tuple[int, int], int]      # (stage index, level 1-3) -> stale leads
+    segments: dict                                  # SPEC 4.8 open segments, as the report shows them
+    _stale: list[tuple]                             # (stay_start, lead_id, row) in the report's order
+    _as_of: int
+    _config: PipelineConfig
+
+    def stale_entries(self) -> list[dict]:
+        """SPEC 5's `stale` list: age descending, then lead_id."""
+        as_of, stages = self._as_of, self._config.stages
+        limits = stale_limits_us(self._config)
+        entries = []
+        for stay_start, lead_id, row in self._stale:
+            age, limit = as_of - stay_start, limits[row[STAGE]]
+            entries.append({
+                "lead_id": lead_id,
+                "stage": stages[row[STAGE]].name,
+                "since": format_timestamp(stay_start),
+                "age_days": age / DAY_US,
+                "stale_after_days": limit / DAY_US,
+                "level": stale_level(age, limit),
+                "owner": row[OWNER],
+                "team": row[TEAM],
+                "amount": row[AMOUNT],
+            })
+        return entries
+
+
+def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int) -> OpenFigures:
+    """The figures of the open leads held by `indexes` (disjoint sets of leads) at T = as_of.
+
+    Costs per group and per stale lead, never per open lead."""
+    n = len(pipeline.stages)
+    limits = stale_limits_us(pipeline)
+    total = OpenPipeline(n)
+    by_stage = [0] * n
+    by_level: dict[tuple[int, int], int] = {}
+    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    stale: list[tuple] = []
+    for index in indexes:
+        for (stage, *values), (count, amount) in index.groups.items():
+            total.count[stage] += count
+            total.amount[stage] += amount
+            for by_value, value in zip(segments, values):
+                entry = by_value.get(value)
+                if entry is None:
+                    entry = by_value[value] = [OpenPipeline(n), 0]
+                entry[0].count[stage] += count
+                entry[0].amount[stage] += amount
+        held = index.held
+        for stage, stays in enumerate(index.stays):
+            if stays is None:
+                continue
+            limit = limits[stage]
+            at_least = [stays.bisect_left((as_of - k * limit,)) for k in (1, 2, 3)]
+            by_stage[stage] += at_least[0]
+            for level, (n_at, n_above) in enumerate(zip(at_least, at_least[1:] + [0]), start=1):
+                by_level[(stage, level)] = by_level.get((stage, level), 0) + n_at - n_above
+            stale.extend((stay_start, lead_id, held[lead_id]) for stay_start, lead_id in stays.islice(0, at_least[0]))
+    stale.sort(key=_stay_order)
+    for _, _, row in stale:                      # the stale count of each lead's segments
+        for by_value, value in zip(segments, row[OWNER:AMOUNT]):
+            by_value[value][1] += 1
+    open_segments = {
+        dim: [{"value": v, **by_value[v][0].totals(pipeline), "stale": by_value[v][1]} for v in sort_values(by_value)]
+        for dim, by_value in zip(DIMENSIONS, segments)
+    }
+    return OpenFigures(total, by_stage, by_level, open_segments, stale, as_of, pipeline)
+
+
+def _stay_order(entry: tuple) -> tuple:
+    return entry[0], entry[1]
