@@ -3,9 +3,9 @@
 Two kinds of numbers, read differently:
 
 - **Pipeline metrics** (`pulse_open_*`, `pulse_stale_leads`, `pulse_stage_*`, `pulse_deals_*`,
-  `pulse_team_*`, `pulse_source_*`, `pulse_forecast_*`, ...) are read off the SPEC 5
-  document of THIS worker's partitions, built once per scrape by the same engine and at
-  the same T as GET /report (`LivePulse.merged_engine().report(as_of=T)`; the mapping is
+  `pulse_team_*`, `pulse_source_*`, `pulse_forecast_*`, ...) are read off the report's
+  figures of THIS worker's partitions, computed once per scrape by the same engine and at
+  the same T as GET /report (`build_figures(LivePulse.merged_engine(), T)`; the mapping is
   agents/pipeline_metrics.py). With one worker they equal the report's numbers; with
   several, counts and amounts add up across workers (`sum()` in PromQL), rates and means
   do not (combine the exposed numerators and denominators; see docs/operations.md). They
@@ -22,8 +22,9 @@ Two kinds of numbers, read differently:
 Hot path: `ProcessingStats.observe` (one dict increment and one bisect into a list,
 no lock: the agent and the scrape both run on the worker's event loop). Everything
 else runs when Prometheus scrapes: one document per scrape, or, with
-`metrics: {cache_seconds: N}`, at most one every N seconds (several Prometheus servers,
-or a large state: the document walks the open leads once).
+`metrics: {cache_seconds: N}`, at most one every N seconds (several Prometheus servers).
+The figures cost per group of open leads, day bucket and stale lead, never per lead
+(the open leads are kept indexed per event: streams/open_index.py).
 
 Label cardinality is bounded: pipelines, stages, windows, outcomes, levels, topics,
 partitions, reasons, and at most 50 values per pipeline of `team` and of `source`
@@ -51,6 +52,7 @@ from pulse.config import Config, ConfigError
 from pulse.schemas.types import REASONS
 from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
 from pulse.streams.engine import PulseEngine
+from pulse.streams.report import ReportFigures, build_figures
 
 from .pipeline_metrics import PIPELINE_METRICS, Families, pipeline_gauges
 
@@ -252,10 +254,11 @@ class PulseCollector:
             return self.live.clock_us()
         return engine.max_ts or self.live.clock_us()
 
-    def document(self) -> tuple[dict, dict[str, int], int]:
-        """This worker's SPEC 5 document at T, its leads held per pipeline, and T; built once
-        per scrape, or reused for up to `cache_seconds` (and never across a change of the
-        partitions held, e.g. a rebalance)."""
+    def document(self) -> tuple[ReportFigures, dict[str, int], int]:
+        """This worker's report figures at T (the SPEC 5 sections, the stale counts without the
+        stale list), its leads held per pipeline, and T; computed once per scrape, or reused
+        for up to `cache_seconds` (and never across a change of the partitions held, e.g. a
+        rebalance). Costs per group, day and stale lead, not per lead (streams/open_index.py)."""
         now = self.monotonic()
         held = tuple((p, id(state)) for p, state in sorted(self.live.partitions.items()))
         cached = self._cached
@@ -263,14 +266,16 @@ class PulseCollector:
             return cached[2]
         engine = self.live.merged_engine()
         as_of = self.as_of(engine)
-        built = (engine.report(as_of=as_of), {name: len(p.leads) for name, p in engine.pipelines.items()}, as_of)
+        leads_in_state = {name: sum(len(state.engine.pipelines[name].leads) for state in self.live.partitions.values())
+                          for name in engine.pipelines}
+        built = (build_figures(engine, as_of), leads_in_state, as_of)
         self._cached = (held, now, built) if self.options.cache_seconds > 0 else None
         return built
 
     def collect(self) -> Iterator[Metric]:
         f = Families(METRICS)
-        doc, leads_in_state, as_of = self.document()
-        pipeline_gauges(f, doc, leads_in_state, as_of / US)
+        figures, leads_in_state, as_of = self.document()
+        pipeline_gauges(f, figures, leads_in_state, as_of / US)
         yield from f.by_name.values()
         yield from self._processing()
 

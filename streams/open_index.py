@@ -122,6 +122,11 @@ class OpenFigures:
     _as_of: int
     _config: PipelineConfig
 
+    def stale_by_stage_level(self) -> dict[tuple[str, int], int]:
+        """(stage name, level) -> stale leads, every stage that can go stale and level 1-3."""
+        stages = self._config.stages
+        return {(stages[stage].name, level): n for (stage, level), n in self.stale_by_level.items()}
+
     def stale_entries(self) -> list[dict]:
         """SPEC 5's `stale` list: age descending, then lead_id."""
         as_of, stages = self._as_of, self._config.stages

@@ -1,6 +1,11 @@
-"""The report document (SPEC section 5), assembled from the engine's accumulators at T."""
+"""The report document (SPEC section 5), assembled from the engine's accumulators at T.
+
+`build_figures` computes the figures once (`ReportFigures`, typed): the report renders
+them as the document; /metrics reads them without materialising the stale list.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 from pulse.config import Config
@@ -10,7 +15,7 @@ from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
 from .forecast import forecast, open_at_day_starts
-from .open_index import open_figures
+from .open_index import OpenFigures, open_figures
 from .velocity import deal_metrics, deal_rates, lead_velocity_rate
 from .windows import previous_window_days, window_days
 
@@ -31,19 +36,41 @@ def build_report(lines: Iterable[bytes | str], config: Config, as_of: str | None
     return engine.report()
 
 
-def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None,
-                   stale_rows: bool = True) -> dict:
+@dataclass(frozen=True)
+class PipelineFigures:
+    section: dict           # the pipeline's SPEC 5 section, its `stale` list left empty
+    open: OpenFigures       # the open leads' figures, the stale list among them
+
+    def document(self) -> dict:
+        return {**self.section, "stale": self.open.stale_entries()}     # same key order
+
+
+@dataclass(frozen=True)
+class ReportFigures:
+    """Every figure of the report at T, computed once (in time per group, day and stale lead)."""
+    as_of: int
+    data_quality: dict
+    pipelines: dict[str, PipelineFigures]
+
+    def document(self) -> dict:
+        return {"as_of": format_timestamp(self.as_of), "data_quality": self.data_quality,
+                "pipelines": {name: p.document() for name, p in self.pipelines.items()}}
+
+
+def build_figures(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> ReportFigures:
     pipelines = {
-        name: pipeline_report(p, as_of, engine.config, stale_rows)
+        name: pipeline_figures(p, as_of, engine.config)
         for name, p in engine.pipelines.items()
         if only_pipeline is None or name == only_pipeline
     }
-    return {"as_of": format_timestamp(as_of), "data_quality": engine.data_quality(), "pipelines": pipelines}
+    return ReportFigures(as_of, engine.data_quality(), pipelines)
 
 
-def pipeline_report(p: PipelineState, as_of: int, config: Config, stale_rows: bool = True) -> dict:
-    """One pipeline's section at T. `stale_rows=False`: an empty `stale` list (/metrics reads
-    the stale counts by level from `open_figures` instead of materialising every row)."""
+def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> dict:
+    return build_figures(engine, as_of, only_pipeline).document()
+
+
+def pipeline_figures(p: PipelineState, as_of: int, config: Config) -> PipelineFigures:
     pc = p.config
     figures = open_figures(p.open_indexes(), pc, as_of)
     open_pipeline = figures.pipeline
@@ -70,9 +97,9 @@ def pipeline_report(p: PipelineState, as_of: int, config: Config, stale_rows: bo
         }
     current = p.deals.window(window_days(as_of, LVR_DAYS)).qualified
     previous = p.deals.window(previous_window_days(as_of, LVR_DAYS)).qualified
-    return {
+    return PipelineFigures({
         "open": {**open_pipeline.report(pc, figures.stale_by_stage), "segments": figures.segments},
-        "stale": figures.stale_entries() if stale_rows else [],
+        "stale": [],
         "windows": windows,
         "lead_velocity_rate": lead_velocity_rate(current, previous),
-    }
+    }, figures)
