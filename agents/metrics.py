@@ -57,7 +57,7 @@ from pulse.streams.report import ReportFigures, build_figures
 from .pipeline_metrics import PIPELINE_METRICS, Families, pipeline_gauges
 
 __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollector", "FaustProbe",
-           "make_registry", "render", "METRICS", "CONTENT_TYPE"]
+           "make_registry", "render", "own_figures", "pipeline_exposition", "METRICS", "CONTENT_TYPE"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 US = 1_000_000
@@ -221,6 +221,39 @@ class FaustProbe:
 
 
 # --------------------------------------------------------------------------------------
+# The pipeline metrics: read off the report's figures of this worker's partitions
+# --------------------------------------------------------------------------------------
+
+def own_figures(live: Any, clock: str) -> tuple[ReportFigures, dict[str, int], int]:
+    """This worker's report figures at T (T picked as GET /report picks it), and its leads
+    held per pipeline. Costs per group of open leads, day bucket and stale lead."""
+    engine: PulseEngine = live.merged_engine()
+    as_of = live.clock_us() if clock == "wall" else (engine.max_ts or live.clock_us())
+    leads_in_state = {name: sum(len(state.engine.pipelines[name].leads) for state in live.partitions.values())
+                      for name in engine.pipelines}
+    return build_figures(engine, as_of), leads_in_state, as_of
+
+
+def pipeline_families(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> list[Metric]:
+    f = Families(METRICS)
+    pipeline_gauges(f, figures, leads_in_state, as_of_us / US)
+    return list(f.by_name.values())
+
+
+class _Families:
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def pipeline_exposition(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> bytes:
+    """The pipeline gauges as text exposition, to serve with the processing metrics' text."""
+    return generate_latest(_Families(pipeline_families(figures, leads_in_state, as_of_us)))
+
+
+# --------------------------------------------------------------------------------------
 # The collector: read LivePulse at scrape time
 # --------------------------------------------------------------------------------------
 
@@ -235,7 +268,10 @@ class PulseCollector:
     """A prometheus_client custom collector over a LivePulse (see the module docstring)."""
 
     def __init__(self, live: Any, stats: ProcessingStats, options: MetricsOptions, *, clock: str,
-                 probe: FaustProbe | None = None):
+                 probe: FaustProbe | None = None, pipeline: bool = True):
+        """`pipeline=False`: the processing metrics only (the worker renders the pipeline gauges
+        with its shared snapshot: `pipeline_exposition`)."""
+        self.pipeline = pipeline
         self.live = live
         self.stats = stats
         self.options = options
@@ -248,11 +284,6 @@ class PulseCollector:
     def describe(self) -> list:
         return []       # no collect() at registration time
 
-    def as_of(self, engine: PulseEngine) -> int:
-        """T, as GET /report picks it."""
-        if self.clock == "wall":
-            return self.live.clock_us()
-        return engine.max_ts or self.live.clock_us()
 
     def document(self) -> tuple[ReportFigures, dict[str, int], int]:
         """This worker's report figures at T (the SPEC 5 sections, the stale counts without the
@@ -264,19 +295,13 @@ class PulseCollector:
         cached = self._cached
         if cached is not None and cached[0] == held and now - cached[1] < self.options.cache_seconds:
             return cached[2]
-        engine = self.live.merged_engine()
-        as_of = self.as_of(engine)
-        leads_in_state = {name: sum(len(state.engine.pipelines[name].leads) for state in self.live.partitions.values())
-                          for name in engine.pipelines}
-        built = (build_figures(engine, as_of), leads_in_state, as_of)
+        built = own_figures(self.live, self.clock)
         self._cached = (held, now, built) if self.options.cache_seconds > 0 else None
         return built
 
     def collect(self) -> Iterator[Metric]:
-        f = Families(METRICS)
-        figures, leads_in_state, as_of = self.document()
-        pipeline_gauges(f, figures, leads_in_state, as_of / US)
-        yield from f.by_name.values()
+        if self.pipeline:
+            yield from pipeline_families(*self.document())
         yield from self._processing()
 
     # -- processing metrics -----------------------------------------------------------------
@@ -353,13 +378,16 @@ class PulseCollector:
 # --------------------------------------------------------------------------------------
 
 def make_registry(live: Any, stats: ProcessingStats, config: Config, *, clock: str,
-                  probe: FaustProbe | None = None, process_metrics: bool = True) -> CollectorRegistry:
-    """A registry with the Pulse collector (and the process_/python_ collectors).
+                  probe: FaustProbe | None = None, process_metrics: bool = True,
+                  pipeline: bool = True) -> CollectorRegistry:
+    """A registry with the Pulse collector (and the process_/python_ collectors); `pipeline=False`:
+    without the pipeline gauges (see PulseCollector).
 
     Raises ConfigError when the `metrics:` section of the configuration is invalid.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PulseCollector(live, stats, metrics_options(config), clock=clock, probe=probe))
+    registry.register(PulseCollector(live, stats, metrics_options(config), clock=clock, probe=probe,
+                                     pipeline=pipeline))
     if process_metrics:
         # The worker's own pid, not os.getpid() at collection: GET /metrics renders in a forked
         # child (agents/app.py), whose /proc entry is not the worker's.
