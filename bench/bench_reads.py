@@ -12,8 +12,10 @@ One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
    alternates windows of `--window` seconds with no reader and with a scraper that reads
    GET /metrics every 1 s and GET /report every 2 s, until the backlog is nearly done.
    Per window: the worker's consumption rate (committed offsets: no request to the
-   worker) and CPU; per request: its latency. Ratios are from this one run, per pair of
-   adjacent windows, and their median.
+   worker) and CPU (also per message consumed: less sensitive to other jobs on the
+   machine); per request: its latency (a window's first read apart: the snapshot expired
+   in the window before, so it may wait for a build). Ratios are from this one run, per
+   pair of adjacent windows, and their median.
 3. Quiet worker (backlog consumed): 30 sequential GET /metrics and GET /report.
 """
 from __future__ import annotations
@@ -47,11 +49,15 @@ async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[floa
 
     async def every(path: str, period: float, into: list[float]) -> None:
         async with aiohttp.ClientSession() as s:
+            first = True
             while not stop.is_set():
                 t = time.perf_counter()
                 async with s.get(base + path) as r:
                     await r.read()
                 into.append(time.perf_counter() - t)
+                if first:       # the window's first read may wait for a build (the snapshot expired between windows)
+                    latencies["first_" + path.strip("/")].append(into.pop())
+                    first = False
                 try:
                     await asyncio.wait_for(stop.wait(), max(0.0, period - (time.perf_counter() - t)))
                 except asyncio.TimeoutError:
@@ -76,6 +82,7 @@ async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, late
     wall = t1 - t0
     return {"reader": reading, "seconds": round(wall, 2), "committed_per_s": round((read1 - read0) / wall),
             "committed_at_end": read1, "worker_cpu": round((own1 - own0) / wall, 3),
+            "worker_cpu_us_per_message": round((own1 - own0) * 1e6 / max(1, read1 - read0), 1),
             "build_children_cpu": round((kids1 - kids0) / wall, 3)}
 
 
@@ -116,7 +123,7 @@ def main() -> int:
                 time.sleep(0.5)
             print(f"measuring from {consumed():,} messages consumed", flush=True)
             results: list[dict] = []
-            latencies: dict[str, list[float]] = {"metrics": [], "report": []}
+            latencies: dict[str, list[float]] = {"metrics": [], "report": [], "first_metrics": [], "first_report": []}
 
             async def measure() -> None:
                 reading = False
@@ -134,12 +141,16 @@ def main() -> int:
             ratios = [b["committed_per_s"] / a["committed_per_s"] for a, b in pairs if a["committed_per_s"]]
             print(json.dumps({
                 "leads_in_state_at_end": int(leads),
-                "while_consuming": {"metrics": summary(latencies["metrics"]), "report": summary(latencies["report"])},
+                "while_consuming": {k: summary(v) for k, v in latencies.items()},
                 "quiet": {p.strip("/"): summary(v) for p, v in quiet.items()},
                 "committed_per_s_no_reader_median": statistics.median(a["committed_per_s"] for a, _ in pairs),
                 "committed_per_s_reader_median": statistics.median(b["committed_per_s"] for _, b in pairs),
                 "rate_ratio_reader_vs_none_per_pair": [round(r, 3) for r in ratios],
                 "rate_ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+                "worker_cpu_us_per_message_no_reader_median": statistics.median(
+                    a["worker_cpu_us_per_message"] for a, _ in pairs),
+                "worker_cpu_us_per_message_reader_median": statistics.median(
+                    b["worker_cpu_us_per_message"] for _, b in pairs),
                 "worker_cpu_no_reader_median": statistics.median(a["worker_cpu"] for a, _ in pairs),
                 "worker_cpu_reader_median": statistics.median(b["worker_cpu"] for _, b in pairs),
                 "build_children_cpu_reader_median": statistics.median(b["build_children_cpu"] for _, b in pairs),
