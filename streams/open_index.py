@@ -7,8 +7,9 @@ stay start, owner, team, source and amount), kept up to date as leads change:
   (exact.py), so totals, stages and segments cost per group, not per lead;
 - per stage that can go stale, the open leads ordered by (stay start, lead_id). A lead
   is stale at T when T - stay_start > stale_after, i.e. stay_start < T - stale_after:
-  the stale leads of a stage are a prefix (found by bisection), and the report's order
-  (age descending, then lead_id) is the order of (stay_start, lead_id).
+  the stale leads of a stage are a prefix (found by bisection; entries of ended stays
+  in it are skipped, and swept out as they pile up), and the report's order (age
+  descending, then lead_id) is the order of (stay_start, lead_id).
 
 `open_figures` reads one or several indexes (a worker's partitions, shards) at T.
 The live worker keeps an index per partition, updated by the engine per event
@@ -17,16 +18,15 @@ report time. Pure: no clock, no I/O.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
-
-from sortedcontainers import SortedList
 
 from pulse.config import PipelineConfig
 from pulse.schemas.parse import format_timestamp
 
 from .deals import DIMENSIONS, sort_values
-from .exact import to_fixed
+from .exact import FIXED_CACHE, to_fixed
 from .open_pipeline import OpenPipeline
 from .staleness import stale_level
 from .windows import DAY_US
@@ -38,10 +38,44 @@ __all__ = ["OpenIndex", "OpenFigures", "open_figures"]
 
 # What the index holds of an open lead; also the layout of a peer's share (partial.py).
 STAGE, STAY_START, OWNER, TEAM, SOURCE, AMOUNT = range(6)
+_fixed = FIXED_CACHE.get        # to_fixed's memo, looked up before the call (see exact.py)
 
 
 def stale_limits_us(pipeline: PipelineConfig) -> list[int | None]:
     return [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in pipeline.stages]
+
+
+class _Stays:
+    """(stay_start, lead_id) of one stage's open leads, sorted; entries of stays that ended
+    are left in place (dead) and swept out once they are as many as the live ones.
+
+    The input comes in about time order, so a new stay is nearly always the latest: an
+    append. An ended stay costs nothing at once (the index's `held` says which entries are
+    live), and the sweep is amortised over the stays that ended since the last one.
+    """
+
+    __slots__ = ("keys", "dead")
+    SWEEP_MIN = 256         # dead entries below this are never swept (a sweep walks the stage's entries)
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, str]] = []
+        self.dead = 0
+
+    def add(self, key: tuple[int, str]) -> None:
+        keys = self.keys
+        if not keys or key > keys[-1]:
+            keys.append(key)
+            return
+        i = bisect_left(keys, key)                  # a late event: rare
+        if i < len(keys) and keys[i] == key:        # the entry of an ended stay lives again
+            self.dead -= 1
+        else:
+            keys.insert(i, key)
+
+
+def _is_live(held: dict, stage: int, stay_start: int, lead_id: str) -> bool:
+    row = held.get(lead_id)
+    return row is not None and row[STAGE] == stage and row[STAY_START] == stay_start
 
 
 class OpenIndex:
@@ -54,44 +88,57 @@ class OpenIndex:
         self.held: dict[str, tuple] = {}                # lead_id -> (stage, stay_start, owner, team, source, amount)
         self.groups: dict[tuple, list[int]] = {}        # (stage, owner, team, source) -> [count, exact amount]
         # per stage with a stale limit: (stay_start, lead_id) of its open leads, in order
-        self.stays: list[SortedList | None] = [None if limit is None else SortedList() for limit in self._limits]
+        self.stays: list[_Stays | None] = [None if limit is None else _Stays() for limit in self._limits]
 
     @classmethod
     def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
         """An index of `leads` (all open), built at once."""
         index = cls(pipeline)
         held = index.held
-        stays: list[list] = [[] for _ in index._limits]
         for lead in leads:
             row = held[lead.lead_id] = (lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
             index._count(row, +1)
-            stays[lead.stage].append((lead.stay_start, lead.lead_id))
-        for stage, sorted_stays in enumerate(index.stays):
-            if sorted_stays is not None:
-                sorted_stays.update(stays[stage])
+            stays = index.stays[lead.stage]
+            if stays is not None:
+                stays.keys.append((lead.stay_start, lead.lead_id))
+        for stays in index.stays:
+            if stays is not None:
+                stays.keys.sort()
         return index
 
     def update(self, lead: Lead) -> None:
         """Take the lead's current state (call after each change of it; cheap when nothing the index holds changed)."""
         lead_id = lead.lead_id
-        new = ((lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
-               if lead.is_open else None)
-        old = self.held.get(lead_id)
-        if old == new:
+        held = self.held
+        old = held.get(lead_id)
+        if lead.is_open:
+            new = (lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
+            if old == new:
+                return
+            held[lead_id] = new
+        elif old is None:
             return
+        else:
+            new = None
+            del held[lead_id]
         if old is not None:
             self._count(old, -1)
+        if new is not None:
+            self._count(new, +1)
+        if old is not None and new is not None and old[STAGE] == new[STAGE] and old[STAY_START] == new[STAY_START]:
+            return                                  # the same stay: its entry stays as it is
+        if old is not None:
             stays = self.stays[old[STAGE]]
             if stays is not None:
-                stays.remove((old[STAY_START], lead_id))
-        if new is None:
-            del self.held[lead_id]
-            return
-        self.held[lead_id] = new
-        self._count(new, +1)
-        stays = self.stays[new[STAGE]]
-        if stays is not None:
-            stays.add((new[STAY_START], lead_id))
+                stays.dead += 1
+                if stays.dead > stays.SWEEP_MIN and 2 * stays.dead > len(stays.keys):
+                    stage = old[STAGE]
+                    stays.keys = [k for k in stays.keys if _is_live(held, stage, *k)]
+                    stays.dead = 0
+        if new is not None:
+            stays = self.stays[new[STAGE]]
+            if stays is not None:
+                stays.add((new[STAY_START], lead_id))
 
     def _count(self, row: tuple, sign: int) -> None:
         key = (row[STAGE], row[OWNER], row[TEAM], row[SOURCE])
@@ -99,10 +146,16 @@ class OpenIndex:
         if group is None:
             group = self.groups[key] = [0, 0]
         group[0] += sign
-        if row[AMOUNT]:
-            group[1] += sign * to_fixed(row[AMOUNT])
+        amount = row[AMOUNT]
+        if amount:
+            group[1] += sign * (_fixed(amount) or to_fixed(amount))
         if not group[0]:
             del self.groups[key]
+
+    def live_stays(self, stage: int) -> list[tuple[int, str]]:
+        """The live entries of a stage's stays, in order (tests, and the sweep's definition)."""
+        stays = self.stays[stage]
+        return [] if stays is None else [k for k in stays.keys if _is_live(self.held, stage, *k)]
 
     def rows(self) -> Iterable[tuple]:
         """(lead_id, stage, stay_start, owner, team, source, amount) per open lead."""
@@ -151,7 +204,7 @@ class OpenFigures:
 def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int) -> OpenFigures:
     """The figures of the open leads held by `indexes` (disjoint sets of leads) at T = as_of.
 
-    Costs per group and per stale lead, never per open lead."""
+    Costs per group and per stale lead (and ended stays not yet swept), never per open lead."""
     n = len(pipeline.stages)
     limits = stale_limits_us(pipeline)
     total = OpenPipeline(n)
@@ -174,11 +227,18 @@ def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: 
             if stays is None:
                 continue
             limit = limits[stage]
-            at_least = [stays.bisect_left((as_of - k * limit,)) for k in (1, 2, 3)]
-            by_stage[stage] += at_least[0]
-            for level, (n_at, n_above) in enumerate(zip(at_least, at_least[1:] + [0]), start=1):
-                by_level[(stage, level)] = by_level.get((stage, level), 0) + n_at - n_above
-            stale.extend((stay_start, lead_id, held[lead_id]) for stay_start, lead_id in stays.islice(0, at_least[0]))
+            cut1, cut2, cut3 = as_of - limit, as_of - 2 * limit, as_of - 3 * limit
+            keys = stays.keys
+            levels = [0, 0, 0, 0]
+            for stay_start, lead_id in keys[:bisect_left(keys, (cut1,))]:     # stale: stay_start < T - limit
+                row = held.get(lead_id)
+                if row is None or row[STAGE] != stage or row[STAY_START] != stay_start:
+                    continue                                                # a stay that ended
+                levels[3 if stay_start < cut3 else 2 if stay_start < cut2 else 1] += 1
+                stale.append((stay_start, lead_id, row))
+            by_stage[stage] += levels[1] + levels[2] + levels[3]
+            for level in (1, 2, 3):
+                by_level[(stage, level)] = by_level.get((stage, level), 0) + levels[level]
     stale.sort(key=_stay_order)
     for _, _, row in stale:                      # the stale count of each lead's segments
         for by_value, value in zip(segments, row[OWNER:AMOUNT]):

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pulse.schemas.parse import parse_event
 from pulse.schemas.types import Event
 from pulse.streams.engine import PulseEngine
-from pulse.streams.open_index import OpenIndex, open_figures
+from pulse.streams.open_index import OpenIndex, _Stays, open_figures
 from reference import DAY_US, US, make_config, make_pipeline
 from test_engine_properties import SETTINGS, scenarios
 
@@ -31,7 +31,7 @@ LATER = [0, 1, 3600 * US, DAY_US, 3 * DAY_US, 9 * DAY_US, 35 * DAY_US, 200 * DAY
 
 
 def _state(index: OpenIndex) -> tuple:
-    return index.held, index.groups, [None if s is None else list(s) for s in index.stays]
+    return index.held, index.groups, [index.live_stays(stage) for stage in range(len(index.stays))]
 
 
 def _as_of(engine: PulseEngine, data, label: str) -> int:
@@ -43,8 +43,18 @@ def _document(engine: PulseEngine, as_of: int) -> bytes:
 
 
 @settings(max_examples=150, **SETTINGS)
-@given(scenarios(), st.data())
-def test_index_kept_per_event_equals_one_built_from_the_open_leads(case, data):
+@given(scenarios(), st.booleans(), st.data())
+def test_index_kept_per_event_equals_one_built_from_the_open_leads(case, sweep_often, data):
+    """`sweep_often`: ended stays are swept out at once (in production, once 256 have piled up)."""
+    saved = _Stays.SWEEP_MIN
+    _Stays.SWEEP_MIN = 0 if sweep_often else saved
+    try:
+        _check_index_kept_per_event(case, data)
+    finally:
+        _Stays.SWEEP_MIN = saved
+
+
+def _check_index_kept_per_event(case, data) -> None:
     config, lines, _ = case
     lines = [ln.encode() for ln in lines if ln.strip()]
     cuts = sorted(data.draw(st.sets(st.integers(0, len(lines)), min_size=1, max_size=4), label="cuts"))
@@ -128,8 +138,8 @@ def test_a_lead_leaving_and_reentering_the_index():
     assert open_figures([p.open_index], p.config, 3 * DAY_US + engine.max_ts).stale_by_level == {
         (0, 1): 0, (0, 2): 1, (0, 3): 0}
     send(2, "lead.stage_changed", 2, to_stage="b")
-    assert list(p.open_index.stays[0]) == [] and p.open_index.stays[1] is None
+    assert p.open_index.live_stays(0) == [] and p.open_index.stays[1] is None
     send(3, "deal.closed", 3, outcome="lost")
     assert p.open_index.held == {} and p.open_index.groups == {}
     send(4, "lead.stage_changed", 4, to_stage="a")
-    assert list(p.open_index.stays[0]) == [(engine.max_ts, "L")]
+    assert p.open_index.live_stays(0) == [(engine.max_ts, "L")]
