@@ -41,6 +41,9 @@ log = logging.getLogger("pulse.worker")
 FLUSH_EVERY_S = 0.2     # how often processed messages are made durable, then acked (agents/batching.py)
 MAX_POLL_RECORDS = 2_000 # messages taken from the fetcher at a time
 MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits (bounds memory)
+# GET /metrics takes pipeline gauges up to this old rather than wait for a build (at 130,000 leads a
+# build takes ~0.5-1 s; Prometheus scrapes every 15 s by default, so every scrape would wait)
+METRICS_MAX_AGE_S = 60.0
 BATCH_LIMIT = 250       # messages applied per turn of the event loop (~5-20 ms: flushes, HTTP and timers stay live)
 ALIGN_IDLE_S = 2.0      # how long a partition waits for an input topic known to have more (agents/align.py)
 
@@ -372,10 +375,13 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
         The pipeline gauges are those of the shared snapshot (the same build and T as /report
         and the dashboard: at most one build per refresh interval, in a forked child, whatever
-        the number of scrapers); the processing metrics are rendered now. Without a snapshot
-        (a peer's share unreachable) the pipeline gauges are built for this scrape, forked."""
+        the number of scrapers); the processing metrics are rendered now. A scrape never waits
+        for a build while a snapshot under METRICS_MAX_AGE_S exists: it gets that one's gauges
+        (`pulse_as_of_timestamp_seconds` says their T) and starts the build the next scrape
+        reads. Without a snapshot (a peer's share unreachable) the gauges are built for this
+        scrape, forked."""
         try:
-            pipeline = (await snapshots.get()).views.metrics
+            pipeline = (await snapshots.get(max_age_s=METRICS_MAX_AGE_S)).views.metrics
         except Exception as exc:        # noqa: BLE001 - whatever the cluster build's failure, this worker can answer
             log.debug("metrics: no snapshot (%r): this worker's gauges built for this scrape", exc)
             return web.bytes(bytes(await run_forked(lambda: render(registry))), headers={"Content-Type": CONTENT_TYPE})

@@ -3,7 +3,7 @@
 `OpenIndex` holds, per pipeline, what the report needs of each open lead (its stage,
 stay start, owner, team, source and amount), kept up to date as leads change:
 
-- the open pipeline per (stage, owner, team, source) group: count and exact amount
+- the open pipeline per (owner, team, source) group: count and exact amount per stage
   (exact.py), so totals, stages and segments cost per group, not per lead;
 - per stage that can go stale, the open leads ordered by (stay start, lead_id). A lead
   is stale at T when T - stay_start > stale_after, i.e. stay_start < T - stale_after:
@@ -86,7 +86,8 @@ class OpenIndex:
     def __init__(self, pipeline: PipelineConfig):
         self._limits = stale_limits_us(pipeline)
         self.held: dict[str, tuple] = {}                # lead_id -> (stage, stay_start, owner, team, source, amount)
-        self.groups: dict[tuple, list[int]] = {}        # (stage, owner, team, source) -> [count, exact amount]
+        # (owner, team, source) -> (open leads per stage, their exact amount per stage)
+        self.groups: dict[tuple, tuple[list[int], list[int]]] = {}
         # per stage with a stale limit: (stay_start, lead_id) of its open leads, in order
         self.stays: list[_Stays | None] = [None if limit is None else _Stays() for limit in self._limits]
 
@@ -121,10 +122,19 @@ class OpenIndex:
         else:
             new = None
             del held[lead_id]
-        if old is not None:
-            self._count(old, -1)
-        if new is not None:
-            self._count(new, +1)
+        if old is None or new is None or old[OWNER:AMOUNT] != new[OWNER:AMOUNT]:
+            if old is not None:
+                self._count(old, -1)
+            if new is not None:
+                self._count(new, +1)
+        else:                                       # the same group (the common case: a stage change)
+            counts, amounts = self.groups[old[OWNER:AMOUNT]]
+            counts[old[STAGE]] -= 1
+            counts[new[STAGE]] += 1
+            if old[AMOUNT]:
+                amounts[old[STAGE]] -= _fixed(old[AMOUNT]) or to_fixed(old[AMOUNT])
+            if new[AMOUNT]:
+                amounts[new[STAGE]] += _fixed(new[AMOUNT]) or to_fixed(new[AMOUNT])
         if old is not None and new is not None and old[STAGE] == new[STAGE] and old[STAY_START] == new[STAY_START]:
             return                                  # the same stay: its entry stays as it is
         if old is not None:
@@ -133,7 +143,9 @@ class OpenIndex:
                 stays.dead += 1
                 if stays.dead > stays.SWEEP_MIN and 2 * stays.dead > len(stays.keys):
                     stage = old[STAGE]
-                    stays.keys = [k for k in stays.keys if _is_live(held, stage, *k)]
+                    stays.keys = [k for k in stays.keys                 # _is_live, inlined
+                                  if (row := held.get(k[1])) is not None and row[STAGE] == stage
+                                  and row[STAY_START] == k[0]]
                     stays.dead = 0
         if new is not None:
             stays = self.stays[new[STAGE]]
@@ -141,15 +153,15 @@ class OpenIndex:
                 stays.add((new[STAY_START], lead_id))
 
     def _count(self, row: tuple, sign: int) -> None:
-        key = (row[STAGE], row[OWNER], row[TEAM], row[SOURCE])
+        key = row[OWNER:AMOUNT]
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = [0, 0]
-        group[0] += sign
+            group = self.groups[key] = ([0] * len(self._limits), [0] * len(self._limits))
+        group[0][row[STAGE]] += sign
         amount = row[AMOUNT]
         if amount:
-            group[1] += sign * (_fixed(amount) or to_fixed(amount))
-        if not group[0]:
+            group[1][row[STAGE]] += sign * (_fixed(amount) or to_fixed(amount))
+        if not any(group[0]):
             del self.groups[key]
 
     def live_stays(self, stage: int) -> list[tuple[int, str]]:
@@ -213,15 +225,17 @@ def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: 
     segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
     stale: list[tuple] = []
     for index in indexes:
-        for (stage, *values), (count, amount) in index.groups.items():
-            total.count[stage] += count
-            total.amount[stage] += amount
+        for values, (counts, amounts) in index.groups.items():
+            for stage in range(n):
+                total.count[stage] += counts[stage]
+                total.amount[stage] += amounts[stage]
             for by_value, value in zip(segments, values):
                 entry = by_value.get(value)
                 if entry is None:
                     entry = by_value[value] = [OpenPipeline(n), 0]
-                entry[0].count[stage] += count
-                entry[0].amount[stage] += amount
+                for stage in range(n):
+                    entry[0].count[stage] += counts[stage]
+                    entry[0].amount[stage] += amounts[stage]
         held = index.held
         for stage, stays in enumerate(index.stays):
             if stays is None:

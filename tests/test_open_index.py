@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from pulse.schemas.parse import parse_event
 from pulse.schemas.types import Event
 from pulse.streams.engine import PulseEngine
+from pulse.streams.exact import to_fixed
 from pulse.streams.open_index import OpenIndex, _Stays, open_figures
 from reference import DAY_US, US, make_config, make_pipeline
 from test_engine_properties import SETTINGS, scenarios
@@ -133,11 +134,11 @@ def test_a_lead_leaving_and_reentering_the_index():
         assert engine.ingest(orjson.dumps(doc)) == "applied"
 
     send(1, "lead.created", 1, stage="a", owner="o", amount=10.0)
-    assert p.open_index.groups == {(0, "o", None, None): [1, OpenIndex.of(p.config, [p.leads["L"]]).groups[
-        (0, "o", None, None)][1]]}
+    assert p.open_index.groups == {("o", None, None): ([1, 0], [to_fixed(10.0), 0])}
     assert open_figures([p.open_index], p.config, 3 * DAY_US + engine.max_ts).stale_by_level == {
         (0, 1): 0, (0, 2): 1, (0, 3): 0}
     send(2, "lead.stage_changed", 2, to_stage="b")
+    assert p.open_index.groups == {("o", None, None): ([0, 1], [0, to_fixed(10.0)])}
     assert p.open_index.live_stays(0) == [] and p.open_index.stays[1] is None
     send(3, "deal.closed", 3, outcome="lost")
     assert p.open_index.held == {} and p.open_index.groups == {}
