@@ -54,7 +54,7 @@ from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
 from pulse.streams.engine import PulseEngine
 from pulse.streams.report import ReportFigures, build_figures
 
-from .pipeline_metrics import PIPELINE_METRICS, Families, pipeline_gauges
+from .pipeline_metrics import PIPELINE_METRICS, pipeline_exposition, pipeline_families
 
 __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollector", "FaustProbe",
            "make_registry", "render", "own_figures", "pipeline_exposition", "METRICS", "CONTENT_TYPE"]
@@ -232,25 +232,6 @@ def own_figures(live: Any, clock: str) -> tuple[ReportFigures, dict[str, int], i
     leads_in_state = {name: sum(len(state.engine.pipelines[name].leads) for state in live.partitions.values())
                       for name in engine.pipelines}
     return build_figures(engine, as_of), leads_in_state, as_of
-
-
-def pipeline_families(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> list[Metric]:
-    f = Families(METRICS)
-    pipeline_gauges(f, figures, leads_in_state, as_of_us / US)
-    return list(f.by_name.values())
-
-
-class _Families:
-    def __init__(self, families: list[Metric]):
-        self.families = families
-
-    def collect(self) -> list[Metric]:
-        return self.families
-
-
-def pipeline_exposition(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> bytes:
-    """The pipeline gauges as text exposition, to serve with the processing metrics' text."""
-    return generate_latest(_Families(pipeline_families(figures, leads_in_state, as_of_us)))
 
 
 # --------------------------------------------------------------------------------------

@@ -19,12 +19,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
 
 if TYPE_CHECKING:
     from pulse.streams.report import ReportFigures
 
 __all__ = ["PIPELINE_METRICS", "SEGMENT_DIMENSIONS", "SEGMENT_LIMIT", "NONE", "OTHER", "Families",
-           "segment_labels", "pipeline_gauges"]
+           "segment_labels", "pipeline_gauges", "pipeline_families", "pipeline_exposition"]
 
 DAY_S = 86_400
 SEGMENT_DIMENSIONS = ("team", "source")     # SPEC 4.8's dimensions that may be labels (not owner)
@@ -311,3 +312,22 @@ def _segments(f: Families, name: str, p: dict, d: str) -> None:
             f.gauge(f"pulse_{d}_deals_closed", (*pw, "outcome"), lost, (*lv, "lost"))
             f.gauge(f"pulse_{d}_won_amount", pw, math.fsum(won_amount), lv)
             f.gauge(f"pulse_{d}_sales_cycle_sum_seconds", pw, math.fsum(cycle_s), lv)
+
+
+def pipeline_families(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> list[Metric]:
+    f = Families(PIPELINE_METRICS)
+    pipeline_gauges(f, figures, leads_in_state, as_of_us / 1e6)
+    return list(f.by_name.values())
+
+
+class _Families:
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def pipeline_exposition(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> bytes:
+    """The pipeline gauges as text exposition, to serve with the processing metrics' text."""
+    return generate_latest(_Families(pipeline_families(figures, leads_in_state, as_of_us)))
