@@ -60,7 +60,6 @@ __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollect
            "make_registry", "render", "own_figures", "pipeline_exposition", "METRICS", "CONTENT_TYPE"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-US = 1_000_000
 
 # What LivePulse.on_message returns, besides a dead-letter reason (pulse.schemas.types.REASONS).
 RESULTS = ("applied", "redelivered", "duplicate", "after_as_of", "skipped", "dead_lettered")
