@@ -1,8 +1,9 @@
-"""The pipeline metrics of GET /metrics, read off one SPEC 5 document (pure: no I/O, no engine).
+"""The pipeline metrics of GET /metrics, read off the report's figures (pure: no I/O, no engine).
 
-The collector (agents/metrics.py) builds the document once per scrape with the same
-engine and the same T as GET /report (`build_document(merged_engine(), T)`), and this
-module turns it into gauges: the report's formulas are not written a second time.
+The collector (agents/metrics.py) computes the figures once per scrape with the same
+engine and the same T as GET /report (`build_figures(merged_engine(), T)`: the SPEC 5
+sections, and the stale counts by stage and level without the stale list), and this
+module turns them into gauges: the report's formulas are not written a second time.
 
 Segments (SPEC 4.8) are exported per `team` and per `source`, never per `owner`: rep
 names are PII and stay out of metric labels (per-owner figures are the Redis
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+
+if TYPE_CHECKING:
+    from pulse.streams.report import ReportFigures
 
 __all__ = ["PIPELINE_METRICS", "SEGMENT_DIMENSIONS", "SEGMENT_LIMIT", "NONE", "OTHER", "Families",
-           "segment_labels", "pipeline_gauges"]
+           "segment_labels", "pipeline_gauges", "pipeline_families", "pipeline_exposition"]
 
 DAY_S = 86_400
 SEGMENT_DIMENSIONS = ("team", "source")     # SPEC 4.8's dimensions that may be labels (not owner)
@@ -186,12 +191,13 @@ def _seconds(days: float | None) -> float | None:
     return None if days is None else days * DAY_S
 
 
-def pipeline_gauges(f: Families, doc: dict, leads_in_state: dict[str, int], as_of_s: float) -> None:
-    """Every pipeline metric of one SPEC 5 document (all pipelines) into `f`."""
+def pipeline_gauges(f: Families, figures: ReportFigures, leads_in_state: dict[str, int], as_of_s: float) -> None:
+    """Every pipeline metric of the report's figures at T (all pipelines) into `f`."""
     f.declare("pulse_open_leads", ("pipeline", "stage"))
     f.declare("pulse_stale_leads", ("pipeline", "stage", "level"))
-    for name, p in doc["pipelines"].items():
-        _open(f, name, p)
+    for name, figures_of in figures.pipelines.items():
+        p = figures_of.section
+        _open(f, name, p, figures_of.open.stale_by_stage_level())
         f.gauge("pulse_leads_in_state", ("pipeline",), leads_in_state.get(name, 0), (name,))
         for window, w in p["windows"].items():
             _window(f, name, window, w)
@@ -201,7 +207,7 @@ def pipeline_gauges(f: Families, doc: dict, leads_in_state: dict[str, int], as_o
         f.gauge("pulse_lead_velocity_ratio", ("pipeline",), lvr["rate"], (name,))
         for dimension in SEGMENT_DIMENSIONS:
             _segments(f, name, p, dimension)
-    dq = doc["data_quality"]
+    dq = figures.data_quality
     for outcome in ("applied", "duplicates", "after_as_of", "dead_lettered"):
         f.gauge("pulse_data_quality_inputs", ("outcome",), dq[outcome], (outcome,))
     for reason, n in dq["dead_letter_reasons"].items():
@@ -210,15 +216,14 @@ def pipeline_gauges(f: Families, doc: dict, leads_in_state: dict[str, int], as_o
     f.gauge("pulse_as_of_timestamp_seconds", (), as_of_s)
 
 
-def _open(f: Families, name: str, p: dict) -> None:
-    stale = Counter((e["stage"], e["level"]) for e in p["stale"])
+def _open(f: Families, name: str, p: dict, stale: dict[tuple[str, int], int]) -> None:
     for stage, o in p["open"]["stages"].items():
         labels = (name, stage)
         f.gauge("pulse_open_leads", ("pipeline", "stage"), o["count"], labels)
         f.gauge("pulse_open_amount", ("pipeline", "stage"), o["amount"], labels)
         f.gauge("pulse_open_weighted_amount", ("pipeline", "stage"), o["weighted_amount"], labels)
         for level in (1, 2, 3):
-            f.gauge("pulse_stale_leads", ("pipeline", "stage", "level"), stale[(stage, level)],
+            f.gauge("pulse_stale_leads", ("pipeline", "stage", "level"), stale.get((stage, level), 0),
                     (name, stage, str(level)))
     f.gauge("pulse_open_opportunities", ("pipeline",), p["open"]["opportunities"], (name,))
 
@@ -307,3 +312,22 @@ def _segments(f: Families, name: str, p: dict, d: str) -> None:
             f.gauge(f"pulse_{d}_deals_closed", (*pw, "outcome"), lost, (*lv, "lost"))
             f.gauge(f"pulse_{d}_won_amount", pw, math.fsum(won_amount), lv)
             f.gauge(f"pulse_{d}_sales_cycle_sum_seconds", pw, math.fsum(cycle_s), lv)
+
+
+def pipeline_families(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> list[Metric]:
+    f = Families(PIPELINE_METRICS)
+    pipeline_gauges(f, figures, leads_in_state, as_of_us / 1e6)
+    return list(f.by_name.values())
+
+
+class _Families:
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def pipeline_exposition(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> bytes:
+    """The pipeline gauges as text exposition, to serve with the processing metrics' text."""
+    return generate_latest(_Families(pipeline_families(figures, leads_in_state, as_of_us)))

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pulse.agents.live import LivePulse
+from pulse.agents.pipeline_metrics import PIPELINE_METRICS
 from pulse.agents.metrics import (LATENCY_BUCKETS_S, METRICS, ProcessingStats, make_registry, metrics_options,
                                   render)
 from pulse.config import load_config
@@ -284,6 +285,22 @@ def test_exposition_passes_promtool_lint():
     # ... with the process collectors too
     registry = make_registry(w.live, w.stats, CFG, clock="event", process_metrics=True)
     promtool_check_metrics(render(registry))
+
+
+def test_processing_text_and_snapshot_gauges_make_the_whole_exposition():
+    """GET /metrics serves the processing metrics rendered per scrape and the pipeline gauges
+    built with the shared snapshot (agents/app.py): together, the same samples as one registry."""
+    from pulse.agents.metrics import own_figures, pipeline_exposition
+
+    w = Worker()
+    for line in messy_lines(80):
+        w.feed(*route(line, 4), line)
+    processing = make_registry(w.live, w.stats, CFG, clock="event", process_metrics=False, pipeline=False)
+    pipeline = pipeline_exposition(*own_figures(w.live, "event"))
+    assert not any(k[0] in PIPELINE_METRICS for k in parse_exposition(render(processing)))
+    served = render(processing) + pipeline
+    assert parse_exposition(served) == parse_exposition(w.exposition())
+    promtool_check_metrics(served)
 
 
 def test_exposition_rendered_in_a_forked_child_is_the_workers():
