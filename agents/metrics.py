@@ -55,7 +55,7 @@ from pulse.streams.engine import PulseEngine
 from pulse.streams.report import ReportFigures, build_figures
 
 from .align import messages_behind
-from .pipeline_metrics import PIPELINE_METRICS, pipeline_exposition, pipeline_families
+from .pipeline_metrics import PIPELINE_METRICS, PROCESSING_METRICS, pipeline_exposition, pipeline_families
 
 __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollector", "FaustProbe",
            "make_registry", "render", "own_figures", "pipeline_exposition", "METRICS", "CONTENT_TYPE"]
@@ -68,32 +68,7 @@ RESULTS = ("applied", "redelivered", "duplicate", "after_as_of", "skipped", "dea
 LATENCY_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1)
 
 # name -> (type, help). The names a dashboard or a rule may use (tests cross-check them).
-METRICS: dict[str, tuple[str, str]] = {
-    **PIPELINE_METRICS,
-    # -- processing (this process) --
-    "pulse_events_consumed": ("counter", "Input messages consumed by this process, by topic and result."),
-    "pulse_events_dead_lettered": ("counter", "Input messages sent to the dead-letter topic by this process, "
-                                              "by topic and reason."),
-    "pulse_alerts_emitted": ("counter", "Alerts sent to the notifications topic by this process, by type and "
-                                        "severity."),
-    "pulse_event_processing_seconds": ("histogram", "Time to process one input message (parse, apply, alerts)."),
-    "pulse_consumer_lag_messages": ("gauge", "Messages in an assigned input partition after the last one consumed "
-                                             "(high-water mark minus position)."),
-    "pulse_input_buffered_messages": ("gauge", "Input messages fetched and waiting to be merged in timestamp order "
-                                               "across the input topics (agents/align.py)."),
-    "pulse_input_unacked_messages": ("gauge", "Input messages processed whose state is not yet durable; acked to "
-                                              "the consumer group once it is (agents/batching.py)."),
-    "pulse_state_flush_seconds": ("gauge", "Duration of the last write of dirty state, dead letters and alerts, "
-                                           "until the broker acknowledged them."),
-    "pulse_stale_checks_held": ("gauge", "lead.stale checks due but held back because their partition is catching "
-                                         "up on a backlog (wall clock; they run once it has applied it)."),
-    "pulse_partitions_catching_up": ("gauge", "Assigned input partitions whose stale checks are held until they have "
-                                              "applied their backlog (wall clock)."),
-    "pulse_assigned_partitions": ("gauge", "Input partitions assigned to this worker."),
-    "pulse_state_ready": ("gauge", "1 when this worker's state is recovered from the changelog, else 0."),
-    "pulse_rebalancing": ("gauge", "1 while the consumer group is rebalancing, else 0."),
-    "pulse_build_info": ("gauge", "Always 1; the label carries the Pipeline Pulse version."),
-}
+METRICS: dict[str, tuple[str, str]] = {**PIPELINE_METRICS, **PROCESSING_METRICS}
 
 
 # --------------------------------------------------------------------------------------
