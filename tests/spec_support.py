@@ -17,18 +17,11 @@ import pytest
 
 from reference import DAY_US, make_config, make_pipeline, parse_time, reference_report
 
-try:
-    from pulse.streams.report import build_report as _engine_report
-    _ENGINE_MISSING = None
-except ImportError as exc:        # the lead's engine is written in parallel
-    _engine_report = None
-    _ENGINE_MISSING = f"pulse.streams.report is not importable yet: {exc!r}"
+from pulse.streams.report import build_report as _engine_report
 
 IMPLEMENTATIONS = [
     pytest.param(reference_report, id="reference"),
-    pytest.param(_engine_report, id="engine",
-                 marks=pytest.mark.skipif(_ENGINE_MISSING is not None,
-                                          reason=_ENGINE_MISSING or "")),
+    pytest.param(_engine_report, id="engine"),
 ]
 
 

@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 from pulse.agents.metrics import metrics_options
 from pulse.config import load_config
 from pulse.settings import _ENV
+from pulse.slack.config import slack_config
 from pulse.topics import ALL_TOPICS, INPUT_TOPICS
 
 from test_metrics import Worker, messy_lines, require_binary, route
@@ -105,7 +106,6 @@ def test_the_deployment_configuration_is_a_valid_pipeline_configuration():
     assert metrics_options(config).cache_seconds == 5
     windows = {w.key for w in config.windows}
     assert {"7d", "90d"} <= windows           # the alerting rules compare these two
-    slack_config = pytest.importorskip("pulse.slack.config").slack_config
     assert slack_config(config).default_channel
 
 

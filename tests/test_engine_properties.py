@@ -6,7 +6,7 @@ implicit creates, supersedes and reopens happen often), sprinkled with invalid a
 blank lines.  v2: about two events in seven are `lead.updated` (owner/team/source/amount
 changes, sometimes stage fields of any type), some before the lead's creation, some at
 the same instant as other events, some on a lead that only ever gets updates.  The
-properties that need the lead's engine (skipped while it is missing):
+properties that compare the engine with the reference:
 
 * build_report(lines) equals reference_report(lines), for random as_of (also on a
   forecast-rich variant: amounts often, no zero probabilities, windows that start
@@ -19,8 +19,8 @@ properties that need the lead's engine (skipped while it is missing):
   attainment = won_amount / open_at_start.weighted_amount (null on 0).
 
 Two more check the reference on its own (invariants between its numbers, and its own
-arrival-order independence), so that the strategy and the oracle are exercised even
-when the engine is absent.
+arrival-order independence), so that a failure can be told apart: strategy and oracle,
+or engine.
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pulse.schemas.parse import parse_event
+from pulse.streams.engine import PulseEngine
+from pulse.streams.report import build_report
 from pulse.schemas.types import Event
 from reference import (
     DAY_US,
@@ -43,16 +45,6 @@ from reference import (
     reference_report,
 )
 from spec_support import assert_reports_match
-
-try:
-    from pulse.streams.report import build_report
-    from pulse.streams.engine import PulseEngine
-    ENGINE_MISSING = None
-except ImportError as exc:          # the lead's engine is written in parallel
-    build_report = PulseEngine = None
-    ENGINE_MISSING = f"the engine (pulse.streams.report / .engine) is not importable: {exc!r}"
-
-needs_engine = pytest.mark.skipif(ENGINE_MISSING is not None, reason=ENGINE_MISSING or "")
 
 # Deterministic in CI: derandomized, no example database, no wall-clock deadline.
 SETTINGS = dict(derandomize=True, database=None, deadline=None,
@@ -269,7 +261,6 @@ def _slack(lines, config, as_of) -> int:
 # Engine against the reference
 # --------------------------------------------------------------------------------------
 
-@needs_engine
 @settings(max_examples=300, **SETTINGS)
 @given(scenarios())
 def test_engine_matches_reference(case):
@@ -280,7 +271,6 @@ def test_engine_matches_reference(case):
     check_v2_invariants(actual)
 
 
-@needs_engine
 @settings(max_examples=100, **SETTINGS)
 @given(scenarios(forecast_rich=True))
 def test_engine_matches_reference_on_forecast_rich_input(case):
@@ -293,7 +283,6 @@ def test_engine_matches_reference_on_forecast_rich_input(case):
     check_v2_invariants(actual)
 
 
-@needs_engine
 @settings(max_examples=200, **SETTINGS)
 @given(scenarios(exact_copies_only=True), st.randoms(use_true_random=False))
 def test_engine_does_not_depend_on_arrival_order(case, rnd):
@@ -307,7 +296,6 @@ def test_engine_does_not_depend_on_arrival_order(case, rnd):
                          now_slack_us=_slack(lines, config, as_of))
 
 
-@needs_engine
 @settings(max_examples=150, **SETTINGS)
 @given(scenarios(), st.data())
 def test_engine_incremental_matches_reference_after_any_prefix(case, data):
@@ -335,7 +323,6 @@ def test_engine_incremental_matches_reference_after_any_prefix(case, data):
         assert_reports_match(actual, expected)
 
 
-@needs_engine
 @settings(max_examples=100, **SETTINGS)
 @given(scenarios())
 def test_engine_one_by_one_equals_batch(case):

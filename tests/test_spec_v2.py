@@ -19,6 +19,7 @@ import json
 
 import pytest
 
+from pulse.streams.engine import PulseEngine
 from reference import make_config, make_pipeline, parse_time, reference_report
 from spec_support import (  # noqa: F401  (report_fn is a fixture)
     CONFIG,
@@ -533,8 +534,7 @@ def test_a_late_event_re_derives_open_at_start(report_fn):
 
 def test_a_late_event_re_derives_open_at_start_in_the_live_engine():
     """The same late events, fed one by one to the live engine after the early ones."""
-    engine = pytest.importorskip("pulse.streams.engine")
-    eng = engine.PulseEngine(CONFIG, as_of=None)
+    eng = PulseEngine(CONFIG, as_of=None)
     t_us = parse_time(T)
     for ln in (created("a", d(1), amount=100), created("b", d(1), amount=10)):
         eng.ingest(ln.encode("utf-8"))
@@ -620,12 +620,11 @@ ARRIVAL_ORDER_CASES = {
 
 @pytest.mark.parametrize("name", list(ARRIVAL_ORDER_CASES))
 def test_live_engine_in_every_arrival_order(name):
-    engine = pytest.importorskip("pulse.streams.engine")
     lines = ARRIVAL_ORDER_CASES[name]
     expected = reference_report(lines, CONFIG, T)
     t_us = parse_time(T)
     for order in itertools.permutations(lines):
-        eng = engine.PulseEngine(CONFIG, as_of=None)
+        eng = PulseEngine(CONFIG, as_of=None)
         for ln in order:
             eng.ingest(ln.encode("utf-8"))
         assert_reports_match(eng.report(t_us), expected, path=f"doc[{name}]")
