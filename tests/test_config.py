@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pickle
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from pulse.config import Config, ConfigError, PipelineConfig, Stage, Window, load_config, parse_duration
+from tests.support import ROOT
 
 # --------------------------------------------------------------------------------------
 # Durations
@@ -136,7 +136,7 @@ def test_default_matches_spec_example():
 
 
 def test_default_file_holds_the_spec_example_verbatim():
-    text = (Path(__file__).parents[1] / "pulse" / "default_pipeline.yaml").read_text("utf-8")
+    text = (ROOT / "pulse" / "default_pipeline.yaml").read_text("utf-8")
     assert SPEC_EXAMPLE in text
 
 

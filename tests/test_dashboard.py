@@ -28,10 +28,11 @@ from pulse.broker import create_topics
 from pulse.synth import generate
 from pulse.topics import NOTIFICATIONS, STAGE_CHANGED, topic_names
 
-from live_harness import WorkerProcess
+from tests.support import ROOT, TESTS
+from tests.support.live_harness import WorkerProcess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SHOTS = Path(__file__).parent / "screenshots"
+SHOTS = TESTS / "screenshots"
 DEMO = Path(str(importlib.resources.files("pulse") / "samples" / "demo.jsonl"))
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--no-first-run", "--disable-sync"]
@@ -218,7 +219,7 @@ def test_dashboard_shows_the_report_and_follows_live_events(broker, tmp_path, ch
         page.wait_for_timeout(300)
         page.screenshot(path=str(SHOTS / "dashboard-1280.png"), full_page=True)
         if os.environ.get("PULSE_UPDATE_SCREENSHOT") == "1":
-            shot = Path(__file__).parent.parent / "docs" / "img" / "dashboard.png"
+            shot = ROOT / "docs" / "img" / "dashboard.png"
             shot.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(shot))
 

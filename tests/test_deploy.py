@@ -22,9 +22,10 @@ from pulse.settings import _ENV
 from pulse.slack.config import slack_config
 from pulse.topics import ALL_TOPICS, INPUT_TOPICS
 
-from test_metrics import Worker, messy_lines, require_binary, route
+from tests.support import ROOT
+from tests.support.kafka_feed import Worker, messy_lines, route
+from tests.support.metrics import require_binary
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "pipeline-pulse.json"

@@ -35,7 +35,7 @@ from pulse.schemas.parse import parse_event
 from pulse.streams.engine import PulseEngine
 from pulse.streams.report import build_report
 from pulse.schemas.types import Event
-from reference import (
+from tests.support.reference import (
     DAY_US,
     US,
     format_time,
@@ -44,7 +44,7 @@ from reference import (
     parse_time,
     reference_report,
 )
-from spec_support import assert_reports_match
+from tests.support.spec_support import assert_reports_match
 
 # Deterministic in CI: derandomized, no example database, no wall-clock deadline.
 SETTINGS = dict(derandomize=True, database=None, deadline=None,

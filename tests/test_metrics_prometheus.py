@@ -20,9 +20,9 @@ import pytest
 from pulse.broker import create_topics, free_port
 from pulse.topics import INPUT_TOPICS, topic_names
 
-from live_harness import WorkerProcess
-from test_metrics import assert_metrics_match_report, parse_exposition, promtool_check_metrics, require_binary
-from test_worker import messy_file, offline, replay  # noqa: F401 (messy_file is a fixture)
+from tests.support.live_harness import WorkerProcess, offline_report, replay
+from tests.support.metrics import (assert_metrics_match_report, parse_exposition, promtool_check_metrics,
+                                   require_binary)
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ class PrometheusServer:
 def test_prometheus_scrapes_the_reports_numbers(broker, prefix, messy_file, tmp_path):
     prometheus_bin = require_binary("prometheus")
     require_binary("promtool")
-    expected, n = offline(messy_file)
+    expected, n = offline_report(messy_file)
     worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
     try:
         with PrometheusServer(prometheus_bin, f"127.0.0.1:{worker.port}", tmp_path) as prom:

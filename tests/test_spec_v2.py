@@ -5,7 +5,7 @@ forecast against actual (4.9) and their place in the report (5).
 Like test_spec_rules.py, every test runs over both the naive reference and the engine
 (`report_fn`), and every expected number is computed by hand in the comments.
 
-Pipeline "default" (tests/spec_support.py):
+Pipeline "default" (tests/support/spec_support.py):
     new (stale 1d, p 0.1) < qualified (stale 2d, p 0.5) < proposal (never stale, p 0.8)
     < negotiation (stale 12h, p 0.9);
 qualified_stage = qualified, opportunity_stage = proposal; windows 1d, 7d, 30d;
@@ -20,8 +20,8 @@ import json
 import pytest
 
 from pulse.streams.engine import PulseEngine
-from reference import make_config, make_pipeline, parse_time, reference_report
-from spec_support import (  # noqa: F401  (report_fn is a fixture)
+from tests.support.reference import make_config, make_pipeline, parse_time, reference_report
+from tests.support.spec_support import (
     CONFIG,
     T,
     assert_keys,
@@ -33,7 +33,6 @@ from spec_support import (  # noqa: F401  (report_fn is a fixture)
     dq,
     forecast,
     moved,
-    report_fn,
     seg,
     stage,
     updated,
@@ -559,7 +558,7 @@ def test_a_late_event_re_derives_open_at_start_in_the_live_engine():
 
 
 def test_open_at_start_takes_the_applied_events_before_from(report_fn):
-    # READING (tests/reference.py, 4.9): open_at_start folds the events this report
+    # READING (tests/support/reference.py, 4.9): open_at_start folds the events this report
     # applied (duplicates decided as of T: the first copy read wins) that occurred
     # before `from`; it does not re-decide duplicates among the events before `from`.
     # The two differ only for an event_id reused with different content (a producer

@@ -6,8 +6,6 @@ real process (so it can be killed with SIGKILL).
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -15,16 +13,12 @@ from collections import Counter
 import msgspec
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from pulse.broker import create_topics
-from pulse.streams.report import build_report
-from pulse.config import load_config
-from pulse.synth import generate
 from pulse.topics import NOTIFICATIONS, topic_names
 
-from live_harness import WorkerProcess
-
+from tests.support.live_harness import WorkerProcess, offline_report, read_topic, replay
 
 
 @pytest.fixture
@@ -34,35 +28,8 @@ def prefix(broker):
     return p
 
 
-@pytest.fixture
-def messy_file(tmp_path):
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b"\n".join(generate(leads=150, seed=7, duplicates=0.05, late=0.1, implicit=0.03,
-                                         invalid=0.05, offsets=0.2)) + b"\n")
-    return path
-
-
-def replay(broker, prefix, path, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pulse.cli", "replay", str(path), "--broker", broker.url,
-                             "--topic-prefix", prefix, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def offline(path) -> dict:
-    lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
-    return build_report(lines, load_config(None)), len(lines)
-
-
-def read_topic(broker, name) -> list:
-    consumer = KafkaConsumer(name, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=2000, group_id=None)
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
-
-
 def test_live_report_equals_offline_report(broker, prefix, messy_file, tmp_path):
-    expected, n = offline(messy_file)
+    expected, n = offline_report(messy_file)
     worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
     try:
         assert replay(broker, prefix, messy_file).wait(60) == 0
@@ -78,7 +45,7 @@ def test_live_report_equals_offline_report(broker, prefix, messy_file, tmp_path)
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
 def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefix, messy_file, tmp_path, how):
-    expected, n = offline(messy_file)
+    expected, n = offline_report(messy_file)
     worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
     publisher = replay(broker, prefix, messy_file, "--rate", "400")
     try:
@@ -101,7 +68,7 @@ def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefi
 
 
 def test_the_surviving_worker_takes_over_and_the_report_stays_correct(broker, prefix, messy_file, tmp_path):
-    expected, n = offline(messy_file)
+    expected, n = offline_report(messy_file)
     group = f"g-{prefix}"
     first = WorkerProcess(broker.url, prefix, group, tmp_path).start()
     second = WorkerProcess(broker.url, prefix, group, tmp_path).start()

@@ -1,6 +1,6 @@
 """Shared building blocks of the hand-computed SPEC tests (test_spec_rules.py,
 test_spec_v2.py): the `report_fn` fixture that runs every test over both the naive
-reference (tests/reference.py) and the engine (pulse.streams.report.build_report), the
+reference (tests/support/reference.py) and the engine (pulse.streams.report.build_report), the
 default test pipeline, event-line builders and containment assertions.
 
 Default pipeline "default" with stages
@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from reference import DAY_US, make_config, make_pipeline, parse_time, reference_report
+from tests.support.reference import DAY_US, make_config, make_pipeline, parse_time, reference_report
 
 from pulse.streams.report import build_report as _engine_report
 
