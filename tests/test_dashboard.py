@@ -6,8 +6,8 @@ Screenshots go to tests/screenshots/ (git-ignored); with PULSE_UPDATE_SCREENSHOT
 wide one also replaces docs/img/dashboard.png (the README's).
 
 Chromium is the system one (Debian `chromium`, installed by `make tools` as root), driven
-by Playwright for Python without `playwright install`. Without it the tests are skipped,
-except under CI=true, where they fail.
+by Playwright for Python (a test dependency: a plain import) without `playwright install`.
+Without the browser the tests are skipped, except under CI=true, where they fail.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from playwright.sync_api import sync_playwright
 
 from pulse.broker import create_topics
 from pulse.synth import generate
@@ -38,13 +39,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--no-first-run", "--disable-sync"]
 WIDE, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:                                  # pragma: no cover - the test extra installs it
-    sync_playwright = None
-
-if not (CHROMIUM and sync_playwright):
-    reason = "needs the system Chromium (apt-get install chromium; `make tools` as root) and playwright (test extra)"
+if not CHROMIUM:
+    reason = "needs the system Chromium (apt-get install chromium; `make tools` as root)"
     if os.environ.get("CI") == "true":
         pytest.fail(reason, pytrace=False)
     pytestmark = pytest.mark.skip(reason=reason)

@@ -321,7 +321,8 @@ def test_worker_keeps_redis_in_step_through_an_outage(broker, tmp_path):
         final = wait_for(lambda: redis_matches(first + second), 20, "Redis caught up", worker.log_tail)
         assert not any(e["lead_id"] in {x["lead_id"] for x in expected[:5]} for e in final)
         r = server.client()
-        open_leads = {keys.lead(n, i) for n, p in offline_engine(config, first + second).pipelines.items() for i in p.open_leads}
+        open_leads = {keys.lead(n, i) for n, p in offline_engine(config, first + second).pipelines.items()
+                      for i in p.open_leads}
         assert {k.decode() for k in r.scan_iter(match=f"{keys.prefix}lead:*")} == open_leads
         stored = wait_for(lambda: (lambda raw: raw and orjson.loads(raw))(r.get(keys.report)), 15, "report doc")
         assert stored == worker.report() == doc
