@@ -17,6 +17,7 @@ import pytest
 from pulse.broker import EmbeddedBroker, create_topics
 from pulse.topics import topic_names
 from tests.support.kafka_feed import messy_lines
+from tests.support.live_harness import fresh_prefix
 
 # fixtures defined next to the helpers they go with: `report_fn`; `redis_server`, `pipelines_config`
 pytest_plugins = ["tests.support.spec_support", "tests.support.redis"]
@@ -60,3 +61,9 @@ def messy_file(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(messy_lines()) + b"\n")
     return path
+
+
+@pytest.fixture
+def topic_prefix(broker) -> str:
+    """`fresh_prefix`: a new prefix with the six SPEC 1 topics (4 partitions) on the session broker."""
+    return fresh_prefix(broker)

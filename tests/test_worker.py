@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections import Counter
 
 import msgspec
@@ -15,26 +14,18 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pulse.broker import create_topics
 from pulse.topics import NOTIFICATIONS, topic_names
 
 from tests.support.live_harness import WorkerProcess, offline_report, read_topic, replay
 
 
-@pytest.fixture
-def prefix(broker):
-    p = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(broker.bootstrap, list(topic_names(p).values()), 4)
-    return p
-
-
-def test_live_report_equals_offline_report(broker, prefix, messy_file, tmp_path):
+def test_live_report_equals_offline_report(broker, topic_prefix, messy_file, tmp_path):
     expected, n = offline_report(messy_file)
-    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
+    worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
     try:
-        assert replay(broker, prefix, messy_file).wait(60) == 0
+        assert replay(broker, topic_prefix, messy_file).wait(60) == 0
         assert worker.wait_consumed(n) == expected
-        dead = read_topic(broker, prefix + "pipeline.deadletter")
+        dead = read_topic(broker, topic_prefix + "pipeline.deadletter")
         assert len(dead) == expected["data_quality"]["dead_lettered"]
         headers = dict(dead[0].headers)
         assert headers["pulse.reason"].decode() in expected["data_quality"]["dead_letter_reasons"]
@@ -44,10 +35,10 @@ def test_live_report_equals_offline_report(broker, prefix, messy_file, tmp_path)
 
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
-def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefix, messy_file, tmp_path, how):
+def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, topic_prefix, messy_file, tmp_path, how):
     expected, n = offline_report(messy_file)
-    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
-    publisher = replay(broker, prefix, messy_file, "--rate", "400")
+    worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
+    publisher = replay(broker, topic_prefix, messy_file, "--rate", "400")
     try:
         time.sleep(1.5)
         if how == "kill":
@@ -56,10 +47,10 @@ def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefi
             worker.stop()                               # SIGTERM: Faust waits for the unacked messages
             assert worker.proc.returncode != -signal.SIGKILL, "did not stop on SIGTERM within 20 s"
         assert publisher.wait(60) == 0
-        worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
+        worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
         assert worker.wait_consumed(n) == expected
         time.sleep(2)                                   # let the alert timer run once more
-        alerts = [orjson.loads(m.value) for m in read_topic(broker, prefix + NOTIFICATIONS)]
+        alerts = [orjson.loads(m.value) for m in read_topic(broker, topic_prefix + NOTIFICATIONS)]
         ids = Counter(a["alert_id"] for a in alerts)
         assert alerts and max(ids.values()) == 1, [i for i, c in ids.items() if c > 1]
     finally:
@@ -67,13 +58,13 @@ def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefi
         worker.stop()
 
 
-def test_the_surviving_worker_takes_over_and_the_report_stays_correct(broker, prefix, messy_file, tmp_path):
+def test_the_surviving_worker_takes_over_and_the_report_stays_correct(broker, topic_prefix, messy_file, tmp_path):
     expected, n = offline_report(messy_file)
-    group = f"g-{prefix}"
-    first = WorkerProcess(broker.url, prefix, group, tmp_path).start()
-    second = WorkerProcess(broker.url, prefix, group, tmp_path).start()
+    group = f"g-{topic_prefix}"
+    first = WorkerProcess(broker.url, topic_prefix, group, tmp_path).start()
+    second = WorkerProcess(broker.url, topic_prefix, group, tmp_path).start()
     try:
-        assert replay(broker, prefix, messy_file).wait(60) == 0
+        assert replay(broker, topic_prefix, messy_file).wait(60) == 0
         # Each worker serves the whole document, assembled from both workers' shares.
         assert first.wait_consumed(n) == expected
         assert second.report() == expected
@@ -87,10 +78,10 @@ def test_the_surviving_worker_takes_over_and_the_report_stays_correct(broker, pr
         first.stop()
 
 
-def test_stale_alerts_escalate_and_resolve(broker, prefix, tmp_path):
-    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
+def test_stale_alerts_escalate_and_resolve(broker, topic_prefix, tmp_path):
+    worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-    names = topic_names(prefix)
+    names = topic_names(topic_prefix)
 
     def send(topic, event):
         producer.send(names[topic], key=event["lead_id"].encode(), value=orjson.dumps(event))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -13,20 +12,13 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pulse.broker import create_topics
 from pulse.synth import generate
 from pulse.topics import NOTIFICATIONS, topic_names
 
 from tests.support import TESTS
-from tests.support.live_harness import WorkerProcess, offline_report, read_topic, replay
+from tests.support.live_harness import WorkerProcess, fresh_prefix, offline_report, read_topic, replay
 
 CRASHING_WORKER = str(TESTS / "support" / "crashing_worker.py")
-
-
-def fresh_prefix(broker) -> str:
-    p = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(broker.bootstrap, list(topic_names(p).values()), 4)
-    return p
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import orjson
 from kafka import KafkaConsumer
 
-from pulse.broker import free_port
+from pulse.broker import create_topics, free_port
 from pulse.config import load_config
 from pulse.streams.report import build_report
+from pulse.topics import topic_names
 
 
 class WorkerProcess:
@@ -100,6 +102,13 @@ class WorkerProcess:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def fresh_prefix(broker, partitions: int = 4) -> str:
+    """A new topic prefix with the six SPEC 1 topics created under it."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(broker.bootstrap, list(topic_names(prefix).values()), partitions)
+    return prefix
 
 
 def replay(broker, prefix, path, *extra) -> subprocess.Popen:
