@@ -43,6 +43,13 @@ def seq_of(message: Any) -> int:
     return -1
 
 
+def messages_behind(end: int, last: int | None) -> int:
+    """Consumer lag: the messages of a partition after offset `last` (None: none taken yet)
+    up to its end offset `end` (the broker's high-water mark, as last fetched). Never
+    below 0: the embedded broker may report an end below the last offset taken."""
+    return max(0, end - (last + 1 if last is not None else 0))
+
+
 def _no_lag(topic: str, partition: int) -> int:
     return 0
 

@@ -26,9 +26,10 @@ from pulse.settings import Settings
 from pulse.streams.partial import PartialFormatError, dump_partial, load_partial
 
 from .alert_feed import AlertFeed
-from .align import TimeAligner
-from .batching import DurableAcks, PulseApp
+from .align import TimeAligner, messages_behind
+from .batching import DurableAcks
 from .changelog import read_partitions
+from .faust_compat import PulseApp, aiokafka_producer, read_offset, use_raw_changelog
 from .live import LivePulse
 from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, metrics_options, render
 from .snapshot import Snapshots, run_forked
@@ -78,11 +79,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     inputs = app.topic(*input_names, key_serializer="raw", value_serializer="raw")
     app.topics.add(inputs)      # subscribed and acked as an agent's topic would be; consumed by on_batch
     leads = app.Table("leads", default=None, partitions=settings.partitions)
-    # Faust derives a table's serializers from key/value types and falls back to JSON;
-    # ours are opaque bytes (live.py's records). The changelog topic was already made
-    # with JSON in the constructor, so make it again with raw bytes.
-    leads.key_serializer = leads.value_serializer = "raw"
-    leads.changelog_topic = leads._new_changelog_topic()
+    use_raw_changelog(leads)    # opaque bytes: live.py's records
     output_topics = {"notifications": names[topics.NOTIFICATIONS], "deadletter": names[topics.DEADLETTER]}
 
     def send(role: str, key: bytes | None, value: bytes, partition: int, headers: list) -> None:
@@ -150,7 +147,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         until acknowledged. A batch is appended atomically, and it costs one produce request
         instead of one Faust message per record: measured, Faust's per-message path took ~40 %
         of the worker's CPU at ~1 changelog record per event."""
-        producer = app.producer._producer         # the aiokafka producer under Faust's
+        producer = aiokafka_producer(app)
         pending = []
         for (topic, partition), records in batches.items():
             batch = producer.create_batch()
@@ -177,14 +174,13 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
                        ack=lambda m: app.consumer.ack(m), generation=lambda: app.consumer_generation_id)
 
     def lag_of(topic: str, partition: int) -> int:
-        tp = TP(topic, partition)
-        high, read = app.consumer.highwater(tp), app.consumer._read_offset.get(tp)
+        high, read = app.consumer.highwater(TP(topic, partition)), read_offset(app, topic, partition)
         if high is None:
             # No fetch answered for it yet (just assigned): it may hold earlier messages, so the
             # aligner waits for it (at most ALIGN_IDLE_S) rather than let the other topics run
             # ahead: the merge order, hence the event-clock alerts, stays the same on every run.
             return 1
-        return high - (read + 1) if read is not None else high
+        return messages_behind(high, read)
 
     def pause(topic: str, partition: int) -> None:
         app.consumer.on_buffer_full(TP(topic, partition))
@@ -282,8 +278,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         engine = live.merged_engine()
         for data in partials:
             engine.merge(load_partial(config, data))
-        as_of = live.clock_us() if settings.clock == "wall" else (engine.max_ts or live.clock_us())
-        return engine.report(as_of=as_of, pipeline=pipeline)
+        return engine.report(as_of=live.report_as_of(engine), pipeline=pipeline)
 
     async def cluster_report(pipeline: str | None = None) -> dict | None:
         """The document over all partitions, built on the loop (the Redis serving layer's

@@ -15,97 +15,16 @@ alerts), is acknowledged by the broker; so a commit never covers unwritten state
 no hook into Faust's commit is needed. A crash re-delivers what was not acked; the
 recorded offsets in the state make that harmless (agents/live.py).
 
-This relies on two Faust internals, both pinned by the tests with a real broker
-(tests/test_worker.py: live == offline, kill -9 recovery, rebalancing between two
-workers): `Consumer._drain_messages` (overridden) and `Consumer.getmany`.
+The consumer (`BatchingConsumer`) overrides a Faust internal, `Consumer._drain_messages`:
+it lives with every other private Faust touch in agents/faust_compat.py, pinned by
+tests/test_faust_compat.py (upstream's source hash) and by the tests with a real broker
+(tests/test_worker.py: live == offline, kill -9 recovery, rebalancing between two workers).
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any, Awaitable, Callable, Iterable
-
-import faust
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
-
-log = logging.getLogger("pulse.worker")
-
-# handler(messages) -> more: takes a batch and processes some of what it holds, synchronously
-# (no await: a rebalance cannot cut it); True when more is ready: called again with [] after a yield
-BatchHandler = Callable[[list], bool]
-
-
-class BatchingConsumer(AIOKafkaConsumer):
-    """Faust's aiokafka consumer; messages of the app's `batch_topics` go to its `on_batch` in batches."""
-
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by the worker tests
-        # Faust's loop (faust/transport/consumer.py), with the per-message
-        # `wait_first(callback(message), suspend_flow.wait())` replaced by one call per
-        # fetch for our topics. Gap tracking and commit_every are kept as they are.
-        callback = self.callback
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        commit_every = self._commit_every
-        batch_topics = self.app.batch_topics
-        on_batch = self.app.on_batch
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag("fetching")
-                batch: list = []
-                await self.sleep(0)
-                if not self.should_stop:
-                    async for tp, message in self.getmany(timeout=1.0):
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if r_offset is not None and offset < r_offset:
-                            continue                    # Faust drops these too (re-fetched after a seek)
-                        if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                        if message.topic in batch_topics:
-                            batch.append(message)
-                        else:
-                            await self.wait_first(callback(message), self.suspend_flow.wait())
-                        set_read_offset(tp, offset)
-                    self.diag.unset_flag("fetching")
-                more = on_batch(batch)      # also when empty: buffered messages may be due
-                await asyncio.sleep(0)
-                while more and not self.should_stop:
-                    more = on_batch([])
-                    await asyncio.sleep(0)
-                if commit_every is not None and self._n_acked >= commit_every:
-                    self._n_acked = 0
-                    await self.commit()
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                return
-            raise
-        finally:
-            self.diag.unset_flag("fetching")
-
-
-class PulseApp(faust.App):
-    """faust.App whose consumer is a BatchingConsumer: set `batch_topics` and `on_batch` before it starts."""
-
-    batch_topics: frozenset[str] = frozenset()
-    on_batch: BatchHandler = staticmethod(lambda messages: False)
-
-    def _new_consumer(self) -> BatchingConsumer:
-        return BatchingConsumer(
-            self.transport,
-            callback=self.topics.on_message,
-            on_partitions_revoked=self._on_partitions_revoked,
-            on_partitions_assigned=self._on_partitions_assigned,
-            beacon=self.beacon,
-            loop=self.transport.loop,
-        )
 
 
 class DurableAcks:

@@ -49,6 +49,8 @@ from pulse.schemas.types import Event
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
 
+from .align import messages_behind
+
 log = logging.getLogger("pulse.worker")
 
 _pack = msgspec.msgpack.Encoder().encode
@@ -317,6 +319,13 @@ class LivePulse:
             return max(latest) if latest else self.now_us()
         return self.now_us()
 
+    def report_as_of(self, engine: PulseEngine) -> int:
+        """T of a report over `engine` (this worker's partitions, perhaps merged with its peers'):
+        now, or in event-time mode the latest occurred_at in it (this worker's T while none)."""
+        if self.clock == "event":
+            return engine.max_ts or self.clock_us()
+        return self.clock_us()
+
     def partition_time_us(self, state: PartitionState) -> int:
         """The time a partition's alerts are checked against: now, or in event-time mode the
         latest occurred_at the partition has applied (now while it has applied nothing)."""
@@ -383,7 +392,7 @@ class LivePulse:
         ends = self.input_ends(state.partition)
         if ends is None:
             return True                         # nothing known yet (just assigned): wait for a fetch
-        behind = sum(max(0, end - applied.get(t, -1) - 1) for t, end in ends.items())
+        behind = sum(messages_behind(end, applied.get(t)) for t, end in ends.items())
         first, state.just_assigned = state.just_assigned, False
         if behind > self.lag_hold or (first and behind):    # after a start or a rebalance: the whole backlog
             log.info("partition %d is %d input messages behind: its stale checks wait until it has applied them",
@@ -434,4 +443,5 @@ class LivePulse:
         return total
 
     def report(self, pipeline: str | None = None) -> dict:
-        return self.merged_engine().report(as_of=self.clock_us(), pipeline=pipeline)
+        engine = self.merged_engine()
+        return engine.report(as_of=self.report_as_of(engine), pipeline=pipeline)

@@ -52,6 +52,7 @@ from pulse.schemas.types import REASONS
 from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
 from pulse.streams.engine import PulseEngine
 
+from .align import messages_behind
 from .pipeline_metrics import PIPELINE_METRICS, Families, pipeline_gauges
 
 __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollector", "FaustProbe",
@@ -201,10 +202,8 @@ class FaustProbe:
                 continue
             if highwater is None:               # no fetch answered yet
                 continue
-            offsets = offsets_of(tp.partition) or {}
-            last = offsets.get(tp.topic)
-            position = last + 1 if last is not None else 0
-            found.append((tp.topic, tp.partition, max(0, highwater - position)))
+            last = (offsets_of(tp.partition) or {}).get(tp.topic)
+            found.append((tp.topic, tp.partition, messages_behind(highwater, last)))
         return found
 
     def assigned(self) -> int | None:
@@ -248,9 +247,7 @@ class PulseCollector:
 
     def as_of(self, engine: PulseEngine) -> int:
         """T, as GET /report picks it."""
-        if self.clock == "wall":
-            return self.live.clock_us()
-        return engine.max_ts or self.live.clock_us()
+        return self.live.report_as_of(engine)
 
     def document(self) -> tuple[dict, dict[str, int], int]:
         """This worker's SPEC 5 document at T, its leads held per pipeline, and T; built once

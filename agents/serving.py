@@ -1,7 +1,7 @@
 """The Redis serving layer of `pulse worker` (`--redis URL`): stale leads and lead state for
 dashboards, bots and `pulse stale`, without asking the workers. docs/redis.md is the
-reader's contract (key layout, TTLs, consistency, outages); this module writes it and
-reads it.
+reader's contract (key layout, TTLs, consistency, outages); this module writes it, and
+agents/redis_layout.py names the keys and reads them.
 
 Writes never happen on the per-event path. LivePulse adds each changed lead to its
 partition's `changed` set (`track_changes`); `RedisServing.sync_once()`, run every
@@ -19,22 +19,20 @@ full one.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pulse.schemas.parse import format_timestamp
-from pulse.streams.staleness import next_level_due_us, stale_level
+from pulse.streams.staleness import DueHeap, next_level_due_us, stale_level, stale_limits
 
+from .redis_layout import DAY_US, Keys, connect, key_prefix, query_stale, redact, stale_request
 from .scorecards import scorecards
 
 if TYPE_CHECKING:
@@ -42,109 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pulse.worker")
 
-DAY_US = 86_400_000_000
 CHUNK = 250                     # leads per write script: a few ms of Redis time each
 MAX_BACKOFF = 10.0              # seconds between attempts while Redis is down
-DIMENSIONS = ("stage", "owner", "team")
-LEAD_FIELDS = ("pipeline", "lead_id", "stage", "since", "stale_after_days", "level", "owner", "team", "amount")
-
-
-# --------------------------------------------------------------------------------------
-# Key layout (docs/redis.md)
-# --------------------------------------------------------------------------------------
-
-_UNESCAPE = re.compile(r"%(25|3A)")
-
-
-def esc(part: str) -> str:
-    """A name as one key component: `%` and `:` percent-encoded, so `:` only separates."""
-    if "%" not in part and ":" not in part:
-        return part
-    return part.replace("%", "%25").replace(":", "%3A")
-
-
-def unesc(part: str) -> str:
-    return _UNESCAPE.sub(lambda m: "%" if m.group(1) == "25" else ":", part)
-
-
-def key_prefix(topic_prefix: str = "") -> str:
-    """`pulse:` + the topic prefix: one keyspace per set of topics."""
-    return f"pulse:{topic_prefix}"
-
-
-class Keys:
-    """Every key the serving layer uses, under one prefix."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self.pipelines = f"{prefix}pipelines"       # set of pipeline names
-        self.workers = f"{prefix}workers"           # zset: worker id -> last sync (unix seconds)
-        self.clock = f"{prefix}clock"               # hash: clock, as_of_us, as_of, synced_at
-        self.epoch = f"{prefix}epoch"               # string: a token set once; a new one means data loss
-        self.prefix_lead = f"{prefix}lead:"
-        self._indexes: dict = {}
-        self.report = f"{prefix}report"             # string: the cluster-wide SPEC 5 document
-        self.report_meta = f"{prefix}report:meta"   # hash: as_of, written_at, worker
-
-    @staticmethod
-    def ref(pipeline: str, lead_id: str) -> str:
-        return f"{esc(pipeline)}:{esc(lead_id)}"
-
-    @staticmethod
-    def parse_ref(ref: str) -> tuple[str, str]:
-        pipeline, lead_id = ref.split(":", 1)
-        return unesc(pipeline), unesc(lead_id)
-
-    def lead(self, pipeline: str, lead_id: str) -> str:
-        return f"{self.prefix}lead:{self.ref(pipeline, lead_id)}"
-
-    def stale(self, pipeline: str, dimension: str | None = None, value: str | None = None) -> str:
-        if dimension is None:
-            return f"{self.prefix}stale:{esc(pipeline)}"
-        return f"{self.prefix}stale:{esc(pipeline)}:{dimension}:{esc(value)}"
-
-    def indexes(self, pipeline: str, stage: str, owner: str | None, team: str | None) -> tuple[str, ...]:
-        """The sorted sets a stale lead is a member of."""
-        found = self._indexes.get((pipeline, stage, owner, team))
-        if found is None:
-            out = [self.stale(pipeline), self.stale(pipeline, "stage", stage)]
-            if owner is not None:
-                out.append(self.stale(pipeline, "owner", owner))
-            if team is not None:
-                out.append(self.stale(pipeline, "team", team))
-            found = tuple(out)
-            if len(self._indexes) > 100_000:     # owners x teams x stages: bounded in practice
-                self._indexes.clear()
-            self._indexes[(pipeline, stage, owner, team)] = found
-        return found
-
-    def scorecards(self, pipeline: str) -> str:
-        """hash: owner -> that owner's scorecard in the pipeline (JSON, agents/scorecards.py)."""
-        return f"{self.prefix}scorecards:{esc(pipeline)}"
-
-    def partition(self, partition: int) -> str:
-        return f"{self.prefix}part:{partition}"
-
-    def worker(self, worker_id: str) -> str:
-        return f"{self.prefix}worker:{esc(worker_id)}"
-
-
-def redact(url: str) -> str:
-    """A Redis URL fit for a log line: no password."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
-        return "<redis url>"
-
-
-def connect(url: str) -> aioredis.Redis:
-    """A client that fails fast: a sync that cannot reach Redis is retried by the next one."""
-    return aioredis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -159,7 +56,7 @@ class _Partition:
     # since_us is None when read back from Redis (unknown: rewritten).
     indexed: dict = field(default_factory=dict)
     # (due_us, pipeline, lead_id, stage, stay_start): when an open lead's stale level next changes.
-    due: list = field(default_factory=list)
+    due: DueHeap = field(default_factory=DueHeap)
 
 
 @dataclass
@@ -251,8 +148,7 @@ class RedisServing:
         self._read_script = client.register_script(_READ)
         config = live.config
         self._stage_names = {name: [st.name for st in pc.stages] for name, pc in config.pipelines.items()}
-        self._limits = {name: [None if st.stale_after_s is None else st.stale_after_s * 1_000_000
-                               for st in pc.stages] for name, pc in config.pipelines.items()}
+        self._limits = stale_limits(config.pipelines)
         live.track_changes = True
         for state in live.partitions.values():      # normally none yet: they get a full sync anyway
             if state.changed is None:
@@ -355,17 +251,15 @@ class RedisServing:
     async def _incremental(self, p: int, part: _Partition, now: int, stats: SyncStats) -> None:
         state = part.state
         changed, state.changed = state.changed or set(), set()
-        heap = part.due
-        while heap and heap[0][0] <= now:      # stale levels that moved with time
-            _, pipeline, lead_id, stage, start = heapq.heappop(heap)
+        for _, pipeline, lead_id, stage, start in part.due.pop_due(now):     # stale levels that moved with time
             lead = state.engine.lead(pipeline, lead_id)
             if lead is not None and lead.is_open and lead.stage == stage and lead.stay_start == start:
                 changed.add((pipeline, lead_id))
         if changed:
             await self._write(p, part, list(changed), now, stats)
         open_leads = sum(len(pl.open_leads) for pl in state.engine.pipelines.values())
-        if len(heap) > 2 * open_leads + 4096:   # entries of past stays pile up: rebuild
-            part.due = []
+        if len(part.due) > 2 * open_leads + 4096:   # entries of past stays pile up: rebuild
+            part.due = DueHeap()
             for name, pl in state.engine.pipelines.items():
                 for lead in pl.open_leads.values():
                     self._schedule(part, name, lead, now)
@@ -381,7 +275,7 @@ class RedisServing:
             leads.add(lead)
             if stage and level not in (False, "0"):
                 indexed[lead] = (stage, owner or None, team or None, None)
-        part.indexed, part.due = indexed, []
+        part.indexed, part.due = indexed, DueHeap()
         for name, pl in state.engine.pipelines.items():
             leads.update((name, lead_id) for lead_id in pl.open_leads)
         await self._write(p, part, list(leads), now, stats)
@@ -391,7 +285,7 @@ class RedisServing:
         limit = self._limits[pipeline][lead.stage]
         due = next_level_due_us(lead.stay_start, limit, stale_level(now - lead.stay_start, limit))
         if due is not None:
-            heapq.heappush(part.due, (due, pipeline, lead.lead_id, lead.stage, lead.stay_start))
+            part.due.push((due, pipeline, lead.lead_id, lead.stage, lead.stay_start))
 
     async def _write(self, p: int, part: _Partition, leads: list[tuple[str, str]], now: int,
                      stats: SyncStats) -> None:
@@ -499,119 +393,11 @@ class RedisServing:
 
     async def http_stale(self, query: Mapping[str, str]) -> tuple[int, dict]:
         """(status, document) of GET /stale: the same reader as `pulse stale`, over Redis."""
+        arguments, error = stale_request(query)
+        if error is not None:
+            return 400, {"error": error}
         try:
-            limit = int(query.get("limit", "100"))
-        except ValueError:
-            return 400, {"error": "limit must be an integer"}
-        if not 0 <= limit <= 10_000:
-            return 400, {"error": "limit must be between 0 and 10000 (0: no limit)"}
-        unknown = set(query) - {"pipeline", "stage", "owner", "team", "limit"}
-        if unknown:
-            return 400, {"error": f"unknown parameter(s): {', '.join(sorted(unknown))}"}
-        try:
-            doc = await query_stale(self.r, self.keys, pipeline=query.get("pipeline"), stage=query.get("stage"),
-                                    owner=query.get("owner"), team=query.get("team"), limit=limit or None)
+            doc = await query_stale(self.r, self.keys, **arguments)
         except (RedisError, OSError, asyncio.TimeoutError):
             return 503, {"error": "the Redis serving layer is unreachable; retry"}
         return 200, doc
-
-
-# --------------------------------------------------------------------------------------
-# Reader (`pulse stale`, GET /stale)
-# --------------------------------------------------------------------------------------
-
-def _s(value: bytes | None) -> str | None:
-    return value.decode() if value is not None else None
-
-
-async def query_stale(client: aioredis.Redis, keys: Keys, *, pipeline: str | None = None, stage: str | None = None,
-                      owner: str | None = None, team: str | None = None, limit: int | None = 50,
-                      now_us: int | None = None) -> dict:
-    """The stale leads in Redis matching every filter given, oldest stay first.
-
-    Returns `{"as_of", "synced_at", "count", "stale": [...]}`: `count` matches in all,
-    `stale` the first `limit` (None: all), each a SPEC 5 stale entry plus `pipeline`,
-    with `age_days` and `level` computed at `as_of` (wall clock: now; event clock: the
-    workers' latest T). Raises RedisError/OSError when Redis cannot be reached.
-    """
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.clock)
-        pipe.smembers(keys.pipelines)
-        clock, names = await pipe.execute()
-    if now_us is None:
-        now_us = time.time_ns() // 1000
-    as_of = now_us
-    if clock.get(b"clock") == b"event" and clock.get(b"as_of_us"):
-        as_of = int(clock[b"as_of_us"])
-    pipelines = [pipeline] if pipeline is not None else sorted(n.decode() for n in names)
-    filters = [(d, v) for d, v in (("stage", stage), ("owner", owner), ("team", team)) if v is not None]
-    stop = -1 if limit is None else limit - 1
-    async with client.pipeline(transaction=False) as pipe:
-        for name in pipelines:
-            if not filters:
-                pipe.zcard(keys.stale(name))
-                pipe.zrange(keys.stale(name), 0, stop, withscores=True)
-            elif len(filters) == 1:
-                pipe.zcard(keys.stale(name, *filters[0]))
-                pipe.zrange(keys.stale(name, *filters[0]), 0, stop, withscores=True)
-            else:
-                pipe.zinter([keys.stale(name, d, v) for d, v in filters], aggregate="MIN", withscores=True)
-        answers = await pipe.execute()
-    count, found = 0, []
-    it = iter(answers)
-    for name in pipelines:
-        if len(filters) <= 1:
-            n, rows = next(it), next(it)
-        else:
-            rows = next(it)
-            n = len(rows)
-        count += n
-        found.extend((score, member.decode(), name) for member, score in rows)
-    found.sort(key=lambda f: (f[0], f[1].encode(), f[2].encode()))   # oldest stay first, then lead_id bytes
-    if limit is not None:
-        found = found[:limit]
-    async with client.pipeline(transaction=False) as pipe:
-        for _, lead_id, name in found:
-            pipe.hgetall(keys.lead(name, lead_id))
-        hashes = await pipe.execute() if found else []
-    entries = []
-    for (since_us, lead_id, name), h in zip(found, hashes):
-        if not h:
-            continue                             # deleted since the index was read
-        since_us = int(since_us)
-        limit_days = float(h[b"stale_after_days"]) if b"stale_after_days" in h else None
-        age_us = as_of - since_us
-        level = int(h.get(b"level", b"0"))
-        if limit_days is not None:
-            level = stale_level(age_us, round(limit_days * DAY_US)) or level
-        amount = h.get(b"amount")
-        entries.append({
-            "pipeline": name, "lead_id": lead_id, "stage": _s(h.get(b"stage")), "since": _s(h.get(b"since")),
-            "age_days": age_us / DAY_US, "stale_after_days": limit_days, "level": level,
-            "owner": _s(h.get(b"owner")), "team": _s(h.get(b"team")),
-            "amount": float(amount) if amount is not None else None,
-        })
-    synced = clock.get(b"synced_at")
-    return {"as_of": format_timestamp(as_of),
-            "synced_at": format_timestamp(int(float(synced) * 1_000_000)) if synced else None,
-            "count": count, "stale": entries}
-
-
-async def read_scorecards(client: aioredis.Redis, keys: Keys, owner: str, pipeline: str | None = None) -> dict:
-    """pipeline -> the owner's scorecard there (pipelines where the owner has none are left
-    out). Raises RedisError/OSError when Redis cannot be reached."""
-    if pipeline is not None:
-        pipelines = [pipeline]
-    else:
-        pipelines = sorted(n.decode() for n in await client.smembers(keys.pipelines))
-    async with client.pipeline(transaction=False) as pipe:
-        for name in pipelines:
-            pipe.hget(keys.scorecards(name), owner)
-        found = await pipe.execute() if pipelines else []
-    return {name: orjson.loads(raw) for name, raw in zip(pipelines, found) if raw is not None}
-
-
-async def read_lead(client: aioredis.Redis, keys: Keys, pipeline: str, lead_id: str) -> dict | None:
-    """One open lead's hash as a dict of strings (None: not open, or not known)."""
-    h = await client.hgetall(keys.lead(pipeline, lead_id))
-    return {k.decode(): v.decode() for k, v in h.items()} or None

@@ -17,10 +17,6 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors, as SPEC 7 asks; keep its message, prefixed."""
-
-
 def _jobs(text: str) -> int:
     try:
         n = int(text)
@@ -32,7 +28,7 @@ def _jobs(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pulse", description="Pipeline Pulse: real-time sales-pipeline analytics.")
+    parser = argparse.ArgumentParser(prog="pulse", description="Pipeline Pulse: real-time sales-pipeline analytics.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     report = sub.add_parser("report", help="compute the report document from JSON Lines event files (no broker)",

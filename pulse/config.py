@@ -25,6 +25,11 @@ class Stage:
     stale_after_s: int | None       # None: this stage never goes stale
     probability: float              # in [0, 1]
 
+    @property
+    def stale_after_us(self) -> int | None:
+        """The stale limit in microseconds, as every rule on event times takes it (None: never stale)."""
+        return None if self.stale_after_s is None else self.stale_after_s * 1_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
@@ -71,7 +76,7 @@ _ISO_SECONDS = (604800, 86400, 3600, 60, 1)      # W, D, H, M, S
 _DURATION_HINT = "(use e.g. 45s, 90m, 36h, 7d, 2w or ISO 8601 like P3DT12H)"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as it appears in an error message: strings quoted, YAML spellings for the rest."""
     if isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
@@ -82,10 +87,10 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return _kind(value)
+    return kind_of(value)
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     """What a YAML value is, in words: 'a string', 'a number', 'a list', ..."""
     if value is None:
         return "null"
@@ -145,14 +150,14 @@ def parse_duration(text: Any) -> int:
         if m and any(g is not None for g in m.groups()) and not text.endswith("T"):
             return sum(_to_int(g, text) * unit for g, unit in zip(m.groups(), _ISO_SECONDS) if g is not None)
     reason = _why_not_duration(text)
-    raise ValueError(f"{_show(text)} is not a duration{': ' + reason if reason else ''} {_DURATION_HINT}")
+    raise ValueError(f"{show_value(text)} is not a duration{': ' + reason if reason else ''} {_DURATION_HINT}")
 
 
 def _to_int(digits: str, text: str) -> int:
     try:
         return int(digits)
     except ValueError:                              # beyond Python's int-from-string digit limit
-        raise ValueError(f"{_show(text)} is not a duration: the number is too long {_DURATION_HINT}") from None
+        raise ValueError(f"{show_value(text)} is not a duration: the number is too long {_DURATION_HINT}") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -242,8 +247,13 @@ def _key(path: tuple) -> str:
     return out or "(top level)"
 
 
-class _Checker:
-    """Validates the parsed YAML of one file; every error names the file, key and problem."""
+class ConfigChecker:
+    """Validates the parsed YAML of one file; every error names the file, key and problem.
+
+    The one validator style for every configuration section: other sections' checkers
+    (Slack routing, gateway sources) subclass it, raise `self.fail(path, problem)` with
+    the key path as a tuple, and word values with `show_value` and `kind_of`.
+    """
 
     def __init__(self, source: str):
         self.source = source
@@ -252,17 +262,25 @@ class _Checker:
         return ConfigError(self.source, path if isinstance(path, str) else _key(path), problem)
 
     def unknown_key(self, path: tuple, key: Any, allowed: tuple[str, ...], where: str) -> ConfigError:
-        problem = f"unknown key {_show(key)} in {where} (allowed: {', '.join(allowed)})"
+        problem = f"unknown key {show_value(key)} in {where} (allowed: {', '.join(allowed)})"
         if isinstance(key, str):
             close = get_close_matches(key, allowed, n=1) or [a for a in allowed if a.lower() == key.lower()]
             if close:
                 problem += f'; did you mean "{close[0]}"?'
-        return self.fail(path + (key if isinstance(key, str) else _show(key),), problem)
+        return self.fail(path + (key if isinstance(key, str) else show_value(key),), problem)
+
+    def optional_mapping(self, path: tuple, value: Any, what: str = "a mapping") -> dict:
+        """The mapping at `path` ({} when the key is absent or null); anything else fails."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"must be {what}, got {kind_of(value)}")
+        return value
 
     def name(self, path: tuple, value: Any, what: str) -> str:
         if not isinstance(value, str):
-            hint = f' (quote it: "{_show(value)}")' if isinstance(value, (bool, int, float)) else ""
-            raise self.fail(path, f"{what} must be a string, got {_kind(value)}{hint}")
+            hint = f' (quote it: "{show_value(value)}")' if isinstance(value, (bool, int, float)) else ""
+            raise self.fail(path, f"{what} must be a string, got {kind_of(value)}{hint}")
         if not value:
             raise self.fail(path, f"{what} must not be empty")
         return value
@@ -279,26 +297,26 @@ class _Checker:
         if value is None:
             return "UTC"
         if value != "UTC" or not isinstance(value, str):
-            raise self.fail(("timezone",), f'{_show(value)} is not supported: v1 accepts only "UTC"')
+            raise self.fail(("timezone",), f'{show_value(value)} is not supported: v1 accepts only "UTC"')
         return "UTC"
 
     def windows(self, value: Any) -> tuple[Window, ...]:
         if value is None:
             value = list(DEFAULT_WINDOWS)
         if not isinstance(value, list):
-            raise self.fail(("windows",), f"must be a list of durations like [7d, 30d, 90d], got {_kind(value)}")
+            raise self.fail(("windows",), f"must be a list of durations like [7d, 30d, 90d], got {kind_of(value)}")
         windows: list[Window] = []
         where: dict[str, int] = {}
         for i, entry in enumerate(value):
             path = ("windows", i)
             seconds = self.duration(path, entry)
             if seconds % 86400:
-                raise self.fail(path, f"{_show(entry)} is not a whole number of days "
+                raise self.fail(path, f"{show_value(entry)} is not a whole number of days "
                                       "(a window is whole UTC days, e.g. 7d, 2w, 48h, P90D)")
             if seconds == 0:
-                raise self.fail(path, f"{_show(entry)} is shorter than one day (a window is at least 1d)")
+                raise self.fail(path, f"{show_value(entry)} is shorter than one day (a window is at least 1d)")
             if entry in where:
-                raise self.fail(path, f"{_show(entry)} is listed twice (also windows[{where[entry]}])")
+                raise self.fail(path, f"{show_value(entry)} is listed twice (also windows[{where[entry]}])")
             where[entry] = i
             windows.append(Window(key=entry, days=seconds // 86400))
         return tuple(windows)
@@ -309,20 +327,20 @@ class _Checker:
             raise self.fail(path, "missing: the configuration needs a pipelines section "
                                   "(a mapping of pipeline name to its stages)")
         if not isinstance(value, dict):
-            raise self.fail(path, f"must be a mapping of pipeline name to pipeline, got {_kind(value)}")
+            raise self.fail(path, f"must be a mapping of pipeline name to pipeline, got {kind_of(value)}")
         if not value:
             raise self.fail(path, "must define at least one pipeline")
         out: dict[str, PipelineConfig] = {}
         for name, body in value.items():
             if not isinstance(name, str) or not name:
-                raise self.fail(path + (name if isinstance(name, str) else _show(name),),
-                                f"a pipeline name must be a non-empty string, got {_show(name)}")
+                raise self.fail(path + (name if isinstance(name, str) else show_value(name),),
+                                f"a pipeline name must be a non-empty string, got {show_value(name)}")
             out[name] = self.pipeline(path + (name,), name, body)
         return out
 
     def pipeline(self, path: tuple, name: str, body: Any) -> PipelineConfig:
         if not isinstance(body, dict):
-            raise self.fail(path, f"a pipeline must be a mapping with a stages list, got {_kind(body)}")
+            raise self.fail(path, f"a pipeline must be a mapping with a stages list, got {kind_of(body)}")
         for key in body:
             if key not in _PIPELINE_KEYS:
                 raise self.unknown_key(path, key, _PIPELINE_KEYS, f'pipeline "{name}"')
@@ -330,7 +348,7 @@ class _Checker:
             raise self.fail(path + ("stages",), "missing: a pipeline needs a non-empty stages list")
         entries = body["stages"]
         if not isinstance(entries, list) or not entries:
-            got = "an empty list" if isinstance(entries, list) else _kind(entries)
+            got = "an empty list" if isinstance(entries, list) else kind_of(entries)
             raise self.fail(path + ("stages",), f"must be a non-empty list of stages, got {got}")
         stages: list[Stage] = []
         index: dict[str, int] = {}
@@ -338,7 +356,7 @@ class _Checker:
             stage = self.stage(path + ("stages", i), i, entry)
             if stage.name in index:
                 raise self.fail(path + ("stages", i, "name"),
-                                f"duplicate stage name {_show(stage.name)} (also stages[{index[stage.name]}])")
+                                f"duplicate stage name {show_value(stage.name)} (also stages[{index[stage.name]}])")
             index[stage.name] = i
             stages.append(stage)
         default = 1 if len(stages) > 1 else 0
@@ -350,7 +368,7 @@ class _Checker:
     def stage(self, path: tuple, i: int, entry: Any) -> Stage:
         if not isinstance(entry, dict):
             raise self.fail(path, "a stage must be a mapping like {name: new, stale_after: 3d, "
-                                  f"probability: 0.05}}, got {_kind(entry)}")
+                                  f"probability: 0.05}}, got {kind_of(entry)}")
         for key in entry:
             if key not in _STAGE_KEYS:
                 raise self.unknown_key(path, key, _STAGE_KEYS, "a stage entry")
@@ -363,9 +381,9 @@ class _Checker:
         if prob is None:
             prob = 0.0
         elif isinstance(prob, bool) or not isinstance(prob, (int, float)):
-            raise self.fail(path + ("probability",), f"{_show(prob)} is not a number (expected 0 to 1, e.g. 0.25)")
+            raise self.fail(path + ("probability",), f"{show_value(prob)} is not a number (expected 0 to 1, e.g. 0.25)")
         elif math.isnan(prob) or not 0 <= prob <= 1:
-            raise self.fail(path + ("probability",), f"{_show(prob)} is outside [0, 1]")
+            raise self.fail(path + ("probability",), f"{show_value(prob)} is outside [0, 1]")
         return Stage(name=name, index=i, stale_after_s=stale_s, probability=float(prob))
 
     def stage_ref(self, path: tuple, value: Any, index: dict[str, int], pipeline: str, default: int) -> int:
@@ -373,7 +391,7 @@ class _Checker:
             return default
         self.name(path, value, "a stage name")
         if value not in index:
-            raise self.fail(path, f'{_show(value)} is not a stage of pipeline "{pipeline}" '
+            raise self.fail(path, f'{show_value(value)} is not a stage of pipeline "{pipeline}" '
                                   f"(stages: {', '.join(index)})")
         return index[value]
 
@@ -428,9 +446,9 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     except OSError as e:
         raise ConfigError(source, "(file)", f"cannot read: {e.strerror or e}") from None
     doc = _parse_yaml(data, source)
-    check = _Checker(source)
+    check = ConfigChecker(source)
     if not isinstance(doc, dict):
-        what = "the file is empty" if doc is None else f"got {_kind(doc)}"
+        what = "the file is empty" if doc is None else f"got {kind_of(doc)}"
         raise ConfigError(source, "(top level)", f"expected a mapping with a pipelines section; {what}")
     timezone = check.timezone(doc.get("timezone"))
     windows = check.windows(doc.get("windows"))

@@ -94,15 +94,6 @@ def is_input(line: bytes) -> bool:
     return bool(line) and not line.isspace()
 
 
-def read_lines(paths: list[str], on_progress: Callable[[int], None] | None = None
-               ) -> Iterator[tuple[str, int, bytes]]:
-    """(path, line number, line) for every input line of every file, blank lines skipped."""
-    for path, first, lines in read_batches(paths, on_progress):
-        for k, line in enumerate(lines):
-            if line and not line.isspace():
-                yield path, first + k, line
-
-
 # --------------------------------------------------------------------------------------
 # Byte ranges of plain files (`pulse report --jobs`: each process reads one range)
 # --------------------------------------------------------------------------------------

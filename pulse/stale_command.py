@@ -42,7 +42,7 @@ def cmd_stale(args: argparse.Namespace) -> int:
         return 2
     from redis.exceptions import RedisError
 
-    from pulse.agents.serving import redact
+    from pulse.agents.redis_layout import redact
 
     try:
         doc = asyncio.run(_query(settings, args))
@@ -58,7 +58,7 @@ def cmd_stale(args: argparse.Namespace) -> int:
 
 
 async def _query(settings, args) -> dict:
-    from pulse.agents.serving import Keys, connect, key_prefix, query_stale, read_scorecards
+    from pulse.agents.redis_layout import Keys, connect, key_prefix, query_stale, read_scorecards
 
     client = connect(settings.redis_url)
     keys = Keys(key_prefix(settings.topic_prefix))

@@ -1,10 +1,8 @@
 """Stagnation alerts (SPEC 4.5, 6): when to raise `lead.stale` and `lead.stale_resolved`.
 
-`StaleLeadDetector` keeps the open stays of leads that can go stale in a heap
-ordered by the instant their next level falls due, so a periodic check costs in
-proportion to the alerts that are due, not to the open leads: a million quiet
-leads sit in the heap untouched. Entries are never removed early; one that no
-longer matches its lead's current stay is simply dropped when it surfaces.
+`StaleLeadDetector` keeps the open stays of leads that can go stale in a `DueHeap`
+(staleness.py: ordered by the instant their next level falls due), so a periodic
+check costs in proportion to the alerts that are due, not to the open leads.
 
 What was already raised lives on the lead (alert_stage, alert_stay, alert_level),
 so a restart that restores the leads raises nothing twice. Pure: time is a
@@ -13,7 +11,6 @@ parameter; the caller publishes the messages.
 from __future__ import annotations
 
 import hashlib
-import heapq
 from typing import Iterable
 
 from pulse.config import PipelineConfig
@@ -23,7 +20,7 @@ from pulse.schemas.types import CLOSED, STAGE_CHANGED
 
 from .history import decode, sort_key
 from .lead import Lead
-from .staleness import next_level_due_us, stale_level
+from .staleness import DueHeap, next_level_due_us, stale_level, stale_limits
 from .windows import DAY_US
 
 SEVERITY = {1: "warning", 2: "high", 3: "critical"}
@@ -53,14 +50,13 @@ class StaleLeadDetector:
 
     def __init__(self, pipelines: dict[str, PipelineConfig], *, in_event_time: bool = False):
         self._pipelines = pipelines
-        self._limits = {name: [None if st.stale_after_s is None else st.stale_after_s * 1_000_000
-                               for st in pc.stages] for name, pc in pipelines.items()}
+        self._limits = stale_limits(pipelines)
         self.in_event_time = in_event_time
         # (due, pipeline, lead_id, stage, stay start, stepwise): stepwise when scheduled before it was due
-        self._heap: list[tuple[int, str, str, int, int, bool]] = []
+        self._due = DueHeap()
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._due)
 
     def watch(self, pipeline: str, lead: Lead, now_us: int | None = None) -> None:
         """Schedule the lead's current stay for its next level (call after the stay changed or was
@@ -74,7 +70,7 @@ class StaleLeadDetector:
         due = next_level_due_us(lead.stay_start, limit, raised)
         if due is not None:
             stepwise = self.in_event_time and (raised > 0 or now_us is None or due > now_us)
-            heapq.heappush(self._heap, (due, pipeline, lead.lead_id, lead.stage, lead.stay_start, stepwise))
+            self._due.push((due, pipeline, lead.lead_id, lead.stage, lead.stay_start, stepwise))
 
     def due(self, now_us: int, find_lead) -> list[tuple[Lead, dict]]:
         """Raise every `lead.stale` due at `now_us`: (lead, alert message) pairs.
@@ -85,9 +81,7 @@ class StaleLeadDetector:
         level's instant): the caller resolves it.
         """
         raised = []
-        heap = self._heap
-        while heap and heap[0][0] <= now_us:
-            due, pipeline, lead_id, stage, start, stepwise = heapq.heappop(heap)
+        for due, pipeline, lead_id, stage, start, stepwise in self._due.pop_due(now_us):
             lead = find_lead(pipeline, lead_id)
             if lead is None:
                 continue
@@ -116,7 +110,7 @@ class StaleLeadDetector:
             else:
                 nxt = next_level_due_us(start, limit, max(level, already))
                 if nxt is not None:
-                    heapq.heappush(heap, (nxt, pipeline, lead_id, stage, start, True))
+                    self._due.push((nxt, pipeline, lead_id, stage, start, True))
         return raised
 
     def levels_before_end(self, pipeline: str, lead: Lead, now_us: int) -> list[dict]:
@@ -150,7 +144,8 @@ class StaleLeadDetector:
     def due_count(self, now_us: int, find_lead) -> int:
         """How many current stays have a check due at `now_us`, without raising anything: a walk
         of the heap that visits only due entries and their children, O(due), not O(heap)."""
-        heap, stays, todo = self._heap, set(), [0] if self._heap else []
+        heap, stays = self._due.entries, set()
+        todo = [0] if heap else []
         while todo:
             i = todo.pop()
             due, pipeline, lead_id, stage, start, _ = heap[i]

@@ -33,8 +33,9 @@ class _DayDeals:
         self.lost = 0
         self.won_amount = 0     # exact, units of 2**-1074 (see exact.py)
         self.cycle_us = 0       # Σ (close time − creation time) of won closes
-        # per dimension (DIMENSIONS order): value (None: never given) -> counts, see _CREATED...
-        self.segments: tuple[dict, dict, dict] = ({}, {}, {})
+        # (owner, team, source) (None: never given) -> counts, see _CREATED...: one dict look-up
+        # per creation or close; split per dimension when a report asks (`segments`).
+        self.segments: dict[tuple, list[int]] = {}
 
 
 @dataclass(slots=True)
@@ -61,64 +62,39 @@ class DealFlow:
         self._last, self._lo, self._hi = bucket, day * DAY_US, (day + 1) * DAY_US
         return bucket
 
-    def lead_created(self, ts_us: int, owner: str | None, team: str | None, source: str | None, sign: int) -> None:
+    def lead_created(self, ts_us: int, segment: tuple, sign: int) -> None:
+        """A lead was created at ts_us with `segment` = (owner, team, source) just after."""
         day = self._last if self._lo <= ts_us < self._hi else self._day(ts_us)
         day.created += sign
-        owners, teams, sources = day.segments           # unrolled: once per creation
-        c = owners.get(owner)
+        c = day.segments.get(segment)
         if c is None:
-            c = owners[owner] = [0, 0, 0, 0, 0]
-        c[_CREATED] += sign
-        c = teams.get(team)
-        if c is None:
-            c = teams[team] = [0, 0, 0, 0, 0]
-        c[_CREATED] += sign
-        c = sources.get(source)
-        if c is None:
-            c = sources[source] = [0, 0, 0, 0, 0]
+            c = day.segments[segment] = [0, 0, 0, 0, 0]
         c[_CREATED] += sign
 
     def lead_qualified(self, ts_us: int, sign: int) -> None:
         (self._last if self._lo <= ts_us < self._hi else self._day(ts_us)).qualified += sign
 
-    def closed(self, ts_us: int, won: bool, amount: float | None, created_us: int,
-               owner: str | None, team: str | None, source: str | None, sign: int) -> None:
+    def closed(self, ts_us: int, won: bool, amount: float | None, created_us: int, segment: tuple,
+               sign: int) -> None:
+        """A (not superseded) close at ts_us, attributed to `segment` = (owner, team, source)."""
         day = self._last if self._lo <= ts_us < self._hi else self._day(ts_us)
+        c = day.segments.get(segment)
+        if c is None:
+            c = day.segments[segment] = [0, 0, 0, 0, 0]
         if won:
             # No multiplication of a ~1,100-bit exact amount by `sign` (exact.py): a negation.
             fixed = (to_fixed(amount) if sign > 0 else -to_fixed(amount)) if amount else 0
             cycle = sign * (ts_us - created_us)
             day.won += sign
+            c[_WON] += sign
             if fixed:
                 day.won_amount += fixed
+                c[_WON_AMOUNT] += fixed
             day.cycle_us += cycle
+            c[_CYCLE] += cycle
         else:
             day.lost += sign
-        owners, teams, sources = day.segments           # unrolled, as in lead_created
-        c1 = owners.get(owner)
-        if c1 is None:
-            c1 = owners[owner] = [0, 0, 0, 0, 0]
-        c2 = teams.get(team)
-        if c2 is None:
-            c2 = teams[team] = [0, 0, 0, 0, 0]
-        c3 = sources.get(source)
-        if c3 is None:
-            c3 = sources[source] = [0, 0, 0, 0, 0]
-        if won:
-            c1[_WON] += sign
-            c2[_WON] += sign
-            c3[_WON] += sign
-            if fixed:
-                c1[_WON_AMOUNT] += fixed
-                c2[_WON_AMOUNT] += fixed
-                c3[_WON_AMOUNT] += fixed
-            c1[_CYCLE] += cycle
-            c2[_CYCLE] += cycle
-            c3[_CYCLE] += cycle
-        else:
-            c1[_LOST] += sign
-            c2[_LOST] += sign
-            c3[_LOST] += sign
+            c[_LOST] += sign
 
     def window(self, days: DayRange) -> DealWindow:
         total = DealWindow()
@@ -137,12 +113,15 @@ class DealFlow:
     def segments(self, days: DayRange) -> list[dict[str | None, DealWindow]]:
         """Per dimension (DIMENSIONS order): value -> its creations and closes in the window,
         for the values with at least one of them (SPEC 5)."""
-        totals: list[dict[str | None, list[int]]] = [{}, {}, {}]
+        combined: dict[tuple, list[int]] = {}
         for d in range(days.first, days.last + 1):
             b = self._days.get(d)
             if b is not None:
-                for into, by_value in zip(totals, b.segments):
-                    _add_into(into, by_value)
+                _add_into(combined, b.segments)
+        totals: list[dict[str | None, list[int]]] = [{}, {}, {}]
+        for segment, counts in combined.items():
+            for by_value, value in zip(totals, segment):
+                _add_counts(by_value, value, counts)
         return [{value: DealWindow(created=c[_CREATED], won=c[_WON], lost=c[_LOST], won_amount=c[_WON_AMOUNT],
                                    cycle_us=c[_CYCLE])
                  for value, c in by_value.items() if c[_CREATED] or c[_WON] or c[_LOST]}
@@ -156,8 +135,7 @@ class DealFlow:
                 mine = self._days[d] = _DayDeals()
             for f in _TOTALS:
                 setattr(mine, f, getattr(mine, f) + getattr(theirs, f))
-            for into, by_value in zip(mine.segments, theirs.segments):
-                _add_into(into, by_value)
+            _add_into(mine.segments, theirs.segments)
 
     def drop_days_before(self, day: int) -> None:
         for d in [d for d in self._days if d < day]:
@@ -168,8 +146,7 @@ class DealFlow:
 
     def dump(self) -> list:
         return [(d, b.created, b.qualified, b.won, b.lost, str(b.won_amount), str(b.cycle_us),
-                 [[(value, c[0], c[1], c[2], str(c[3]), c[4]) for value, c in by_value.items()]
-                  for by_value in b.segments])
+                 [(*segment, c[0], c[1], c[2], str(c[3]), c[4]) for segment, c in b.segments.items()])
                 for d, b in self._days.items()]
 
     @classmethod
@@ -179,8 +156,8 @@ class DealFlow:
             b = flow._days[d] = _DayDeals()
             b.created, b.qualified, b.won, b.lost = created, qualified, won, lost
             b.won_amount, b.cycle_us = int(won_amount), int(cycle_us)
-            b.segments = tuple({value: [c0, c1, c2, int(c3), c4] for value, c0, c1, c2, c3, c4 in entries}
-                               for entries in segments)
+            b.segments = {(owner, team, source): [c0, c1, c2, int(c3), c4]
+                          for owner, team, source, c0, c1, c2, c3, c4 in segments}
         return flow
 
 
@@ -188,14 +165,18 @@ _TOTALS = ("created", "qualified", "won", "lost", "won_amount", "cycle_us")
 
 
 def _add_into(totals: dict, counts: dict) -> None:
-    """totals[value] += counts[value] for every value, never sharing a list with `counts`."""
-    for value, c in counts.items():
-        t = totals.get(value)
-        if t is None:
-            totals[value] = list(c)
-        else:
-            for i in range(5):
-                t[i] += c[i]
+    """totals[key] += counts[key] for every key, never sharing a list with `counts`."""
+    for key, c in counts.items():
+        _add_counts(totals, key, c)
+
+
+def _add_counts(totals: dict, key, counts: list[int]) -> None:
+    t = totals.get(key)
+    if t is None:
+        totals[key] = list(counts)
+    else:
+        for i in range(5):
+            t[i] += counts[i]
 
 
 def sort_values(values) -> list:

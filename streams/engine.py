@@ -32,6 +32,9 @@ HELD = "held"
 _NEVER = 1 << 80   # an as_of later than any event
 
 
+_encode_record = history.encode_record
+
+
 def _record_key(record: tuple[Event, int | None]) -> tuple[int, int, str]:
     return history.sort_key(record[0])
 
@@ -47,7 +50,8 @@ class PipelineState:
         self.implicit_creates = 0
         self.leads: dict[str, Lead] = {}
         self.open_leads: dict[str, Lead] = {}
-        self.intern = {}.setdefault         # owner/team strings shared by the leads
+        self.intern = {}.setdefault         # owner/team/source strings and close segments shared by the leads
+        self.state_only = _StateOnly(self)
 
     def merge(self, other: PipelineState) -> None:
         """Add the state of disjoint leads (another shard or worker) to this one."""
@@ -56,6 +60,28 @@ class PipelineState:
         self.implicit_creates += other.implicit_creates
         self.leads.update(other.leads)
         self.open_leads.update(other.open_leads)
+
+
+class _Discard:
+    """The accumulator calls of lead.py (StageFlow's and DealFlow's), keeping nothing."""
+
+    def _ignore(self, *args, **kwargs) -> None:
+        return None
+
+    stay_started = stay_ended = moved = open_amount_changed = _ignore               # StageFlow
+    lead_created = lead_qualified = closed = _ignore                                # DealFlow
+
+
+class _StateOnly:
+    """A PipelineState for folds that only want the lead's state (lead.py), not its
+    contributions: `PulseEngine._refold` walks a late event's predecessors with it."""
+
+    def __init__(self, p: PipelineState):
+        self.config = p.config
+        self.qualified_index = p.qualified_index
+        self.intern = p.intern
+        self.implicit_creates = 0           # written, never read
+        self.flow = self.deals = _Discard()
 
 
 class PulseEngine:
@@ -156,14 +182,12 @@ class PulseEngine:
             return DUPLICATE
         self.applied += 1
         was_open = lead.is_open
-        rank = TIE_RANK[ev[KIND]]
-        if ts > lead.last_ts or (ts == lead.last_ts and (rank > lead.last_rank or (
-                rank == lead.last_rank and event_id > self._last_event_id(lead, p)))):
+        if ts > lead.last_ts or (ts == lead.last_ts and self._after_last(lead, ev, p)):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts = ts
-            lead.last_rank = rank
+            lead.last_kind = ev[KIND]
             # history.encode, inlined; a bytearray: extended in place
-            lead.history += history.encode_record(ev[:8] + (offset, event_id))
+            lead.history += _encode_record(ev[:8] + (offset, event_id))
             lead.n_events += 1
         else:
             self._refold(lead, ev, offset, p)                   # late: revert and re-derive the lead
@@ -176,23 +200,39 @@ class PulseEngine:
         return APPLIED
 
     @staticmethod
-    def _last_event_id(lead: Lead, p: PipelineState) -> str:
+    def _after_last(lead: Lead, ev: Event, p: PipelineState) -> bool:
+        """Whether `ev`, at the same occurred_at as the lead's latest applied event, comes
+        after it in SPEC 3's order (type rank, then event_id)."""
+        rank, last_rank = TIE_RANK[ev[KIND]], TIE_RANK[lead.last_kind]
+        if rank != last_rank:
+            return rank > last_rank
         events = history.decode(lead.history, lead.n_events, p.config.name, lead.lead_id)
-        return max(events, key=history.sort_key).event_id
+        return ev[EVENT_ID] > max(events, key=history.sort_key).event_id
 
     def _refold(self, lead: Lead, ev: Event, offset: int | None, p: PipelineState) -> None:
+        """A late event: revert the contributions of the lead's events from the late one's
+        place on, and fold them again with it in place.
+
+        The events before that place contribute the same either way, so they are only
+        walked for the lead's state there (against `state_only`: no contributions).
+        """
         old = history.records(lead.history, lead.n_events, p.config.name, lead.lead_id)
         old.sort(key=_record_key)
-        self._fold(Lead(lead.lead_id), [e for e, _ in old], p, -1)
-        new = old + [(ev, offset)]
-        new.sort(key=_record_key)
+        events = [e for e, _ in old]
+        key = history.sort_key(ev)
+        k = len(events)
+        while k and history.sort_key(events[k - 1]) > key:     # late events are mostly a little late
+            k -= 1
         fresh = Lead(lead.lead_id)
-        self._fold(fresh, [e for e, _ in new], p, +1)
+        self._fold(fresh, events[:k], p.state_only, +1)
+        self._fold(fresh.copy_state(), events[k:], p, -1)
+        self._fold(fresh, [ev] + events[k:], p, +1)
         for name in Lead.__slots__:
             if name not in Lead.NOT_DERIVED:
                 setattr(lead, name, getattr(fresh, name))
-        lead.history = bytearray().join(history.encode(e, o) for e, o in new)
-        lead.n_events = len(new)
+        old.insert(k, (ev, offset))
+        lead.history = bytearray().join(history.encode(e, o) for e, o in old)
+        lead.n_events = len(old)
 
     def restore_lead(self, pipeline: str, lead_id: str, events: bytes, n_events: int) -> Lead:
         """Rebuild a lead (and its contributions) from its durable history (live worker recovery)."""
@@ -235,7 +275,7 @@ class PulseEngine:
         for e in events:
             apply_event(lead, e, p, sign)
         if events:
-            lead.last_ts, lead.last_rank = events[-1].ts, TIE_RANK[events[-1].kind]
+            lead.last_ts, lead.last_kind = events[-1].ts, events[-1].kind
 
     # -- combining shards ------------------------------------------------------------------
 

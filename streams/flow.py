@@ -7,12 +7,13 @@ window is the sum of its days' buckets.
 
 The open pipeline at 00:00 of day D, from the events before D only (SPEC 4.9's
 `open_at_start`), is a stock: the sum of what every earlier day's events changed in it.
-So each bucket also keeps those changes per stage (`open_count`, `open_amount`): a lead
-opens (created, reopened), moves, closes, or changes its amount while open. They ride
-on the stay calls the lead fold makes anyway, which is why they live here: one call per
-stay change, not two. They differ from entered/exited in two ways: amounts, and a
-superseding close (SPEC 3.5), which moves a stay's end but not the instant the lead
-left the open pipeline (`leaves_open=False`).
+The count is what entered minus what exited, except for a superseding close (SPEC 3.5),
+which moves a stay's end but not the instant the lead left the open pipeline
+(`leaves_open=False`): each bucket keeps that correction per stage (`open_fix`, rarely
+non-zero), so the hot path pays nothing for counts. Amounts are not in entered/exited:
+each bucket keeps their change per stage (`open_amount`) when a lead opens (created,
+reopened), moves, closes, or changes its amount while open. They ride on the stay calls
+the lead fold makes anyway, which is why they live here: one call per stay change.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ OUTCOME_NAMES = ("advanced", "regressed", "won", "lost")
 class _DayFlow:
     """One UTC day of one pipeline. Flat lists and int keys: this is the per-event hot path."""
 
-    __slots__ = ("entered", "exits", "dwell_sum_us", "dwell_hist", "transitions", "open_count", "open_amount")
+    __slots__ = ("entered", "exits", "dwell_sum_us", "dwell_hist", "transitions", "open_fix", "open_amount")
 
     def __init__(self, n_stages: int):
         self.entered = [0] * n_stages
@@ -39,8 +40,14 @@ class _DayFlow:
         self.dwell_sum_us = [0] * n_stages
         self.dwell_hist: dict[int, int] = {}    # [stage * _KEYS + dwell bucket] -> count (zeros allowed)
         self.transitions: dict[int, int] = {}   # [from * _KEYS + to] -> count (zeros allowed)
-        self.open_count = [0] * n_stages        # change of the open leads per stage during the day
-        self.open_amount = [0] * n_stages       # ... and of their amounts, exact (units of 2**-1074, exact.py)
+        self.open_fix = [0] * n_stages          # open leads per stage: the change not in entered - exits
+        self.open_amount = [0] * n_stages       # change of their amounts, exact (units of 2**-1074, exact.py)
+
+    def open_count(self) -> list[int]:
+        """The change of the open leads per stage during the day."""
+        exits = self.exits
+        return [self.entered[s] - exits[4 * s] - exits[4 * s + 1] - exits[4 * s + 2] - exits[4 * s + 3] + fix
+                for s, fix in enumerate(self.open_fix)]
 
 
 _KEYS = 1 << 16   # key stride: more than any stage count or dwell bucket number
@@ -82,7 +89,6 @@ class StageFlow:
         """The lead is open in `stage` from `start_us` (created or reopened), with `amount`."""
         day = self._last if self._lo <= start_us < self._hi else self._day(start_us)
         day.entered[stage] += sign
-        day.open_count[stage] += sign
         if amount:
             fixed = _cached(amount) or to_fixed(amount)
             if sign > 0:                        # no multiplication of a ~1,100-bit sum by sign
@@ -96,14 +102,14 @@ class StageFlow:
         close). `leaves_open`: the lead left the open pipeline then, with `amount` (see above)."""
         day = self._last if self._lo <= end_us < self._hi else self._day(end_us)
         day.exits[stage * 4 + outcome] += sign
-        if leaves_open:
-            day.open_count[stage] -= sign
-            if amount:
-                fixed = _cached(amount) or to_fixed(amount)
-                if sign > 0:
-                    day.open_amount[stage] -= fixed
-                else:
-                    day.open_amount[stage] += fixed
+        if not leaves_open:
+            day.open_fix[stage] += sign          # the exit above did not take it out of the open pipeline
+        elif amount:
+            fixed = _cached(amount) or to_fixed(amount)
+            if sign > 0:
+                day.open_amount[stage] -= fixed
+            else:
+                day.open_amount[stage] += fixed
         dwell = end_us - start_us
         day.dwell_sum_us[stage] += sign * dwell
         hist = day.dwell_hist
@@ -132,9 +138,6 @@ class StageFlow:
         key = stage * _KEYS + to_stage
         transitions[key] = transitions.get(key, 0) + sign
         day.entered[to_stage] += sign
-        count = day.open_count
-        count[stage] -= sign
-        count[to_stage] += sign
         if amount:
             fixed = _cached(amount) or to_fixed(amount)
             if sign < 0:
@@ -148,7 +151,10 @@ class StageFlow:
         delta = ((_cached(new) or to_fixed(new)) if new else 0) - ((_cached(old) or to_fixed(old)) if old else 0)
         if delta:
             day = self._last if self._lo <= ts < self._hi else self._day(ts)
-            day.open_amount[stage] += sign * delta
+            if sign > 0:
+                day.open_amount[stage] += delta
+            else:
+                day.open_amount[stage] -= delta
 
     def open_at_day_starts(self, days: list[int]) -> dict[int, tuple[list[int], list[int]]]:
         """The open pipeline at 00:00 UTC of each given day number, from the events before it:
@@ -161,8 +167,8 @@ class StageFlow:
         for day in sorted(set(days)):
             while i < len(keys) and keys[i] < day:
                 b = self._days[keys[i]]
-                for s in range(self.n_stages):
-                    count[s] += b.open_count[s]
+                for s, change in enumerate(b.open_count()):
+                    count[s] += change
                     amount[s] += b.open_amount[s]
                 i += 1
             out[day] = (list(count), list(amount))
@@ -208,7 +214,7 @@ class StageFlow:
             for key, c in theirs.transitions.items():
                 mine.transitions[key] = mine.transitions.get(key, 0) + c
             for s in range(self.n_stages):
-                mine.open_count[s] += theirs.open_count[s]
+                mine.open_fix[s] += theirs.open_fix[s]
                 mine.open_amount[s] += theirs.open_amount[s]
 
     def drop_days_before(self, day: int) -> None:
@@ -220,8 +226,8 @@ class StageFlow:
         carry = _DayFlow(self.n_stages)
         for d in old:
             b = self._days.pop(d)
-            for s in range(self.n_stages):
-                carry.open_count[s] += b.open_count[s]
+            for s, change in enumerate(b.open_count()):
+                carry.open_fix[s] += change         # the carry bucket has no entered/exits
                 carry.open_amount[s] += b.open_amount[s]
         self._days[day - 1] = carry
         self._last, self._lo, self._hi = None, 0, 0

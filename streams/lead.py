@@ -22,12 +22,15 @@ if TYPE_CHECKING:
     from .engine import PipelineState
 
 
+_BEFORE_ANY_TS = -(1 << 63)    # µs; RFC 3339 years start at 0001 (about -6.2e16)
+
+
 class Lead:
     """Derived state of one lead (identified by pipeline and lead_id)."""
 
     __slots__ = ("lead_id", "created", "implicit", "stage", "stay_start", "is_open", "close_ts", "won",
-                 "close_amount", "close_owner", "close_team", "close_source", "owner", "team", "source", "amount",
-                 "qualified_at", "last_ts", "last_rank", "history", "n_events",
+                 "close_amount", "close_segment", "owner", "team", "source", "amount",
+                 "qualified_at", "last_ts", "last_kind", "history", "n_events",
                  "alert_stage", "alert_stay", "alert_level")
 
     # Not derived from the events: kept as they are when a late event re-derives the lead.
@@ -43,18 +46,18 @@ class Lead:
         self.close_ts: int | None = None    # the close that counts (a later close supersedes it)
         self.won = False
         self.close_amount: float | None = None
-        # Owner, team and source the counting close is attributed to (SPEC 4.8): what a
+        # (owner, team, source) the counting close is attributed to (SPEC 4.8): what a
         # superseding close removes.
-        self.close_owner: str | None = None
-        self.close_team: str | None = None
-        self.close_source: str | None = None
+        self.close_segment: tuple = ()
         self.owner: str | None = None
         self.team: str | None = None
         self.source: str | None = None
         self.amount: float | None = None
         self.qualified_at: int | None = None  # start of the first stay at or after qualified_stage
-        self.last_ts = -1                   # SPEC 3 order key (ts, TIE_RANK[kind]) of the latest applied event
-        self.last_rank = -1
+        # occurred_at and kind of the latest applied event (its SPEC 3 order key is
+        # (ts, TIE_RANK[kind], event_id)); before any, earlier than every timestamp.
+        self.last_ts = _BEFORE_ANY_TS
+        self.last_kind = CREATED
         self.history = bytearray()          # applied events, see history.py
         self.n_events = 0                   # how many records `history` holds
         # The stay (stage, start) a lead.stale alert was raised for, and its highest level
@@ -62,6 +65,15 @@ class Lead:
         self.alert_stage = -1
         self.alert_stay = -1
         self.alert_level = 0
+
+
+    def copy_state(self) -> Lead:
+        """A lead with the same derived state (not the history or the alert memory)."""
+        twin = Lead(self.lead_id)
+        for name in Lead.__slots__:
+            if name not in Lead.NOT_DERIVED:
+                setattr(twin, name, getattr(self, name))
+        return twin
 
 
 def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
@@ -79,21 +91,29 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
         lead.team = p.intern(team, team)
     if source is not None and source != lead.source:         # only lead.created and lead.updated carry it
         lead.source = p.intern(source, source)
-    if amount is not None:
-        if amount != lead.amount and lead.is_open:           # most events repeat the amount: one test
+    if amount is not None and amount != lead.amount:             # most events repeat the amount
+        if lead.is_open:
             p.flow.open_amount_changed(ts, lead.stage, lead.amount, amount, sign)
         lead.amount = amount
 
-    if kind == UPDATED:                                         # 3.8: fields only, whatever the lead's state
-        return
     if lead.created is None:                                    # 3.1 and 3.2: the lead begins
+        if kind == UPDATED:                                     # 3.8: never creates; fields held
+            return
         lead.created = ts
-        p.deals.lead_created(ts, lead.owner, lead.team, lead.source, sign)
+        p.deals.lead_created(ts, (lead.owner, lead.team, lead.source), sign)
         if kind != CREATED:
             lead.implicit = True
             p.implicit_creates += sign
         lead.is_open = True
-        _start_stay(lead, stage if kind != CLOSED else 0, ts, p, sign)
+        # _start_stay, inlined: once per lead
+        if kind == CLOSED:
+            stage = 0
+        lead.stage = stage
+        lead.stay_start = ts
+        p.flow.stay_started(stage, ts, lead.amount, sign)
+        if stage >= p.qualified_index:
+            lead.qualified_at = ts
+            p.deals.lead_qualified(ts, sign)
         if kind == CLOSED:                                      # implicit create and close at once
             _close(lead, ev, p, sign)
         return
@@ -121,10 +141,9 @@ def apply_event(lead: Lead, ev: Event, p: PipelineState, sign: int) -> None:
             # The earlier close's stay end moves to this one; the lead left the open pipeline then, still.
             p.flow.stay_ended(lead.stage, lead.stay_start, lead.close_ts, WON if lead.won else LOST, -1, -sign,
                               leaves_open=False)
-            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created,
-                           lead.close_owner, lead.close_team, lead.close_source, -sign)
+            p.deals.closed(lead.close_ts, lead.won, lead.close_amount, lead.created, lead.close_segment, -sign)
             _close(lead, ev, p, sign, superseding=True)
-    # kind == CREATED on an existing lead: fields only (3.1)
+    # kind == CREATED or UPDATED on an existing lead: fields only (3.1, 3.8)
 
 
 def _start_stay(lead: Lead, stage: int, ts: int, p: PipelineState, sign: int) -> None:
@@ -142,9 +161,11 @@ def _close(lead: Lead, ev: Event, p: PipelineState, sign: int, superseding: bool
     amount = lead.amount if lead.amount is not None else 0.0
     p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign, lead.amount,
                       leaves_open=not superseding)
-    p.deals.closed(ts, ev.won, amount, lead.created, lead.owner, lead.team, lead.source, sign)
+    segment = (lead.owner, lead.team, lead.source)
+    segment = p.intern(segment, segment)        # one tuple per combination, not one per closed lead
+    p.deals.closed(ts, ev.won, amount, lead.created, segment, sign)
     lead.is_open = False
     lead.close_ts = ts
     lead.won = ev.won
     lead.close_amount = amount
-    lead.close_owner, lead.close_team, lead.close_source = lead.owner, lead.team, lead.source
+    lead.close_segment = segment

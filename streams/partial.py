@@ -19,8 +19,9 @@ from .lead import Lead
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.decode
 # Bumped whenever the layout changes: during a rolling upgrade a worker must not merge a peer's
-# share that it would misread (2: SPEC v2 segments and opening figures, open leads' source).
-FORMAT = 2
+# share that it would misread (2: SPEC v2 segments and opening figures, open leads' source;
+# 3: segment counts per (owner, team, source) rather than per dimension).
+FORMAT = 3
 
 
 class PartialFormatError(ValueError):
@@ -33,7 +34,7 @@ def dump_partial(engine: PulseEngine) -> bytes:
         pipelines[name] = {
             "implicit": p.implicit_creates,
             "flow": [(d, b.entered, b.exits, [str(x) for x in b.dwell_sum_us], list(b.dwell_hist.items()),
-                      list(b.transitions.items()), b.open_count, [str(x) for x in b.open_amount])
+                      list(b.transitions.items()), b.open_fix, [str(x) for x in b.open_amount])
                      for d, b in p.flow._days.items()],
             "deals": p.deals.dump(),
             "open": [(lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
@@ -56,11 +57,11 @@ def load_partial(config: Config, data: bytes) -> PulseEngine:
             continue                                    # configured differently over there: skip
         p.implicit_creates = part["implicit"]
         flow = StageFlow(p.flow.n_stages)
-        for d, entered, exits, dwell_sum, hist, transitions, open_count, open_amount in part["flow"]:
+        for d, entered, exits, dwell_sum, hist, transitions, open_fix, open_amount in part["flow"]:
             b = flow._days[d] = _DayFlow(flow.n_stages)
             b.entered, b.exits, b.dwell_sum_us = list(entered), list(exits), [int(x) for x in dwell_sum]
             b.dwell_hist, b.transitions = dict(hist), dict(transitions)
-            b.open_count, b.open_amount = list(open_count), [int(x) for x in open_amount]
+            b.open_fix, b.open_amount = list(open_fix), [int(x) for x in open_amount]
         p.flow = flow
         p.deals = DealFlow.load(part["deals"])
         for lead_id, stage, stay_start, owner, team, source, amount in part["open"]:

@@ -81,7 +81,7 @@ def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[di
     count per stage."""
     stages = p.config.stages
     n = len(stages)
-    limits = [None if st.stale_after_s is None else st.stale_after_s * 1_000_000 for st in stages]
+    limits = [st.stale_after_us for st in stages]
     by_stage = [0] * n
     open_pipeline = OpenPipeline(n)
     # Leads grouped by (stage, owner, team, source) first: far fewer groups than leads, so

@@ -247,6 +247,19 @@ def test_wall_clock_holds_events_dated_after_now_until_the_clock_gets_there():
     assert (doc["data_quality"]["after_as_of"], doc["data_quality"]["applied"], doc["pipelines"]["default"]["open"]["count"]) == (0, 2, 2)
 
 
+
+def test_report_time_is_now_on_the_wall_clock_and_the_latest_event_in_the_report_on_the_event_clock():
+    now = ts("2026-03-10T00:00:00Z")
+    for clock in ("wall", "event"):
+        live = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock=clock, send=lambda *a: None, now_us=lambda: now)
+        live.restore([0, 1], [])
+        assert live.report_as_of(live.merged_engine()) == now               # nothing read yet: now
+        live.on_message("c", 0, 0, None, created("a", "A", "2026-03-01T11:00:00Z"))
+        merged = live.merged_engine()
+        merged.merge(engine_with(created("b", "B", "2026-03-02T00:00:00Z")))     # a peer's share, later
+        assert live.report_as_of(merged) == (now if clock == "wall" else ts("2026-03-02T00:00:00Z"))
+        assert live.report_as_of(live.merged_engine()) == (now if clock == "wall" else ts("2026-03-01T11:00:00Z"))
+
 # -- issue 12: a crash at any step of a flush raises no alert twice ------------------------------
 
 import asyncio  # noqa: E402

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings, strategies as st
 
-from pulse.agents.align import TimeAligner
+from pulse.agents.align import TimeAligner, messages_behind
 from pulse.agents.batching import DurableAcks
 
 TOPICS = ["created", "changed", "closed"]
@@ -23,6 +23,13 @@ class Msg:
     offset: int
     timestamp: float
     generation_id: int = 1
+
+
+def test_consumer_lag_counts_the_messages_after_the_last_offset_taken_up_to_the_end():
+    assert messages_behind(10, None) == 10          # none taken: offsets 0..9
+    assert messages_behind(10, 0) == 9
+    assert messages_behind(10, 9) == 0
+    assert messages_behind(10, 12) == 0             # an end reported below what was taken: not negative
 
 
 def msgs(topic: str, partition: int, timestamps: list[float], first_offset: int = 0) -> list[Msg]:

@@ -15,7 +15,8 @@ from pulse.schemas.types import CLOSED, CREATED, STAGE_CHANGED, Event
 from pulse.streams import history
 from pulse.streams.dwell import HOUR_US, bucket_of, bucket_value_us, nearest_rank
 from pulse.streams.exact import from_fixed, to_fixed, weighted, weighted_sum
-from pulse.streams.staleness import next_level_due_us, stale_level
+from pulse.config import load_config
+from pulse.streams.staleness import DueHeap, next_level_due_us, stale_level, stale_limits
 from pulse.streams.windows import DAY_US, previous_window_days, window_days
 
 finite = st.floats(min_value=0, max_value=1e15, allow_nan=False, allow_infinity=False)
@@ -94,6 +95,36 @@ def test_next_level_due_is_first_instant_past_the_boundary():
         assert stale_level(due - 1 - start, limit) == level
     assert next_level_due_us(start, limit, 3) is None
     assert next_level_due_us(start, None, 0) is None
+
+
+def test_stale_limits_are_each_stages_stale_after_in_microseconds(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelines:\n  a: {stages: [{name: new, stale_after: 36h}, {name: won}]}\n"
+                    "  b: {stages: [{name: x, stale_after: 45s}]}\n")
+    config = load_config(path)
+    assert stale_limits(config.pipelines) == {"a": [36 * 3600 * 1_000_000, None], "b": [45_000_000]}
+    assert [st.stale_after_us for st in config.pipelines["a"].stages] == [129_600_000_000, None]
+
+
+@given(st.lists(st.integers(0, 50), max_size=40), st.integers(0, 50))
+def test_due_heap_gives_what_is_due_earliest_first_and_keeps_the_rest(dues, now):
+    heap = DueHeap()
+    for i, due in enumerate(dues):
+        heap.push((due, "p", f"L{i}", 0, 0))
+    taken = [entry[0] for entry in heap.pop_due(now)]
+    assert taken == sorted(d for d in dues if d <= now)
+    assert len(heap) == len(dues) - len(taken) and all(entry[0] > now for entry in heap.entries)
+
+
+def test_due_heap_gives_entries_pushed_while_taking_when_they_are_due_too():
+    heap = DueHeap()
+    heap.push((5, "p", "L", 0, 0))
+    seen = []
+    for entry in heap.pop_due(10):
+        seen.append(entry[0])
+        if entry[0] < 9:
+            heap.push((entry[0] + 2, "p", "L", 0, 0))     # the next level, as the detector schedules it
+    assert seen == [5, 7, 9] and len(heap) == 0
 
 
 # -- lead history encoding --------------------------------------------------------------
@@ -265,8 +296,8 @@ def test_stage_flow_moved_equals_a_stay_ended_and_one_started(stage, to_stage, s
     assert one._days.keys() == two._days.keys()
     for day, a in one._days.items():
         b = two._days[day]
-        assert (a.entered, a.exits, a.dwell_sum_us, a.dwell_hist, a.transitions, a.open_count, a.open_amount) == \
-            (b.entered, b.exits, b.dwell_sum_us, b.dwell_hist, b.transitions, b.open_count, b.open_amount)
+        assert (a.entered, a.exits, a.dwell_sum_us, a.dwell_hist, a.transitions, a.open_fix, a.open_amount) == \
+            (b.entered, b.exits, b.dwell_sum_us, b.dwell_hist, b.transitions, b.open_fix, b.open_amount)
 
 
 def test_dropping_old_days_keeps_the_open_pipeline_stock():

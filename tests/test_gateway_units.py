@@ -114,6 +114,8 @@ def _config(tmp_path, sources_yaml: str):
      "unknown key"),
     ("  a: {kind: close, secret_env: S, stages: {x: new}}\n", "sources.a.secret_env", "hexadecimal"),
     ("  a: {kind: pipedrive, secret_env: S, stages: {x: new}}\n", "sources.a.secret_env", "user:password"),
+    ("  a: {kind: hubspot, secret_env: S, stages: {x: new}, owners: [maria]}\n", "sources.a.owners",
+     "must be a mapping, got a list"),
 ])
 def test_source_config_errors_name_file_key_and_reason(tmp_path, body, key, words):
     config, path = _config(tmp_path, "sources:\n" + body)

@@ -19,7 +19,8 @@ import orjson
 import redis
 
 from pulse.agents.scorecards import scorecards
-from pulse.agents.serving import LEAD_FIELDS, Keys, RedisServing, connect, esc, key_prefix, query_stale, unesc
+from pulse.agents.redis_layout import LEAD_FIELDS, Keys, connect, esc, key_prefix, query_stale, stale_request, unesc
+from pulse.agents.serving import RedisServing
 from pulse.broker import create_topics, free_port
 from pulse.cli import main
 from pulse.config import load_config
@@ -32,6 +33,15 @@ from tests.support.live_harness import WorkerProcess
 from tests.support.redis import PIPELINES, RedisServer, event, expected_stale, offline_engine
 
 DAY = 86_400_000_000
+
+
+def test_get_stale_parameters_become_the_readers_arguments_or_a_named_error():
+    assert stale_request({}) == ({"pipeline": None, "stage": None, "owner": None, "team": None, "limit": 100}, None)
+    assert stale_request({"team": "emea", "limit": "0"})[0] == {"pipeline": None, "stage": None, "owner": None,
+                                                               "team": "emea", "limit": None}     # 0: no limit
+    assert stale_request({"limit": "x"}) == (None, "limit must be an integer")
+    assert stale_request({"limit": "10001"})[1] == "limit must be between 0 and 10000 (0: no limit)"
+    assert stale_request({"colour": "red", "limit": "5"})[1] == "unknown parameter(s): colour"
 
 
 async def check_mirror(client, keys: Keys, engine: PulseEngine, *, filters: bool = True) -> list[dict]:

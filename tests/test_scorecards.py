@@ -12,7 +12,8 @@ import uuid
 import orjson
 
 from pulse.agents.scorecards import EMPTY_WINDOW, scorecards
-from pulse.agents.serving import Keys, RedisServing, connect, key_prefix, read_scorecards
+from pulse.agents.redis_layout import Keys, connect, key_prefix, read_scorecards
+from pulse.agents.serving import RedisServing
 from pulse.cli import main
 from pulse.synth import generate
 

@@ -78,6 +78,8 @@ def test_routing_first_match_continue_and_default(tmp_path):
     ("slack: {default_chanel: C0X}", "slack.default_chanel", 'did you mean "default_channel"'),
     ("slack: {crm_url: 'https://x/{lead_id}'}", "slack.default_channel", "missing"),
     ("slack: {default_channel: C0X, users: {bob: bob}}", "slack.users.bob", "not a Slack user ID"),
+    ("slack: {default_channel: C0X, users: [bob]}", "slack.users",
+     "must be a mapping of CRM owner to Slack user ID, got a list"),
     ("slack: {default_channel: C0X, crm_url: 'https://x/{id}'}", "slack.crm_url", "unknown placeholder {id}"),
     ("slack: {default_channel: C0X, crm_url: 'https://x/leads'}", "slack.crm_url", "must contain {lead_id}"),
     ("slack: {default_channel: C0X, routes: [{match: {levl: 3}, channel: C0M}]}",

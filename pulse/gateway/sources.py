@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping
 
-from pulse.config import Config, ConfigError, _Checker, _kind, _show
+from pulse.config import Config, ConfigChecker, ConfigError, kind_of, show_value
 
 KINDS = ("pulse", "hubspot", "pipedrive", "close")
 OUTCOMES = ("won", "lost")
@@ -90,7 +90,7 @@ def crm_id(value: Any) -> str:
     return str(value)
 
 
-class _SourcesChecker(_Checker):
+class _SourcesChecker(ConfigChecker):
     def __init__(self, config: Config, environ: Mapping[str, str]):
         super().__init__(config.source)
         self.config = config
@@ -98,22 +98,22 @@ class _SourcesChecker(_Checker):
 
     def section(self, value: Any) -> dict[str, Source]:
         if not isinstance(value, dict) or not value:
-            raise self.fail(("sources",), f"must map source names to source entries, got {_kind(value)}")
+            raise self.fail(("sources",), f"must map source names to source entries, got {kind_of(value)}")
         return {self.name(("sources",), name, "source name"): self.entry(name, body)
                 for name, body in value.items()}
 
     def name(self, path: tuple, value: Any, what: str) -> str:
         if not isinstance(value, str) or not value or "/" in value:
-            raise self.fail(path + (_show(value),), f"{what} must be a non-empty string without '/'")
+            raise self.fail(path + (show_value(value),), f"{what} must be a non-empty string without '/'")
         return value
 
     def entry(self, name: str, body: Any) -> Source:
         path = ("sources", name)
         if not isinstance(body, dict):
-            raise self.fail(path, f"must be a mapping with at least kind and a secret, got {_kind(body)}")
+            raise self.fail(path, f"must be a mapping with at least kind and a secret, got {kind_of(body)}")
         kind = body.get("kind")
         if kind not in KINDS:
-            raise self.fail(path + ("kind",), f"{_show(kind)} is not a source kind (one of: {', '.join(KINDS)})")
+            raise self.fail(path + ("kind",), f"{show_value(kind)} is not a source kind (one of: {', '.join(KINDS)})")
         allowed = _KEYS_OF_KIND[kind]
         for key in body:
             if key not in allowed:
@@ -125,20 +125,20 @@ class _SourcesChecker(_Checker):
         pipeline = body.get("pipeline", "default")
         if kind != "pulse":
             if not isinstance(pipeline, str) or pipeline not in self.config.pipelines:
-                raise self.fail(path + ("pipeline",), f"{_show(pipeline)} is not a configured pipeline "
+                raise self.fail(path + ("pipeline",), f"{show_value(pipeline)} is not a configured pipeline "
                                                       f"(configured: {', '.join(self.config.pipelines)})")
         stages = self.stages(path, pipeline, body.get("stages")) if kind != "pulse" else {}
         owners = self.string_map(path + ("owners",), body.get("owners"))
         teams = self.string_map(path + ("teams",), body.get("teams"))
         prefix = body.get("lead_id_prefix", "")
         if not isinstance(prefix, str):
-            raise self.fail(path + ("lead_id_prefix",), f"must be a string, got {_kind(prefix)}")
+            raise self.fail(path + ("lead_id_prefix",), f"must be a string, got {kind_of(prefix)}")
         max_age = DEFAULT_MAX_AGE_S
         if body.get("max_age") is not None:
             max_age = self.duration(path + ("max_age",), body["max_age"])
         legacy = body.get("legacy_signatures", False)
         if not isinstance(legacy, bool):
-            raise self.fail(path + ("legacy_signatures",), f"must be true or false, got {_show(legacy)}")
+            raise self.fail(path + ("legacy_signatures",), f"must be true or false, got {show_value(legacy)}")
         return Source(name, kind, secret, pipeline, stages, owners, teams, prefix, max_age, legacy)
 
     def secret(self, path: tuple, kind: str, body: dict) -> bytes:
@@ -180,7 +180,7 @@ class _SourcesChecker(_Checker):
         path = path + ("stages",)
         if not isinstance(value, dict) or not value:
             raise self.fail(path, "must map CRM stage ids to our stages (docs/crm.md says how to list "
-                                  f"them), got {_kind(value)}")
+                                  f"them), got {kind_of(value)}")
         out: dict[str, Target] = {}
         for key, entry in value.items():
             here = path + (crm_id(key),)
@@ -188,37 +188,33 @@ class _SourcesChecker(_Checker):
                 entry = {"stage": entry}
             if not isinstance(entry, dict):
                 raise self.fail(here, f"must be a stage name or a mapping like {{stage: X, pipeline: P}} "
-                                      f"or {{closed: won}}, got {_kind(entry)}")
+                                      f"or {{closed: won}}, got {kind_of(entry)}")
             for k in entry:
                 if k not in _STAGE_ENTRY_KEYS:
                     raise self.unknown_key(here, k, _STAGE_ENTRY_KEYS, "a stage mapping")
             target_pipeline = entry.get("pipeline", pipeline)
             config = self.config.pipelines.get(target_pipeline) if isinstance(target_pipeline, str) else None
             if config is None:
-                raise self.fail(here + ("pipeline",), f"{_show(target_pipeline)} is not a configured pipeline")
+                raise self.fail(here + ("pipeline",), f"{show_value(target_pipeline)} is not a configured pipeline")
             if ("stage" in entry) == ("closed" in entry):
                 raise self.fail(here, "needs exactly one of stage (an open stage) and closed (won or lost)")
             if "closed" in entry:
                 if entry["closed"] not in OUTCOMES:
-                    raise self.fail(here + ("closed",), f"{_show(entry['closed'])} is not won or lost")
+                    raise self.fail(here + ("closed",), f"{show_value(entry['closed'])} is not won or lost")
                 out[crm_id(key)] = Target(target_pipeline, closed=entry["closed"])
             else:
                 stage = entry["stage"]
                 if not isinstance(stage, str) or stage not in config.stage_index:
-                    raise self.fail(here, f"{_show(stage)} is not a stage of pipeline {target_pipeline} "
+                    raise self.fail(here, f"{show_value(stage)} is not a stage of pipeline {target_pipeline} "
                                           f"(stages: {', '.join(s.name for s in config.stages)})")
                 out[crm_id(key)] = Target(target_pipeline, stage=stage)
         return out
 
     def string_map(self, path: tuple, value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"must be a mapping, got {_kind(value)}")
         out = {}
-        for key, name in value.items():
+        for key, name in self.optional_mapping(path, value).items():
             if not isinstance(name, str) or not name:
-                raise self.fail(path + (crm_id(key),), f"must be a non-empty string, got {_show(name)}")
+                raise self.fail(path + (crm_id(key),), f"must be a non-empty string, got {show_value(name)}")
             out[crm_id(key)] = name
         return out
 

@@ -24,7 +24,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from pulse.config import Config, ConfigError, _Checker, _kind, _show  # one validator style for the whole file
+from pulse.config import Config, ConfigChecker, ConfigError, kind_of, show_value  # one validator style for the whole file
 
 MATCH_KEYS = ("pipeline", "team", "owner", "level", "severity", "type")
 SECTION_KEYS = ("default_channel", "crm_url", "users", "routes", "resolve", "digest", "currency",
@@ -131,10 +131,10 @@ def slack_config(config: Config) -> SlackConfig:
     return check.section(config.extra["slack"])
 
 
-class _SlackChecker(_Checker):
+class _SlackChecker(ConfigChecker):
     def mapping(self, path: tuple, value: Any, allowed: tuple[str, ...], where: str) -> dict:
         if not isinstance(value, dict):
-            raise self.fail(path, f"{where} must be a mapping, got {_kind(value)}")
+            raise self.fail(path, f"{where} must be a mapping, got {kind_of(value)}")
         for key in value:
             if key not in allowed:
                 raise self.unknown_key(path, key, allowed, where)
@@ -143,7 +143,7 @@ class _SlackChecker(_Checker):
     def channel(self, path: tuple, value: Any) -> str:
         name = self.name(path, value, "a channel")
         if name.strip() != name or " " in name:
-            raise self.fail(path, f"{_show(value)} is not a channel: use a channel ID like C0123ABCD "
+            raise self.fail(path, f"{show_value(value)} is not a channel: use a channel ID like C0123ABCD "
                                   "or a name like #sales")
         return name
 
@@ -152,7 +152,7 @@ class _SlackChecker(_Checker):
             return default
         seconds = self.duration(path, value)
         if seconds <= 0:
-            raise self.fail(path, f"{_show(value)} must be longer than zero")
+            raise self.fail(path, f"{show_value(value)} must be longer than zero")
         return float(seconds)
 
     def section(self, body: Any) -> SlackConfig:
@@ -168,11 +168,11 @@ class _SlackChecker(_Checker):
         routes = self.routes(path + ("routes",), body.get("routes"))
         resolve = body.get("resolve", "both")
         if resolve not in RESOLVE_MODES:
-            raise self.fail(path + ("resolve",), f"{_show(resolve)} is not one of {', '.join(RESOLVE_MODES)}")
+            raise self.fail(path + ("resolve",), f"{show_value(resolve)} is not one of {', '.join(RESOLVE_MODES)}")
         digest = None if body.get("digest") is None else self.digest(path + ("digest",), body["digest"])
         currency = body.get("currency", "")
         if not isinstance(currency, str):
-            raise self.fail(path + ("currency",), f"must be a string like EUR or $, got {_kind(currency)}")
+            raise self.fail(path + ("currency",), f"must be a string like EUR or $, got {kind_of(currency)}")
         retry = self.mapping(path + ("retry",), body.get("retry") or {}, RETRY_KEYS, "retry")
         initial = self.seconds(path + ("retry", "initial"), retry.get("initial"), 1.0)
         maximum = self.seconds(path + ("retry", "max"), retry.get("max"), 60.0)
@@ -190,11 +190,11 @@ class _SlackChecker(_Checker):
     def url_template(self, path: tuple, value: Any) -> str:
         text = self.name(path, value, "the CRM URL template")
         if not re.match(r"https?://", text):
-            raise self.fail(path, f"{_show(text)} must start with http:// or https://")
+            raise self.fail(path, f"{show_value(text)} must start with http:// or https://")
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
         except ValueError as e:
-            raise self.fail(path, f"{_show(text)} is not a valid template ({e}); write literal braces as {{{{ }}}}")
+            raise self.fail(path, f"{show_value(text)} is not a valid template ({e}); write literal braces as {{{{ }}}}")
         for name in fields:
             if name not in URL_FIELDS:
                 raise self.fail(path, f"unknown placeholder {{{name}}} (allowed: "
@@ -204,17 +204,13 @@ class _SlackChecker(_Checker):
         return text
 
     def users(self, path: tuple, value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"must be a mapping of CRM owner to Slack user ID, got {_kind(value)}")
         out = {}
-        for owner, user in value.items():
+        for owner, user in self.optional_mapping(path, value, "a mapping of CRM owner to Slack user ID").items():
             key = path + (str(owner),)
             if not isinstance(owner, str) or not owner:
-                raise self.fail(key, f"an owner must be a non-empty string, got {_show(owner)}")
+                raise self.fail(key, f"an owner must be a non-empty string, got {show_value(owner)}")
             if not isinstance(user, str) or not _USER_RE.fullmatch(user):
-                raise self.fail(key, f"{_show(user)} is not a Slack user ID (like U0123ABCD; find it in the "
+                raise self.fail(key, f"{show_value(user)} is not a Slack user ID (like U0123ABCD; find it in the "
                                      "user's profile, \u22ee \u2192 Copy member ID)")
             out[owner] = user
         return out
@@ -224,7 +220,7 @@ class _SlackChecker(_Checker):
             return ()
         if not isinstance(value, list):
             raise self.fail(path, f"must be a list of rules like {{match: {{level: 3}}, channel: C0MGRS}}, "
-                                  f"got {_kind(value)}")
+                                  f"got {kind_of(value)}")
         return tuple(self.route(path + (i,), rule) for i, rule in enumerate(value))
 
     def route(self, path: tuple, rule: Any) -> Route:
@@ -238,11 +234,11 @@ class _SlackChecker(_Checker):
             if key == "level":
                 for v in values:
                     if isinstance(v, bool) or v not in (1, 2, 3):
-                        raise self.fail(path + ("match", key), f"{_show(v)} is not a level (1, 2 or 3)")
+                        raise self.fail(path + ("match", key), f"{show_value(v)} is not a level (1, 2 or 3)")
             elif key == "severity":
                 for v in values:
                     if v not in ("warning", "high", "critical"):
-                        raise self.fail(path + ("match", key), f"{_show(v)} is not a severity "
+                        raise self.fail(path + ("match", key), f"{show_value(v)} is not a severity "
                                                                "(warning, high or critical)")
             else:
                 values = [self.name(path + ("match", key), v, f"a {key}") for v in values]
@@ -254,11 +250,11 @@ class _SlackChecker(_Checker):
         else:
             raw = rule["channels"]
             if not isinstance(raw, list) or not raw:
-                raise self.fail(path + ("channels",), f"must be a non-empty list of channels, got {_kind(raw)}")
+                raise self.fail(path + ("channels",), f"must be a non-empty list of channels, got {kind_of(raw)}")
             channels = tuple(self.channel(path + ("channels", i), c) for i, c in enumerate(raw))
         cont = rule.get("continue", False)
         if not isinstance(cont, bool):
-            raise self.fail(path + ("continue",), f"must be true or false, got {_show(cont)}")
+            raise self.fail(path + ("continue",), f"must be true or false, got {show_value(cont)}")
         return Route(match=accepted, channels=channels, cont=cont)
 
     def digest(self, path: tuple, value: Any) -> Digest:
@@ -266,14 +262,14 @@ class _SlackChecker(_Checker):
         at = body.get("at", "08:00")
         m = _TIME_RE.fullmatch(at) if isinstance(at, str) else None
         if not m:
-            raise self.fail(path + ("at",), f'{_show(at)} is not a time of day like "08:00" (UTC, quoted)')
+            raise self.fail(path + ("at",), f'{show_value(at)} is not a time of day like "08:00" (UTC, quoted)')
         by = body.get("by", "owner")
         if by not in ("owner", "team"):
-            raise self.fail(path + ("by",), f"{_show(by)} is not one of owner, team")
+            raise self.fail(path + ("by",), f"{show_value(by)} is not one of owner, team")
         channel = None if body.get("channel") is None else self.channel(path + ("channel",), body["channel"])
         channels = body.get("channels") or {}
         if not isinstance(channels, dict):
-            raise self.fail(path + ("channels",), f"must be a mapping of team to channel, got {_kind(channels)}")
+            raise self.fail(path + ("channels",), f"must be a mapping of team to channel, got {kind_of(channels)}")
         teams = {str(t): self.channel(path + ("channels", str(t)), c) for t, c in channels.items()}
         return Digest(at_minute=int(m.group(1)) * 60 + int(m.group(2)), by=by, channel=channel, channels=teams)
 
