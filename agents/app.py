@@ -126,7 +126,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         new = mine - set(live.partitions)
         records = await read_partitions(settings.bootstrap_servers, leads.changelog_topic.get_topic_name(), new)
         alerts = await read_partitions(settings.bootstrap_servers, names[topics.NOTIFICATIONS], new)
-        live.restore(mine, records, [value for _key, value in alerts])
+        live.restore(mine, records, [value for _key, value in alerts if value is not None])
         for key in list(leads.data.keys()):     # the engines hold the state now
             leads.data.pop(key, None)
         live.ready = True

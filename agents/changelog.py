@@ -17,8 +17,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 async def read_partitions(bootstrap: list[str], topic: str, partitions: set[int],
-                          idle_s: float = 1.0) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) of the given changelog partitions, in offset order per partition."""
+                          idle_s: float = 1.0) -> list[tuple[bytes, bytes | None]]:
+    """Every (key, value) of the given changelog partitions, in offset order per partition
+    (tombstones too: the last record of a key decides)."""
     if not partitions:
         return []
     # Tansu answers a fetch only when its wait runs out, even when data is there: keep the
@@ -27,7 +28,7 @@ async def read_partitions(bootstrap: list[str], topic: str, partitions: set[int]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=50)
     await consumer.start()
-    records: list[tuple[bytes, bytes]] = []
+    records: list[tuple[bytes, bytes | None]] = []
     try:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -41,8 +42,7 @@ async def read_partitions(bootstrap: list[str], topic: str, partitions: set[int]
             got = 0
             for tp, messages in batch.items():
                 for m in messages:
-                    if m.value is not None:
-                        records.append((m.key, m.value))
+                    records.append((m.key, m.value))    # value None: a tombstone (a forgotten lead)
                     positions[tp] = m.offset + 1
                     got += 1
             reached_end = all(positions[tp] >= ends[tp] for tp in tps)

@@ -19,6 +19,9 @@ Durability, exactly once in effect with at-least-once delivery:
   same message already recorded (a crash between the lead writes and the counters
   record) counts it as applied without applying it twice (REDELIVERED).
 - Alerts: what was raised is part of the lead's durable record; see StaleLeadDetector.
+- Records: agents/records.py. Housekeeping (agents/housekeeping.py) forgets, from the
+  timer, the leads and days no future report reads; a forgotten lead's record becomes a
+  tombstone.
 
 Alert time is per partition (Kafka Streams' stream time): a partition's alerts are
 checked against its own clock, never against time another partition has reached.
@@ -43,20 +46,19 @@ from typing import Callable, Iterable
 import msgspec
 
 from pulse.config import Config
-from pulse.schemas.types import CLOSED, Rejected
+from pulse.schemas.parse import decode_fast
+from pulse.schemas.types import CLOSED, TS, Event, Rejected
 from pulse.streams.alerts import StaleLeadDetector
-from pulse.schemas.types import Event
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
 
 from .align import messages_behind
+from .housekeeping import FORGOTTEN, NO_HORIZON, housekeep_partition
+from .records import (LEAD_RECORD, PARTITION_RECORD, lead_key, lead_record, partition_key, partition_record,
+                      restore_partition, unpack)
+from .recovery import lead_key_of, reconcile_alerts, unpublished_alerts
 
 log = logging.getLogger("pulse.worker")
-
-_pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.decode
-LEAD_RECORD, PARTITION_RECORD = 1, 2
-SEP = "\x1f"
 
 # send(topic_role, key, value, partition, headers): topic_role is "deadletter" or "notifications"
 Send = Callable[[str, bytes | None, bytes, int, list], None]
@@ -68,21 +70,6 @@ LAG_HOLD_MESSAGES = 1_000       # wall clock: a partition further behind than th
 
 def _unknown_ends(partition: int) -> None:
     return None
-
-
-def lead_key(pipeline: str, lead_id: str) -> bytes:
-    return f"L{SEP}{pipeline}{SEP}{lead_id}".encode()
-
-
-def partition_key(partition: int) -> bytes:
-    return f"P{SEP}{partition}".encode()
-
-
-def _lead_key_of(alert: bytes) -> bytes | None:
-    try:
-        return msgspec.json.decode(alert)["lead_id"].encode()
-    except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
-        return None
 
 
 @dataclass
@@ -105,6 +92,13 @@ class PartitionState:
     # Alerts raised since the last take_dirty (encoded): they go into the partition record, an
     # outbox written with the state and before the alerts themselves (agents/batching.py).
     outbox: list[bytes] = field(default_factory=list)
+    # Housekeeping (agents/housekeeping.py): unknown leads' events before horizon_us are
+    # FORGOTTEN; per pipeline how many forgotten leads were implicit creates; the leads
+    # forgotten since the last take_dirty (their changelog records become tombstones).
+    horizon_us: int = NO_HORIZON
+    swept_from: int | None = None           # first day kept at this process's last sweep (not durable)
+    implicit_forgotten: dict[str, int] = field(default_factory=dict)
+    forgotten: list[tuple[str, str]] = field(default_factory=list)
 
 
 class LivePulse:
@@ -147,13 +141,15 @@ class LivePulse:
         if not wanted:
             return
         states = {p: self._new_state(p) for p in wanted}
-        latest: dict[bytes, bytes] = {}
+        latest: dict[bytes, bytes | None] = {}
         for key, value in records:              # a changelog: the last record of a key wins
-            latest[key] = value
+            latest[key] = value                 # (None: a tombstone, the lead was forgotten)
         restored = 0
         outboxes: dict[int, list[bytes]] = {}
         for value in latest.values():
-            record = _unpack(value)
+            if value is None:
+                continue
+            record = unpack(value)
             state = states.get(record[1])
             if state is None:
                 continue
@@ -166,19 +162,14 @@ class LivePulse:
                 lead.alert_stage, lead.alert_stay, lead.alert_level = alert_stage, alert_stay, alert_level
                 restored += 1
             elif record[0] == PARTITION_RECORD:
-                _, _, counters, offsets, held = record[:5]
-                outboxes[record[1]] = list(record[5]) if len(record) > 5 else []
-                state.engine.restore_counters(counters)
-                state.offsets = dict(offsets)
-                state.held = [(h[0], h[1], h[2], tuple(h[3])) for h in held]
-                heapq.heapify(state.held)
+                outboxes[record[1]] = restore_partition(state, record)
         alerts = list(alerts)
-        unpublished = self._unpublished(outboxes, alerts)
-        self._reconcile_alerts(states, alerts + [value for _, value in unpublished])
+        unpublished = unpublished_alerts(outboxes, alerts)
+        reconcile_alerts(states, alerts + [value for _, value in unpublished])
         self.partitions.update(states)
         for p, value in unpublished:            # raised and remembered, then the worker died: publish
             states[p].outbox.append(value)
-            self.send("notifications", _lead_key_of(value), value, p, [])
+            self.send("notifications", lead_key_of(value), value, p, [])
         for p, state in states.items():
             now = self.partition_time_us(state)
             for name, pipeline in state.engine.pipelines.items():
@@ -195,65 +186,6 @@ class LivePulse:
                             self._alert(p, message)
                 state.detector.watch_all(name, pipeline.open_leads.values(), now)
         log.info("restored %d leads in partitions %s", restored, sorted(wanted))
-
-    @staticmethod
-    def _unpublished(outboxes: dict[int, list[bytes]], alerts: list[bytes]) -> list[tuple[int, bytes]]:
-        """The alerts of the last outbox of each partition that are not on the topic: the state
-        that raised them was written, the worker died before they were (a flush writes the
-        state, then the alerts)."""
-        if not any(outboxes.values()):
-            return []
-        published = set()
-        for raw in alerts:
-            try:
-                published.add(msgspec.json.decode(raw)["alert_id"])
-            except (msgspec.DecodeError, KeyError, TypeError):
-                continue
-        out = []
-        for p, outbox in outboxes.items():
-            for raw in outbox:
-                try:
-                    if msgspec.json.decode(raw)["alert_id"] not in published:
-                        out.append((p, raw))
-                except (msgspec.DecodeError, KeyError, TypeError):
-                    continue
-        return out
-
-    @staticmethod
-    def _reconcile_alerts(states: dict[int, PartitionState], alerts: Iterable[bytes]) -> None:
-        from pulse.schemas.parse import parse_timestamp
-
-        def find(pipeline: str, lead_id: str) -> Lead | None:
-            for state in states.values():
-                p = state.engine.pipelines.get(pipeline)
-                lead = p.leads.get(lead_id) if p is not None else None
-                if lead is not None:
-                    return lead
-            return None
-
-        for state in states.values():
-            for p in state.engine.pipelines.values():
-                for lead in p.leads.values():
-                    lead.alert_stage, lead.alert_stay, lead.alert_level = -1, -1, 0
-        for raw in alerts:
-            try:
-                alert = msgspec.json.decode(raw)
-                pipeline, lead = alert["pipeline"], find(alert["pipeline"], alert["lead_id"])
-            except (msgspec.DecodeError, KeyError, TypeError):
-                continue                                # not one of ours (e.g. a pipeline-health alert)
-            if lead is None:
-                continue
-            stage = states[next(iter(states))].engine.pipelines[pipeline].config.stage_index.get(alert.get("stage"))
-            since = parse_timestamp(alert.get("since") or "")
-            if stage is None or since is None:
-                continue
-            if alert.get("type") == "lead.stale":
-                if (lead.alert_stage, lead.alert_stay) == (stage, since) and lead.alert_level < 0:
-                    continue                            # resolved already: a late repeat changes nothing
-                if (lead.alert_stage, lead.alert_stay) != (stage, since) or alert["level"] > lead.alert_level:
-                    lead.alert_stage, lead.alert_stay, lead.alert_level = stage, since, alert["level"]
-            elif alert.get("type") == "lead.stale_resolved" and (lead.alert_stage, lead.alert_stay) == (stage, since):
-                lead.alert_level = -abs(lead.alert_level)  # resolved: never raised nor resolved again
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions (flush them first)."""
@@ -272,11 +204,18 @@ class LivePulse:
         state.counters_dirty = True
         engine = state.engine
         raw = value if value is not None else b""
-        hold_after = self.now_us() if self.clock == "wall" else None
-        result = engine.ingest(raw, self.type_of_topic.get(topic), offset, hold_after)
-        if result == HELD:                      # dated after now: takes effect when the clock gets there
-            heapq.heappush(state.held, (engine.last_event.ts, topic, offset, tuple(engine.last_event)))
-            return result
+        # PulseEngine.ingest_decoded's steps, with housekeeping's rule between parsing and applying
+        ev = result = engine.accept(raw, decode_fast(raw), self.type_of_topic.get(topic))
+        if ev.__class__ is not Rejected:
+            ts = ev[TS]
+            if self.clock == "wall" and ts > self.now_us():
+                engine.after_as_of += 1         # dated after now: takes effect when the clock gets there
+                heapq.heappush(state.held, (ts, topic, offset, tuple(ev)))
+                return HELD
+            if ts < state.horizon_us and engine.lead(ev.pipeline, ev.lead_id) is None:
+                engine.duplicates += 1          # of a forgotten lead, most likely (docs/operations.md)
+                return FORGOTTEN
+            result = engine.ingest_event(ev, offset)
         if result.__class__ is Rejected:
             self.send("deadletter", key, raw, partition, [
                 ("pulse.reason", result.reason.encode()), ("pulse.detail", result.detail.encode()),
@@ -354,6 +293,7 @@ class LivePulse:
                 continue
             raised += self._raise_due(state, now)
         self.checks_held, self.partitions_held = held_checks, held_partitions
+        self.housekeep()
         return raised
 
     def _raise_due(self, state: PartitionState, now: int) -> int:
@@ -411,25 +351,32 @@ class LivePulse:
         kind = (message["type"], message["severity"])
         self.alerts_emitted[kind] = self.alerts_emitted.get(kind, 0) + 1
 
+    def housekeep(self) -> int:
+        """Forget, in each partition whose horizon moved, the day buckets and closed leads no
+        future report can read (agents/housekeeping.py); returns how many leads."""
+        return sum(housekeep_partition(state, self.partition_time_us(state)) for state in self.partitions.values()
+                   if (state.engine.max_ts is not None if self.clock == "event"      # no time before an event
+                       else self.input_ends is None or not (state.catch_up_to is not None or state.just_assigned)))
+
     # -- durability ------------------------------------------------------------------------
 
-    def take_dirty(self, partitions: Iterable[int] | None = None) -> dict[int, list[tuple[bytes, bytes]]]:
-        """The changelog records of every dirty lead, then the partition's counters record
-        (last: it vouches for everything before it), per partition; marks all clean."""
-        out: dict[int, list[tuple[bytes, bytes]]] = {}
+    def take_dirty(self, partitions: Iterable[int] | None = None) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """The changelog records of every forgotten lead (a tombstone) and dirty lead, then the
+        partition's counters record (last: it vouches for everything before it), per partition;
+        marks all clean."""
+        out: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for p in (list(self.partitions) if partitions is None else partitions):
             state = self.partitions.get(p)
-            if state is None or not (state.dirty or state.counters_dirty or state.outbox):
+            if state is None or not (state.dirty or state.counters_dirty or state.outbox or state.forgotten):
                 continue
-            records = out[p] = [
-                (lead_key(pipeline, lead_id), _pack((LEAD_RECORD, p, pipeline, lead_id, lead.n_events,
-                                                     bytes(lead.history), lead.alert_stage, lead.alert_stay,
-                                                     lead.alert_level)))
-                for (pipeline, lead_id), lead in state.dirty.items()]
+            records: list[tuple[bytes, bytes | None]] = [(lead_key(*key), None) for key in state.forgotten]
+            records += [(lead_key(pipeline, lead_id), lead_record(p, pipeline, lead))
+                        for (pipeline, lead_id), lead in state.dirty.items()]
+            out[p] = records
             state.dirty.clear()
-            if state.counters_dirty or state.outbox:
-                records.append((partition_key(p), _pack(
-                    (PARTITION_RECORD, p, state.engine.counters(), state.offsets, state.held, state.outbox))))
+            if state.counters_dirty or state.outbox or state.forgotten:
+                records.append((partition_key(p), partition_record(state)))
+                state.forgotten = []
                 state.counters_dirty = False
                 state.outbox = []
         return out
