@@ -31,7 +31,8 @@ from .batching import DurableAcks
 from .changelog import read_partitions
 from .faust_compat import PulseApp, aiokafka_producer, read_offset, use_raw_changelog
 from .live import LivePulse
-from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, metrics_options, render
+from .metrics import (CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, own_figures, pipeline_exposition,
+                      render)
 from .snapshot import Snapshots, run_forked
 from .views import encode_views
 from .web import Dashboard
@@ -41,6 +42,9 @@ log = logging.getLogger("pulse.worker")
 FLUSH_EVERY_S = 0.2     # how often processed messages are made durable, then acked (agents/batching.py)
 MAX_POLL_RECORDS = 2_000 # messages taken from the fetcher at a time
 MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits (bounds memory)
+# GET /metrics takes pipeline gauges up to this old rather than wait for a build (at 130,000 leads a
+# build takes ~0.5-1 s; Prometheus scrapes every 15 s by default, so every scrape would wait)
+METRICS_MAX_AGE_S = 60.0
 BATCH_LIMIT = 250       # messages applied per turn of the event loop (~5-20 ms: flushes, HTTP and timers stay live)
 ALIGN_IDLE_S = 2.0      # how long a partition waits for an input topic known to have more (agents/align.py)
 
@@ -110,9 +114,11 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         input_ends=input_ends if settings.clock == "wall" else None,
     )
     stats = ProcessingStats()
-    registry = make_registry(live, stats, config, clock=settings.clock, probe=FaustProbe(app, input_names))
-    metrics_cache_s = metrics_options(config).cache_seconds
-    exposition: list = [frozenset(), 0.0, None]     # GET /metrics: (partitions held, rendered at, bytes)
+    # GET /metrics: the processing metrics rendered per scrape; the pipeline gauges come with the
+    # shared snapshot (built_views below). `registry` (both) renders them when there is no snapshot.
+    probe = FaustProbe(app, input_names)
+    registry = make_registry(live, stats, config, clock=settings.clock, probe=probe)
+    processing = make_registry(live, stats, config, clock=settings.clock, probe=probe, pipeline=False)
 
     def assigned_partitions() -> set[int]:
         first = input_names[0]
@@ -291,10 +297,16 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             log.warning("report: a peer worker's share could not be had: %s", exc)
             return None
 
+    def snapshot_views(partials: list[bytes]) -> bytes:
+        figures, leads_in_state, as_of = own_figures(live, settings.clock)      # this worker's share
+        doc = merged_report(partials) if partials else figures.document()
+        return encode_views(doc, pipeline_exposition(figures, leads_in_state, as_of))
+
     async def build_views() -> bytes:
-        """The cluster's report as dashboard views, built in a forked child (agents/snapshot.py)."""
+        """The cluster's report as dashboard views, and this worker's pipeline gauges, built in a
+        forked child (agents/snapshot.py)."""
         partials = await peer_partials()
-        return await run_forked(lambda: encode_views(merged_report(partials)))
+        return await run_forked(lambda: snapshot_views(partials))
 
     def state_token():
         """Changes whenever this worker's report could; None with peers (their changes are not seen here)."""
@@ -356,16 +368,19 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     async def metrics(web, request):
         """Prometheus text exposition: this worker's share of the pipeline metrics, and its processing.
 
-        Rendered in a forked child, like /report (agents/snapshot.py): building the document
-        walks the open leads, which on the event loop stopped consumption for ~0.3 s per
-        scrape at 130,000 leads; the loop now pays for the fork only. `metrics.cache_seconds`
-        reuses the rendered exposition (never across a change of the partitions held)."""
-        held, at, data = exposition
-        if data is None or held != frozenset(live.partitions) or time.monotonic() - at >= metrics_cache_s:
-            held, at = frozenset(live.partitions), time.monotonic()
-            data = bytes(await run_forked(lambda: render(registry)))
-            exposition[:] = [held, at, data]
-        return web.bytes(data, headers={"Content-Type": CONTENT_TYPE})
+        The pipeline gauges are those of the shared snapshot (the same build and T as /report
+        and the dashboard: at most one build per refresh interval, in a forked child, whatever
+        the number of scrapers); the processing metrics are rendered now. A scrape never waits
+        for a build while a snapshot under METRICS_MAX_AGE_S exists: it gets that one's gauges
+        (`pulse_as_of_timestamp_seconds` says their T) and starts the build the next scrape
+        reads. Without a snapshot (a peer's share unreachable) the gauges are built for this
+        scrape, forked."""
+        try:
+            pipeline = (await snapshots.get(max_age_s=METRICS_MAX_AGE_S)).views.metrics
+        except Exception as exc:        # noqa: BLE001 - whatever the cluster build's failure, this worker can answer
+            log.debug("metrics: no snapshot (%r): this worker's gauges built for this scrape", exc)
+            return web.bytes(bytes(await run_forked(lambda: render(registry))), headers={"Content-Type": CONTENT_TYPE})
+        return web.bytes(render(processing) + pipeline, headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/health")
     async def health(web, request):

@@ -124,7 +124,7 @@ class LivePulse:
     # -- partitions ----------------------------------------------------------------------
 
     def _new_state(self, partition: int) -> PartitionState:
-        return PartitionState(partition, PulseEngine(self.config),
+        return PartitionState(partition, PulseEngine(self.config, index_open=True),
                               StaleLeadDetector(dict(self.config.pipelines), in_event_time=self.clock == "event"),
                               changed=set() if self.track_changes else None)
 
@@ -384,9 +384,11 @@ class LivePulse:
     # -- output ----------------------------------------------------------------------------
 
     def merged_engine(self) -> PulseEngine:
+        """The partitions' state for a report: their accumulators added up, their open leads'
+        indexes shared (not their leads: nothing is copied per lead)."""
         total = PulseEngine(self.config)
         for state in self.partitions.values():
-            total.merge(state.engine)
+            total.merge(state.engine, leads=False)
         return total
 
     def report(self, pipeline: str | None = None) -> dict:

@@ -3,9 +3,9 @@
 Two kinds of numbers, read differently:
 
 - **Pipeline metrics** (`pulse_open_*`, `pulse_stale_leads`, `pulse_stage_*`, `pulse_deals_*`,
-  `pulse_team_*`, `pulse_source_*`, `pulse_forecast_*`, ...) are read off the SPEC 5
-  document of THIS worker's partitions, built once per scrape by the same engine and at
-  the same T as GET /report (`LivePulse.merged_engine().report(as_of=T)`; the mapping is
+  `pulse_team_*`, `pulse_source_*`, `pulse_forecast_*`, ...) are read off the report's
+  figures of THIS worker's partitions, computed once per scrape by the same engine and at
+  the same T as GET /report (`build_figures(LivePulse.merged_engine(), T)`; the mapping is
   agents/pipeline_metrics.py). With one worker they equal the report's numbers; with
   several, counts and amounts add up across workers (`sum()` in PromQL), rates and means
   do not (combine the exposed numerators and denominators; see docs/operations.md). They
@@ -22,8 +22,9 @@ Two kinds of numbers, read differently:
 Hot path: `ProcessingStats.observe` (one dict increment and one bisect into a list,
 no lock: the agent and the scrape both run on the worker's event loop). Everything
 else runs when Prometheus scrapes: one document per scrape, or, with
-`metrics: {cache_seconds: N}`, at most one every N seconds (several Prometheus servers,
-or a large state: the document walks the open leads once).
+`metrics: {cache_seconds: N}`, at most one every N seconds (several Prometheus servers).
+The figures cost per group of open leads, day bucket and stale lead, never per lead
+(the open leads are kept indexed per event: streams/open_index.py).
 
 Label cardinality is bounded: pipelines, stages, windows, outcomes, levels, topics,
 partitions, reasons, and at most 50 values per pipeline of `team` and of `source`
@@ -51,15 +52,15 @@ from pulse.config import Config, ConfigError
 from pulse.schemas.types import REASONS
 from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
 from pulse.streams.engine import PulseEngine
+from pulse.streams.report import ReportFigures, build_figures
 
 from .align import messages_behind
-from .pipeline_metrics import PIPELINE_METRICS, Families, pipeline_gauges
+from .pipeline_metrics import PIPELINE_METRICS, PROCESSING_METRICS, pipeline_exposition, pipeline_families
 
 __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollector", "FaustProbe",
-           "make_registry", "render", "METRICS", "CONTENT_TYPE"]
+           "make_registry", "render", "own_figures", "pipeline_exposition", "METRICS", "CONTENT_TYPE"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-US = 1_000_000
 
 # What LivePulse.on_message returns, besides a dead-letter reason (pulse.schemas.types.REASONS).
 RESULTS = ("applied", "redelivered", "duplicate", "after_as_of", "skipped", "dead_lettered")
@@ -67,32 +68,7 @@ RESULTS = ("applied", "redelivered", "duplicate", "after_as_of", "skipped", "dea
 LATENCY_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1)
 
 # name -> (type, help). The names a dashboard or a rule may use (tests cross-check them).
-METRICS: dict[str, tuple[str, str]] = {
-    **PIPELINE_METRICS,
-    # -- processing (this process) --
-    "pulse_events_consumed": ("counter", "Input messages consumed by this process, by topic and result."),
-    "pulse_events_dead_lettered": ("counter", "Input messages sent to the dead-letter topic by this process, "
-                                              "by topic and reason."),
-    "pulse_alerts_emitted": ("counter", "Alerts sent to the notifications topic by this process, by type and "
-                                        "severity."),
-    "pulse_event_processing_seconds": ("histogram", "Time to process one input message (parse, apply, alerts)."),
-    "pulse_consumer_lag_messages": ("gauge", "Messages in an assigned input partition after the last one consumed "
-                                             "(high-water mark minus position)."),
-    "pulse_input_buffered_messages": ("gauge", "Input messages fetched and waiting to be merged in timestamp order "
-                                               "across the input topics (agents/align.py)."),
-    "pulse_input_unacked_messages": ("gauge", "Input messages processed whose state is not yet durable; acked to "
-                                              "the consumer group once it is (agents/batching.py)."),
-    "pulse_state_flush_seconds": ("gauge", "Duration of the last write of dirty state, dead letters and alerts, "
-                                           "until the broker acknowledged them."),
-    "pulse_stale_checks_held": ("gauge", "lead.stale checks due but held back because their partition is catching "
-                                         "up on a backlog (wall clock; they run once it has applied it)."),
-    "pulse_partitions_catching_up": ("gauge", "Assigned input partitions whose stale checks are held until they have "
-                                              "applied their backlog (wall clock)."),
-    "pulse_assigned_partitions": ("gauge", "Input partitions assigned to this worker."),
-    "pulse_state_ready": ("gauge", "1 when this worker's state is recovered from the changelog, else 0."),
-    "pulse_rebalancing": ("gauge", "1 while the consumer group is rebalancing, else 0."),
-    "pulse_build_info": ("gauge", "Always 1; the label carries the Pipeline Pulse version."),
-}
+METRICS: dict[str, tuple[str, str]] = {**PIPELINE_METRICS, **PROCESSING_METRICS}
 
 
 # --------------------------------------------------------------------------------------
@@ -218,6 +194,20 @@ class FaustProbe:
 
 
 # --------------------------------------------------------------------------------------
+# The pipeline metrics: read off the report's figures of this worker's partitions
+# --------------------------------------------------------------------------------------
+
+def own_figures(live: Any, clock: str) -> tuple[ReportFigures, dict[str, int], int]:
+    """This worker's report figures at T (T picked as GET /report picks it), and its leads
+    held per pipeline. Costs per group of open leads, day bucket and stale lead."""
+    engine: PulseEngine = live.merged_engine()
+    as_of = live.report_as_of(engine)
+    leads_in_state = {name: sum(len(state.engine.pipelines[name].leads) for state in live.partitions.values())
+                      for name in engine.pipelines}
+    return build_figures(engine, as_of), leads_in_state, as_of
+
+
+# --------------------------------------------------------------------------------------
 # The collector: read LivePulse at scrape time
 # --------------------------------------------------------------------------------------
 
@@ -232,7 +222,10 @@ class PulseCollector:
     """A prometheus_client custom collector over a LivePulse (see the module docstring)."""
 
     def __init__(self, live: Any, stats: ProcessingStats, options: MetricsOptions, *, clock: str,
-                 probe: FaustProbe | None = None):
+                 probe: FaustProbe | None = None, pipeline: bool = True):
+        """`pipeline=False`: the processing metrics only (the worker renders the pipeline gauges
+        with its shared snapshot: `pipeline_exposition`)."""
+        self.pipeline = pipeline
         self.live = live
         self.stats = stats
         self.options = options
@@ -245,30 +238,24 @@ class PulseCollector:
     def describe(self) -> list:
         return []       # no collect() at registration time
 
-    def as_of(self, engine: PulseEngine) -> int:
-        """T, as GET /report picks it."""
-        return self.live.report_as_of(engine)
 
-    def document(self) -> tuple[dict, dict[str, int], int]:
-        """This worker's SPEC 5 document at T, its leads held per pipeline, and T; built once
-        per scrape, or reused for up to `cache_seconds` (and never across a change of the
-        partitions held, e.g. a rebalance)."""
+    def document(self) -> tuple[ReportFigures, dict[str, int], int]:
+        """This worker's report figures at T (the SPEC 5 sections, the stale counts without the
+        stale list), its leads held per pipeline, and T; computed once per scrape, or reused
+        for up to `cache_seconds` (and never across a change of the partitions held, e.g. a
+        rebalance). Costs per group, day and stale lead, not per lead (streams/open_index.py)."""
         now = self.monotonic()
         held = tuple((p, id(state)) for p, state in sorted(self.live.partitions.items()))
         cached = self._cached
         if cached is not None and cached[0] == held and now - cached[1] < self.options.cache_seconds:
             return cached[2]
-        engine = self.live.merged_engine()
-        as_of = self.as_of(engine)
-        built = (engine.report(as_of=as_of), {name: len(p.leads) for name, p in engine.pipelines.items()}, as_of)
+        built = own_figures(self.live, self.clock)
         self._cached = (held, now, built) if self.options.cache_seconds > 0 else None
         return built
 
     def collect(self) -> Iterator[Metric]:
-        f = Families(METRICS)
-        doc, leads_in_state, as_of = self.document()
-        pipeline_gauges(f, doc, leads_in_state, as_of / US)
-        yield from f.by_name.values()
+        if self.pipeline:
+            yield from pipeline_families(*self.document())
         yield from self._processing()
 
     # -- processing metrics -----------------------------------------------------------------
@@ -345,13 +332,16 @@ class PulseCollector:
 # --------------------------------------------------------------------------------------
 
 def make_registry(live: Any, stats: ProcessingStats, config: Config, *, clock: str,
-                  probe: FaustProbe | None = None, process_metrics: bool = True) -> CollectorRegistry:
-    """A registry with the Pulse collector (and the process_/python_ collectors).
+                  probe: FaustProbe | None = None, process_metrics: bool = True,
+                  pipeline: bool = True) -> CollectorRegistry:
+    """A registry with the Pulse collector (and the process_/python_ collectors); `pipeline=False`:
+    without the pipeline gauges (see PulseCollector).
 
     Raises ConfigError when the `metrics:` section of the configuration is invalid.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PulseCollector(live, stats, metrics_options(config), clock=clock, probe=probe))
+    registry.register(PulseCollector(live, stats, metrics_options(config), clock=clock, probe=probe,
+                                     pipeline=pipeline))
     if process_metrics:
         # The worker's own pid, not os.getpid() at collection: GET /metrics renders in a forked
         # child (agents/app.py), whose /proc entry is not the worker's.

@@ -1,8 +1,9 @@
-"""The pipeline metrics of GET /metrics, read off one SPEC 5 document (pure: no I/O, no engine).
+"""The pipeline metrics of GET /metrics, read off the report's figures (pure: no I/O, no engine).
 
-The collector (agents/metrics.py) builds the document once per scrape with the same
-engine and the same T as GET /report (`merged_engine().report(as_of=T)`), and this
-module turns it into gauges: the report's formulas are not written a second time.
+The collector (agents/metrics.py) computes the figures once per scrape with the same
+engine and the same T as GET /report (`build_figures(merged_engine(), T)`: the SPEC 5
+sections, and the stale counts by stage and level without the stale list), and this
+module turns them into gauges: the report's formulas are not written a second time.
 
 Segments (SPEC 4.8) are exported per `team` and per `source`, never per `owner`: rep
 names are PII and stay out of metric labels (per-owner figures are the Redis
@@ -13,14 +14,21 @@ are kept and the rest summed under `other`.
 """
 from __future__ import annotations
 
+import importlib.resources
 import math
 from collections import Counter
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+import yaml
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
 
-__all__ = ["PIPELINE_METRICS", "SEGMENT_DIMENSIONS", "SEGMENT_LIMIT", "NONE", "OTHER", "Families",
-           "segment_labels", "pipeline_gauges"]
+if TYPE_CHECKING:
+    from pulse.streams.report import ReportFigures
+
+__all__ = ["PIPELINE_METRICS", "PROCESSING_METRICS", "SEGMENT_DIMENSIONS", "SEGMENT_LIMIT", "NONE", "OTHER", "Families",
+           "segment_labels", "pipeline_gauges", "pipeline_families", "pipeline_exposition"]
 
 DAY_S = 86_400
 SEGMENT_DIMENSIONS = ("team", "source")     # SPEC 4.8's dimensions that may be labels (not owner)
@@ -28,93 +36,30 @@ SEGMENT_LIMIT = 50                          # label values per pipeline and dime
 NONE = "none"                               # the label value of SPEC's `null` (never given)
 OTHER = "other"                             # the label value of the values beyond the limit, summed
 
-_NOT_SUMMABLE = " Not summable across workers."
+# name -> (type, help), from the one catalog of the worker's metrics (metric_catalog.yaml).
+_CATALOG = yaml.safe_load(importlib.resources.files(__package__).joinpath("metric_catalog.yaml").read_text("utf-8"))
 
 
 def _segment_metrics(d: str) -> dict[str, tuple[str, str]]:
     limit = (f" By {d} (SPEC 4.8): null as \"{NONE}\"; beyond {SEGMENT_LIMIT - 1} values per pipeline "
              f"the rest summed as \"{OTHER}\" (docs/operations.md).")
-    return {
-        f"pulse_{d}_open_leads": ("gauge", "Open leads at T (SPEC 4.8 open segments count)." + limit),
-        f"pulse_{d}_open_amount": ("gauge", "Sum of the amounts of the open leads at T." + limit),
-        f"pulse_{d}_open_weighted_amount": ("gauge", "Sum of amount x stage probability of the open leads at T."
-                                            + limit),
-        f"pulse_{d}_stale_leads": ("gauge", "Open leads at T that are stale (SPEC 4.5)." + limit),
-        f"pulse_{d}_leads_created": ("gauge", "Creations in the window counting for the value." + limit),
-        f"pulse_{d}_deals_closed": ("gauge", "Closes in the window counting for the value, by outcome." + limit),
-        f"pulse_{d}_won_amount": ("gauge", "Sum of the amounts of the won closes in the window." + limit),
-        f"pulse_{d}_sales_cycle_sum_seconds": ("gauge", "Sum over the won closes in the window of close time "
-                                                        "minus creation time." + limit),
-    }
+    return {name.format(d=d): (kind, text.format(d=d, limit=limit)) for name, (kind, text) in _CATALOG["segments"].items()}
 
 
-# name -> (type, help). Everything a SPEC 5 document determines.
-PIPELINE_METRICS: dict[str, tuple[str, str]] = {
-    # -- open pipeline and staleness at T (this worker's partitions) --
-    "pulse_open_leads": ("gauge", "Open leads at T by current stage (SPEC 4.4 count)."),
-    "pulse_open_amount": ("gauge", "Sum of the amounts of the open leads at T by current stage (SPEC 4.4 amount)."),
-    "pulse_open_weighted_amount": ("gauge", "Sum of amount x stage probability of the open leads at T (SPEC 4.4)."),
-    "pulse_open_opportunities": ("gauge", "Open leads at T in opportunity_stage or later (SPEC 4.7)."),
-    "pulse_stale_leads": ("gauge", "Open leads at T that are stale, by current stage and level 1-3 (SPEC 4.5)."),
-    # -- per window (labels pipeline, window) --
-    "pulse_leads_created": ("gauge", "Leads created in the window (SPEC 4.2 leads_created)."),
-    "pulse_qualified_leads": ("gauge", "Leads whose first qualified stay started in the window (SPEC 4.2)."),
-    "pulse_deals_closed": ("gauge", "Closes in the window by outcome (SPEC 4.2 won, lost)."),
-    "pulse_won_amount": ("gauge", "Sum of the amounts of the won closes in the window (SPEC 4.2 won_amount)."),
-    "pulse_sales_cycle_sum_seconds": ("gauge", "Sum over the won closes in the window of close time minus "
-                                               "creation time (numerator of the sales cycle mean)."),
-    "pulse_win_ratio": ("gauge", "won / (won + lost) in the window (SPEC 4.2 win_rate); absent when 0/0."
-                        + _NOT_SUMMABLE),
-    "pulse_close_ratio": ("gauge", "won / leads_created in the window (SPEC 4.2 close_rate); absent when "
-                                   "no lead was created." + _NOT_SUMMABLE),
-    "pulse_average_deal_size": ("gauge", "won_amount / won in the window (SPEC 4.2 avg_deal_size); absent when "
-                                         "won = 0." + _NOT_SUMMABLE),
-    "pulse_sales_cycle_mean_seconds": ("gauge", "Mean sales cycle of the won closes in the window (SPEC 4.2 "
-                                                "sales_cycle_days.mean, in seconds). Not summable."),
-    "pulse_sales_velocity_per_day": ("gauge", "open opportunities x win rate x average deal size / sales cycle "
-                                              "days (SPEC 4.2, money per day). Not summable."),
-    # -- stage flow per window (labels pipeline, window, stage) --
-    "pulse_stage_entered": ("gauge", "Stays in the stage that started in the window (SPEC 4.3 entered)."),
-    "pulse_stage_exits": ("gauge", "Stays in the stage that ended in the window, by outcome (SPEC 4.3)."),
-    "pulse_stage_conversion_ratio": ("gauge", "(advanced + won) / exited in the window (SPEC 4.3); absent when "
-                                              "exited = 0. Not summable."),
-    "pulse_stage_drop_off_ratio": ("gauge", "lost / exited in the window (SPEC 4.3); absent when exited = 0. "
-                                            "Not summable."),
-    "pulse_stage_dwell_sum_seconds": ("gauge", "Sum of the dwell times of the stays that ended in the window."),
-    "pulse_stage_dwell_mean_seconds": ("gauge", "Mean dwell of the stays that ended in the window (SPEC 4.3). "
-                                                "Not summable."),
-    "pulse_stage_dwell_p50_seconds": ("gauge", "Median dwell (nearest rank, within SPEC 4.3's tolerance) of the "
-                                               "stays that ended in the window. Not summable."),
-    "pulse_stage_dwell_p90_seconds": ("gauge", "90th percentile dwell (nearest rank, within SPEC 4.3's tolerance) "
-                                               "of the stays that ended in the window. Not summable."),
-    "pulse_stage_transitions": ("gauge", "Stage changes from_stage -> to_stage in the window (SPEC 4.3)."),
-    # -- segments (SPEC 4.8) by team and by source; never by owner --
-    **_segment_metrics("team"),
-    **_segment_metrics("source"),
-    # -- forecast against actual (SPEC 4.9, labels pipeline, window) --
-    "pulse_forecast_open_at_start_leads": ("gauge", "Open leads just before the window's start (SPEC 4.9 "
-                                                    "open_at_start.count)."),
-    "pulse_forecast_open_at_start_amount": ("gauge", "Amount of the open pipeline just before the window's start "
-                                                     "(SPEC 4.9 open_at_start.amount)."),
-    "pulse_forecast_open_at_start_weighted_amount": ("gauge", "Weighted amount of the open pipeline just before "
-                                                              "the window's start (SPEC 4.9, the forecast)."),
-    "pulse_forecast_attainment_ratio": ("gauge", "won_amount / open_at_start.weighted_amount of the window "
-                                                 "(SPEC 4.9 attainment); absent when that is 0." + _NOT_SUMMABLE),
-    # -- lead velocity rate (always 30 days) --
-    "pulse_lead_velocity_qualified_leads": ("gauge", "Qualified leads in the current and the previous 30 days "
-                                                     "(SPEC 4.6 current, previous)."),
-    "pulse_lead_velocity_ratio": ("gauge", "(current - previous) / previous (SPEC 4.6 rate); absent when "
-                                           "previous = 0. Not summable."),
-    # -- durable input counts of this worker's partitions (SPEC 5 data_quality) --
-    "pulse_data_quality_inputs": ("gauge", "Inputs of this worker's partitions since the topics began, by outcome "
-                                           "(SPEC 5 data_quality; durable, moves with partitions)."),
-    "pulse_data_quality_dead_letters": ("gauge", "Dead-lettered inputs of this worker's partitions by reason "
-                                                 "(SPEC 5 dead_letter_reasons)."),
-    "pulse_data_quality_implicit_creates": ("gauge", "Leads created implicitly (SPEC 3 rule 2)."),
-    "pulse_leads_in_state": ("gauge", "Leads (open and closed) held in memory by this worker."),
-    "pulse_as_of_timestamp_seconds": ("gauge", "T of the pipeline metrics, Unix time (wall clock, or in event-clock "
-                                               "mode the latest occurred_at seen)."),
-}
+def _pipeline_metrics() -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for name, entry in _CATALOG["pipeline"].items():
+        if name == "$segments":                     # the per-dimension families go here
+            for d in SEGMENT_DIMENSIONS:
+                out.update(_segment_metrics(d))
+        else:
+            out[name] = (entry[0], entry[1])
+    return out
+
+
+# Everything a SPEC 5 document determines; and this process's processing metrics (agents/metrics.py).
+PIPELINE_METRICS: dict[str, tuple[str, str]] = _pipeline_metrics()
+PROCESSING_METRICS: dict[str, tuple[str, str]] = {name: (kind, text) for name, (kind, text) in _CATALOG["processing"].items()}
 
 
 class Families:
@@ -186,12 +131,13 @@ def _seconds(days: float | None) -> float | None:
     return None if days is None else days * DAY_S
 
 
-def pipeline_gauges(f: Families, doc: dict, leads_in_state: dict[str, int], as_of_s: float) -> None:
-    """Every pipeline metric of one SPEC 5 document (all pipelines) into `f`."""
+def pipeline_gauges(f: Families, figures: ReportFigures, leads_in_state: dict[str, int], as_of_s: float) -> None:
+    """Every pipeline metric of the report's figures at T (all pipelines) into `f`."""
     f.declare("pulse_open_leads", ("pipeline", "stage"))
     f.declare("pulse_stale_leads", ("pipeline", "stage", "level"))
-    for name, p in doc["pipelines"].items():
-        _open(f, name, p)
+    for name, figures_of in figures.pipelines.items():
+        p = figures_of.section
+        _open(f, name, p, figures_of.open.stale_by_stage_level())
         f.gauge("pulse_leads_in_state", ("pipeline",), leads_in_state.get(name, 0), (name,))
         for window, w in p["windows"].items():
             _window(f, name, window, w)
@@ -201,7 +147,7 @@ def pipeline_gauges(f: Families, doc: dict, leads_in_state: dict[str, int], as_o
         f.gauge("pulse_lead_velocity_ratio", ("pipeline",), lvr["rate"], (name,))
         for dimension in SEGMENT_DIMENSIONS:
             _segments(f, name, p, dimension)
-    dq = doc["data_quality"]
+    dq = figures.data_quality
     for outcome in ("applied", "duplicates", "after_as_of", "dead_lettered"):
         f.gauge("pulse_data_quality_inputs", ("outcome",), dq[outcome], (outcome,))
     for reason, n in dq["dead_letter_reasons"].items():
@@ -210,15 +156,14 @@ def pipeline_gauges(f: Families, doc: dict, leads_in_state: dict[str, int], as_o
     f.gauge("pulse_as_of_timestamp_seconds", (), as_of_s)
 
 
-def _open(f: Families, name: str, p: dict) -> None:
-    stale = Counter((e["stage"], e["level"]) for e in p["stale"])
+def _open(f: Families, name: str, p: dict, stale: dict[tuple[str, int], int]) -> None:
     for stage, o in p["open"]["stages"].items():
         labels = (name, stage)
         f.gauge("pulse_open_leads", ("pipeline", "stage"), o["count"], labels)
         f.gauge("pulse_open_amount", ("pipeline", "stage"), o["amount"], labels)
         f.gauge("pulse_open_weighted_amount", ("pipeline", "stage"), o["weighted_amount"], labels)
         for level in (1, 2, 3):
-            f.gauge("pulse_stale_leads", ("pipeline", "stage", "level"), stale[(stage, level)],
+            f.gauge("pulse_stale_leads", ("pipeline", "stage", "level"), stale.get((stage, level), 0),
                     (name, stage, str(level)))
     f.gauge("pulse_open_opportunities", ("pipeline",), p["open"]["opportunities"], (name,))
 
@@ -307,3 +252,22 @@ def _segments(f: Families, name: str, p: dict, d: str) -> None:
             f.gauge(f"pulse_{d}_deals_closed", (*pw, "outcome"), lost, (*lv, "lost"))
             f.gauge(f"pulse_{d}_won_amount", pw, math.fsum(won_amount), lv)
             f.gauge(f"pulse_{d}_sales_cycle_sum_seconds", pw, math.fsum(cycle_s), lv)
+
+
+def pipeline_families(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> list[Metric]:
+    f = Families(PIPELINE_METRICS)
+    pipeline_gauges(f, figures, leads_in_state, as_of_us / 1e6)
+    return list(f.by_name.values())
+
+
+class _Families:
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def pipeline_exposition(figures: ReportFigures, leads_in_state: dict[str, int], as_of_us: int) -> bytes:
+    """The pipeline gauges as text exposition, to serve with the processing metrics' text."""
+    return generate_latest(_Families(pipeline_families(figures, leads_in_state, as_of_us)))

@@ -173,14 +173,16 @@ class Snapshots:
         self.build_seconds_total = 0.0
         self._changed = asyncio.Event()
 
-    async def get(self) -> Snapshot:
-        """A snapshot no older than max_age_s (fresh_s when nothing was built yet)."""
+    async def get(self, max_age_s: float | None = None) -> Snapshot:
+        """A snapshot no older than max_age_s (default: the instance's; fresh_s when nothing was
+        built yet). A reader that can take older figures (GET /metrics: they say their T) passes
+        a larger one: it is answered at once while one build replaces them."""
         snap = self.current
         if snap is not None:
             age = self._clock() - snap.started
             if age <= self.fresh_s:
                 return snap
-            if age <= self.max_age_s:
+            if age <= (self.max_age_s if max_age_s is None else max_age_s):
                 self.refresh_soon()
                 return snap
         return await self.refresh()

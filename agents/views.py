@@ -80,10 +80,12 @@ def _encode_pipeline(name: str, section: dict) -> dict:
     }
 
 
-def encode_views(doc: Mapping[str, Any]) -> bytes:
-    """The views of one SPEC 5 document (every pipeline), as bytes for Views.decode."""
+def encode_views(doc: Mapping[str, Any], metrics: bytes = b"") -> bytes:
+    """The views of one SPEC 5 document (every pipeline), as bytes for Views.decode; `metrics`:
+    the pipeline gauges' text exposition built with it (GET /metrics)."""
     return _encode({
         "as_of": doc["as_of"],
+        "metrics": metrics,
         "data_quality": orjson.dumps(doc["data_quality"]),
         "pipelines": [_encode_pipeline(name, section) for name, section in doc["pipelines"].items()],
     })
@@ -167,8 +169,9 @@ class Views:
     """One snapshot's answers. Built from encode_views' bytes in time proportional to the
     number of pipelines and filter values, not leads."""
 
-    def __init__(self, as_of: str, data_quality: bytes, pipelines: dict[str, PipelineViews]):
+    def __init__(self, as_of: str, data_quality: bytes, pipelines: dict[str, PipelineViews], metrics: bytes = b""):
         self.as_of = as_of
+        self.metrics = metrics          # this worker's pipeline gauges (text exposition), same instant
         self.data_quality = data_quality
         self.pipelines = pipelines
         self._whole: bytes | None = None
@@ -177,7 +180,7 @@ class Views:
     def decode(cls, data: bytes) -> "Views":
         doc = _decode(data)
         return cls(doc["as_of"], doc["data_quality"],
-                   {part["name"]: PipelineViews(part) for part in doc["pipelines"]})
+                   {part["name"]: PipelineViews(part) for part in doc["pipelines"]}, doc.get("metrics", b""))
 
     def report(self, pipeline: str | None = None) -> bytes:
         """The SPEC 5 document (or its one-pipeline form) as JSON bytes."""

@@ -18,6 +18,7 @@ from . import history
 from .deals import DealFlow
 from .flow import StageFlow
 from .lead import Lead, apply_event
+from .open_index import OpenIndex
 
 if TYPE_CHECKING:
     from pulse.schemas.parse import _Common
@@ -52,14 +53,30 @@ class PipelineState:
         self.open_leads: dict[str, Lead] = {}
         self.intern = {}.setdefault         # owner/team/source strings and close segments shared by the leads
         self.state_only = _StateOnly(self)
+        # The open leads kept indexed per event (the live worker: reads without a walk), else None.
+        self.open_index: OpenIndex | None = None
+        self.merged_indexes: list[OpenIndex] = []       # other states' open leads, merged without their leads
 
-    def merge(self, other: PipelineState) -> None:
-        """Add the state of disjoint leads (another shard or worker) to this one."""
+    def merge(self, other: PipelineState, leads: bool = True) -> None:
+        """Add the state of disjoint leads (another shard or worker) to this one.
+
+        `leads=False`: for a report only. The other's open leads are taken as its index
+        (shared, not copied) and its leads are not copied: this state can report, not take events."""
         self.flow.merge(other.flow)
         self.deals.merge(other.deals)
         self.implicit_creates += other.implicit_creates
-        self.leads.update(other.leads)
-        self.open_leads.update(other.open_leads)
+        if leads:
+            self.leads.update(other.leads)
+            self.open_leads.update(other.open_leads)
+        else:
+            self.merged_indexes += other.open_indexes()
+
+    def open_indexes(self) -> list[OpenIndex]:
+        """The open leads of this state, indexed (built now from `open_leads` when not kept per event)."""
+        own = self.open_index
+        if own is None and self.open_leads:
+            own = OpenIndex.of(self.config, self.open_leads.values())
+        return ([own] if own is not None else []) + self.merged_indexes
 
 
 class _Discard:
@@ -92,10 +109,15 @@ class PulseEngine:
     no earlier than the latest applied event.
     """
 
-    def __init__(self, config: Config, as_of: int | None = None):
+    def __init__(self, config: Config, as_of: int | None = None, index_open: bool = False):
+        """`index_open`: keep the open leads indexed per event (OpenIndex), for reports that cost
+        per stale lead instead of per open lead (the live worker; `pulse report` indexes once, at the end)."""
         self.config = config
         self.as_of = as_of
         self.pipelines = {name: PipelineState(pc) for name, pc in config.pipelines.items()}
+        if index_open:
+            for p in self.pipelines.values():
+                p.open_index = OpenIndex(p.config)
         self.events_read = 0
         self.applied = 0
         self.duplicates = 0
@@ -197,6 +219,8 @@ class PulseEngine:
                 del p.open_leads[lead.lead_id]
             else:
                 p.open_leads[lead.lead_id] = lead
+        if p.open_index is not None:
+            p.open_index.update(lead)
         return APPLIED
 
     @staticmethod
@@ -247,6 +271,8 @@ class PulseEngine:
         lead.history, lead.n_events = bytearray(events), n_events
         if lead.is_open:
             p.open_leads[lead_id] = lead
+        if p.open_index is not None:
+            p.open_index.update(lead)
         return lead
 
     def lead_by_id(self, pipeline: str, lead_id: str) -> Lead | None:
@@ -279,8 +305,9 @@ class PulseEngine:
 
     # -- combining shards ------------------------------------------------------------------
 
-    def merge(self, other: PulseEngine) -> None:
+    def merge(self, other: PulseEngine, leads: bool = True) -> None:
         """Add another engine's state; both must hold disjoint sets of leads (e.g. shards by lead_id).
+        `leads=False`: for a report only (PipelineState.merge).
 
         `other` is left unchanged and shares no mutable accumulator with this engine
         (its Lead objects are shared, read-only here), so live partitions can be merged
@@ -294,7 +321,7 @@ class PulseEngine:
         if other.max_ts is not None and (self.max_ts is None or other.max_ts > self.max_ts):
             self.max_ts = other.max_ts
         for name, p in self.pipelines.items():
-            p.merge(other.pipelines[name])
+            p.merge(other.pipelines[name], leads)
 
     # -- output ------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from .exact import from_fixed, to_fixed, weighted, weighted_sum
 class OpenPipeline:
     """Counts and exact amount sums of open leads per current stage.
 
-    Filled from the open leads when a report is made (one pass, shared with the stale
-    scan), rather than kept per event: it depends only on the leads' current state.
+    Filled at report time from the groups of an OpenIndex (open_index.py), which the live
+    worker keeps per event and `pulse report` builds once from its open leads.
     """
 
     def __init__(self, n_stages: int):

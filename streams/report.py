@@ -1,6 +1,11 @@
-"""The report document (SPEC section 5), assembled from the engine's accumulators at T."""
+"""The report document (SPEC section 5), assembled from the engine's accumulators at T.
+
+`build_figures` computes the figures once (`ReportFigures`, typed): the report renders
+them as the document; /metrics reads them without materialising the stale list.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 from pulse.config import Config
@@ -10,10 +15,9 @@ from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
 from .forecast import forecast, open_at_day_starts
-from .open_pipeline import OpenPipeline
-from .staleness import stale_level
+from .open_index import OpenFigures, open_figures
 from .velocity import deal_metrics, deal_rates, lead_velocity_rate
-from .windows import DAY_US, previous_window_days, window_days
+from .windows import previous_window_days, window_days
 
 LVR_DAYS = 30  # SPEC 4.6: always 30 days, whatever `windows` holds
 
@@ -32,18 +36,44 @@ def build_report(lines: Iterable[bytes | str], config: Config, as_of: str | None
     return engine.report()
 
 
-def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> dict:
+@dataclass(frozen=True)
+class PipelineFigures:
+    section: dict           # the pipeline's SPEC 5 section, its `stale` list left empty
+    open: OpenFigures       # the open leads' figures, the stale list among them
+
+    def document(self) -> dict:
+        return {**self.section, "stale": self.open.stale_entries()}     # same key order
+
+
+@dataclass(frozen=True)
+class ReportFigures:
+    """Every figure of the report at T, computed once (in time per group, day and stale lead)."""
+    as_of: int
+    data_quality: dict
+    pipelines: dict[str, PipelineFigures]
+
+    def document(self) -> dict:
+        return {"as_of": format_timestamp(self.as_of), "data_quality": self.data_quality,
+                "pipelines": {name: p.document() for name, p in self.pipelines.items()}}
+
+
+def build_figures(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> ReportFigures:
     pipelines = {
-        name: pipeline_report(p, as_of, engine.config)
+        name: pipeline_figures(p, as_of, engine.config)
         for name, p in engine.pipelines.items()
         if only_pipeline is None or name == only_pipeline
     }
-    return {"as_of": format_timestamp(as_of), "data_quality": engine.data_quality(), "pipelines": pipelines}
+    return ReportFigures(as_of, engine.data_quality(), pipelines)
 
 
-def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
+def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> dict:
+    return build_figures(engine, as_of, only_pipeline).document()
+
+
+def pipeline_figures(p: PipelineState, as_of: int, config: Config) -> PipelineFigures:
     pc = p.config
-    open_pipeline, stale, stale_by_stage, open_segments = scan_open_leads(p, as_of)
+    figures = open_figures(p.open_indexes(), pc, as_of)
+    open_pipeline = figures.pipeline
     opportunities = open_pipeline.opportunities(pc.opportunity_index)
     spans = [(w, window_days(as_of, w.days)) for w in config.windows]
     opening = open_at_day_starts(p.flow, [days.first for _, days in spans], pc)
@@ -67,67 +97,9 @@ def pipeline_report(p: PipelineState, as_of: int, config: Config) -> dict:
         }
     current = p.deals.window(window_days(as_of, LVR_DAYS)).qualified
     previous = p.deals.window(previous_window_days(as_of, LVR_DAYS)).qualified
-    return {
-        "open": {**open_pipeline.report(pc, stale_by_stage), "segments": open_segments},
-        "stale": stale,
+    return PipelineFigures({
+        "open": {**open_pipeline.report(pc, figures.stale_by_stage), "segments": figures.segments},
+        "stale": [],
         "windows": windows,
         "lead_velocity_rate": lead_velocity_rate(current, previous),
-    }
-
-
-def scan_open_leads(p: PipelineState, as_of: int) -> tuple[OpenPipeline, list[dict], list[int], dict]:
-    """One pass over the open leads at T: the open pipeline (SPEC 4.4) and its segments
-    (4.8), and the stale leads (4.5) sorted by age descending then lead_id, with their
-    count per stage."""
-    stages = p.config.stages
-    n = len(stages)
-    limits = [st.stale_after_us for st in stages]
-    by_stage = [0] * n
-    open_pipeline = OpenPipeline(n)
-    # Leads grouped by (stage, owner, team, source) first: far fewer groups than leads, so
-    # the per-dimension tallies below cost per group, not per lead.
-    groups: dict[tuple, list] = {}          # key -> [open pipeline of the group's stage, stale count]
-    found = []
-    for lead in p.open_leads.values():
-        stage = lead.stage
-        key = (stage, lead.owner, lead.team, lead.source)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = [OpenPipeline(n), 0]
-        g[0].add(stage, lead.amount)
-        limit = limits[stage]
-        if limit is not None:
-            age = as_of - lead.stay_start
-            if age > limit:
-                g[1] += 1
-                by_stage[stage] += 1
-                found.append((-age, lead.lead_id, lead, limit))
-    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
-    for (stage, *values), (group, stale) in groups.items():
-        open_pipeline.merge(group)
-        for by_value, value in zip(segments, values):
-            entry = by_value.get(value)
-            if entry is None:
-                entry = by_value[value] = [OpenPipeline(n), 0]
-            entry[0].merge(group)
-            entry[1] += stale
-    found.sort(key=lambda f: (f[0], f[1]))
-    entries = [
-        {
-            "lead_id": lead.lead_id,
-            "stage": stages[lead.stage].name,
-            "since": format_timestamp(lead.stay_start),
-            "age_days": -neg_age / DAY_US,
-            "stale_after_days": limit / DAY_US,
-            "level": stale_level(-neg_age, limit),
-            "owner": lead.owner,
-            "team": lead.team,
-            "amount": lead.amount,
-        }
-        for neg_age, _, lead, limit in found
-    ]
-    open_segments = {
-        dim: [{"value": v, **by_value[v][0].totals(p.config), "stale": by_value[v][1]} for v in sort_values(by_value)]
-        for dim, by_value in zip(DIMENSIONS, segments)
-    }
-    return open_pipeline, entries, by_stage, open_segments
+    }, figures)

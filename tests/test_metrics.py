@@ -14,7 +14,7 @@ from pulse.agents.metrics import LATENCY_BUCKETS_S, METRICS, ProcessingStats, ma
 from pulse.config import ConfigError, load_config
 from pulse.streams.engine import PulseEngine
 from tests.support.kafka_feed import CFG, Worker, messy_lines, route
-from tests.support.metrics import (DAY_S, assert_metrics_match_report, key, parse_exposition,
+from tests.support.metrics import (DAY_S, PIPELINE_METRICS, assert_metrics_match_report, key, parse_exposition,
                                    promtool_check_metrics)
 
 
@@ -57,6 +57,22 @@ def test_exposition_passes_promtool_lint():
     # ... with the process collectors too
     registry = make_registry(w.live, w.stats, CFG, clock="event", process_metrics=True)
     promtool_check_metrics(render(registry))
+
+
+def test_processing_text_and_snapshot_gauges_make_the_whole_exposition():
+    """GET /metrics serves the processing metrics rendered per scrape and the pipeline gauges
+    built with the shared snapshot (agents/app.py): together, the same samples as one registry."""
+    from pulse.agents.metrics import own_figures, pipeline_exposition
+
+    w = Worker()
+    for line in messy_lines(80):
+        w.feed(*route(line, 4), line)
+    processing = make_registry(w.live, w.stats, CFG, clock="event", process_metrics=False, pipeline=False)
+    pipeline = pipeline_exposition(*own_figures(w.live, "event"))
+    assert not any(k[0] in PIPELINE_METRICS for k in parse_exposition(render(processing)))
+    served = render(processing) + pipeline
+    assert parse_exposition(served) == parse_exposition(w.exposition())
+    promtool_check_metrics(served)
 
 
 def test_exposition_rendered_in_a_forked_child_is_the_workers():

@@ -126,6 +126,10 @@ def test_concurrent_readers_share_one_build_and_reuse_it_while_fresh(report):
         clock.now += 5.1                                # too old to serve: the reader waits for the build
         fresh = await snaps.get()
         assert len(calls) == 3 and fresh.version == 3 and fresh.age(clock.now) == 0
+        clock.now += 30.0                               # a reader that takes older figures (/metrics) ...
+        assert await snaps.get(max_age_s=60.0) is fresh         # ... is answered at once
+        await asyncio.sleep(0.01)
+        assert len(calls) == 4 and snaps.current.version == 4   # while one build replaces them
     asyncio.run(scenario())
 
 

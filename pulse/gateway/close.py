@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulse.gateway.model import (Adapted, BadDelivery, Unreadable, amount_of, event_message, from_crm_time, lead_id,
-                                 numbered, parse_json)
+from pulse.gateway.model import Adapted, BadDelivery, adapt_delivery, from_crm_time, lead_id, money_fields, numbered
 from pulse.gateway.sources import Source, Target, crm_id
 
 CLOSED = ("won", "lost")
@@ -18,13 +17,7 @@ FIELD_EDITS = ("value", "user_id", "value_currency")
 
 
 def adapt(body: bytes, source: Source) -> Adapted:
-    try:
-        events = delivery_events(parse_json(body), source)
-    except BadDelivery as exc:
-        return Adapted([], 0, [Unreadable(body, f"Close delivery: {exc}")])
-    if not events:
-        return Adapted([], 1, [])
-    return Adapted([event_message(e) for e in events], 0, [])
+    return adapt_delivery(body, source, "Close", delivery_events)
 
 
 def delivery_events(payload: Any, source: Source) -> list[dict[str, Any]]:
@@ -44,13 +37,7 @@ def delivery_events(payload: Any, source: Source) -> list[dict[str, Any]]:
     event_id = f"close:{crm_id(event['id'])}"
     common: dict[str, Any] = {"type": "", "event_id": event_id, "lead_id": lead_id(source, data.get("id")),
                               "occurred_at": from_crm_time(event.get("date_created"))}
-    amount = amount_of(data.get("value"), divisor=100)
-    if amount is not None:
-        if amount < 0:
-            raise BadDelivery("value is negative")
-        common["amount"] = amount
-    if isinstance(data.get("value_currency"), str) and data["value_currency"]:
-        common["currency"] = data["value_currency"]
+    common.update(money_fields(data.get("value"), data.get("value_currency"), divisor=100))
     common.update(source.owner_fields(data.get("user_id")))
     status_id = data.get("status_id")
     status_type = data.get("status_type")

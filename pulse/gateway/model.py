@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import orjson
 
@@ -74,6 +74,19 @@ def amount_of(value: Any, divisor: int = 1) -> float | int | None:
     return value
 
 
+def money_fields(value: Any, currency: Any, divisor: int = 1) -> dict[str, Any]:
+    """A deal's `amount` (not negative) and `currency` fields, those present, for an event."""
+    fields: dict[str, Any] = {}
+    amount = amount_of(value, divisor)
+    if amount is not None:
+        if amount < 0:
+            raise BadDelivery("value is negative")
+        fields["amount"] = amount
+    if isinstance(currency, str) and currency:
+        fields["currency"] = currency
+    return fields
+
+
 def utc_text(moment: datetime) -> str:
     """RFC 3339 in UTC with `Z` (microseconds when not zero)."""
     moment = moment.astimezone(timezone.utc)
@@ -124,6 +137,19 @@ def from_crm_time(value: Any) -> str:
         return utc_text(moment)
     except (OverflowError, ValueError):        # e.g. year 1 with a positive offset
         raise BadDelivery("time is out of range") from None
+
+
+def adapt_delivery(body: bytes, source: Any, vendor: str,
+                   delivery_events: Callable[[Any, Any], list[dict[str, Any]]]) -> Adapted:
+    """A vendor whose delivery is one JSON object (Close, Pipedrive): its events, or the whole
+    body unreadable (with `delivery_events`' reason), or ignored (nothing for us in it)."""
+    try:
+        events = delivery_events(parse_json(body), source)
+    except BadDelivery as exc:
+        return Adapted([], 0, [Unreadable(body, f"{vendor} delivery: {exc}")])
+    if not events:
+        return Adapted([], 1, [])
+    return Adapted([event_message(e) for e in events], 0, [])
 
 
 def parse_json(body: bytes) -> Any:

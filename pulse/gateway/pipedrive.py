@@ -7,21 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulse.gateway.model import (Adapted, BadDelivery, Unreadable, amount_of, event_message, from_crm_time, lead_id,
-                                 parse_json)
+from pulse.gateway.model import Adapted, BadDelivery, adapt_delivery, from_crm_time, lead_id, money_fields
 from pulse.gateway.sources import Source, crm_id
 
 CLOSED = ("won", "lost")
 
 
 def adapt(body: bytes, source: Source) -> Adapted:
-    try:
-        events = delivery_events(parse_json(body), source)
-    except BadDelivery as exc:
-        return Adapted([], 0, [Unreadable(body, f"Pipedrive delivery: {exc}")])
-    if not events:
-        return Adapted([], 1, [])
-    return Adapted([event_message(e) for e in events], 0, [])
+    return adapt_delivery(body, source, "Pipedrive", delivery_events)
 
 
 def _time(data: dict, meta: dict, *names: str) -> str:
@@ -53,13 +46,7 @@ def delivery_events(payload: Any, source: Source) -> list[dict[str, Any]]:
         raise BadDelivery("no meta.id")
     common: dict[str, Any] = {"type": "", "event_id": f"pipedrive:{crm_id(meta['id'])}",
                               "lead_id": lead_id(source, data.get("id")), "occurred_at": ""}
-    amount = amount_of(data.get("value"))
-    if amount is not None:
-        if amount < 0:
-            raise BadDelivery("value is negative")
-        common["amount"] = amount
-    if isinstance(data.get("currency"), str) and data["currency"]:
-        common["currency"] = data["currency"]
+    common.update(money_fields(data.get("value"), data.get("currency")))
     owner = data.get("owner_id")
     if isinstance(owner, dict):                    # some API shapes nest the user
         owner = owner.get("id")

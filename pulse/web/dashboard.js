@@ -227,31 +227,40 @@
 
   function chartWidth(node) { return Math.max(280, Math.min(node.clientWidth || 560, 900)); }
 
-  function renderFunnel() {
-    const w = win(), wp = wpath(), names = stageNames();
-    $("funnel-window").textContent = `· last ${state.window.replace(/d$/, " days")}`;
-    const node = $("funnel-chart"), width = chartWidth(node), label = width < 420 ? 88 : 100, right = 120;
-    const barW = width - label - right, rowH = 40;
-    const max = Math.max(1, ...names.map((n) => Math.max(w.stages[n].entered, w.stages[n].exited)));
+  // One row of bars per stage, its name on the left: draw(g, stage, y, scale) adds the bars,
+  // scale(value) being a value's bar width (the largest value spans the chart).
+  function stageBars(nodeId, rowH, right, labelDy, max, draw) {
+    const names = stageNames(), node = $(nodeId), width = chartWidth(node), label = width < 420 ? 88 : 100;
+    const barW = width - label - right, scale = (v) => barW * v / Math.max(1, max);
     const g = svg("svg", {width, height: names.length * rowH + 4, viewBox: `0 0 ${width} ${names.length * rowH + 4}`,
                           role: "presentation"});
     names.forEach((n, i) => {
-      const st = w.stages[n], y = i * rowH + 2;
-      g.append(svg("text", {x: 0, y: y + 13, class: "lbl"}, n));
-      g.append(svg("rect", {x: label, y: y + 2, width: Math.max(2, barW * st.entered / max), height: 14, rx: 3,
+      const y = i * rowH + 2;
+      g.append(svg("text", {x: 0, y: y + labelDy, class: "lbl"}, n));
+      draw(g, n, y, scale, label, width);
+    });
+    node.replaceChildren(g);
+  }
+
+  function renderFunnel() {
+    const w = win(), wp = wpath(), names = stageNames();
+    $("funnel-window").textContent = `· last ${state.window.replace(/d$/, " days")}`;
+    const max = Math.max(...names.map((n) => Math.max(w.stages[n].entered, w.stages[n].exited)));
+    stageBars("funnel-chart", 40, 120, 13, max, (g, n, y, scale, label, width) => {
+      const st = w.stages[n];
+      g.append(svg("rect", {x: label, y: y + 2, width: Math.max(2, scale(st.entered)), height: 14, rx: 3,
                             class: "b-in"}));
-      g.append(svg("text", {x: label + Math.max(2, barW * st.entered / max) + 6, y: y + 13, class: "val"},
+      g.append(svg("text", {x: label + Math.max(2, scale(st.entered)) + 6, y: y + 13, class: "val"},
                    `${fmt.count(st.entered)} in`));
       let x = label;
       for (const [key, cls] of [["advanced", "b-adv"], ["won", "b-won"], ["regressed", "b-reg"], ["lost", "b-lost"]]) {
-        const wd = barW * st[key] / max;
+        const wd = scale(st[key]);
         if (wd > 0) g.append(svg("rect", {x, y: y + 19, width: wd, height: 12, class: cls}));
         x += wd;
       }
       g.append(svg("text", {x: width, y: y + 29, class: "val end"},
                    st.conversion_rate == null ? "no exits" : `${fmt.pct(st.conversion_rate)} converted`));
     });
-    node.replaceChildren(g);
     const rows = names.map((n) => {
       const st = w.stages[n], p = `${wp}.stages.${n}`;
       return el("tr", {}, el("th", {scope: "row", text: n}),
@@ -268,22 +277,16 @@
 
   function renderOpen() {
     const o = state.data.section.open, b = base(), names = stageNames();
-    const node = $("open-chart"), width = chartWidth(node), label = width < 420 ? 88 : 100, right = 130;
-    const barW = width - label - right, rowH = 30;
-    const max = Math.max(1, ...names.map((n) => o.stages[n].amount));
-    const g = svg("svg", {width, height: names.length * rowH + 4, viewBox: `0 0 ${width} ${names.length * rowH + 4}`,
-                          role: "presentation"});
-    names.forEach((n, i) => {
-      const st = o.stages[n], y = i * rowH + 2;
-      g.append(svg("text", {x: 0, y: y + 15, class: "lbl"}, n));
-      g.append(svg("rect", {x: label, y: y + 3, width: Math.max(1, barW * st.amount / max), height: 16, rx: 3,
+    const max = Math.max(...names.map((n) => o.stages[n].amount));
+    stageBars("open-chart", 30, 130, 15, max, (g, n, y, scale, label, width) => {
+      const st = o.stages[n];
+      g.append(svg("rect", {x: label, y: y + 3, width: Math.max(1, scale(st.amount)), height: 16, rx: 3,
                             class: "b-amount"}));
-      g.append(svg("rect", {x: label, y: y + 3, width: barW * st.weighted_amount / max, height: 16, rx: 3,
+      g.append(svg("rect", {x: label, y: y + 3, width: scale(st.weighted_amount), height: 16, rx: 3,
                             class: "b-weighted"}));
       g.append(svg("text", {x: width, y: y + 15, class: "val end"},
                    `${fmt.moneyShort(st.amount)} · ${fmt.count(st.count)} ${st.count === 1 ? "lead" : "leads"}`));
     });
-    node.replaceChildren(g);
     const rows = names.map((n) => {
       const st = o.stages[n], p = `${b}.open.stages.${n}`;
       return el("tr", {}, el("th", {scope: "row", text: n}),

@@ -1,0 +1,166 @@
+"""What reading /metrics and /report costs a worker consuming at full speed (issue 16's "reads that
+cost nothing"). Prints figures.
+
+    python bench/bench_reads.py                          # 130,000 leads (bench/out/events-130000-s1.jsonl)
+    python bench/bench_reads.py --leads 20000 --window 3   # a quick check
+
+One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
+
+1. The whole file is published first; then the worker starts and consumes it as fast as
+   it can (no publisher competing for the cores while it does).
+2. Once it has read `--start` of the file (it then holds most of the leads), the run
+   alternates windows of `--window` seconds with no reader and with a scraper that reads
+   GET /metrics every 1 s and GET /report every 2 s, until the backlog is nearly done.
+   Per window: the worker's consumption rate (committed offsets: no request to the
+   worker) and CPU (also per message consumed: less sensitive to other jobs on the
+   machine); per request: its latency (a window's first read apart: the snapshot expired
+   in the window before, so it may wait for a build). Ratios are from this one run, per
+   pair of adjacent windows, and their median.
+3. Quiet worker (backlog consumed): 30 sequential GET /metrics and GET /report.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_dashboard import cpu, events_read, get, pct, replay  # noqa: E402
+from bench_worker import CommittedOffsets  # noqa: E402
+from tests.support.live_harness import WorkerProcess  # noqa: E402
+
+from pulse.broker import EmbeddedBroker, create_topics  # noqa: E402
+from pulse.topics import INPUT_TOPICS, topic_names  # noqa: E402
+
+
+async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[float]]) -> None:
+    """GET /metrics every 1 s and GET /report every 2 s, each on its own schedule."""
+    import aiohttp
+
+    async def every(path: str, period: float, into: list[float]) -> None:
+        async with aiohttp.ClientSession() as s:
+            first = True
+            while not stop.is_set():
+                t = time.perf_counter()
+                async with s.get(base + path) as r:
+                    await r.read()
+                into.append(time.perf_counter() - t)
+                if first:       # the window's first read may wait for a build (the snapshot expired between windows)
+                    latencies["first_" + path.strip("/")].append(into.pop())
+                    first = False
+                try:
+                    await asyncio.wait_for(stop.wait(), max(0.0, period - (time.perf_counter() - t)))
+                except asyncio.TimeoutError:
+                    pass
+    await asyncio.gather(every("/metrics", 1.0, latencies["metrics"]), every("/report", 2.0, latencies["report"]))
+
+
+async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies) -> dict:
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(scraper(w.url("").rstrip("/"), stop, latencies)) if reading else None
+    loop = asyncio.get_running_loop()
+    read0 = await loop.run_in_executor(None, consumed)
+    own0, kids0, _ = cpu(w.proc.pid)
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    own1, kids1, _ = cpu(w.proc.pid)
+    t1 = time.monotonic()
+    read1 = await loop.run_in_executor(None, consumed)
+    stop.set()
+    if task is not None:
+        await task
+    wall = t1 - t0
+    return {"reader": reading, "seconds": round(wall, 2), "committed_per_s": round((read1 - read0) / wall),
+            "committed_at_end": read1, "worker_cpu": round((own1 - own0) / wall, 3),
+            "worker_cpu_us_per_message": round((own1 - own0) * 1e6 / max(1, read1 - read0), 1),
+            "build_children_cpu": round((kids1 - kids0) / wall, 3)}
+
+
+def summary(values: list[float]) -> dict:
+    return {"n": len(values), "p50_ms": round(pct(values, 50) * 1000, 1), "p99_ms": round(pct(values, 99) * 1000, 1),
+            "max_ms": round(max(values) * 1000, 1)} if values else {"n": 0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--leads", type=int, default=130_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--start", type=float, default=0.55, help="fraction of the file read before measuring")
+    ap.add_argument("--stop", type=float, default=0.97, help="no window starts after this fraction is read")
+    ap.add_argument("--window", type=float, default=5.0, help="seconds per measurement window")
+    args = ap.parse_args()
+
+    path = ROOT / "bench" / "out" / f"events-{args.leads}-s{args.seed}.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "generate_events.py"), str(path), "--leads",
+                        str(args.leads), "--seed", str(args.seed), "--messy"], check=True)
+    total = sum(1 for x in path.read_bytes().split(b"\n") if x.strip())
+    work = Path(tempfile.mkdtemp(prefix="bench-reads-"))
+    print(f"file {path.name}: {total:,} messages, all published before the worker starts", flush=True)
+
+    with EmbeddedBroker() as broker:
+        prefix = f"br{uuid.uuid4().hex[:6]}."
+        names = topic_names(prefix)
+        create_topics(broker.bootstrap, list(names.values()), 4)
+        if replay(broker, prefix, path).wait() != 0:
+            raise RuntimeError("replay failed")
+        group = f"bench-reads-{prefix}"
+        consumed = CommittedOffsets(broker.bootstrap, group, [names[t] for t in INPUT_TOPICS], 4)
+        w = WorkerProcess(broker.url, prefix, group, work).start(timeout=120)
+        try:
+            while (consumed() or 0) < args.start * total:
+                time.sleep(0.5)
+            print(f"measuring from {consumed():,} messages consumed", flush=True)
+            results: list[dict] = []
+            latencies: dict[str, list[float]] = {"metrics": [], "report": [], "first_metrics": [], "first_report": []}
+
+            async def measure() -> None:
+                reading = False
+                while (results[-1]["committed_at_end"] if results else 0) < args.stop * total:
+                    results.append(await window(w, args.window, reading, consumed, latencies))
+                    print(json.dumps(results[-1]), flush=True)
+                    reading = not reading
+            asyncio.run(measure())
+            while events_read(w) < total:
+                time.sleep(1.0)
+            quiet = {p: [get(w.url(p))[1] for _ in range(30)] for p in ("/metrics", "/report")}
+            leads = sum(float(line.split()[-1]) for line in get(w.url("/metrics"))[0].decode().splitlines()
+                        if line.startswith("pulse_leads_in_state{"))
+            pairs = [(a, b) for a, b in zip(results, results[1:]) if not a["reader"] and b["reader"]]
+            ratios = [b["committed_per_s"] / a["committed_per_s"] for a, b in pairs if a["committed_per_s"]]
+            print(json.dumps({
+                "leads_in_state_at_end": int(leads),
+                "while_consuming": {k: summary(v) for k, v in latencies.items()},
+                "quiet": {p.strip("/"): summary(v) for p, v in quiet.items()},
+                "committed_per_s_no_reader_median": statistics.median(a["committed_per_s"] for a, _ in pairs),
+                "committed_per_s_reader_median": statistics.median(b["committed_per_s"] for _, b in pairs),
+                "rate_ratio_reader_vs_none_per_pair": [round(r, 3) for r in ratios],
+                "rate_ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+                "worker_cpu_us_per_message_no_reader_median": statistics.median(
+                    a["worker_cpu_us_per_message"] for a, _ in pairs),
+                "worker_cpu_us_per_message_reader_median": statistics.median(
+                    b["worker_cpu_us_per_message"] for _, b in pairs),
+                "worker_cpu_no_reader_median": statistics.median(a["worker_cpu"] for a, _ in pairs),
+                "worker_cpu_reader_median": statistics.median(b["worker_cpu"] for _, b in pairs),
+                "build_children_cpu_reader_median": statistics.median(b["build_children_cpu"] for _, b in pairs),
+            }, indent=1), flush=True)
+        finally:
+            consumed.close()
+            w.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

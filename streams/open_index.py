@@ -1,0 +1,264 @@
+"""The open leads at T (SPEC 4.4, 4.5, 4.8) without a walk over them.
+
+`OpenIndex` holds, per pipeline, what the report needs of each open lead (its stage,
+stay start, owner, team, source and amount), kept up to date as leads change:
+
+- the open pipeline per (owner, team, source) group: count and exact amount per stage
+  (exact.py), so totals, stages and segments cost per group, not per lead;
+- per stage that can go stale, the open leads ordered by (stay start, lead_id). A lead
+  is stale at T when T - stay_start > stale_after, i.e. stay_start < T - stale_after:
+  the stale leads of a stage are a prefix (found by bisection; entries of ended stays
+  in it are skipped, and swept out as they pile up), and the report's order (age
+  descending, then lead_id) is the order of (stay_start, lead_id).
+
+`open_figures` reads one or several indexes (a worker's partitions, shards) at T.
+The live worker keeps an index per partition, updated by the engine per event
+(`PipelineState.open_index`); `pulse report` builds one from its open leads once, at
+report time. Pure: no clock, no I/O.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+from pulse.config import PipelineConfig
+from pulse.schemas.parse import format_timestamp
+
+from .deals import DIMENSIONS, sort_values
+from .exact import FIXED_CACHE, to_fixed
+from .open_pipeline import OpenPipeline
+from .staleness import stale_level
+from .windows import DAY_US
+
+if TYPE_CHECKING:
+    from .lead import Lead
+
+__all__ = ["OpenIndex", "OpenFigures", "open_figures"]
+
+# What the index holds of an open lead; also the layout of a peer's share (partial.py).
+STAGE, STAY_START, OWNER, TEAM, SOURCE, AMOUNT = range(6)
+_fixed = FIXED_CACHE.get        # to_fixed's memo, looked up before the call (see exact.py)
+
+
+class _Stays:
+    """(stay_start, lead_id) of one stage's open leads, sorted; entries of stays that ended
+    are left in place (dead) and swept out once they are as many as the live ones.
+
+    The input comes in about time order, so a new stay is nearly always the latest: an
+    append. An ended stay costs nothing at once (the index's `held` says which entries are
+    live), and the sweep is amortised over the stays that ended since the last one.
+    """
+
+    __slots__ = ("keys", "dead")
+    SWEEP_MIN = 256         # dead entries below this are never swept (a sweep walks the stage's entries)
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, str]] = []
+        self.dead = 0
+
+    def add(self, key: tuple[int, str]) -> None:
+        keys = self.keys
+        if not keys or key > keys[-1]:
+            keys.append(key)
+            return
+        i = bisect_left(keys, key)                  # a late event: rare
+        if i < len(keys) and keys[i] == key:        # the entry of an ended stay lives again
+            self.dead -= 1
+        else:
+            keys.insert(i, key)
+
+
+def _is_live(held: dict, stage: int, stay_start: int, lead_id: str) -> bool:
+    row = held.get(lead_id)
+    return row is not None and row[STAGE] == stage and row[STAY_START] == stay_start
+
+
+class OpenIndex:
+    """The open leads of one pipeline (or one partition's share of it), by group and by stay."""
+
+    __slots__ = ("held", "groups", "stays", "_limits")
+
+    def __init__(self, pipeline: PipelineConfig):
+        self._limits = [st.stale_after_us for st in pipeline.stages]
+        self.held: dict[str, tuple] = {}                # lead_id -> (stage, stay_start, owner, team, source, amount)
+        # (owner, team, source) -> (open leads per stage, their exact amount per stage)
+        self.groups: dict[tuple, tuple[list[int], list[int]]] = {}
+        # per stage with a stale limit: (stay_start, lead_id) of its open leads, in order
+        self.stays: list[_Stays | None] = [None if limit is None else _Stays() for limit in self._limits]
+
+    @classmethod
+    def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
+        """An index of `leads` (all open), built at once."""
+        index = cls(pipeline)
+        held = index.held
+        for lead in leads:
+            row = held[lead.lead_id] = (lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
+            index._count(row, +1)
+            stays = index.stays[lead.stage]
+            if stays is not None:
+                stays.keys.append((lead.stay_start, lead.lead_id))
+        for stays in index.stays:
+            if stays is not None:
+                stays.keys.sort()
+        return index
+
+    def update(self, lead: Lead) -> None:
+        """Take the lead's current state (call after each change of it; cheap when nothing the index holds changed)."""
+        lead_id = lead.lead_id
+        held = self.held
+        old = held.get(lead_id)
+        if lead.is_open:
+            new = (lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount)
+            if old == new:
+                return
+            held[lead_id] = new
+        elif old is None:
+            return
+        else:
+            new = None
+            del held[lead_id]
+        if old is None or new is None or old[OWNER:AMOUNT] != new[OWNER:AMOUNT]:
+            if old is not None:
+                self._count(old, -1)
+            if new is not None:
+                self._count(new, +1)
+        else:                                       # the same group (the common case: a stage change)
+            counts, amounts = self.groups[old[OWNER:AMOUNT]]
+            counts[old[STAGE]] -= 1
+            counts[new[STAGE]] += 1
+            if old[AMOUNT]:
+                amounts[old[STAGE]] -= _fixed(old[AMOUNT]) or to_fixed(old[AMOUNT])
+            if new[AMOUNT]:
+                amounts[new[STAGE]] += _fixed(new[AMOUNT]) or to_fixed(new[AMOUNT])
+        if old is not None and new is not None and old[STAGE] == new[STAGE] and old[STAY_START] == new[STAY_START]:
+            return                                  # the same stay: its entry stays as it is
+        if old is not None:
+            stays = self.stays[old[STAGE]]
+            if stays is not None:
+                stays.dead += 1
+                if stays.dead > stays.SWEEP_MIN and 2 * stays.dead > len(stays.keys):
+                    stage = old[STAGE]
+                    stays.keys = [k for k in stays.keys                 # _is_live, inlined
+                                  if (row := held.get(k[1])) is not None and row[STAGE] == stage
+                                  and row[STAY_START] == k[0]]
+                    stays.dead = 0
+        if new is not None:
+            stays = self.stays[new[STAGE]]
+            if stays is not None:
+                stays.add((new[STAY_START], lead_id))
+
+    def _count(self, row: tuple, sign: int) -> None:
+        key = row[OWNER:AMOUNT]
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = ([0] * len(self._limits), [0] * len(self._limits))
+        group[0][row[STAGE]] += sign
+        amount = row[AMOUNT]
+        if amount:
+            group[1][row[STAGE]] += sign * (_fixed(amount) or to_fixed(amount))
+        if not any(group[0]):
+            del self.groups[key]
+
+    def live_stays(self, stage: int) -> list[tuple[int, str]]:
+        """The live entries of a stage's stays, in order (tests, and the sweep's definition)."""
+        stays = self.stays[stage]
+        return [] if stays is None else [k for k in stays.keys if _is_live(self.held, stage, *k)]
+
+    def rows(self) -> Iterable[tuple]:
+        """(lead_id, stage, stay_start, owner, team, source, amount) per open lead."""
+        return ((lead_id, *row) for lead_id, row in self.held.items())
+
+
+@dataclass(frozen=True)
+class OpenFigures:
+    """The open leads' figures at T: what the report's `open` and `stale` sections and the
+    pipeline metrics read."""
+
+    pipeline: OpenPipeline
+    stale_by_stage: list[int]
+    stale_by_level: dict[tuple[int, int], int]      # (stage index, level 1-3) -> stale leads
+    segments: dict                                  # SPEC 4.8 open segments, as the report shows them
+    _stale: list[tuple]                             # (stay_start, lead_id, row) in the report's order
+    _as_of: int
+    _config: PipelineConfig
+
+    def stale_by_stage_level(self) -> dict[tuple[str, int], int]:
+        """(stage name, level) -> stale leads, every stage that can go stale and level 1-3."""
+        stages = self._config.stages
+        return {(stages[stage].name, level): n for (stage, level), n in self.stale_by_level.items()}
+
+    def stale_entries(self) -> list[dict]:
+        """SPEC 5's `stale` list: age descending, then lead_id."""
+        as_of, stages = self._as_of, self._config.stages
+        limits = [st.stale_after_us for st in self._config.stages]
+        entries = []
+        for stay_start, lead_id, row in self._stale:
+            age, limit = as_of - stay_start, limits[row[STAGE]]
+            entries.append({
+                "lead_id": lead_id,
+                "stage": stages[row[STAGE]].name,
+                "since": format_timestamp(stay_start),
+                "age_days": age / DAY_US,
+                "stale_after_days": limit / DAY_US,
+                "level": stale_level(age, limit),
+                "owner": row[OWNER],
+                "team": row[TEAM],
+                "amount": row[AMOUNT],
+            })
+        return entries
+
+
+def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int) -> OpenFigures:
+    """The figures of the open leads held by `indexes` (disjoint sets of leads) at T = as_of.
+
+    Costs per group and per stale lead (and ended stays not yet swept), never per open lead."""
+    n = len(pipeline.stages)
+    limits = [st.stale_after_us for st in pipeline.stages]
+    total = OpenPipeline(n)
+    by_stage = [0] * n
+    by_level: dict[tuple[int, int], int] = {}
+    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    stale: list[tuple] = []
+    for index in indexes:
+        for values, (counts, amounts) in index.groups.items():
+            for stage in range(n):
+                total.count[stage] += counts[stage]
+                total.amount[stage] += amounts[stage]
+            for by_value, value in zip(segments, values):
+                entry = by_value.get(value)
+                if entry is None:
+                    entry = by_value[value] = [OpenPipeline(n), 0]
+                for stage in range(n):
+                    entry[0].count[stage] += counts[stage]
+                    entry[0].amount[stage] += amounts[stage]
+        held = index.held
+        for stage, stays in enumerate(index.stays):
+            if stays is None:
+                continue
+            limit = limits[stage]
+            cut1, cut2, cut3 = as_of - limit, as_of - 2 * limit, as_of - 3 * limit
+            keys = stays.keys
+            levels = [0, 0, 0, 0]
+            for stay_start, lead_id in keys[:bisect_left(keys, (cut1,))]:     # stale: stay_start < T - limit
+                row = held.get(lead_id)
+                if row is None or row[STAGE] != stage or row[STAY_START] != stay_start:
+                    continue                                                # a stay that ended
+                levels[3 if stay_start < cut3 else 2 if stay_start < cut2 else 1] += 1
+                stale.append((stay_start, lead_id, row))
+            by_stage[stage] += levels[1] + levels[2] + levels[3]
+            for level in (1, 2, 3):
+                by_level[(stage, level)] = by_level.get((stage, level), 0) + levels[level]
+    stale.sort(key=_stay_order)
+    for _, _, row in stale:                      # the stale count of each lead's segments
+        for by_value, value in zip(segments, row[OWNER:AMOUNT]):
+            by_value[value][1] += 1
+    open_segments = {
+        dim: [{"value": v, **by_value[v][0].totals(pipeline), "stale": by_value[v][1]} for v in sort_values(by_value)]
+        for dim, by_value in zip(DIMENSIONS, segments)
+    }
+    return OpenFigures(total, by_stage, by_level, open_segments, stale, as_of, pipeline)
+
+
+def _stay_order(entry: tuple) -> tuple:
+    return entry[0], entry[1]
