@@ -1,6 +1,11 @@
 """StaleLeadDetector (SPEC 4.5, 6) and the live shell's durability logic, without a broker."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import msgspec
 import orjson
 
@@ -10,6 +15,7 @@ from pulse.schemas.timestamps import parse_timestamp
 from pulse.streams.alerts import StaleLeadDetector, alert_id
 from pulse.streams.engine import PulseEngine
 from pulse.dev.synth import generate
+from tests.support.kafka_feed import KafkaFeed
 
 CFG = load_config(None)
 DAY = 86_400_000_000
@@ -80,9 +86,21 @@ def test_a_finished_stay_is_dropped_and_resolution_reports_the_move():
     assert [m["stage"] for _, m in detector.due(ts("2026-03-15T00:00:01Z"), engine.lead_by_id)] == ["qualified"]
 
 
-def test_alert_ids_are_deterministic():
-    assert alert_id("lead.stale", "p", "L", "new", 5, 1) == alert_id("lead.stale", "p", "L", "new", 5, 1)
-    assert alert_id("lead.stale", "p", "L", "new", 5, 1) != alert_id("lead.stale", "p", "L", "new", 5, 2)
+def test_alert_ids_are_the_same_in_every_process_and_differ_per_condition():
+    """SPEC 6: the same condition always yields the same id -- also in another worker process
+    (another hash seed) -- and the id changes with each part of the condition."""
+    base = ["lead.stale", "p", "L", "new", 5, 1]
+    conditions = [base] + [base[:i] + [other] + base[i + 1:] for i, other in
+                           enumerate(["lead.stale_resolved", "q", "M", "qualified", 6, 2])]
+    conditions.append(["lead.stale_resolved", "p", "L", "new", 5])           # a resolution: no level
+    here = [alert_id(*c) for c in conditions]
+    assert len(set(here)) == len(conditions)
+    code = ("import json, sys; from pulse.streams.alerts import alert_id; "
+            "print(json.dumps([alert_id(*c) for c in json.loads(sys.argv[1])]))")
+    for seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", code, json.dumps(conditions)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}, check=True)
+        assert json.loads(done.stdout) == here
 
 
 # -- the live shell --------------------------------------------------------------------------
@@ -117,16 +135,8 @@ def feed(live, lines, start=0, stop=None):
 
 
 def topic_offsets(lines):
-    out, offsets = [], {}
-    for line in lines:
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            obj = {}
-        topic = TOPIC_OF_TYPE.get(obj.get("type") if isinstance(obj, dict) else None, "c")
-        offsets[topic] = offsets.get(topic, -1) + 1
-        out.append((topic, offsets[topic], line))
-    return out
+    """(topic, offset, line) of each line, all in partition 0 (tests/support/kafka_feed.py)."""
+    return [(topic, offset, line) for topic, _, offset, line in KafkaFeed(1, TOPIC_OF_TYPE).deliveries(lines)]
 
 
 def test_dead_letters_carry_reason_and_source_and_the_original_bytes():
@@ -137,8 +147,12 @@ def test_dead_letters_carry_reason_and_source_and_the_original_bytes():
                                      b'"occurred_at": "2026-03-01T00:00:00Z"}')
     ((role, key, value, partition, headers),) = fakes.sent
     assert (role, key, partition) == ("deadletter", b"L", 0) and value.startswith(b'{"type": "lead.created"')
-    assert dict(headers) == {"pulse.reason": b"invalid_event", "pulse.detail": dict(headers)["pulse.detail"],
-                             "pulse.source.topic": b"s", "pulse.source.partition": b"0", "pulse.source.offset": b"7"}
+    headers = dict(headers)
+    detail = headers.pop("pulse.detail").decode()
+    assert headers == {"pulse.reason": b"invalid_event", "pulse.source.topic": b"s", "pulse.source.partition": b"0",
+                       "pulse.source.offset": b"7"}
+    # the detail names the field at fault and what the topic carries, never a value of the event
+    assert detail.startswith("type:") and "lead.stage_changed" in detail and '"L"' not in detail
 
 
 def test_flush_writes_leads_then_the_counters_and_restore_reproduces_the_report():

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_worker.py"
+from tests.support import ROOT
+
+BENCH = ROOT / "bench" / "bench_worker.py"
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pickle
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from pulse.config import load_config
 from pulse.config.checks import parse_duration
 from pulse.schemas.config import Config, ConfigError, PipelineConfig, Stage, Window
+from tests.support import ROOT
 
 # --------------------------------------------------------------------------------------
 # Durations
@@ -138,7 +138,7 @@ def test_default_matches_spec_example():
 
 
 def test_default_file_holds_the_spec_example_verbatim():
-    text = (Path(__file__).parents[1] / "pulse" / "default_pipeline.yaml").read_text("utf-8")
+    text = (ROOT / "pulse" / "default_pipeline.yaml").read_text("utf-8")
     assert SPEC_EXAMPLE in text
 
 

@@ -6,8 +6,8 @@ Screenshots go to tests/screenshots/ (git-ignored); with PULSE_UPDATE_SCREENSHOT
 wide one also replaces docs/img/dashboard.png (the README's).
 
 Chromium is the system one (Debian `chromium`, installed by `make tools` as root), driven
-by Playwright for Python without `playwright install`. Without it the tests are skipped,
-except under CI=true, where they fail.
+by Playwright for Python (a test dependency: a plain import) without `playwright install`.
+Without the browser the tests are skipped, except under CI=true, where they fail.
 """
 from __future__ import annotations
 
@@ -23,27 +23,24 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from playwright.sync_api import sync_playwright
 
 from pulse.kafka.broker import create_topics
 from pulse.dev.synth import generate
 from pulse.schemas.topics import NOTIFICATIONS, STAGE_CHANGED, topic_names
 
-from live_harness import WorkerProcess
+from tests.support import ROOT, TESTS
+from tests.support.live_harness import WorkerProcess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SHOTS = Path(__file__).parent / "screenshots"
+SHOTS = TESTS / "screenshots"
 DEMO = Path(str(importlib.resources.files("pulse") / "samples" / "demo.jsonl"))
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--no-first-run", "--disable-sync"]
 WIDE, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:                                  # pragma: no cover - the test extra installs it
-    sync_playwright = None
-
-if not (CHROMIUM and sync_playwright):
-    reason = "needs the system Chromium (apt-get install chromium; `make tools` as root) and playwright (test extra)"
+if not CHROMIUM:
+    reason = "needs the system Chromium (apt-get install chromium; `make tools` as root)"
     if os.environ.get("CI") == "true":
         pytest.fail(reason, pytrace=False)
     pytestmark = pytest.mark.skip(reason=reason)
@@ -218,7 +215,7 @@ def test_dashboard_shows_the_report_and_follows_live_events(broker, tmp_path, ch
         page.wait_for_timeout(300)
         page.screenshot(path=str(SHOTS / "dashboard-1280.png"), full_page=True)
         if os.environ.get("PULSE_UPDATE_SCREENSHOT") == "1":
-            shot = Path(__file__).parent.parent / "docs" / "img" / "dashboard.png"
+            shot = ROOT / "docs" / "img" / "dashboard.png"
             shot.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(shot))
 

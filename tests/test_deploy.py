@@ -20,10 +20,12 @@ from pulse.agents.metrics import metrics_options
 from pulse.config import load_config
 from pulse.settings import _ENV
 from pulse.schemas.topics import ALL_TOPICS, INPUT_TOPICS
+from pulse.slack.config import slack_config
 
-from test_metrics import Worker, messy_lines, require_binary, route
+from tests.support import ROOT
+from tests.support.kafka_feed import Worker, messy_lines, route
+from tests.support.metrics import require_binary
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "pipeline-pulse.json"
@@ -105,7 +107,6 @@ def test_the_deployment_configuration_is_a_valid_pipeline_configuration():
     assert metrics_options(config).cache_seconds == 5
     windows = {w.key for w in config.windows}
     assert {"7d", "90d"} <= windows           # the alerting rules compare these two
-    slack_config = pytest.importorskip("pulse.slack.config").slack_config
     assert slack_config(config).default_channel
 
 

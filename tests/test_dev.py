@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from pulse.kafka.broker import free_port
-from fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 
 
 def test_pulse_dev_runs_everything_and_alerts_reach_slack():

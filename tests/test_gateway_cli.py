@@ -15,7 +15,7 @@ from pulse.config import load_config
 from pulse.gateway import vendor_shapes
 from pulse.schemas.topics import INPUT_TOPICS
 
-from gateway_harness import ENV, GatewayThread, read_topics
+from tests.support.gateway_harness import ENV, GatewayThread, read_topics
 
 
 def _write_config(tmp_path, *, secret_env: str = "GW_HUBSPOT_SECRET") -> str:

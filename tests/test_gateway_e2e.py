@@ -21,8 +21,8 @@ from pulse.gateway.sources import gateway_sources
 from pulse.streams.report import build_report
 from pulse.dev.synth import generate
 
-from gateway_harness import ENV, GatewayThread
-from live_harness import WorkerProcess
+from tests.support.gateway_harness import ENV, GatewayThread
+from tests.support.live_harness import WorkerProcess
 
 LEADS = 25
 

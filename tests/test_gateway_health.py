@@ -13,7 +13,7 @@ import asyncio
 import orjson
 from aiohttp import ClientSession
 
-from gateway_harness import demo_sources
+from tests.support.gateway_harness import demo_sources
 from pulse.gateway import vendor_shapes
 from pulse.gateway.server import Gateway, bound_port, serve
 

@@ -14,8 +14,8 @@ from pulse.config import load_config
 from pulse.streams.report import build_report
 from pulse.schemas.topics import DEADLETTER, INPUT_TOPICS, topic_names
 
-from gateway_harness import GatewayThread, read_topics
-from test_metrics import parse_exposition, promtool_check_metrics
+from tests.support.gateway_harness import GatewayThread, read_topics
+from tests.support.metrics import parse_exposition, promtool_check_metrics
 
 STAGE = {"type": "lead.stage_changed", "event_id": "e1", "lead_id": "L1", "occurred_at": "2026-01-01T00:00:00Z",
          "to_stage": "proposal"}

@@ -17,6 +17,7 @@ from pulse.streams.housekeeping import MARGIN_DAYS, forget, forgettable, held_si
 from pulse.streams.report import LVR_DAYS
 from pulse.streams.windows import DAY_US, day_of, previous_window_days, window_days
 from pulse.streams.report import build_document
+from tests.support.kafka_feed import KafkaFeed
 
 CFG = load_config(None)                     # windows 7d, 30d, 90d
 STAGES = [s.name for s in CFG.pipelines["default"].stages]
@@ -118,7 +119,8 @@ class Worker:
     """A LivePulse in event time, one partition, its changelog in a list; topics named by type."""
 
     def __init__(self):
-        self.sent, self.changelog, self.offsets = [], [], {}
+        self.sent, self.changelog = [], []
+        self.kafka = KafkaFeed(1, {t: t for t in TYPES})      # offsets per topic (tests/support/kafka_feed.py)
         self.live = self.new()
 
     def new(self) -> LivePulse:
@@ -129,8 +131,7 @@ class Worker:
         return live
 
     def feed(self, kind: str, raw: bytes) -> str:
-        offset = self.offsets[kind] = self.offsets.get(kind, -1) + 1
-        return self.live.on_message(kind, 0, offset, None, raw)
+        return self.live.on_message(kind, 0, self.kafka.next_offset(kind, 0), None, raw)
 
     def flush(self) -> None:
         for records in self.live.take_dirty().values():

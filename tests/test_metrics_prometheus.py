@@ -13,23 +13,13 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-import uuid
 
-import pytest
+from pulse.kafka.broker import free_port
+from pulse.schemas.topics import INPUT_TOPICS
 
-from pulse.kafka.broker import create_topics, free_port
-from pulse.schemas.topics import INPUT_TOPICS, topic_names
-
-from live_harness import WorkerProcess
-from test_metrics import assert_metrics_match_report, parse_exposition, promtool_check_metrics, require_binary
-from test_worker import messy_file, offline, replay  # noqa: F401 (messy_file is a fixture)
-
-
-@pytest.fixture
-def prefix(broker):
-    p = f"m{uuid.uuid4().hex[:8]}."
-    create_topics(broker.bootstrap, list(topic_names(p).values()), 4)
-    return p
+from tests.support.live_harness import WorkerProcess, offline_report, replay
+from tests.support.metrics import (assert_metrics_match_report, parse_exposition, promtool_check_metrics,
+                                   require_binary)
 
 
 class PrometheusServer:
@@ -93,14 +83,14 @@ class PrometheusServer:
         raise AssertionError(f"{promql} = {got}, expected {expected}\n{self.log_path.read_text()[-2000:]}")
 
 
-def test_prometheus_scrapes_the_reports_numbers(broker, prefix, messy_file, tmp_path):
+def test_prometheus_scrapes_the_reports_numbers(broker, topic_prefix, messy_file, tmp_path):
     prometheus_bin = require_binary("prometheus")
     require_binary("promtool")
-    expected, n = offline(messy_file)
-    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
+    expected, n = offline_report(messy_file)
+    worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
     try:
         with PrometheusServer(prometheus_bin, f"127.0.0.1:{worker.port}", tmp_path) as prom:
-            assert replay(broker, prefix, messy_file).wait(60) == 0
+            assert replay(broker, topic_prefix, messy_file).wait(60) == 0
             report = worker.wait_consumed(n)
             assert report == expected
 

@@ -1,6 +1,6 @@
 """The open leads kept indexed per event (streams/open_index.py) against a from-scratch index.
 
-Properties, on the messy random inputs of test_engine_properties (late events, reopens,
+Properties, on the messy random inputs of tests/support/scenarios.py (late events, reopens,
 supersedes, updates of owner/team/source/amount, duplicates, invalid lines):
 
 * after any prefix of the input, an engine that keeps the index per event holds exactly
@@ -26,8 +26,8 @@ from pulse.streams.engine import PulseEngine
 from pulse.streams.exact import to_fixed
 from pulse.streams.open_index import OpenIndex, _Stays, open_figures
 from pulse.streams.report import build_document
-from reference import DAY_US, US, make_config, make_pipeline
-from test_engine_properties import SETTINGS, scenarios
+from tests.support.reference import DAY_US, US, make_config, make_pipeline
+from tests.support.scenarios import SETTINGS, scenarios
 
 LATER = [0, 1, 3600 * US, DAY_US, 3 * DAY_US, 9 * DAY_US, 35 * DAY_US, 200 * DAY_US]
 

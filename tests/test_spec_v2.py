@@ -5,7 +5,7 @@ forecast against actual (4.9) and their place in the report (5).
 Like test_spec_rules.py, every test runs over both the naive reference and the engine
 (`report_fn`), and every expected number is computed by hand in the comments.
 
-Pipeline "default" (tests/spec_support.py):
+Pipeline "default" (tests/support/spec_support.py):
     new (stale 1d, p 0.1) < qualified (stale 2d, p 0.5) < proposal (never stale, p 0.8)
     < negotiation (stale 12h, p 0.9);
 qualified_stage = qualified, opportunity_stage = proposal; windows 1d, 7d, 30d;
@@ -19,9 +19,10 @@ import json
 
 import pytest
 
+from pulse.streams.engine import PulseEngine
 from pulse.streams.report import build_document
-from reference import make_config, make_pipeline, parse_time, reference_report
-from spec_support import (  # noqa: F401  (report_fn is a fixture)
+from tests.support.reference import make_config, make_pipeline, parse_time, reference_report
+from tests.support.spec_support import (
     CONFIG,
     T,
     assert_keys,
@@ -33,7 +34,6 @@ from spec_support import (  # noqa: F401  (report_fn is a fixture)
     dq,
     forecast,
     moved,
-    report_fn,
     seg,
     stage,
     updated,
@@ -534,8 +534,7 @@ def test_a_late_event_re_derives_open_at_start(report_fn):
 
 def test_a_late_event_re_derives_open_at_start_in_the_live_engine():
     """The same late events, fed one by one to the live engine after the early ones."""
-    engine = pytest.importorskip("pulse.streams.engine")
-    eng = engine.PulseEngine(CONFIG, as_of=None)
+    eng = PulseEngine(CONFIG, as_of=None)
     t_us = parse_time(T)
     for ln in (created("a", d(1), amount=100), created("b", d(1), amount=10)):
         eng.ingest(ln.encode("utf-8"))
@@ -560,7 +559,7 @@ def test_a_late_event_re_derives_open_at_start_in_the_live_engine():
 
 
 def test_open_at_start_takes_the_applied_events_before_from(report_fn):
-    # READING (tests/reference.py, 4.9): open_at_start folds the events this report
+    # READING (tests/support/reference.py, 4.9): open_at_start folds the events this report
     # applied (duplicates decided as of T: the first copy read wins) that occurred
     # before `from`; it does not re-decide duplicates among the events before `from`.
     # The two differ only for an event_id reused with different content (a producer
@@ -621,12 +620,11 @@ ARRIVAL_ORDER_CASES = {
 
 @pytest.mark.parametrize("name", list(ARRIVAL_ORDER_CASES))
 def test_live_engine_in_every_arrival_order(name):
-    engine = pytest.importorskip("pulse.streams.engine")
     lines = ARRIVAL_ORDER_CASES[name]
     expected = reference_report(lines, CONFIG, T)
     t_us = parse_time(T)
     for order in itertools.permutations(lines):
-        eng = engine.PulseEngine(CONFIG, as_of=None)
+        eng = PulseEngine(CONFIG, as_of=None)
         for ln in order:
             eng.ingest(ln.encode("utf-8"))
         assert_reports_match(build_document(eng, t_us), expected, path=f"doc[{name}]")

@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from pulse.dev import synth
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 STAGES = synth.DEFAULT_STAGES
 N = 600             # leads per generated sample: ~3,700 events, fast
 

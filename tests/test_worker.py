@@ -6,68 +6,26 @@ real process (so it can be killed with SIGKILL).
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 
 import msgspec
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
-from pulse.kafka.broker import create_topics
-from pulse.streams.report import build_report
-from pulse.config import load_config
-from pulse.dev.synth import generate
 from pulse.schemas.topics import NOTIFICATIONS, topic_names
 
-from live_harness import WorkerProcess
+from tests.support.live_harness import WorkerProcess, offline_report, read_topic, replay
 
 
-
-@pytest.fixture
-def prefix(broker):
-    p = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(broker.bootstrap, list(topic_names(p).values()), 4)
-    return p
-
-
-@pytest.fixture
-def messy_file(tmp_path):
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b"\n".join(generate(leads=150, seed=7, duplicates=0.05, late=0.1, implicit=0.03,
-                                         invalid=0.05, offsets=0.2)) + b"\n")
-    return path
-
-
-def replay(broker, prefix, path, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pulse.cli", "replay", str(path), "--broker", broker.url,
-                             "--topic-prefix", prefix, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def offline(path) -> dict:
-    lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
-    return build_report(lines, load_config(None)), len(lines)
-
-
-def read_topic(broker, name) -> list:
-    consumer = KafkaConsumer(name, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=2000, group_id=None)
+def test_live_report_equals_offline_report(broker, topic_prefix, messy_file, tmp_path):
+    expected, n = offline_report(messy_file)
+    worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
     try:
-        return list(consumer)
-    finally:
-        consumer.close()
-
-
-def test_live_report_equals_offline_report(broker, prefix, messy_file, tmp_path):
-    expected, n = offline(messy_file)
-    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
-    try:
-        assert replay(broker, prefix, messy_file).wait(60) == 0
+        assert replay(broker, topic_prefix, messy_file).wait(60) == 0
         assert worker.wait_consumed(n) == expected
-        dead = read_topic(broker, prefix + "pipeline.deadletter")
+        dead = read_topic(broker, topic_prefix + "pipeline.deadletter")
         assert len(dead) == expected["data_quality"]["dead_lettered"]
         headers = dict(dead[0].headers)
         assert headers["pulse.reason"].decode() in expected["data_quality"]["dead_letter_reasons"]
@@ -77,10 +35,10 @@ def test_live_report_equals_offline_report(broker, prefix, messy_file, tmp_path)
 
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
-def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefix, messy_file, tmp_path, how):
-    expected, n = offline(messy_file)
-    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
-    publisher = replay(broker, prefix, messy_file, "--rate", "400")
+def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, topic_prefix, messy_file, tmp_path, how):
+    expected, n = offline_report(messy_file)
+    worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
+    publisher = replay(broker, topic_prefix, messy_file, "--rate", "400")
     try:
         time.sleep(1.5)
         if how == "kill":
@@ -89,10 +47,10 @@ def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefi
             worker.stop()                               # SIGTERM: Faust waits for the unacked messages
             assert worker.proc.returncode != -signal.SIGKILL, "did not stop on SIGTERM within 20 s"
         assert publisher.wait(60) == 0
-        worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
+        worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
         assert worker.wait_consumed(n) == expected
         time.sleep(2)                                   # let the alert timer run once more
-        alerts = [orjson.loads(m.value) for m in read_topic(broker, prefix + NOTIFICATIONS)]
+        alerts = [orjson.loads(m.value) for m in read_topic(broker, topic_prefix + NOTIFICATIONS)]
         ids = Counter(a["alert_id"] for a in alerts)
         assert alerts and max(ids.values()) == 1, [i for i, c in ids.items() if c > 1]
     finally:
@@ -100,13 +58,13 @@ def test_crash_in_the_middle_of_a_replay_loses_and_repeats_nothing(broker, prefi
         worker.stop()
 
 
-def test_the_surviving_worker_takes_over_and_the_report_stays_correct(broker, prefix, messy_file, tmp_path):
-    expected, n = offline(messy_file)
-    group = f"g-{prefix}"
-    first = WorkerProcess(broker.url, prefix, group, tmp_path).start()
-    second = WorkerProcess(broker.url, prefix, group, tmp_path).start()
+def test_the_surviving_worker_takes_over_and_the_report_stays_correct(broker, topic_prefix, messy_file, tmp_path):
+    expected, n = offline_report(messy_file)
+    group = f"g-{topic_prefix}"
+    first = WorkerProcess(broker.url, topic_prefix, group, tmp_path).start()
+    second = WorkerProcess(broker.url, topic_prefix, group, tmp_path).start()
     try:
-        assert replay(broker, prefix, messy_file).wait(60) == 0
+        assert replay(broker, topic_prefix, messy_file).wait(60) == 0
         # Each worker serves the whole document, assembled from both workers' shares.
         assert first.wait_consumed(n) == expected
         assert second.report() == expected
@@ -120,10 +78,10 @@ def test_the_surviving_worker_takes_over_and_the_report_stays_correct(broker, pr
         first.stop()
 
 
-def test_stale_alerts_escalate_and_resolve(broker, prefix, tmp_path):
-    worker = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path).start()
+def test_stale_alerts_escalate_and_resolve(broker, topic_prefix, tmp_path):
+    worker = WorkerProcess(broker.url, topic_prefix, f"g-{topic_prefix}", tmp_path).start()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-    names = topic_names(prefix)
+    names = topic_names(topic_prefix)
 
     def send(topic, event):
         producer.send(names[topic], key=event["lead_id"].encode(), value=orjson.dumps(event))

@@ -5,29 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pulse.kafka.broker import create_topics
 from pulse.dev.synth import generate
 from pulse.schemas.topics import NOTIFICATIONS, topic_names
 
-from live_harness import WorkerProcess
-from test_worker import offline, read_topic, replay
+from tests.support import TESTS
+from tests.support.live_harness import WorkerProcess, fresh_prefix, offline_report, read_topic, replay
 
-CRASHING_WORKER = str(Path(__file__).with_name("crashing_worker.py"))
-
-
-def fresh_prefix(broker) -> str:
-    p = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(broker.bootstrap, list(topic_names(p).values()), 4)
-    return p
+CRASHING_WORKER = str(TESTS / "support" / "crashing_worker.py")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,7 @@ def repeated(alerts: list[dict]) -> list[str]:
 @pytest.mark.parametrize("point", ["after_state"])
 def test_a_crash_at_any_step_of_a_flush_repeats_no_alert(broker, events_file, tmp_path, point):
     prefix = fresh_prefix(broker)
-    expected, n = offline(events_file)
+    expected, n = offline_report(events_file)
     assert replay(broker, prefix, events_file).wait(60) == 0
     doomed = WorkerProcess(broker.url, prefix, f"g-{prefix}", tmp_path,
                            extra_env={"PULSE_TEST_CRASH_AT": point})
@@ -94,7 +85,7 @@ def test_event_clock_replays_give_the_same_alert_ids_with_one_or_two_workers(bro
     pulse.seq), so it is the file's order on every run. (Before that header, a messy 600-lead
     file gave 751/747/765 alert ids on three replays; late events, duplicates and invalid
     lines are in this file too.)"""
-    expected, n = offline(events_file)
+    expected, n = offline_report(events_file)
     runs = []
     for workers in (1, 2, 1):     # three replays (issue 12), one of them shared by two workers
         prefix = fresh_prefix(broker)

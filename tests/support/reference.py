@@ -7,7 +7,7 @@ while keeping explicit lists of stays and closes, and then computes every metric
 section 4 straight from its definition with plain loops (exact nearest-rank
 percentiles, exact means).  Validation (section 1) is not re-implemented here: it is
 `pulse.schemas.parse.parse_event`'s job.  Section 3 (and the time and config helpers)
-live in tests/reference_lead.py; this module re-exports them.
+live in tests/support/reference_lead.py; this module re-exports them.
 
 v2: `lead.updated` (rules 7 and 8, reference_lead.py), segments by owner, team and
 source (4.8: each creation and counting close remembers the lead's values just after
@@ -25,7 +25,7 @@ import time
 from pulse.schemas.config import Config, PipelineConfig
 from pulse.schemas.parse import parse_event
 from pulse.schemas.types import REASONS, Event, Rejected
-from reference_lead import (  # noqa: F401  (re-exported: the tests' one import point)
+from tests.support.reference_lead import (  # noqa: F401  (re-exported: the tests' one import point)
     DAY_US,
     TYPE_ORDER,
     US,

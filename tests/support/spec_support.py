@@ -1,6 +1,6 @@
 """Shared building blocks of the hand-computed SPEC tests (test_spec_rules.py,
 test_spec_v2.py): the `report_fn` fixture that runs every test over both the naive
-reference (tests/reference.py) and the engine (pulse.streams.report.build_report), the
+reference (tests/support/reference.py) and the engine (pulse.streams.report.build_report), the
 default test pipeline, event-line builders and containment assertions.
 
 Default pipeline "default" with stages
@@ -16,14 +16,9 @@ import time
 
 import pytest
 
-from reference import DAY_US, make_config, make_pipeline, parse_time, reference_report
+from tests.support.reference import DAY_US, make_config, make_pipeline, parse_time, reference_report
 
-try:
-    from pulse.streams.report import build_report
-    _ENGINE_MISSING = None
-except ImportError as exc:        # the lead's engine is written in parallel
-    build_report = None
-    _ENGINE_MISSING = f"pulse.streams.report is not importable yet: {exc!r}"
+from pulse.streams.report import build_report
 
 
 def engine_report(lines, config, as_of=None) -> dict:
@@ -34,9 +29,7 @@ def engine_report(lines, config, as_of=None) -> dict:
 
 IMPLEMENTATIONS = [
     pytest.param(reference_report, id="reference"),
-    pytest.param(engine_report, id="engine",
-                 marks=pytest.mark.skipif(_ENGINE_MISSING is not None,
-                                          reason=_ENGINE_MISSING or "")),
+    pytest.param(engine_report, id="engine"),
 ]
 
 

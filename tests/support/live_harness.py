@@ -1,4 +1,5 @@
-"""Running real `pulse worker` processes against the embedded broker, for integration tests."""
+"""Running real `pulse worker` and `pulse replay` processes against the embedded broker, and
+reading what they wrote, for integration tests."""
 from __future__ import annotations
 
 import os
@@ -7,11 +8,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import orjson
+from kafka import KafkaConsumer
 
-from pulse.kafka.broker import free_port
+from pulse.kafka.broker import create_topics, free_port
+from pulse.config import load_config
+from pulse.streams.report import build_report
+from pulse.schemas.topics import topic_names
 
 
 class WorkerProcess:
@@ -96,3 +102,32 @@ class WorkerProcess:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def fresh_prefix(broker, partitions: int = 4) -> str:
+    """A new topic prefix with the six SPEC 1 topics created under it."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(broker.bootstrap, list(topic_names(prefix).values()), partitions)
+    return prefix
+
+
+def replay(broker, prefix, path, *extra) -> subprocess.Popen:
+    """`pulse replay` of a file to the topics under `prefix`, in its own process."""
+    return subprocess.Popen([sys.executable, "-m", "pulse.cli", "replay", str(path), "--broker", broker.url,
+                             "--topic-prefix", prefix, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def offline_report(path) -> tuple[dict, int]:
+    """The report `pulse report` makes of a file (default configuration), and its line count."""
+    lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
+    return build_report(lines, load_config(None)), len(lines)
+
+
+def read_topic(broker, name) -> list:
+    """Every record of a topic, from the start."""
+    consumer = KafkaConsumer(name, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=2000, group_id=None)
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()

@@ -1,5 +1,5 @@
 """The test oracle's SPEC section 3 (how events build lead state), and its time and
-config helpers: part of the naive reference implementation (tests/reference.py, which
+config helpers: part of the naive reference implementation (tests/support/reference.py, which
 re-exports everything here).  Written for obviousness, not speed.
 
 Times are integer microseconds since 1970-01-01T00:00:00Z throughout (as `Event.ts`).
