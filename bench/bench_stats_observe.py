@@ -5,7 +5,7 @@ GET /metrics, so it must stay far below the per-event cost of the engine.
     python bench/bench_stats_observe.py --calls 1000000 --repeat 5
 
 Prints the median and the best of `--repeat` runs, in nanoseconds per call. (It used to
-be a timed assertion in tests/test_metrics.py: < 5 µs per call.)
+be a timed assertion in tests/agents/test_metrics.py: < 5 µs per call.)
 """
 from __future__ import annotations
 

@@ -10,4 +10,4 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent     # tests/
 ROOT = TESTS.parent                                  # the repository
-CORPUS = TESTS / "corpus"
+CORPUS = TESTS / "schemas" / "corpus"

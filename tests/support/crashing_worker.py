@@ -1,5 +1,5 @@
 """`pulse worker` that dies like `kill -9` (os._exit(137)) at one step of a flush, for
-tests/test_worker_alerts.py: `python tests/support/crashing_worker.py worker --broker ...` with
+tests/agents/test_worker_alerts.py: `python tests/support/crashing_worker.py worker --broker ...` with
 PULSE_TEST_CRASH_AT set to
 
 - `before`: before the flush writes anything,

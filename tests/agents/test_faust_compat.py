@@ -1,7 +1,7 @@
 """agents/faust_compat.py: the Faust internals the worker relies on are still the ones it was
 written against, and the fetch loop logs what kills it (as upstream's does).
 
-No broker: the app and its consumer are made, never started (tests/test_worker.py runs
+No broker: the app and its consumer are made, never started (tests/agents/test_worker.py runs
 them against a real broker).
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ def test_each_overridden_upstream_method_is_the_one_our_override_copies(ref):
     assert digest == OVERRIDDEN[ref], (
         f"Faust's {ref} changed (faust-streaming {faust.__version__}): agents/faust_compat.py overrides it "
         f"with an edited copy. Re-read the new upstream source, port its changes into the override (error "
-        f"handling, offsets, flags, commit), run tests/test_worker.py and tests/test_batching.py, then record "
-        f"the new hash {digest} in faust_compat.OVERRIDDEN.")
+        f"handling, offsets, flags, commit), run tests/agents/test_worker.py and tests/agents/test_batching.py, "
+        f"then record the new hash {digest} in faust_compat.OVERRIDDEN.")
 
 
 def test_the_overrides_listed_are_the_methods_faust_compat_overrides():

@@ -1,6 +1,6 @@
 """Unit tests of the worker's input path below Faust: TimeAligner and DurableAcks.
 
-The same code runs against a real broker in tests/test_worker.py (live == offline,
+The same code runs against a real broker in tests/agents/test_worker.py (live == offline,
 kill -9 recovery, two workers rebalancing); these pin the rules themselves.
 """
 from __future__ import annotations

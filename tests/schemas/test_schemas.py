@@ -91,7 +91,7 @@ def schema_valid(obj: dict) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-# (a) corpus: hand-written cases (tests/corpus/events.jsonl) and generated mutations
+# (a) corpus: hand-written cases (tests/schemas/corpus/events.jsonl) and generated mutations
 # --------------------------------------------------------------------------------------
 
 def test_corpus_is_big_enough_and_covers_every_outcome():
