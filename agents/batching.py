@@ -17,8 +17,8 @@ recorded offsets in the state make that harmless (agents/live.py).
 
 The consumer (`BatchingConsumer`) overrides a Faust internal, `Consumer._drain_messages`:
 it lives with every other private Faust touch in agents/faust_compat.py, pinned by
-tests/test_faust_compat.py (upstream's source hash) and by the tests with a real broker
-(tests/test_worker.py: live == offline, kill -9 recovery, rebalancing between two workers).
+tests/agents/test_faust_compat.py (upstream's source hash) and by the tests with a real broker
+(tests/agents/test_worker.py: live == offline, kill -9 recovery, rebalancing between two workers).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ aiokafka producer under Faust's (to write record batches), the offset the consum
 read up to (the aligner's lag), and a table changelog topic made again with raw bytes.
 Each is reached here, and only here; the rest of agents/ calls the functions below.
 
-A Faust upgrade can change any of these silently. tests/test_faust_compat.py fails
+A Faust upgrade can change any of these silently. tests/agents/test_faust_compat.py fails
 loudly instead: the source of each upstream method we override is hashed and compared
 with `OVERRIDDEN` (re-read upstream's new code and port its changes into ours, then
 record the new hash), and each private attribute in `PRIVATE_ATTRIBUTES` must still

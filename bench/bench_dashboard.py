@@ -37,8 +37,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from live_harness import WorkerProcess  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.support.live_harness import WorkerProcess  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_worker import CommittedOffsets  # noqa: E402

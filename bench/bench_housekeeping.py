@@ -89,8 +89,8 @@ def run(mode: str, days: int, per_day: int, every: int, seed: int) -> None:
 
 
 def run_worker(days: int, per_day: int, seed: int, poll_s: float) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from live_harness import WorkerProcess
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.support.live_harness import WorkerProcess
 
     from pulse.broker import EmbeddedBroker, create_topics
     from pulse.topics import topic_names

@@ -15,19 +15,16 @@ import statistics
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from pulse.agents.live import LivePulse  # noqa: E402
-from pulse.agents.metrics import ProcessingStats, make_registry, render  # noqa: E402
-from pulse.agents.views import encode_views  # noqa: E402
-from pulse.streams.report import build_figures  # noqa: E402
-from pulse.config import load_config  # noqa: E402
-from pulse.synth import generate  # noqa: E402
-from pulse.topics import TOPIC_OF_TYPE  # noqa: E402
+from pulse.agents.live import LivePulse
+from pulse.agents.metrics import ProcessingStats, make_registry, render
+from pulse.agents.views import encode_views
+from pulse.config import load_config
+from pulse.streams.report import build_figures
+from pulse.synth import generate
+from pulse.topics import TOPIC_OF_TYPE
 
 
 def main() -> int:

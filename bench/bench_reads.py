@@ -33,11 +33,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_dashboard import cpu, events_read, get, pct, replay  # noqa: E402
 from bench_worker import CommittedOffsets  # noqa: E402
-from live_harness import WorkerProcess  # noqa: E402
+from tests.support.live_harness import WorkerProcess  # noqa: E402
 
 from pulse.broker import EmbeddedBroker, create_topics  # noqa: E402
 from pulse.topics import INPUT_TOPICS, topic_names  # noqa: E402

@@ -467,9 +467,9 @@ def run_consumer(children: Children, mode: str, bootstrap: str, topics: list[str
 # -- (c): pulse worker, timed from outside -------------------------------------------------
 
 def _load_harness():
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))
     try:
-        from live_harness import WorkerProcess          # tests/live_harness.py
+        from tests.support.live_harness import WorkerProcess
     finally:
         sys.path.pop(0)
     return WorkerProcess
@@ -477,7 +477,7 @@ def _load_harness():
 
 def launch_worker(children: Children, broker_url: str, prefix: str, workdir: Path, partitions: int,
                   tag: str, app_id: str | None = None):
-    """A `pulse worker` (event clock, dev profile) via tests/live_harness.WorkerProcess,
+    """A `pulse worker` (event clock, dev profile) via tests/support/live_harness.WorkerProcess,
     spawned without waiting for health (so the poller sees consumption start). Workers
     given the same `app_id` form one consumer group and share the partitions."""
     WorkerProcess = _load_harness()

