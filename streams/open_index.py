@@ -51,12 +51,15 @@ class _Stays:
     live), and the sweep is amortised over the stays that ended since the last one.
     """
 
-    __slots__ = ("keys", "dead")
+    __slots__ = ("keys", "dead", "ordered")
     SWEEP_MIN = 256         # dead entries below this are never swept (a sweep walks the stage's entries)
 
-    def __init__(self) -> None:
+    def __init__(self, ordered: bool = True) -> None:
         self.keys: list[tuple[int, str]] = []
         self.dead = 0
+        # False: an index built at once for one report (OpenIndex.of), never updated: its
+        # keys are left unsorted, the report sorts the stale ones only.
+        self.ordered = ordered
 
     def add(self, key: tuple[int, str]) -> None:
         keys = self.keys
@@ -108,7 +111,7 @@ class OpenIndex:
                 stays.keys.append((start, lead_id))
         for stays in index.stays:
             if stays is not None:
-                stays.keys.sort()
+                stays.ordered = False
         return index
 
     def update(self, lead: Lead) -> None:
@@ -175,7 +178,10 @@ class OpenIndex:
     def live_stays(self, stage: int) -> list[tuple[int, str]]:
         """The live entries of a stage's stays, in order (tests, and the sweep's definition)."""
         stays = self.stays[stage]
-        return [] if stays is None else [k for k in stays.keys if _is_live(self.held, stage, *k)]
+        if stays is None:
+            return []
+        live = [k for k in stays.keys if _is_live(self.held, stage, *k)]
+        return live if stays.ordered else sorted(live)
 
     def rows(self) -> Iterable[tuple]:
         """(lead_id, stage, stay_start, owner, team, source, amount) per open lead."""
@@ -252,7 +258,8 @@ def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: 
             cut1, cut2, cut3 = as_of - limit, as_of - 2 * limit, as_of - 3 * limit
             keys = stays.keys
             levels = [0, 0, 0, 0]
-            for stay_start, lead_id in keys[:bisect_left(keys, (cut1,))]:     # stale: stay_start < T - limit
+            stale_keys = keys[:bisect_left(keys, (cut1,))] if stays.ordered else [k for k in keys if k[0] < cut1]
+            for stay_start, lead_id in stale_keys:                          # stale: stay_start < T - limit
                 row = held.get(lead_id)
                 if row is None or row[STAGE] != stage or row[STAY_START] != stay_start:
                     continue                                                # a stay that ended
