@@ -22,7 +22,7 @@ import orjson
 
 from .fast_path import _parse_fast
 from .strict_json import strict_loads
-from .timestamps import _HOUR_CACHE, _MMSSZ, parse_timestamp
+from .timestamps import parse_timestamp
 from .types import (
     CLOSED,
     CREATED,
@@ -101,8 +101,6 @@ def _check_ids(d: dict) -> Rejected | None:
 _loads = orjson.loads
 _tuple_new = tuple.__new__        # builds an Event without NamedTuple.__new__'s extra frame
 _kind_of = KIND_BY_TYPE.get
-_hour_get = _HOUR_CACHE.get       # the cache is only ever cleared in place, never replaced
-_mmssz_get = _MMSSZ.get
 _won_get = _R_WON_LOST.get
 
 
@@ -139,16 +137,10 @@ def _parse_exact(raw: bytes | str, config: Config, expected_type: str | None = N
             or not 0 < len(event_id) <= MAX_ID_CHARS or not 0 < len(lead_id) <= MAX_ID_CHARS):
         return _check_ids(d)
 
-    # Inlined fast path of parse_timestamp for "YYYY-MM-DDTHH:MM:SSZ".
     if occ.__class__ is str:
-        ts = _hour_get(occ[:13])
-        mmss = _mmssz_get(occ[13:])
-        if ts is None or mmss is None:
-            ts = parse_timestamp(occ)
-            if ts is None:
-                return _R_OCC_BAD
-        else:
-            ts += mmss
+        ts = parse_timestamp(occ)
+        if ts is None:
+            return _R_OCC_BAD
     else:
         return _R_OCC_MISSING if occ is None else _R_OCC_NOT_STR
 
@@ -194,49 +186,39 @@ def _parse_exact(raw: bytes | str, config: Config, expected_type: str | None = N
     if attributes.__class__ is not dict and attributes is not None:
         return _R_ATTRIBUTES
 
-    # ---- per type, then unknown_pipeline / unknown_stage ---------------------------
+    # ---- per type: its own fields (invalid_event), then unknown_pipeline, unknown_stage ---
     if pipeline is None:
         pipeline = DEFAULT_PIPELINE
+    won = False
     if kind == STAGE_CHANGED:
         if to_stage is None:
             return _R_TO_STAGE_MISSING
-        pc = config.pipelines.get(pipeline)
-        if pc is None:
-            return _R_UNKNOWN_PIPELINE
+    elif kind == CLOSED:
+        # `outcome` is typed on this type only: SPEC 1 lists it under deal.closed and not among
+        # the fields typed wherever present, so on other types it is an ignored extra field.
+        outcome = get("outcome")
+        if outcome is None:
+            return _R_OUTCOME_MISSING
+        won = _won_get(outcome) if outcome.__class__ is str else None
+        if won is None:
+            return _R_OUTCOME
+    pc = config.pipelines.get(pipeline)
+    if pc is None:
+        return _R_UNKNOWN_PIPELINE
+    idx = -1
+    if kind == STAGE_CHANGED:
         idx = pc.stage_index.get(to_stage)
         if idx is None:
             return _R_UNKNOWN_TO_STAGE
-        return _tuple_new(Event, (ts, STAGE_CHANGED, idx, False, amount, owner, team, None,
-                              event_id, pipeline, lead_id))
-    if kind == CREATED:
-        pc = config.pipelines.get(pipeline)
-        if pc is None:
-            return _R_UNKNOWN_PIPELINE
-        if stage is None:
-            idx = 0
-        else:
-            idx = pc.stage_index.get(stage)
-            if idx is None:
-                return _R_UNKNOWN_STAGE
-        return _tuple_new(Event, (ts, CREATED, idx, False, amount, owner, team, source,
-                              event_id, pipeline, lead_id))
-    if kind == UPDATED:
-        if pipeline not in config.pipelines:
-            return _R_UNKNOWN_PIPELINE
-        return _tuple_new(Event, (ts, UPDATED, -1, False, amount, owner, team, source,
-                              event_id, pipeline, lead_id))
-    # deal.closed. `outcome` is typed on this type only: SPEC 1 lists it under deal.closed and not
-    # among the fields typed wherever present, so on other types it is an ignored extra field.
-    outcome = get("outcome")
-    if outcome is None:
-        return _R_OUTCOME_MISSING
-    won = _won_get(outcome) if outcome.__class__ is str else None
-    if won is None:
-        return _R_OUTCOME
-    if pipeline not in config.pipelines:
-        return _R_UNKNOWN_PIPELINE
-    return _tuple_new(Event, (ts, CLOSED, -1, won, amount, owner, team, None,
-                              event_id, pipeline, lead_id))
+    elif kind == CREATED and stage is not None:
+        idx = pc.stage_index.get(stage)
+        if idx is None:
+            return _R_UNKNOWN_STAGE
+    elif kind == CREATED:
+        idx = 0
+    # SPEC 1: `source` belongs to lead.created and lead.updated only
+    return _tuple_new(Event, (ts, kind, idx, won, amount, owner, team,
+                              source if kind == CREATED or kind == UPDATED else None, event_id, pipeline, lead_id))
 
 
 parse_exact = _parse_exact
