@@ -1,5 +1,5 @@
-"""Shared building blocks of the hand-computed SPEC tests (test_spec_rules.py,
-test_spec_v2.py): the `report_fn` fixture that runs every test over both the naive
+"""Shared building blocks of the hand-computed SPEC tests (test_spec_rules_*.py,
+test_spec_v2*.py): the `report_fn` fixture that runs every test over both the naive
 reference (tests/support/reference.py) and the engine (pulse.streams.report.build_report), the
 default test pipeline, event-line builders and containment assertions.
 
