@@ -220,3 +220,16 @@ def assert_reports_match(actual, expected, *, exact_percentiles=False, now_slack
         # counts, strings, booleans, null: same value and same type (a count is an int)
         assert actual == expected and type(actual) is type(expected), \
             f"{path}: {actual!r} != {expected!r}"
+
+
+# -- SPEC v2 (tests/streams/test_spec_v2_*.py) ------------------------------------------
+
+def open_(doc, pipeline="default"):
+    return doc["pipelines"][pipeline]["open"]
+
+
+def created_only(value, n=1):
+    """A window segment entry with n creations and no close."""
+    return {"value": value, "leads_created": n, "won": 0, "lost": 0, "won_amount": 0.0,
+            "win_rate": None, "close_rate": 0.0, "avg_deal_size": None,
+            "sales_cycle_days": {"mean": None, "count": 0}}
