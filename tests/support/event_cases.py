@@ -1,4 +1,4 @@
-"""The event cases shared by the parser tests (test_schemas.py, test_parse_paths.py): a
+"""The event cases shared by the parser tests (test_schemas_*.py, test_parse_paths.py): a
 two-pipeline configuration, an event builder, the hand-written corpus
 (tests/schemas/corpus/events.jsonl) and generated mutations of every field of every type."""
 from __future__ import annotations
