@@ -51,7 +51,7 @@ def repeated(alerts: list[dict]) -> list[str]:
     return [i for i, n in Counter(a["alert_id"] for a in alerts).items() if n > 1]
 
 
-# Every step of the flush is crashed at in test_alerts_and_live.py (the real DurableAcks, <1 s
+# Every step of the flush is crashed at in test_live_flush_and_clocks.py (the real DurableAcks, <1 s
 # each); with a real worker process (~30 s each) only the step issue 12 reproduced: state
 # written, alerts not yet (the outbox publishes them at restore).
 @pytest.mark.parametrize("point", ["after_state"])
