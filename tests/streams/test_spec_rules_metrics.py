@@ -1,18 +1,9 @@
 """Hand-computed scenarios for the metrics of SPEC 4.2 (deals, rates, velocity), 4.3 (stage
 flow, dwell percentiles) and 4.4 / 4.5 / 4.7 (open pipeline, stale leads).
 
-Each test builds a few JSON lines, states the expected numbers computed by hand (in
-comments and literals, never by calling code) and checks them against `report_fn`,
-which runs over two independent implementations: the naive `tests/support/reference.py` and the
-real engine `pulse.streams.report.build_report`.
-
-Unless a test says otherwise: pipeline "default" with stages
-    new (stale 1d, p 0.1) < qualified (stale 2d, p 0.5) < proposal (never stale, p 0.8)
-    < negotiation (stale 12h, p 0.9);
-qualified_stage = qualified, opportunity_stage = proposal; windows 1d, 7d, 30d;
-as_of T = 2026-03-10T12:00:00Z, so the windows are
-    1d:  [2026-03-10T00:00Z, T]     7d:  [2026-03-04T00:00Z, T]
-    30d: [2026-02-09T00:00Z, T]     previous 30d: [2026-01-10T00:00Z, 2026-02-09T00:00Z)
+Every test runs over both the naive reference and the engine (`report_fn`), and every expected
+number is computed by hand; unless a test says otherwise it uses the pipeline "default" and
+as_of T = 2026-03-10T12:00:00Z, described with the windows' bounds in tests/support/spec_support.py.
 """
 from __future__ import annotations
 

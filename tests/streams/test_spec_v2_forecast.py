@@ -1,15 +1,9 @@
 """Hand-computed scenarios for SPEC v2's forecast against actual (4.9), and the live engine
 fed every arrival order of small tricky histories (SPEC 3).
 
-Like test_spec_rules_*.py, every test runs over both the naive reference and the engine
-(`report_fn`), and every expected number is computed by hand in the comments.
-
-Pipeline "default" (tests/support/spec_support.py):
-    new (stale 1d, p 0.1) < qualified (stale 2d, p 0.5) < proposal (never stale, p 0.8)
-    < negotiation (stale 12h, p 0.9);
-qualified_stage = qualified, opportunity_stage = proposal; windows 1d, 7d, 30d;
-as_of T = 2026-03-10T12:00:00Z, so the windows' `from` are
-    1d: 2026-03-10T00:00Z     7d: 2026-03-04T00:00Z     30d: 2026-02-09T00:00Z
+Every test runs over both the naive reference and the engine (`report_fn`), and every expected
+number is computed by hand; unless a test says otherwise it uses the pipeline "default" and
+as_of T = 2026-03-10T12:00:00Z, described with the windows' bounds in tests/support/spec_support.py.
 """
 from __future__ import annotations
 
