@@ -8,7 +8,7 @@ Time is always a parameter; nothing here reads the clock or does I/O.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from pulse.schemas.config import Config, PipelineConfig
 from pulse.schemas.fast_path import decode_fast, event_of
@@ -71,6 +71,17 @@ class PipelineState:
             self.open_leads.update(other.open_leads)
         else:
             self.merged_indexes += other.open_indexes()
+
+    def open_rows(self) -> Iterator[tuple]:
+        """(lead_id, stage, stay_start, owner, team, source, amount) per open lead (a peer's
+        share, partial.py), without building an index that is not kept."""
+        if self.open_index is not None:
+            yield from self.open_index.rows()
+        else:
+            for lead in self.open_leads.values():
+                yield lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount
+        for index in self.merged_indexes:
+            yield from index.rows()
 
     def open_indexes(self) -> list[OpenIndex]:
         """The open leads of this state, indexed (built now from `open_leads` when not kept per event)."""

@@ -37,7 +37,7 @@ def dump_partial(engine: PulseEngine) -> bytes:
                       list(b.transitions.items()), b.open_fix, [str(x) for x in b.open_amount])
                      for d, b in p.flow._days.items()],
             "deals": p.deals.dump(),
-            "open": [row for index in p.open_indexes() for row in index.rows()],
+            "open": list(p.open_rows()),
         }
     counters = engine.counters()
     return _encode({"format": FORMAT, "counters": counters, "pipelines": pipelines})
