@@ -116,8 +116,19 @@ class DealFlow:
         combined: dict[tuple, list[int]] = {}
         for d in range(days.first, days.last + 1):
             b = self._days.get(d)
-            if b is not None:
-                _add_into(combined, b.segments)
+            if b is None:
+                continue
+            get = combined.get
+            for key, c in b.segments.items():           # _add_counts, inlined: days x segments
+                t = get(key)
+                if t is None:
+                    combined[key] = c.copy()
+                else:
+                    t[0] += c[0]
+                    t[1] += c[1]
+                    t[2] += c[2]
+                    t[3] += c[3]
+                    t[4] += c[4]
         totals: list[dict[str | None, list[int]]] = [{}, {}, {}]
         for segment, counts in combined.items():
             for by_value, value in zip(totals, segment):
@@ -173,10 +184,13 @@ def _add_into(totals: dict, counts: dict) -> None:
 def _add_counts(totals: dict, key, counts: list[int]) -> None:
     t = totals.get(key)
     if t is None:
-        totals[key] = list(counts)
-    else:
-        for i in range(5):
-            t[i] += counts[i]
+        totals[key] = counts.copy()
+    else:                                   # unrolled: a report adds up days x segments of these
+        t[0] += counts[0]
+        t[1] += counts[1]
+        t[2] += counts[2]
+        t[3] += counts[3]
+        t[4] += counts[4]
 
 
 def sort_values(values) -> list:
