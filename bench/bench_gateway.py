@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 import orjson
 
@@ -41,6 +40,7 @@ from pulse.kafka.broker import EmbeddedBroker, create_topics, free_port  # noqa:
 from pulse.config import load_config  # noqa: E402
 from pulse.gateway import hubspot, vendor_shapes  # noqa: E402
 from pulse.gateway.sources import gateway_sources  # noqa: E402
+from pulse.dev.command import wait_healthy  # noqa: E402
 from pulse.dev.synth import generate  # noqa: E402
 from pulse.schemas.topics import TOPIC_OF_TYPE, topic_names  # noqa: E402
 
@@ -99,17 +99,7 @@ def run_gateway_round(broker, config_path: str, prefix: str, bodies, concurrency
                              broker.url, "--topic-prefix", prefix, "--gateway-port", str(port), "--log-level", "error"],
                             env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the gateway did not become healthy")
-            time.sleep(0.1)
+        wait_healthy(port, proc, timeout=30, what="gateway", every=0.1)
         url = f"http://127.0.0.1:{port}/ingest/hubspot/bench"
         asyncio.run(post_all(url, bodies[:concurrency], concurrency))          # warm-up: connections, metadata
         wall, latencies, published = asyncio.run(post_all(url, bodies, concurrency))

@@ -48,7 +48,10 @@ def _say(message: str) -> None:
     print(f"pulse dev: {message}", file=sys.stderr, flush=True)
 
 
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90, what: str = "worker") -> None:
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90, what: str = "worker",
+                 every: float = 0.5) -> None:
+    """Until `proc`'s GET /health on loopback `port` answers 200 (pulse dev, and the gateway's
+    bench and tests). RuntimeError if the process exits first, TimeoutError after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -59,7 +62,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90, what: 
                     return
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(every)
     raise TimeoutError(f"the {what} was not healthy after {timeout:.0f}s")
 
 
@@ -143,8 +146,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
                                     "--gateway-port", str(args.gateway_port), "--log-level", "warn"],
                                    env={**env, **gateway_env}, stdout=subprocess.DEVNULL)
         procs.append(gateway)
-        _wait_healthy(args.web_port, worker)
-        _wait_healthy(args.gateway_port, gateway, what="gateway")
+        wait_healthy(args.web_port, worker)
+        wait_healthy(args.gateway_port, gateway, what="gateway")
         via = [] if args.via == "broker" else ["--via", args.via, "--config", demo_config,
                                                "--gateway", f"http://127.0.0.1:{args.gateway_port}"]
         simulator = subprocess.Popen([python, "-m", "pulse.cli", "simulate", "--speed", str(args.speed),

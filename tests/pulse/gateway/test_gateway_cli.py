@@ -4,14 +4,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 
 import orjson
+import pytest
 import yaml
 
 from pulse.kafka.broker import free_port
 from pulse.config import load_config
+from pulse.dev.command import wait_healthy
 from pulse.gateway import vendor_shapes
 from pulse.schemas.topics import INPUT_TOPICS
 
@@ -53,17 +54,10 @@ def test_gateway_command_serves_signed_webhooks(broker, topics, tmp_path):
                             env={**os.environ, **ENV, "PULSE_BROKER": broker.url, "PULSE_GATEWAY_PORT": str(port)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gateway not healthy"
-            time.sleep(0.2)
+        try:
+            wait_healthy(port, proc, timeout=30, what="gateway", every=0.2)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"{exc}: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
         body = orjson.dumps([{"eventId": 1, "subscriptionId": 1, "portalId": 1, "occurredAt": 1767225600000,
                               "subscriptionType": "deal.propertyChange", "objectId": 5,
                               "propertyName": "dealstage", "propertyValue": "closedwon"}])
