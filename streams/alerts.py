@@ -18,7 +18,7 @@ from pulse.schemas.timestamps import format_timestamp
 
 from pulse.schemas.types import CLOSED, STAGE_CHANGED
 
-from .history import decode, sort_key
+from .history import rows
 from .lead import Lead
 from .staleness import DueHeap, next_level_due_us, stale_level, stale_limits
 from .windows import DAY_US
@@ -136,9 +136,9 @@ class StaleLeadDetector:
     @staticmethod
     def _stay_end(pipeline: str, lead: Lead, stage: int, start: int) -> int | None:
         """When the stay (stage, start) ended, by the lead's events (None: not found)."""
-        for ev in sorted(decode(lead.history, lead.n_events, pipeline, lead.lead_id), key=sort_key):
-            if ev.ts > start and (ev.kind == CLOSED or (ev.kind == STAGE_CHANGED and ev.stage != stage)):
-                return ev.ts
+        for row in rows(lead.history, lead.n_events):      # in SPEC 3 order (history.py)
+            if row[0] > start and (row[1] == CLOSED or (row[1] == STAGE_CHANGED and row[2] != stage)):
+                return row[0]
         return None
 
     def due_count(self, now_us: int, find_lead) -> int:

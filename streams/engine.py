@@ -37,10 +37,6 @@ _NEVER = 1 << 80   # an as_of later than any event
 _encode_record = history.encode_record
 
 
-def _record_key(record: tuple[Event, int | None]) -> tuple[int, int, str]:
-    return history.sort_key(record[0])
-
-
 class PipelineState:
     """Everything the engine knows about one configured pipeline."""
 
@@ -242,44 +238,48 @@ class PulseEngine:
         rank, last_rank = TIE_RANK[ev[KIND]], TIE_RANK[lead.last_kind]
         if rank != last_rank:
             return rank > last_rank
-        events = history.decode(lead.history, lead.n_events, p.config.name, lead.lead_id)
-        return ev[EVENT_ID] > max(events, key=history.sort_key).event_id
+        return ev[EVENT_ID] > history.rows(lead.history, lead.n_events)[-1][9]     # the latest: the last row
 
     def _refold(self, lead: Lead, ev: Event, offset: int | None, p: PipelineState) -> None:
         """A late event: revert the contributions of the lead's events from the late one's
         place on, and fold them again with it in place.
 
         The events before that place contribute the same either way, so they are only
-        walked for the lead's state there (against `state_only`: no contributions).
+        walked for the lead's state there (against `state_only`: no contributions). The
+        history's raw rows are folded as they are (no Event per record), and the late
+        event's record is inserted at its place (the history stays in SPEC 3 order).
         """
-        old = history.records(lead.history, lead.n_events, p.config.name, lead.lead_id)
-        old.sort(key=_record_key)
-        events = [e for e, _ in old]
+        rows = history.rows(lead.history, lead.n_events)     # in SPEC 3 order (history.py)
         key = history.sort_key(ev)
-        k = len(events)
-        while k and history.sort_key(events[k - 1]) > key:     # late events are mostly a little late
+        k = len(rows)
+        while k and history.row_key(rows[k - 1]) > key:      # late events are mostly a little late
             k -= 1
+        later = rows[k:]
         fresh = Lead(lead.lead_id)
-        self._fold(fresh, events[:k], p.state_only, +1)
-        self._fold(fresh.copy_state(), events[k:], p, -1)
-        self._fold(fresh, [ev] + events[k:], p, +1)
+        self._fold(fresh, rows[:k], p.state_only, +1)
+        self._fold(fresh.copy_state(), later, p, -1)
+        self._fold(fresh, [ev, *later], p, +1)
         for name in Lead.__slots__:
             if name not in Lead.NOT_DERIVED:
                 setattr(lead, name, getattr(fresh, name))
-        old.insert(k, (ev, offset))
-        lead.history = bytearray().join(history.encode(e, o) for e, o in old)
-        lead.n_events = len(old)
+        # The later rows' records are the history's tail (a row re-encodes to its record's bytes).
+        at = len(lead.history) - sum(len(_encode_record(row)) for row in later)
+        lead.history[at:at] = _encode_record(ev[:8] + (offset, ev[EVENT_ID]))
+        lead.n_events += 1
 
     def restore_lead(self, pipeline: str, lead_id: str, events: bytes, n_events: int) -> Lead:
         """Rebuild a lead (and its contributions) from its durable history (live worker recovery)."""
         p = self.pipelines[pipeline]
         lead = p.leads.get(lead_id)
         if lead is not None:                        # replacing: remove what it contributed
-            self._fold(Lead(lead_id), sorted(history.decode(lead.history, lead.n_events, pipeline, lead_id),
-                                              key=history.sort_key), p, -1)
+            self._fold(Lead(lead_id), history.rows(lead.history, lead.n_events), p, -1)
             p.open_leads.pop(lead_id, None)
         lead = p.leads[lead_id] = Lead(lead_id)
-        self._fold(lead, sorted(history.decode(events, n_events, pipeline, lead_id), key=history.sort_key), p, +1)
+        rows = history.rows(events, n_events)
+        ordered = sorted(rows, key=history.row_key)
+        if ordered != rows:                         # kept in SPEC 3 order (history.py); re-ordered if not
+            events = b"".join(_encode_record(row) for row in ordered)
+        self._fold(lead, ordered, p, +1)
         lead.history, lead.n_events = bytearray(events), n_events
         if lead.is_open:
             p.open_leads[lead_id] = lead
@@ -313,7 +313,7 @@ class PulseEngine:
         for e in events:
             apply_event(lead, e, p, sign)
         if events:
-            lead.last_ts, lead.last_kind = events[-1].ts, events[-1].kind
+            lead.last_ts, lead.last_kind = events[-1][0], events[-1][1]     # an Event or a history row
 
     # -- combining shards ------------------------------------------------------------------
 

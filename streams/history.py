@@ -12,6 +12,11 @@ Kafka offset the event came from (nil in file replays): the live worker uses it 
 tell a re-delivered message from a duplicate event after a crash. event_id comes
 last, so a substring search for its encoding finds candidate duplicates without
 decoding.
+
+A history is kept in SPEC 3's order (`sort_key`), not in arrival order: an event in
+order is appended (it comes after every applied one), a late one is inserted at its
+place (PulseEngine._refold). So its last record is the lead's latest event, and a stay's
+end is the first record after the stay's start that ends it.
 """
 from __future__ import annotations
 
@@ -38,16 +43,26 @@ def encode(ev: Event, offset: int | None = None) -> bytes:
 encode_record = _encode
 
 
-def records(history: bytes | bytearray, count: int, pipeline: str, lead_id: str) -> list[tuple[Event, int | None]]:
-    """Every (event, source offset) of a history, in the order they were appended."""
+# A decoded record: (ts, kind, stage, won, amount, owner, team, source, offset, event_id).
+# Its first eight fields are an Event's, so lead.apply_event folds it as it is.
+Row = tuple
+
+
+def rows(history: bytes | bytearray, count: int) -> list[Row]:
+    """The history's records as plain tuples (no Event built per record), in SPEC 3 order."""
     if not count:
         return []
-    rows = _decode_rows(_ARRAY32.pack(0xDD, count) + history)
-    return [(Event(*row[:8], row[9], pipeline, lead_id), row[8]) for row in rows]
+    return _decode_rows(_ARRAY32.pack(0xDD, count) + history)
+
+
+def row_key(row: Row) -> tuple[int, int, str]:
+    """`sort_key` of a row."""
+    return (row[0], TIE_RANK[row[1]], row[9])
 
 
 def decode(history: bytes | bytearray, count: int, pipeline: str, lead_id: str) -> list[Event]:
-    return [ev for ev, _ in records(history, count, pipeline, lead_id)]
+    """Every event of a history, in SPEC 3 order."""
+    return [Event(*row[:8], row[9], pipeline, lead_id) for row in rows(history, count)]
 
 
 def contains_event_id(history: bytes | bytearray, count: int, event_id: str) -> bool:
@@ -55,14 +70,14 @@ def contains_event_id(history: bytes | bytearray, count: int, event_id: str) -> 
     # byte value) and raises and clears a TypeError, which costs more than the search.
     if history.find(_encode(event_id)) < 0:    # the common case: one substring search
         return False
-    return any(e.event_id == event_id for e in decode(history, count, "", ""))
+    return any(row[9] == event_id for row in rows(history, count))
 
 
 def offset_of(history: bytes | bytearray, count: int, event_id: str) -> int | None:
     """The source offset recorded with `event_id` (None: none recorded, or no such event)."""
-    for ev, offset in records(history, count, "", ""):
-        if ev.event_id == event_id:
-            return offset
+    for row in rows(history, count):
+        if row[9] == event_id:
+            return row[8]
     return None
 
 

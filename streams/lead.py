@@ -157,15 +157,17 @@ def _start_stay(lead: Lead, stage: int, ts: int, p: PipelineState, sign: int) ->
 
 
 def _close(lead: Lead, ev: Event, p: PipelineState, sign: int, superseding: bool = False) -> None:
-    ts = ev.ts
+    # By index, not by name: a re-fold passes a history's raw rows (history.rows), whose
+    # first eight fields are an Event's.
+    ts, won = ev[0], ev[3]
     amount = lead.amount if lead.amount is not None else 0.0
-    p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if ev.won else LOST, -1, sign, lead.amount,
+    p.flow.stay_ended(lead.stage, lead.stay_start, ts, WON if won else LOST, -1, sign, lead.amount,
                       leaves_open=not superseding)
     segment = (lead.owner, lead.team, lead.source)
     segment = p.intern(segment, segment)        # one tuple per combination, not one per closed lead
-    p.deals.closed(ts, ev.won, amount, lead.created, segment, sign)
+    p.deals.closed(ts, won, amount, lead.created, segment, sign)
     lead.is_open = False
     lead.close_ts = ts
-    lead.won = ev.won
+    lead.won = won
     lead.close_amount = amount
     lead.close_segment = segment

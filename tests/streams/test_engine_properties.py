@@ -235,3 +235,27 @@ def test_reference_does_not_depend_on_arrival_order(case, rnd):
     rnd.shuffle(shuffled)
     assert_reports_match(reference_report(shuffled, config, as_of),
                          reference_report(lines, config, as_of), exact_percentiles=True)
+
+
+@settings(max_examples=100, **SETTINGS)
+@given(scenarios(exact_copies_only=True), st.randoms(use_true_random=False))
+def test_a_lead_history_is_kept_in_spec_order(case, rnd):
+    """The engine relies on a lead's history being in SPEC 3 order, whatever the arrival order
+    (streams/history.py): a re-fold folds its tail, a stay's end is the first ending record,
+    the latest event is the last record. Late events insert; in-order ones append."""
+    from pulse.streams import history
+
+    config, lines, _ = case
+    shuffled = list(lines)
+    rnd.shuffle(shuffled)
+    engine = PulseEngine(config)
+    for offset, line in enumerate(shuffled):
+        engine.ingest(line, offset=offset)
+    leads = [lead for p in engine.pipelines.values() for lead in p.leads.values()]
+    for lead in leads:
+        rows = history.rows(lead.history, lead.n_events)
+        assert len(rows) == lead.n_events
+        assert rows == sorted(rows, key=history.row_key)
+        assert len({row[9] for row in rows}) == len(rows)      # each applied event once
+        if rows:
+            assert (lead.last_ts, lead.last_kind) == rows[-1][:2]
