@@ -52,12 +52,13 @@ class DurableAcks:
 
     def __init__(self, *, take_state: Callable[[], Any], write_outputs: Callable[[list], Awaitable[None]],
                  write_state: Callable[[Any], Awaitable[None]], ack: Callable[[Any], Any],
-                 generation: Callable[[], int]):
+                 generation: Callable[[], int], yield_every: int = 1 << 62):
         self.take_state = take_state
         self.write_outputs = write_outputs
         self.write_state = write_state
         self.ack = ack
         self.generation = generation
+        self.yield_every = yield_every      # messages acked per turn of the event loop
         self._messages: list = []
         self._outputs: list = []
         self._alerts: list = []
@@ -96,14 +97,16 @@ class DurableAcks:
             await self.write_state(state)
             if alerts:
                 await self.write_outputs(alerts)
-            generation = self.generation()
             acked = 0
-            for m in messages:
+            for i, m in enumerate(messages, 1):
                 # A message of an older consumer generation belongs to an assignment that
                 # was revoked; Faust refuses it a commit anyway (and the partition is re-read).
-                if m.generation_id == generation:
+                if m.generation_id == self.generation():
                     self.ack(m)
                     acked += 1
+                if i % self.yield_every == 0:
+                    await asyncio.sleep(0)      # acking later is safe: the state is durable
+
             self.flushes += 1
             self.last_flush_s = time.monotonic() - started
             return acked

@@ -218,3 +218,22 @@ def test_nothing_is_acked_when_the_state_cannot_be_written():
         assert acked == []
 
     asyncio.run(scenario())
+
+
+def test_a_long_ack_run_gives_the_loop_turns_and_stops_acking_a_generation_revoked_meanwhile():
+    """Acking thousands of messages is split into turns of the event loop (HTTP requests wait
+    a few ms at most); a rebalance in one of those turns ends the acks of the old generation."""
+    async def scenario():
+        acked, generation = [], [1]
+
+        async def other_task():
+            generation[0] = 2                    # a rebalance, in the first turn the flush gives away
+
+        acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=_nothing,
+                           ack=lambda m: acked.append(m.offset), generation=lambda: generation[0], yield_every=3)
+        acks.processed(msgs("changed", 0, [float(i) for i in range(10)]))
+        task = asyncio.ensure_future(other_task())
+        assert await acks.flush() == 3 and acked == [0, 1, 2]
+        await task
+
+    asyncio.run(scenario())
