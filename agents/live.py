@@ -227,7 +227,10 @@ class LivePulse:
             return result
         self._applied(state)
         if self.clock == "event" and engine.max_ts > state.checked_us:
-            self._raise_due(state, engine.max_ts)   # the partition's time moved: what fell due
+            if state.detector.any_due(engine.max_ts):
+                self._raise_due(state, engine.max_ts)   # the partition's time moved: what fell due
+            else:
+                state.checked_us = engine.max_ts
         return result
 
     def _applied(self, state: PartitionState) -> None:

@@ -72,6 +72,10 @@ class StaleLeadDetector:
             stepwise = self.in_event_time and (raised > 0 or now_us is None or due > now_us)
             self._due.push((due, pipeline, lead.lead_id, lead.stage, lead.stay_start, stepwise))
 
+    def any_due(self, now_us: int) -> bool:
+        """Whether a check is due at `now_us` (O(1): most events move the clock past none)."""
+        return self._due.any_due(now_us)
+
     def due(self, now_us: int, find_lead) -> list[tuple[Lead, dict]]:
         """Raise every `lead.stale` due at `now_us`: (lead, alert message) pairs.
 
@@ -94,6 +98,12 @@ class StaleLeadDetector:
             if not current:
                 if not stepwise or (not same and lead.alert_stay > start):
                     continue                                # the stay is over: a stale entry
+                later = lead.stay_start
+                if later is not None and start < later <= due:
+                    # A later stay began by `due`, and the event that began it (or one before)
+                    # ended this stay: it ended before this level. The usual case, told
+                    # without reading the lead's history.
+                    continue
                 end = self._stay_end(pipeline, lead, stage, start)
                 if end is None or end <= due:
                     continue                                # it ended before this level

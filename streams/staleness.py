@@ -53,6 +53,10 @@ class DueHeap:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def any_due(self, now_us: int) -> bool:
+        """Whether an entry is due at `now_us` (a peek: the caller skips the walk when none is)."""
+        return bool(self.entries) and self.entries[0][0] <= now_us
+
     def pop_due(self, now_us: int) -> Iterator[tuple]:
         """Take out each entry due at `now_us`, earliest first (those pushed meanwhile too)."""
         entries = self.entries
