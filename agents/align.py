@@ -15,6 +15,14 @@ never holds the others back, so a lone live event is released at once.
 
 Memory: a topic-partition buffering more than `high` messages is paused at the fetcher
 (`on_full`) and resumed (`on_drop`) when it is down to `low`.
+
+Starvation: the fetcher hands over one topic-partition's prefetched records at a time, in
+the order it fetched them (aiokafka's `fetched_records`, up to max_poll_records), so the
+topic a partition waits for can sit behind other topic-partitions' records for seconds,
+until the wait ends in enforced processing and the lead's events go out of order
+(measured on the worker bench: 143,000 enforced releases and 120,000 re-folds in
+501,817 events). So while a partition waits for a topic, every topic-partition that has
+messages buffered is paused too: the next fetches go to those that have none.
 """
 from __future__ import annotations
 
@@ -69,6 +77,7 @@ class TimeAligner:
         self.on_full, self.on_drop = on_full, on_drop
         self._queues: dict[int, list[deque]] = {}
         self._blocked_since: dict[int, float] = {}
+        self._waiting: set[int] = set()     # partitions holding their messages for a lagging topic
         self._paused: set[tuple[str, int]] = set()
 
     def __len__(self) -> int:
@@ -97,12 +106,25 @@ class TimeAligner:
         out: list = []
         for p, qs in self._queues.items():
             self._release_partition(p, qs, now, out, len(out) + max(1, limit // len(self._queues)))
-        if self._paused:
-            for topic, p in list(self._paused):
-                if len(self._queues[p][self.index[topic]]) <= self.low:
-                    self._paused.discard((topic, p))
-                    self.on_drop(topic, p)
+        if self._paused or self._waiting:
+            self._repause()
         return out
+
+    def _repause(self) -> None:
+        """Pause what buffers more than `high`, and, while a partition waits for a topic, whatever
+        buffers anything (module docstring: starvation); resume the rest once down to `low`."""
+        waiting = bool(self._waiting)
+        for p, qs in self._queues.items():
+            for i, q in enumerate(qs):
+                n = len(q)
+                key = (self.topics[i], p)
+                if key in self._paused:
+                    if n <= self.low and not (waiting and n):
+                        self._paused.discard(key)
+                        self.on_drop(*key)
+                elif n > self.high or (waiting and n):
+                    self._paused.add(key)
+                    self.on_full(*key)
 
     def _release_partition(self, p: int, qs: list[deque], now: float, out: list, stop: int) -> None:
         append = out.append
@@ -122,20 +144,24 @@ class TimeAligner:
                     blocked = blocked or lagging[i]
             if best_q is None:
                 self._blocked_since.pop(p, None)
+                self._waiting.discard(p)
                 return
             if blocked:
                 since = self._blocked_since.setdefault(p, now)
                 if now - since < self.max_idle_s:
+                    self._waiting.add(p)
                     return
                 # waited long enough: release what there is (Kafka Streams' "enforced processing")
             else:
                 self._blocked_since.pop(p, None)
+            self._waiting.discard(p)
             append(best_q.popleft())
 
     def clear(self) -> None:
         """Forget everything buffered (a rebalance: it is fetched again from the committed offsets)."""
         self._queues.clear()
         self._blocked_since.clear()
+        self._waiting.clear()
         for topic, p in self._paused:
             self.on_drop(topic, p)
         self._paused.clear()

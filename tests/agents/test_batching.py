@@ -237,3 +237,22 @@ def test_a_long_ack_run_gives_the_loop_turns_and_stops_acking_a_generation_revok
         await task
 
     asyncio.run(scenario())
+
+
+def test_while_a_partition_waits_for_a_topic_everything_buffered_is_paused_so_the_fetcher_serves_it():
+    """The fetcher hands over prefetched records one topic-partition at a time: a partition
+    waiting for `created` would wait behind the others' records. So while it waits, every
+    topic-partition holding messages is paused (the next fetch can only bring what is
+    missing), and all resume once the wait is over."""
+    events, behind = [], {("created", 0): 1}
+    a = TimeAligner(TOPICS, max_idle_s=10.0, high=100, low=10, lag=lambda t, p: behind.get((t, p), 0),
+                    on_full=lambda t, p: events.append(("pause", t, p)),
+                    on_drop=lambda t, p: events.append(("resume", t, p)))
+    a.add(msgs("changed", 0, [2.0, 3.0]) + msgs("changed", 1, [1.0, 5.0]) + msgs("closed", 1, [6.0]))
+    assert order(a.release(0.0)) == [("changed", 0), ("changed", 1), ("closed", 0)]     # partition 1: nothing to wait for
+    assert sorted(events) == [("pause", "changed", 0)]     # partition 0 waits for created: its buffer is paused
+    events.clear()
+    a.add(msgs("created", 0, [1.0]) + msgs("changed", 1, [7.0], first_offset=2))
+    behind.clear()                                          # created has been fetched to its end
+    assert order(a.release(0.5)) == [("created", 0), ("changed", 0), ("changed", 1), ("changed", 2)]
+    assert events == [("resume", "changed", 0)]            # the wait is over: fetched as usual again
