@@ -48,6 +48,7 @@ MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits
 METRICS_MAX_AGE_S = 60.0
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
 YIELD_EVERY = 500       # records appended to produce batches, or messages acked, per turn of the loop in a flush
+NO_HEADERS: list = []   # a changelog record has none (a list: aiokafka's batch builder takes no tuple; only read)
 ALIGN_IDLE_S = 2.0      # how long a partition waits for an input topic known to have more (agents/align.py)
 
 
@@ -161,7 +162,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         appended = 0
         for (topic, partition), records in batches.items():
             batch = producer.create_batch()
-            for key, value, headers in records:
+            for record in records:          # (key, value) or (key, value, headers)
+                key, value = record[0], record[1]
+                headers = record[2] if len(record) > 2 else NO_HEADERS
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
                     pending.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
@@ -181,7 +184,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
     async def write_state(dirty: dict[int, list[tuple[bytes, bytes]]]) -> None:
         """Dirty leads, then the partition's counters record (last: it vouches for the rest)."""
-        await write_batches({(changelog_name, p): [(k, v, []) for k, v in records] for p, records in dirty.items()})
+        await write_batches({(changelog_name, p): records for p, records in dirty.items()})
 
     acks = DurableAcks(take_state=live.take_dirty, write_outputs=write_outputs, write_state=write_state,
                        ack=lambda m: app.consumer.ack(m), generation=lambda: app.consumer_generation_id,
