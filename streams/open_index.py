@@ -227,19 +227,30 @@ class OpenFigures:
         return entries
 
 
-def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int) -> OpenFigures:
-    """The figures of the open leads held by `indexes` (disjoint sets of leads) at T = as_of.
+def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int,
+                 rows: Iterable[Iterable[tuple]] = ()) -> OpenFigures:
+    """The figures of the open leads held by `indexes` and `rows` (disjoint sets of leads) at T = as_of.
 
-    Costs per group and per stale lead (and ended stays not yet swept), never per open lead."""
+    `rows`: runs of (lead_id, stage, stay_start, owner, team, source, amount), one per open
+    lead that no index holds (`pulse report`'s own leads, a peer's share): read in one pass,
+    cheaper than indexing them for one report. Costs per group and per stale lead (and
+    ended stays not yet swept) of the indexes, never per open lead they hold."""
     n = len(pipeline.stages)
     limits = [st.stale_after_us for st in pipeline.stages]
-    total = OpenPipeline(n)
-    by_stage = [0] * n
-    by_level: dict[tuple[int, int], int] = {}
-    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    groups = [index.groups for index in indexes]
     stale: list[tuple] = []
     for index in indexes:
-        for values, (counts, amounts) in index.groups.items():
+        _stale_of_index(index, limits, as_of, stale)
+    seen = bool(groups)
+    for run in rows:
+        scanned = _scan(run, limits, as_of, stale)
+        if scanned:
+            groups.append(scanned)
+            seen = True
+    total = OpenPipeline(n)
+    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    for group in groups:
+        for values, (counts, amounts) in group.items():
             for stage in range(n):
                 total.count[stage] += counts[stage]
                 total.amount[stage] += amounts[stage]
@@ -250,26 +261,15 @@ def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: 
                 for stage in range(n):
                     entry[0].count[stage] += counts[stage]
                     entry[0].amount[stage] += amounts[stage]
-        held = index.held
-        for stage, stays in enumerate(index.stays):
-            if stays is None:
-                continue
-            limit = limits[stage]
-            cut1, cut2, cut3 = as_of - limit, as_of - 2 * limit, as_of - 3 * limit
-            keys = stays.keys
-            levels = [0, 0, 0, 0]
-            stale_keys = keys[:bisect_left(keys, (cut1,))] if stays.ordered else [k for k in keys if k[0] < cut1]
-            for stay_start, lead_id in stale_keys:                          # stale: stay_start < T - limit
-                row = held.get(lead_id)
-                if row is None or row[STAGE] != stage or row[STAY_START] != stay_start:
-                    continue                                                # a stay that ended
-                levels[3 if stay_start < cut3 else 2 if stay_start < cut2 else 1] += 1
-                stale.append((stay_start, lead_id, row))
-            by_stage[stage] += levels[1] + levels[2] + levels[3]
-            for level in (1, 2, 3):
-                by_level[(stage, level)] = by_level.get((stage, level), 0) + levels[level]
     stale.sort(key=_STAY_ORDER)                 # (stay_start, lead_id): age descending, then lead_id
-    for _, _, row in stale:                      # the stale count of each lead's segments
+    by_stage = [0] * n
+    # (stage, level) for every stage that can go stale, once any open lead was looked at
+    by_level = {(stage, level): 0 for stage, limit in enumerate(limits) if limit is not None
+                for level in (1, 2, 3)} if seen else {}
+    for stay_start, _, row in stale:            # the stale count of each lead's stage, level and segments
+        stage = row[STAGE]
+        by_stage[stage] += 1
+        by_level[(stage, stale_level(as_of - stay_start, limits[stage]))] += 1
         for by_value, value in zip(segments, row[OWNER:AMOUNT]):
             by_value[value][1] += 1
     open_segments = {
@@ -277,6 +277,44 @@ def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: 
         for dim, by_value in zip(DIMENSIONS, segments)
     }
     return OpenFigures(total, by_stage, by_level, open_segments, stale, as_of, pipeline)
+
+
+def _stale_of_index(index: OpenIndex, limits: list, as_of: int, stale: list[tuple]) -> None:
+    """Add the index's stale leads to `stale`, as (stay_start, lead_id, row)."""
+    held = index.held
+    for stage, stays in enumerate(index.stays):
+        if stays is None:
+            continue
+        cut = as_of - limits[stage]
+        keys = stays.keys
+        stale_keys = keys[:bisect_left(keys, (cut,))] if stays.ordered else [k for k in keys if k[0] < cut]
+        for stay_start, lead_id in stale_keys:                              # stale: stay_start < T - limit
+            row = held.get(lead_id)
+            if row is None or row[STAGE] != stage or row[STAY_START] != stay_start:
+                continue                                                    # a stay that ended
+            stale.append((stay_start, lead_id, row))
+
+
+def _scan(rows: Iterable[tuple], limits: list, as_of: int, stale: list[tuple]) -> dict:
+    """The groups of open leads given as rows (OpenIndex.groups' layout); adds their stale ones to `stale`."""
+    n = len(limits)
+    cuts = [_NEVER_STALE if limit is None else as_of - limit for limit in limits]
+    groups: dict[tuple, tuple[list[int], list[int]]] = {}
+    get = groups.get
+    for lead_id, stage, start, owner, team, source, amount in rows:
+        key = (owner, team, source)
+        group = get(key)
+        if group is None:
+            group = groups[key] = ([0] * n, [0] * n)
+        group[0][stage] += 1
+        if amount:
+            group[1][stage] += _fixed(amount) or to_fixed(amount)
+        if start < cuts[stage]:                 # stale: stay_start < T - limit
+            stale.append((start, lead_id, (stage, start, owner, team, source, amount)))
+    return groups
+
+
+_NEVER_STALE = -(1 << 80)       # the cut of a stage without a stale limit: before any stay_start
 
 
 _STAY_ORDER = itemgetter(0, 1)
