@@ -12,7 +12,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from pulse.schemas.config import Config, PipelineConfig
-from pulse.schemas.fast_path import decode_fast, event_of
+from pulse.schemas.fast_path import DECODE_ERRORS, LONG_LINE, decode, decode_fast, doubtful, event_of
 from pulse.schemas.parse import parse_exact
 from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TIE_RANK, TS, Event, Rejected
 
@@ -190,10 +190,26 @@ class PulseEngine:
         self.events_read += 1
         # parse_event, inlined (this is the hot path): the fast path's two steps, else the exact one.
         ev = event_of(decoded, self.config, expected_type) if decoded is not None else None
-        if ev is None:
-            ev = parse_exact(raw, self.config, expected_type)
-            if ev.__class__ is Rejected:
-                self.dead_letter_reasons[ev.reason] += 1
+        return ev if ev is not None else self._accept_exact(raw, expected_type)
+
+    def accept_line(self, raw: bytes) -> Event | Rejected:
+        """`accept(raw, decode_fast(raw))` in one Python call less: `pulse report --jobs`'s per-line path."""
+        self.events_read += 1
+        if len(raw) > LONG_LINE and doubtful(raw):          # decode_fast, inlined (raw is bytes)
+            decoded = None
+        else:
+            try:
+                decoded = decode(raw)
+            except DECODE_ERRORS:
+                decoded = None
+        ev = event_of(decoded, self.config, None) if decoded is not None else None
+        return ev if ev is not None else self._accept_exact(raw, None)
+
+    def _accept_exact(self, raw: bytes | str, expected_type: str | None) -> Event | Rejected:
+        """An input the fast path left to the exact one: its Event, or its Rejected, counted."""
+        ev = parse_exact(raw, self.config, expected_type)
+        if ev.__class__ is Rejected:
+            self.dead_letter_reasons[ev.reason] += 1
         return ev
 
     def release(self, ev: Event, offset: int | None = None) -> str:
