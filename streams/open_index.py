@@ -247,36 +247,49 @@ def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: 
         if scanned:
             groups.append(scanned)
             seen = True
-    total = OpenPipeline(n)
-    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    # per dimension: value -> the (counts, amounts) of its groups, added up once per value (in C)
+    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)
+    every = []
     for group in groups:
-        for values, (counts, amounts) in group.items():
-            for stage in range(n):
-                total.count[stage] += counts[stage]
-                total.amount[stage] += amounts[stage]
+        for values, pair in group.items():
+            every.append(pair)
             for by_value, value in zip(segments, values):
-                entry = by_value.get(value)
-                if entry is None:
-                    entry = by_value[value] = [OpenPipeline(n), 0]
-                for stage in range(n):
-                    entry[0].count[stage] += counts[stage]
-                    entry[0].amount[stage] += amounts[stage]
+                of_value = by_value.get(value)
+                if of_value is None:
+                    by_value[value] = [pair]
+                else:
+                    of_value.append(pair)
     stale.sort(key=_STAY_ORDER)                 # (stay_start, lead_id): age descending, then lead_id
     by_stage = [0] * n
     # (stage, level) for every stage that can go stale, once any open lead was looked at
     by_level = {(stage, level): 0 for stage, limit in enumerate(limits) if limit is not None
                 for level in (1, 2, 3)} if seen else {}
+    cut2 = [0 if limit is None else as_of - 2 * limit for limit in limits]
+    cut3 = [0 if limit is None else as_of - 3 * limit for limit in limits]
+    stale_of: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> stale leads
     for stay_start, _, row in stale:            # the stale count of each lead's stage, level and segments
         stage = row[STAGE]
         by_stage[stage] += 1
-        by_level[(stage, stale_level(as_of - stay_start, limits[stage]))] += 1
-        for by_value, value in zip(segments, row[OWNER:AMOUNT]):
-            by_value[value][1] += 1
+        # stale_level, inlined: stale means stay_start < T - limit; level k: stay_start < T - k × limit
+        by_level[(stage, 3 if stay_start < cut3[stage] else 2 if stay_start < cut2[stage] else 1)] += 1
+        for counts, value in zip(stale_of, row[OWNER:AMOUNT]):
+            counts[value] = counts.get(value, 0) + 1
+    total = _added(every, n)
     open_segments = {
-        dim: [{"value": v, **by_value[v][0].totals(pipeline), "stale": by_value[v][1]} for v in sort_values(by_value)]
-        for dim, by_value in zip(DIMENSIONS, segments)
+        dim: [{"value": v, **_added(by_value[v], n).totals(pipeline), "stale": stale_counts.get(v, 0)}
+              for v in sort_values(by_value)]
+        for dim, by_value, stale_counts in zip(DIMENSIONS, segments, stale_of)
     }
     return OpenFigures(total, by_stage, by_level, open_segments, stale, as_of, pipeline)
+
+
+def _added(pairs: list[tuple[list[int], list[int]]], n: int) -> OpenPipeline:
+    """The OpenPipeline of groups given as (open leads per stage, exact amount per stage)."""
+    total = OpenPipeline(n)
+    if pairs:
+        total.count = [sum(column) for column in zip(*[counts for counts, _ in pairs])]
+        total.amount = [sum(column) for column in zip(*[amounts for _, amounts in pairs])]
+    return total
 
 
 def _stale_of_index(index: OpenIndex, limits: list, as_of: int, stale: list[tuple]) -> None:

@@ -324,8 +324,11 @@ def test_accept_line_is_accept_of_the_decoded_line():
     from tests.support.event_cases import CONFIG, CORPUS_CASES, MUTATIONS, TS
 
     raws = [t.replace(b"%s", TS.encode()) for t in NASTY] + [case.values[0] for case in CORPUS_CASES]
-    raws += [json.dumps(obj).encode() for obj in MUTATIONS] + [b"", b"{", b"[]"]
+    raws += [json.dumps(obj).encode() for obj in MUTATIONS] + [b"{", b"[]", b" x", b"\x00"]
+    raws = [raw for raw in raws if raw.strip()]
     fused, plain = PulseEngine(CONFIG), PulseEngine(CONFIG)
     for raw in raws:
         assert fused.accept_line(raw) == plain.accept(raw, decode_fast(raw)), raw
+    for blank in (b"", b" ", b"\t \r"):      # not an input: not counted
+        assert fused.accept_line(blank) is None
     assert fused.counters() == plain.counters() and fused.events_read == len(raws)
