@@ -13,8 +13,9 @@ stay start, owner, team, source and amount), kept up to date as leads change:
 
 `open_figures` reads one or several indexes (a worker's partitions, shards) at T.
 The live worker keeps an index per partition, updated by the engine per event
-(`PipelineState.open_index`); `pulse report` builds one from its open leads once, at
-report time. Pure: no clock, no I/O.
+(`PipelineState.open_index`). `pulse report` builds none: open_figures reads its open
+leads (and a peer's share, as rows) in one pass instead, once, at report time.
+Pure: no clock, no I/O.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class OpenIndex:
 
     @classmethod
     def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
-        """An index of `leads` (all open), built at once."""
+        """An index of `leads` (all open), built at once (what the index kept per event must equal)."""
         index = cls(pipeline)
         held, groups, all_stays, n = index.held, index.groups, index.stays, len(index._limits)
         for lead in leads:                          # _count(row, +1), inlined: once per open lead
