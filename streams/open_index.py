@@ -20,6 +20,7 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Iterable
@@ -267,14 +268,13 @@ def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: 
                 for level in (1, 2, 3)} if seen else {}
     cut2 = [0 if limit is None else as_of - 2 * limit for limit in limits]
     cut3 = [0 if limit is None else as_of - 3 * limit for limit in limits]
-    stale_of: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> stale leads
-    for stay_start, _, row in stale:            # the stale count of each lead's stage, level and segments
+    for stay_start, _, row in stale:            # the stale count of each lead's stage and level
         stage = row[STAGE]
         by_stage[stage] += 1
         # stale_level, inlined: stale means stay_start < T - limit; level k: stay_start < T - k × limit
         by_level[(stage, 3 if stay_start < cut3[stage] else 2 if stay_start < cut2[stage] else 1)] += 1
-        for counts, value in zip(stale_of, row[OWNER:AMOUNT]):
-            counts[value] = counts.get(value, 0) + 1
+    stale_rows = [row for _, _, row in stale]   # per dimension: value -> stale leads (counted in C)
+    stale_of = [Counter(map(itemgetter(field), stale_rows)) for field in (OWNER, TEAM, SOURCE)]
     total = _added(every, n)
     open_segments = {
         dim: [{"value": v, **_added(by_value[v], n).totals(pipeline), "stale": stale_counts.get(v, 0)}
