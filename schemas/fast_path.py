@@ -9,7 +9,7 @@ hand-made nasty inputs and on generated ones). Unknown fields are refused here
 (they take the exact path), so msgspec decodes, and so validates, every byte.
 Where its decoding is more lenient than SPEC 1, a guard sends the input on:
 - integers beyond double range (msgspec keeps them as Python ints): they need a
-  run of 309 digits, so only lines longer than _LONG_LINE are scanned for one;
+  run of 309 digits, so only lines longer than LONG_LINE are scanned for one;
 - nesting deeper than orjson's 1,024 levels: msgspec stops earlier (at Python's
   recursion limit), and the long-line scan counts brackets too.
 """
@@ -66,12 +66,14 @@ class _Closed(_Common, tag="deal.closed"):
     outcome: Literal["won", "lost"] | None = None
 
 
-_decode = msgspec.json.Decoder(_Created | _StageChanged | _Closed | _Updated).decode
+# decode_fast's steps, for a caller that inlines it (PulseEngine.accept_line): `decode(raw)` of
+# bytes not `doubtful` when longer than LONG_LINE, DECODE_ERRORS caught.
+decode = msgspec.json.Decoder(_Created | _StageChanged | _Closed | _Updated).decode
 # msgspec raises UnicodeDecodeError (not a DecodeError) for invalid UTF-8 in a string.
-_DecodeErrors = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _STRUCT_OF_TYPE = {"lead.created": _Created, "lead.stage_changed": _StageChanged, "deal.closed": _Closed,
                    "lead.updated": _Updated}
-_LONG_LINE = 400
+LONG_LINE = 400
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))   # digits -> "0", the rest -> " "
 _LONG_DIGITS = b"0" * 300
 _MAX_BRACKETS = 512
@@ -85,13 +87,17 @@ def decode_fast(raw: Any) -> _Common | None:
     """
     if raw.__class__ is not bytes:
         return None
-    if len(raw) > _LONG_LINE and (_LONG_DIGITS in raw.translate(_DIGITS)
-                                  or raw.count(b"[") + raw.count(b"{") > _MAX_BRACKETS):
+    if len(raw) > LONG_LINE and doubtful(raw):
         return None
     try:
-        return _decode(raw)
-    except _DecodeErrors:
+        return decode(raw)
+    except DECODE_ERRORS:
         return None
+
+
+def doubtful(raw: bytes) -> bool:
+    """Whether a line longer than LONG_LINE may hold what msgspec decodes more leniently than SPEC 1."""
+    return _LONG_DIGITS in raw.translate(_DIGITS) or raw.count(b"[") + raw.count(b"{") > _MAX_BRACKETS
 
 
 def _parse_fast(raw: Any, config: Any, expected_type: str | None) -> Event | None:

@@ -8,10 +8,11 @@ Time is always a parameter; nothing here reads the clock or does I/O.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable, Iterator
+from operator import attrgetter
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from pulse.schemas.config import Config, PipelineConfig
-from pulse.schemas.fast_path import decode_fast, event_of
+from pulse.schemas.fast_path import DECODE_ERRORS, LONG_LINE, decode, decode_fast, doubtful, event_of
 from pulse.schemas.parse import parse_exact
 from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TIE_RANK, TS, Event, Rejected
 
@@ -19,7 +20,7 @@ from . import history
 from .deals import DealFlow
 from .flow import StageFlow
 from .lead import Lead, apply_event
-from .open_index import OpenIndex
+from .open_index import OpenFigures, OpenIndex, open_figures
 
 if TYPE_CHECKING:
     from pulse.schemas.fast_path import _Common
@@ -53,20 +54,27 @@ class PipelineState:
         # The open leads kept indexed per event (the live worker: reads without a walk), else None.
         self.open_index: OpenIndex | None = None
         self.merged_indexes: list[OpenIndex] = []       # other states' open leads, merged without their leads
+        # other states' open leads not indexed (a peer's share, partial.py), as runs of rows (see open_rows)
+        self.merged_rows: list[Sequence[tuple]] = []
 
     def merge(self, other: PipelineState, leads: bool = True) -> None:
         """Add the state of disjoint leads (another shard or worker) to this one.
 
         `leads=False`: for a report only. The other's open leads are taken as its index
-        (shared, not copied) and its leads are not copied: this state can report, not take events."""
+        (shared, not copied), or as rows, and its leads are not copied: this state can
+        report, not take events."""
         self.flow.merge(other.flow)
         self.deals.merge(other.deals)
         self.implicit_creates += other.implicit_creates
+        self.merged_indexes += other.merged_indexes
+        self.merged_rows += other.merged_rows
         if leads:
             self.leads.update(other.leads)
             self.open_leads.update(other.open_leads)
-        else:
-            self.merged_indexes += other.open_indexes()
+        elif other.open_index is not None:
+            self.merged_indexes.append(other.open_index)
+        elif other.open_leads:
+            self.merged_rows.append(list(map(_ROW_OF_LEAD, other.open_leads.values())))
 
     def open_rows(self) -> Iterator[tuple]:
         """(lead_id, stage, stay_start, owner, team, source, amount) per open lead (a peer's
@@ -74,17 +82,24 @@ class PipelineState:
         if self.open_index is not None:
             yield from self.open_index.rows()
         else:
-            for lead in self.open_leads.values():
-                yield lead.lead_id, lead.stage, lead.stay_start, lead.owner, lead.team, lead.source, lead.amount
+            yield from map(_ROW_OF_LEAD, self.open_leads.values())
         for index in self.merged_indexes:
             yield from index.rows()
+        for rows in self.merged_rows:
+            yield from rows
 
-    def open_indexes(self) -> list[OpenIndex]:
-        """The open leads of this state, indexed (built now from `open_leads` when not kept per event)."""
-        own = self.open_index
-        if own is None and self.open_leads:
-            own = OpenIndex.of(self.config, self.open_leads.values())
-        return ([own] if own is not None else []) + self.merged_indexes
+    def open_figures(self, as_of: int) -> OpenFigures:
+        """The open leads' figures at T (open_index.py): from the indexes kept per event, and in
+        one pass over the open leads no index holds (`pulse report` builds none: cheaper)."""
+        indexes = ([self.open_index] if self.open_index is not None else []) + self.merged_indexes
+        rows = self.merged_rows
+        if self.open_index is None and self.open_leads:
+            rows = [*rows, map(_ROW_OF_LEAD, self.open_leads.values())]
+        return open_figures(indexes, self.config, as_of, rows)
+
+
+# An open lead as a row of open_rows (in C: no Python frame per lead)
+_ROW_OF_LEAD = attrgetter("lead_id", "stage", "stay_start", "owner", "team", "source", "amount")
 
 
 class _Discard:
@@ -171,10 +186,33 @@ class PulseEngine:
         self.events_read += 1
         # parse_event, inlined (this is the hot path): the fast path's two steps, else the exact one.
         ev = event_of(decoded, self.config, expected_type) if decoded is not None else None
-        if ev is None:
-            ev = parse_exact(raw, self.config, expected_type)
-            if ev.__class__ is Rejected:
-                self.dead_letter_reasons[ev.reason] += 1
+        return ev if ev is not None else self._accept_exact(raw, expected_type)
+
+    def accept_line(self, raw: bytes) -> Event | Rejected | None:
+        """`accept(raw, decode_fast(raw))` of a line of a file in one Python call less, and
+        None for a blank line (not an input: not counted): `pulse report`'s per-line path."""
+        if len(raw) > LONG_LINE and doubtful(raw):          # decode_fast, inlined (raw is bytes)
+            decoded = None
+        else:
+            try:
+                decoded = decode(raw)
+            except DECODE_ERRORS:
+                decoded = None
+        if decoded is not None:
+            ev = event_of(decoded, self.config, None)
+            if ev is not None:
+                self.events_read += 1
+                return ev
+        elif not raw or raw.isspace():                      # never decodes: tested only then
+            return None
+        self.events_read += 1
+        return self._accept_exact(raw, None)
+
+    def _accept_exact(self, raw: bytes | str, expected_type: str | None) -> Event | Rejected:
+        """An input the fast path left to the exact one: its Event, or its Rejected, counted."""
+        ev = parse_exact(raw, self.config, expected_type)
+        if ev.__class__ is Rejected:
+            self.dead_letter_reasons[ev.reason] += 1
         return ev
 
     def release(self, ev: Event, offset: int | None = None) -> str:

@@ -37,9 +37,22 @@ def from_fixed(total: int) -> float:
 
 def weighted(probability: float, total: int) -> float:
     """probability × total, rounded once: the exact Σ amount × probability of SPEC 4.4."""
-    return to_fixed(probability) * total / (_ONE * _ONE)
+    return weighted_sum(((probability, total),))
 
 
 def weighted_sum(pairs) -> float:
-    """Σ probability_i × total_i over (probability, fixed total) pairs, rounded once."""
-    return sum(to_fixed(p) * t for p, t in pairs) / (_ONE * _ONE)
+    """Σ probability_i × total_i over (probability, fixed total) pairs, rounded once.
+
+    probability = n / 2**k exactly, so the sum is Σ n_i × total_i × 2**(K - k_i) / 2**(1074 + K):
+    products by 53-bit numerators, not by the ~1,100-bit fixed form of the probability
+    (int / int is correctly rounded, so this is the same float as with to_fixed)."""
+    total = 0
+    scale = 0                               # K so far
+    for probability, amount in pairs:
+        n, d = probability.as_integer_ratio()
+        k = d.bit_length() - 1
+        if k > scale:
+            total <<= k - scale
+            scale = k
+        total += (n * amount) << (scale - k)
+    return total / (1 << (_SHIFT + scale))

@@ -13,12 +13,14 @@ stay start, owner, team, source and amount), kept up to date as leads change:
 
 `open_figures` reads one or several indexes (a worker's partitions, shards) at T.
 The live worker keeps an index per partition, updated by the engine per event
-(`PipelineState.open_index`); `pulse report` builds one from its open leads once, at
-report time. Pure: no clock, no I/O.
+(`PipelineState.open_index`). `pulse report` builds none: open_figures reads its open
+leads (and a peer's share, as rows) in one pass instead, once, at report time.
+Pure: no clock, no I/O.
 """
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Iterable
@@ -93,7 +95,7 @@ class OpenIndex:
 
     @classmethod
     def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
-        """An index of `leads` (all open), built at once."""
+        """An index of `leads` (all open), built at once (what the index kept per event must equal)."""
         index = cls(pipeline)
         held, groups, all_stays, n = index.held, index.groups, index.stays, len(index._limits)
         for lead in leads:                          # _count(row, +1), inlined: once per open lead
@@ -227,56 +229,106 @@ class OpenFigures:
         return entries
 
 
-def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int) -> OpenFigures:
-    """The figures of the open leads held by `indexes` (disjoint sets of leads) at T = as_of.
+def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int,
+                 rows: Iterable[Iterable[tuple]] = ()) -> OpenFigures:
+    """The figures of the open leads held by `indexes` and `rows` (disjoint sets of leads) at T = as_of.
 
-    Costs per group and per stale lead (and ended stays not yet swept), never per open lead."""
+    `rows`: runs of (lead_id, stage, stay_start, owner, team, source, amount), one per open
+    lead that no index holds (`pulse report`'s own leads, a peer's share): read in one pass,
+    cheaper than indexing them for one report. Costs per group and per stale lead (and
+    ended stays not yet swept) of the indexes, never per open lead they hold."""
     n = len(pipeline.stages)
     limits = [st.stale_after_us for st in pipeline.stages]
-    total = OpenPipeline(n)
-    by_stage = [0] * n
-    by_level: dict[tuple[int, int], int] = {}
-    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)     # per dimension: value -> [pipeline, stale]
+    groups = [index.groups for index in indexes]
     stale: list[tuple] = []
     for index in indexes:
-        for values, (counts, amounts) in index.groups.items():
-            for stage in range(n):
-                total.count[stage] += counts[stage]
-                total.amount[stage] += amounts[stage]
+        _stale_of_index(index, limits, as_of, stale)
+    seen = bool(groups)
+    for run in rows:
+        scanned = _scan(run, limits, as_of, stale)
+        if scanned:
+            groups.append(scanned)
+            seen = True
+    # per dimension: value -> the (counts, amounts) of its groups, added up once per value (in C)
+    segments: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)
+    every = []
+    for group in groups:
+        for values, pair in group.items():
+            every.append(pair)
             for by_value, value in zip(segments, values):
-                entry = by_value.get(value)
-                if entry is None:
-                    entry = by_value[value] = [OpenPipeline(n), 0]
-                for stage in range(n):
-                    entry[0].count[stage] += counts[stage]
-                    entry[0].amount[stage] += amounts[stage]
-        held = index.held
-        for stage, stays in enumerate(index.stays):
-            if stays is None:
-                continue
-            limit = limits[stage]
-            cut1, cut2, cut3 = as_of - limit, as_of - 2 * limit, as_of - 3 * limit
-            keys = stays.keys
-            levels = [0, 0, 0, 0]
-            stale_keys = keys[:bisect_left(keys, (cut1,))] if stays.ordered else [k for k in keys if k[0] < cut1]
-            for stay_start, lead_id in stale_keys:                          # stale: stay_start < T - limit
-                row = held.get(lead_id)
-                if row is None or row[STAGE] != stage or row[STAY_START] != stay_start:
-                    continue                                                # a stay that ended
-                levels[3 if stay_start < cut3 else 2 if stay_start < cut2 else 1] += 1
-                stale.append((stay_start, lead_id, row))
-            by_stage[stage] += levels[1] + levels[2] + levels[3]
-            for level in (1, 2, 3):
-                by_level[(stage, level)] = by_level.get((stage, level), 0) + levels[level]
+                of_value = by_value.get(value)
+                if of_value is None:
+                    by_value[value] = [pair]
+                else:
+                    of_value.append(pair)
     stale.sort(key=_STAY_ORDER)                 # (stay_start, lead_id): age descending, then lead_id
-    for _, _, row in stale:                      # the stale count of each lead's segments
-        for by_value, value in zip(segments, row[OWNER:AMOUNT]):
-            by_value[value][1] += 1
+    by_stage = [0] * n
+    # (stage, level) for every stage that can go stale, once any open lead was looked at
+    by_level = {(stage, level): 0 for stage, limit in enumerate(limits) if limit is not None
+                for level in (1, 2, 3)} if seen else {}
+    cut2 = [0 if limit is None else as_of - 2 * limit for limit in limits]
+    cut3 = [0 if limit is None else as_of - 3 * limit for limit in limits]
+    for stay_start, _, row in stale:            # the stale count of each lead's stage and level
+        stage = row[STAGE]
+        by_stage[stage] += 1
+        # stale_level, inlined: stale means stay_start < T - limit; level k: stay_start < T - k × limit
+        by_level[(stage, 3 if stay_start < cut3[stage] else 2 if stay_start < cut2[stage] else 1)] += 1
+    stale_rows = [row for _, _, row in stale]   # per dimension: value -> stale leads (counted in C)
+    stale_of = [Counter(map(itemgetter(field), stale_rows)) for field in (OWNER, TEAM, SOURCE)]
+    total = _added(every, n)
     open_segments = {
-        dim: [{"value": v, **by_value[v][0].totals(pipeline), "stale": by_value[v][1]} for v in sort_values(by_value)]
-        for dim, by_value in zip(DIMENSIONS, segments)
+        dim: [{"value": v, **_added(by_value[v], n).totals(pipeline), "stale": stale_counts.get(v, 0)}
+              for v in sort_values(by_value)]
+        for dim, by_value, stale_counts in zip(DIMENSIONS, segments, stale_of)
     }
     return OpenFigures(total, by_stage, by_level, open_segments, stale, as_of, pipeline)
+
+
+def _added(pairs: list[tuple[list[int], list[int]]], n: int) -> OpenPipeline:
+    """The OpenPipeline of groups given as (open leads per stage, exact amount per stage)."""
+    total = OpenPipeline(n)
+    if pairs:
+        total.count = [sum(column) for column in zip(*[counts for counts, _ in pairs])]
+        total.amount = [sum(column) for column in zip(*[amounts for _, amounts in pairs])]
+    return total
+
+
+def _stale_of_index(index: OpenIndex, limits: list, as_of: int, stale: list[tuple]) -> None:
+    """Add the index's stale leads to `stale`, as (stay_start, lead_id, row)."""
+    held = index.held
+    for stage, stays in enumerate(index.stays):
+        if stays is None:
+            continue
+        cut = as_of - limits[stage]
+        keys = stays.keys
+        stale_keys = keys[:bisect_left(keys, (cut,))] if stays.ordered else [k for k in keys if k[0] < cut]
+        for stay_start, lead_id in stale_keys:                              # stale: stay_start < T - limit
+            row = held.get(lead_id)
+            if row is None or row[STAGE] != stage or row[STAY_START] != stay_start:
+                continue                                                    # a stay that ended
+            stale.append((stay_start, lead_id, row))
+
+
+def _scan(rows: Iterable[tuple], limits: list, as_of: int, stale: list[tuple]) -> dict:
+    """The groups of open leads given as rows (OpenIndex.groups' layout); adds their stale ones to `stale`."""
+    n = len(limits)
+    cuts = [_NEVER_STALE if limit is None else as_of - limit for limit in limits]
+    groups: dict[tuple, tuple[list[int], list[int]]] = {}
+    get = groups.get
+    for lead_id, stage, start, owner, team, source, amount in rows:
+        key = (owner, team, source)
+        group = get(key)
+        if group is None:
+            group = groups[key] = ([0] * n, [0] * n)
+        group[0][stage] += 1
+        if amount:
+            group[1][stage] += _fixed(amount) or to_fixed(amount)
+        if start < cuts[stage]:                 # stale: stay_start < T - limit
+            stale.append((start, lead_id, (stage, start, owner, team, source, amount)))
+    return groups
+
+
+_NEVER_STALE = -(1 << 80)       # the cut of a stage without a stale limit: before any stay_start
 
 
 _STAY_ORDER = itemgetter(0, 1)

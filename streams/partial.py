@@ -14,7 +14,6 @@ from pulse.schemas.config import Config
 from .deals import DealFlow
 from .engine import PulseEngine
 from .flow import StageFlow, _DayFlow
-from .lead import Lead
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.decode
@@ -63,9 +62,5 @@ def load_partial(config: Config, data: bytes) -> PulseEngine:
             b.open_fix, b.open_amount = list(open_fix), [int(x) for x in open_amount]
         p.flow = flow
         p.deals = DealFlow.load(part["deals"])
-        for lead_id, stage, stay_start, owner, team, source, amount in part["open"]:
-            lead = Lead(lead_id)
-            lead.is_open, lead.stage, lead.stay_start = True, stage, stay_start
-            lead.owner, lead.team, lead.source, lead.amount = owner, team, source, amount
-            p.open_leads[lead_id] = lead
+        p.merged_rows.append(part["open"])              # its open leads, as rows: read once, by a report
     return engine

@@ -15,7 +15,7 @@ from .deals import DIMENSIONS, sort_values
 from .engine import PipelineState, PulseEngine
 from .flow import stage_report
 from .forecast import forecast, open_at_day_starts
-from .open_index import OpenFigures, open_figures
+from .open_index import OpenFigures
 from .velocity import deal_metrics, deal_rates, lead_velocity_rate
 from .windows import previous_window_days, window_days
 
@@ -80,7 +80,7 @@ def build_document(engine: PulseEngine, as_of: int, only_pipeline: str | None = 
 
 def pipeline_figures(p: PipelineState, as_of: int, config: Config) -> PipelineFigures:
     pc = p.config
-    figures = open_figures(p.open_indexes(), pc, as_of)
+    figures = p.open_figures(as_of)
     open_pipeline = figures.pipeline
     opportunities = open_pipeline.opportunities(pc.opportunity_index)
     spans = [(w, window_days(as_of, w.days)) for w in config.windows]

@@ -96,14 +96,15 @@ def ingest_shard(engine: PulseEngine, paths: list[str], shard: int, shards: int,
     if on_rejected is not None:
         from pulse.schemas.types import Rejected as reject_class
     if shards == 1:
-        ingest = engine.ingest
+        accept, apply = engine.accept_line, engine.ingest_event
         for path, first, lines in read_batches(paths, on_progress):
             for k, line in enumerate(lines):
-                if not line or line.isspace():
-                    continue
-                result = ingest(line)
-                if result.__class__ is reject_class:
-                    on_rejected(path, first + k, line, result)
+                ev = accept(line)
+                if ev.__class__ is Rejected:
+                    if on_rejected is not None:
+                        on_rejected(path, first + k, line, ev)
+                elif ev is not None:                # None: a blank line
+                    apply(ev)
         return
     # Every line is routed by its lead_id. Most lines decode on the parser's fast path
     # (decode_fast), whose lead_id is the one a valid event of the line has: route by it,
@@ -180,7 +181,7 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
     A lead's shard is `hash(lead_id) % shards`: str hashes differ between interpreters
     (PYTHONHASHSEED), but processes forked from one parent share theirs.
     """
-    accept, apply = engine.accept, engine.ingest_event
+    accept, apply = engine.accept_line, engine.ingest_event
     outboxes = {j: _Outbox(conn) for j, conn in outbound.items()}
     pending: list[list[Event]] = [[] for _ in range(shards)]
     held: list[bytes] = []      # this range's events for this shard, until the earlier ranges' are in
@@ -224,12 +225,12 @@ def ingest_range(engine: PulseEngine, pieces: list[Piece], shard: int, shards: i
         for first, lines in read_piece(piece, report_read):
             own_range_is_next = first_open == shard
             for k, line in enumerate(lines):
-                if not line or line.isspace():
-                    continue
-                ev = accept(line, decode_fast(line))
+                ev = accept(line)
                 if ev.__class__ is Rejected:
                     if on_rejected is not None:
                         on_rejected(piece.path, base + first + k, line, ev)
+                    continue
+                if ev is None:                      # a blank line
                     continue
                 s = hash(ev[LEAD_ID]) % shards
                 if s == shard and own_range_is_next:

@@ -38,6 +38,12 @@ def test_exact_sum_removal_restores_previous_value(values, extra):
     assert total + to_fixed(extra) - to_fixed(extra) == total
 
 
+@given(st.lists(st.tuples(st.floats(0, 1), st.lists(finite | st.floats(0, 1e-300), max_size=4)), max_size=6))
+def test_weighted_sum_is_the_fixed_point_product_rounded_once(terms):
+    pairs = [(p, sum(to_fixed(a) for a in amounts)) for p, amounts in terms]
+    assert weighted_sum(pairs) == sum(to_fixed(p) * t for p, t in pairs) / (1 << 2148)
+
+
 def test_weighted_amount_rounds_once():
     total = to_fixed(0.1) + to_fixed(0.2)
     # 0.3 × (0.1 + 0.2) with one rounding, not fl(fl(0.1 + 0.2) × 0.3)
@@ -306,3 +312,23 @@ def test_dropping_old_days_keeps_the_open_pipeline_stock():
     from pulse.streams.exact import to_fixed
     assert before[5] == ([0, 1, 1], [0, to_fixed(7.5), to_fixed(100.0)])
     assert before[7] == ([0, 1, 1], [0, to_fixed(7.5), to_fixed(250.0)])
+
+
+def test_accept_line_is_accept_of_the_decoded_line():
+    """`pulse report`'s fused per-line path parses and counts exactly as accept(raw, decode_fast(raw))."""
+    import json
+
+    from pulse.schemas.fast_path import decode_fast
+    from pulse.streams.engine import PulseEngine
+    from tests.schemas.test_parse_paths import NASTY
+    from tests.support.event_cases import CONFIG, CORPUS_CASES, MUTATIONS, TS
+
+    raws = [t.replace(b"%s", TS.encode()) for t in NASTY] + [case.values[0] for case in CORPUS_CASES]
+    raws += [json.dumps(obj).encode() for obj in MUTATIONS] + [b"{", b"[]", b" x", b"\x00"]
+    raws = [raw for raw in raws if raw.strip()]
+    fused, plain = PulseEngine(CONFIG), PulseEngine(CONFIG)
+    for raw in raws:
+        assert fused.accept_line(raw) == plain.accept(raw, decode_fast(raw)), raw
+    for blank in (b"", b" ", b"\t \r"):      # not an input: not counted
+        assert fused.accept_line(blank) is None
+    assert fused.counters() == plain.counters() and fused.events_read == len(raws)

@@ -106,16 +106,17 @@ def test_shards_merged_without_their_leads_report_as_one_engine(case, n, data):
 
 
 @settings(max_examples=100, **SETTINGS)
-@given(scenarios(), st.data())
-def test_stale_counts_by_level_equal_the_report_list(case, data):
+@given(scenarios(), st.booleans(), st.data())
+def test_stale_counts_by_level_equal_the_report_list(case, indexed, data):
+    """Read from the index kept per event, or in one pass over the open leads (`pulse report`)."""
     config, lines, _ = case
-    engine = PulseEngine(config, index_open=True)
+    engine = PulseEngine(config, index_open=indexed)
     for line in lines:
         if line.strip():
             engine.ingest(line.encode())
     as_of = _as_of(engine, data, "as_of")
     for name, p in engine.pipelines.items():
-        figures = open_figures(p.open_indexes(), p.config, as_of)
+        figures = p.open_figures(as_of)
         entries = figures.stale_entries()
         names = [st_.name for st_ in p.config.stages]
         expected = Counter((names.index(e["stage"]), e["level"]) for e in entries)
