@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.live_harness import WorkerProcess  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_worker import CommittedOffsets  # noqa: E402
+from worker_bench.driver import CommittedOffsets  # noqa: E402
 
 from pulse.kafka.broker import EmbeddedBroker, create_topics  # noqa: E402
 from pulse.schemas.topics import INPUT_TOPICS, topic_names  # noqa: E402

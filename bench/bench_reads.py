@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_dashboard import cpu, events_read, get, pct, replay  # noqa: E402
-from bench_worker import CommittedOffsets  # noqa: E402
+from worker_bench.driver import CommittedOffsets  # noqa: E402
 from tests.support.live_harness import WorkerProcess  # noqa: E402
 
 from pulse.kafka.broker import EmbeddedBroker, create_topics  # noqa: E402
