@@ -34,6 +34,7 @@ log = logging.getLogger("pulse.worker")
 __all__ = ["Dashboard"]
 
 KEEPALIVE_S = 15.0
+_NEW_SNAPSHOT, _CLOSING = object(), object()     # wake-ups in a page's event queue (alerts are bytes)
 ALERT_BATCH_S = 0.25    # alerts are sent at most this late, several per write
 _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
            "/dashboard/app.js": ("dashboard.js", "text/javascript; charset=utf-8"),
@@ -83,7 +84,9 @@ class Dashboard:
         self.report_error = report_error
         self.closing = asyncio.Event()
         self.viewers = 0
+        self._queues: set[asyncio.Queue] = set()       # the open pages' event queues
         self._refresher: asyncio.Task | None = None
+        snapshots.listeners.append(lambda snap: self._wake_pages(_NEW_SNAPSHOT))
         root = importlib.resources.files("pulse") / "web"
         self._assets = {path: (root.joinpath(name).read_bytes(), ctype) for path, (name, ctype) in _ASSETS.items()}
 
@@ -99,6 +102,7 @@ class Dashboard:
         @app.on_before_shutdown.connect
         async def close_streams(app_, **kwargs) -> None:
             self.closing.set()
+            self._wake_pages(_CLOSING)
             await self.feed.stop()
 
     def _asset_view(self, path: str):
@@ -158,49 +162,52 @@ class Dashboard:
         response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                   "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        alerts = self.feed.subscribe()
+        # One queue per page: the feed's alerts, and _NEW_SNAPSHOT when figures are ready. One
+        # wait per wake and one write per burst: with ten pages and hundreds of alerts a second
+        # this loop is a share of what a page costs the worker.
+        queue = self.feed.subscribe()
+        self._queues.add(queue)
         self._viewer_joined()
         try:
-            await response.write(b"retry: 2000\n\n")
-            if self.feed.recent:
-                await response.write(b"".join(self.feed.recent))
+            out = [b"retry: 2000\n\n", *self.feed.recent]
             started = float("-inf")
-            last_write = time.monotonic()
             while not self.closing.is_set():
                 snap = self.snapshots.current
                 if snap is not None and snap.started > started:     # new figures, or the same confirmed current
                     started = snap.started
-                    await response.write(_event("snapshot", orjson.dumps(
+                    out.append(_event("snapshot", orjson.dumps(
                         {"version": snap.version, "as_of": snap.views.as_of, "built_at": snap.built_at,
                          "age_s": round(snap.age(), 3)})))
-                    last_write = time.monotonic()
-                get_alert = asyncio.ensure_future(alerts.get())
-                newer = asyncio.ensure_future(self.snapshots.wait_newer(started, KEEPALIVE_S))
-                closing = asyncio.ensure_future(self.closing.wait())
+                if out:
+                    await response.write(b"".join(out))
+                    out = []
                 try:
-                    await asyncio.wait({get_alert, newer, closing}, timeout=KEEPALIVE_S,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for f in (get_alert, newer, closing):
-                        f.cancel()
-                if get_alert.done() and not get_alert.cancelled():
-                    await asyncio.sleep(ALERT_BATCH_S)  # alerts come in bursts: one write per burst
-                    events = [get_alert.result()]
-                    while not alerts.empty():           # what arrived meanwhile: one write
-                        events.append(alerts.get_nowait())
-                    await response.write(b"".join(events))
-                    last_write = time.monotonic()
-                if time.monotonic() - last_write >= KEEPALIVE_S:
-                    await response.write(b": keep-alive\n\n")
-                    last_write = time.monotonic()
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    out.append(b": keep-alive\n\n")
+                    continue
+                if item is not _NEW_SNAPSHOT and item is not _CLOSING:
+                    await asyncio.sleep(ALERT_BATCH_S)      # alerts come in bursts: one write per burst
+                    out.append(item)
+                while not queue.empty():                    # what arrived meanwhile: the same write
+                    item = queue.get_nowait()
+                    if item is not _NEW_SNAPSHOT and item is not _CLOSING:
+                        out.append(item)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            self.feed.unsubscribe(alerts)
+            self._queues.discard(queue)
+            self.feed.unsubscribe(queue)
             self._viewer_left()
         with contextlib.suppress(Exception):
             await response.write_eof()
         return response
+
+    def _wake_pages(self, item: object) -> None:
+        for queue in self._queues:
+            if queue.full():                # a page that cannot keep up loses its oldest alert, not the wake-up
+                queue.get_nowait()
+            queue.put_nowait(item)
 
     # -- the refresh loop: runs while someone watches ---------------------------------------
 
