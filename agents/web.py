@@ -34,7 +34,6 @@ log = logging.getLogger("pulse.worker")
 __all__ = ["Dashboard"]
 
 KEEPALIVE_S = 15.0
-_NEW_SNAPSHOT, _CLOSING = object(), object()     # wake-ups in a page's event queue (alerts are bytes)
 ALERT_BATCH_S = 0.25    # alerts are sent at most this late, several per write
 _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
            "/dashboard/app.js": ("dashboard.js", "text/javascript; charset=utf-8"),
@@ -84,9 +83,10 @@ class Dashboard:
         self.report_error = report_error
         self.closing = asyncio.Event()
         self.viewers = 0
-        self._queues: set[asyncio.Queue] = set()       # the open pages' event queues
+        self._wake: asyncio.Future | None = None       # what the open pages wait on (_woken)
         self._refresher: asyncio.Task | None = None
-        snapshots.listeners.append(lambda snap: self._wake_pages(_NEW_SNAPSHOT))
+        snapshots.listeners.append(self._wake_pages)
+        feed.on_publish = self._wake_pages
         root = importlib.resources.files("pulse") / "web"
         self._assets = {path: (root.joinpath(name).read_bytes(), ctype) for path, (name, ctype) in _ASSETS.items()}
 
@@ -102,7 +102,7 @@ class Dashboard:
         @app.on_before_shutdown.connect
         async def close_streams(app_, **kwargs) -> None:
             self.closing.set()
-            self._wake_pages(_CLOSING)
+            self._wake_pages()
             await self.feed.stop()
 
     def _asset_view(self, path: str):
@@ -162,14 +162,14 @@ class Dashboard:
         response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                   "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        # One queue per page: the feed's alerts, and _NEW_SNAPSHOT when figures are ready. One
-        # wait per wake and one write per burst: with ten pages and hundreds of alerts a second
-        # this loop is a share of what a page costs the worker.
-        queue = self.feed.subscribe()
-        self._queues.add(queue)
+        # Every page waits on one shared wake-up (new alerts in the feed's log, new figures, closing)
+        # and sends what is new for it in one write per burst: ten pages and hundreds of alerts a
+        # second cost one wake-up and one write per page per burst, not one per alert.
+        self.feed.watch()
         self._viewer_joined()
         try:
             out = [b"retry: 2000\n\n", *self.feed.recent]
+            seen = self.feed.seq
             started = float("-inf")
             while not self.closing.is_set():
                 snap = self.snapshots.current
@@ -178,36 +178,38 @@ class Dashboard:
                     out.append(_event("snapshot", orjson.dumps(
                         {"version": snap.version, "as_of": snap.views.as_of, "built_at": snap.built_at,
                          "age_s": round(snap.age(), 3)})))
+                out += self.feed.since(seen)
+                seen = self.feed.seq
                 if out:
                     await response.write(b"".join(out))
                     out = []
-                try:
-                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except asyncio.TimeoutError:
-                    out.append(b": keep-alive\n\n")
-                    continue
-                if item is not _NEW_SNAPSHOT and item is not _CLOSING:
+                current = self.snapshots.current
+                if self.feed.seq == seen and (current is None or current.started <= started):   # nothing new yet
+                    if not await self._woken(KEEPALIVE_S):
+                        out.append(b": keep-alive\n\n")
+                        continue
+                if self.feed.seq != seen:
                     await asyncio.sleep(ALERT_BATCH_S)      # alerts come in bursts: one write per burst
-                    out.append(item)
-                while not queue.empty():                    # what arrived meanwhile: the same write
-                    item = queue.get_nowait()
-                    if item is not _NEW_SNAPSHOT and item is not _CLOSING:
-                        out.append(item)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            self._queues.discard(queue)
-            self.feed.unsubscribe(queue)
+            self.feed.unwatch()
             self._viewer_left()
         with contextlib.suppress(Exception):
             await response.write_eof()
         return response
 
-    def _wake_pages(self, item: object) -> None:
-        for queue in self._queues:
-            if queue.full():                # a page that cannot keep up loses its oldest alert, not the wake-up
-                queue.get_nowait()
-            queue.put_nowait(item)
+    async def _woken(self, timeout: float) -> bool:
+        """Wait for the next wake-up of the pages; False after `timeout` seconds without one."""
+        if self._wake is None:
+            self._wake = asyncio.get_running_loop().create_future()
+        done, _ = await asyncio.wait({self._wake}, timeout=timeout)
+        return bool(done)
+
+    def _wake_pages(self, *_args) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     # -- the refresh loop: runs while someone watches ---------------------------------------
 
