@@ -77,9 +77,10 @@ class AlertFeed:
         """The newest BACKLOG alerts, oldest first (what a new page is sent)."""
         return list(itertools.islice(self.log, max(0, len(self.log) - BACKLOG), None))
 
-    def since(self, seq: int) -> list[bytes]:
-        """The alerts published after the first `seq` (those still in the log), oldest first."""
-        new = min(self.seq - seq, len(self.log))
+    def since(self, seq: int, limit: int = LOG_MAX) -> list[bytes]:
+        """The alerts published after the first `seq` (the newest `limit` of those still in the
+        log), oldest first."""
+        new = min(self.seq - seq, len(self.log), limit)
         return list(itertools.islice(self.log, len(self.log) - new, None)) if new > 0 else []
 
     def watch(self) -> None:

@@ -34,7 +34,8 @@ log = logging.getLogger("pulse.worker")
 __all__ = ["Dashboard"]
 
 KEEPALIVE_S = 15.0
-ALERT_BATCH_S = 0.25    # alerts are sent at most this late, several per write
+ALERT_BATCH_S = 0.5     # alerts are sent at most this late, several per write
+PAGE_ALERTS = 200       # the page keeps the newest 200 alerts (pulse/web/dashboard.js): more per write is never shown
 _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
            "/dashboard/app.js": ("dashboard.js", "text/javascript; charset=utf-8"),
            "/dashboard/app.css": ("dashboard.css", "text/css; charset=utf-8")}
@@ -178,7 +179,7 @@ class Dashboard:
                     out.append(_event("snapshot", orjson.dumps(
                         {"version": snap.version, "as_of": snap.views.as_of, "built_at": snap.built_at,
                          "age_s": round(snap.age(), 3)})))
-                out += self.feed.since(seen)
+                out += self.feed.since(seen, PAGE_ALERTS)
                 seen = self.feed.seq
                 if out:
                     await response.write(b"".join(out))

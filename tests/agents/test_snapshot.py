@@ -201,6 +201,7 @@ def test_the_alert_feed_keeps_one_log_that_each_page_reads_from_its_place():
     assert wakes == [1, 2, 3]
     assert feed.since(1) == [b'event: alert\ndata: {"alert_id":"a1"}\n\n', b'event: alert\ndata: {"alert_id":"a2"}\n\n']
     assert feed.since(3) == [] and feed.recent == feed.since(0)
+    assert feed.since(0, limit=1) == [b'event: alert\ndata: {"alert_id":"a2"}\n\n']     # the newest
     for i in range(alert_feed.LOG_MAX + 5):      # a page further behind than the log gets what is left
         feed.publish_own(b'{"alert_id":"b%d"}' % i)
     behind = feed.since(1)
