@@ -1,18 +1,25 @@
-"""The alerts of every worker, as they reach `pipeline.notifications`, for the dashboard.
+"""The alerts of every worker, as they are raised, for the dashboard.
 
 A worker raises only its own partitions' alerts, but the notifications topic holds
-everyone's: reading it makes the dashboard of any worker of a group show all of them.
-The feed runs only while someone watches (started by the first subscriber, stopped a
+everyone's: this worker's own alerts are taken as it raises them (`publish_own`, no
+round trip through the broker), the other partitions' are read from
+`pipeline.notifications`, so the dashboard of any worker of a group shows all of them.
+The feed runs only while someone watches (started by the first watcher, stopped a
 little after the last one leaves), so a worker nobody looks at pays nothing. On start it
 reads the last few alerts of each partition, so a new page is not empty.
+
+One shared log, not a queue per page: an alert costs the same whatever the number of
+pages (hundreds of alerts a second and ten pages made the copies a share of the
+worker's CPU); each page keeps its place in the log (`since`).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
-from typing import Any
+from typing import Any, Callable, Collection
 
 import orjson
 
@@ -20,10 +27,11 @@ log = logging.getLogger("pulse.worker")
 
 __all__ = ["AlertFeed", "BACKLOG"]
 
-BACKLOG = 50            # alerts kept for a new subscriber (newest)
+BACKLOG = 50            # alerts kept for a new page (newest)
 BACKLOG_S = 2.0         # at most this long reading the backlog before following live alerts
-LINGER_S = 30.0         # how long the feed keeps reading after the last subscriber left
-QUEUE_MAX = 1_000       # alerts buffered per subscriber; a slower one misses the excess (and is told)
+LINGER_S = 30.0         # how long the feed keeps reading after the last watcher left
+LOG_MAX = 1_000         # alerts kept for the pages; a page further behind misses the excess
+OWN_POLL_S = 1.0        # while every partition is this worker's, how often to look again (a rebalance)
 
 # What the page shows of an alert: SPEC 6's fields (no free-form data exists in an alert).
 FIELDS = ("alert_id", "type", "severity", "detected_at", "pipeline", "lead_id", "stage", "since", "age_days",
@@ -48,37 +56,55 @@ def shown(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
 
 
 class AlertFeed:
-    def __init__(self, bootstrap_servers: list[str], topic: str):
+    def __init__(self, bootstrap_servers: list[str], topic: str,
+                 own_partitions: Callable[[], Collection[int]] = frozenset):
+        """`own_partitions()`: the partitions whose alerts this worker raises (and gives to
+        `publish_own`); the others are read from the topic."""
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
-        # each alert as its server-sent event, encoded once for every subscriber
-        self.recent: collections.deque[bytes] = collections.deque(maxlen=BACKLOG)
-        self._subscribers: set[asyncio.Queue] = set()
+        self.own_partitions = own_partitions
+        # each alert as its server-sent event, encoded once for every page; `seq` alerts so far
+        self.log: collections.deque[bytes] = collections.deque(maxlen=LOG_MAX)
+        self.seq = 0
+        self.on_publish: Callable[[], None] = lambda: None     # the pages' wake-up (agents/web.py)
+        self.watchers = 0
+        self.live = False           # the backlog is read: own alerts are published as raised
         self._task: asyncio.Task | None = None
         self._stop_later: asyncio.TimerHandle | None = None
 
-    def subscribe(self) -> asyncio.Queue:
-        q: asyncio.Queue = asyncio.Queue(QUEUE_MAX)
-        self._subscribers.add(q)
+    @property
+    def recent(self) -> list[bytes]:
+        """The newest BACKLOG alerts, oldest first (what a new page is sent)."""
+        return list(itertools.islice(self.log, max(0, len(self.log) - BACKLOG), None))
+
+    def since(self, seq: int, limit: int = LOG_MAX) -> list[bytes]:
+        """The alerts published after the first `seq` (the newest `limit` of those still in the
+        log), oldest first."""
+        new = min(self.seq - seq, len(self.log), limit)
+        return list(itertools.islice(self.log, len(self.log) - new, None)) if new > 0 else []
+
+    def watch(self) -> None:
+        self.watchers += 1
         if self._stop_later is not None:
             self._stop_later.cancel()
             self._stop_later = None
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
-        return q
 
-    def unsubscribe(self, q: asyncio.Queue) -> None:
-        self._subscribers.discard(q)
-        if not self._subscribers and self._task is not None and self._stop_later is None:
+    def unwatch(self) -> None:
+        self.watchers -= 1
+        if not self.watchers and self._task is not None and self._stop_later is None:
             self._stop_later = asyncio.get_running_loop().call_later(LINGER_S, self._stop_if_idle)
 
     def _stop_if_idle(self) -> None:
         self._stop_later = None
-        if not self._subscribers and self._task is not None:
+        if not self.watchers and self._task is not None:
             self._task.cancel()
             self._task = None
+            self.live = False
 
     async def stop(self) -> None:
+        self.live = False
         if self._stop_later is not None:
             self._stop_later.cancel()
         if self._task is not None:
@@ -86,12 +112,18 @@ class AlertFeed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
+    def publish_own(self, value: bytes) -> None:
+        """An alert this worker just raised (its SPEC 6 JSON, as written to the topic)."""
+        if self.live:
+            self._append(b"event: alert\ndata: %s\n\n" % value)
+
     def _publish(self, alert: tuple[dict, bytes]) -> None:
-        event = b"event: alert\ndata: %s\n\n" % alert[1]
-        self.recent.append(event)
-        for q in self._subscribers:
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(event)
+        self._append(b"event: alert\ndata: %s\n\n" % alert[1])
+
+    def _append(self, event: bytes) -> None:
+        self.log.append(event)
+        self.seq += 1
+        self.on_publish()
 
     async def _run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -119,22 +151,41 @@ class AlertFeed:
                         break
                     backlog.extend(a for records in batches.values() for r in records
                                    if (a := shown(r.value)) is not None)
-                self.recent.clear()
                 for a in sorted(backlog, key=lambda a: str(a[0].get("detected_at", "")))[-BACKLOG:]:
                     self._publish(a)
-                while True:
-                    for records in (await consumer.getmany(timeout_ms=1000)).values():
-                        for r in records:
-                            if (a := shown(r.value)) is not None:
-                                self._publish(a)
+                self.live = True
+                await self._follow(consumer, tps)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:            # broker away: retry; the page keeps what it has
                 log.warning("dashboard alert feed: %r; retrying in 2 s", exc)
                 await asyncio.sleep(2.0)
             finally:
+                self.live = False
                 with contextlib.suppress(Exception):
                     await consumer.stop()
+
+    async def _follow(self, consumer, tps: list) -> None:
+        """The other workers' partitions, from the topic. The assignment follows rebalances; a
+        new one starts at the end (auto_offset_reset): alerts in flight during a rebalance may be
+        missed by the page (or, after a crash, shown again when the new owner publishes them)."""
+        others: list = tps
+        while True:
+            own = set(self.own_partitions())
+            wanted = [tp for tp in tps if tp.partition not in own]
+            if wanted != others:
+                others = wanted
+                if others:
+                    consumer.assign(others)
+                else:
+                    consumer.unsubscribe()      # every partition is this worker's: nothing to fetch
+            if not others:
+                await asyncio.sleep(OWN_POLL_S)
+                continue
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for r in records:
+                    if (a := shown(r.value)) is not None:
+                        self._publish(a)
 
 
 async def _partitions(consumer, topic: str) -> list[int]:

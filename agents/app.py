@@ -93,6 +93,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         # Written with the next flush (at once for an alert): a dead letter before the state
         # that counts it, an alert after the state that remembers it (batching.py says why).
         acks.output((output_topics[role], partition, key, value, headers), alert=role == "notifications")
+        if role == "notifications":
+            feed.publish_own(value)     # the dashboard's feed (agents/alert_feed.py), while watched
 
     def input_ends(partition: int) -> dict[str, int] | None:
         """The partition's input topics' end offsets as last fetched; None until all are known."""
@@ -116,6 +118,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         # wall clock: a partition catching up holds its stale checks (live.py, LAG_HOLD_MESSAGES)
         input_ends=input_ends if settings.clock == "wall" else None,
     )
+    feed = AlertFeed(settings.bootstrap_servers, names[topics.NOTIFICATIONS], own_partitions=lambda: live.partitions)
     stats = ProcessingStats()
     # GET /metrics: the processing metrics rendered per scrape; the pipeline gauges come with the
     # shared snapshot (built_views below). `registry` (both) renders them when there is no snapshot.
@@ -349,7 +352,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         log.error("dashboard: the report could not be built: %r", exc)
         return 500, {"error": "the report could not be built; see the worker's log"}
 
-    Dashboard(snapshots, AlertFeed(settings.bootstrap_servers, names[topics.NOTIFICATIONS]), list(config.pipelines),
+    Dashboard(snapshots, feed, list(config.pipelines),
               windows=[w.key for w in config.windows], report_error=report_error).install(app)
 
     # The Redis serving layer (docs/redis.md): a sync task, and GET /stale read from Redis.

@@ -34,7 +34,8 @@ log = logging.getLogger("pulse.worker")
 __all__ = ["Dashboard"]
 
 KEEPALIVE_S = 15.0
-ALERT_BATCH_S = 0.25    # alerts are sent at most this late, several per write
+ALERT_BATCH_S = 0.5     # alerts are sent at most this late, several per write
+PAGE_ALERTS = 200       # the page keeps the newest 200 alerts (pulse/web/dashboard.js): more per write is never shown
 _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
            "/dashboard/app.js": ("dashboard.js", "text/javascript; charset=utf-8"),
            "/dashboard/app.css": ("dashboard.css", "text/css; charset=utf-8")}
@@ -83,7 +84,10 @@ class Dashboard:
         self.report_error = report_error
         self.closing = asyncio.Event()
         self.viewers = 0
+        self._wake: asyncio.Future | None = None       # what the open pages wait on (_woken)
         self._refresher: asyncio.Task | None = None
+        snapshots.listeners.append(self._wake_pages)
+        feed.on_publish = self._wake_pages
         root = importlib.resources.files("pulse") / "web"
         self._assets = {path: (root.joinpath(name).read_bytes(), ctype) for path, (name, ctype) in _ASSETS.items()}
 
@@ -99,6 +103,7 @@ class Dashboard:
         @app.on_before_shutdown.connect
         async def close_streams(app_, **kwargs) -> None:
             self.closing.set()
+            self._wake_pages()
             await self.feed.stop()
 
     def _asset_view(self, path: str):
@@ -158,49 +163,54 @@ class Dashboard:
         response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                   "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        alerts = self.feed.subscribe()
+        # Every page waits on one shared wake-up (new alerts in the feed's log, new figures, closing)
+        # and sends what is new for it in one write per burst: ten pages and hundreds of alerts a
+        # second cost one wake-up and one write per page per burst, not one per alert.
+        self.feed.watch()
         self._viewer_joined()
         try:
-            await response.write(b"retry: 2000\n\n")
-            if self.feed.recent:
-                await response.write(b"".join(self.feed.recent))
+            out = [b"retry: 2000\n\n", *self.feed.recent]
+            seen = self.feed.seq
             started = float("-inf")
-            last_write = time.monotonic()
             while not self.closing.is_set():
                 snap = self.snapshots.current
                 if snap is not None and snap.started > started:     # new figures, or the same confirmed current
                     started = snap.started
-                    await response.write(_event("snapshot", orjson.dumps(
+                    out.append(_event("snapshot", orjson.dumps(
                         {"version": snap.version, "as_of": snap.views.as_of, "built_at": snap.built_at,
                          "age_s": round(snap.age(), 3)})))
-                    last_write = time.monotonic()
-                get_alert = asyncio.ensure_future(alerts.get())
-                newer = asyncio.ensure_future(self.snapshots.wait_newer(started, KEEPALIVE_S))
-                closing = asyncio.ensure_future(self.closing.wait())
-                try:
-                    await asyncio.wait({get_alert, newer, closing}, timeout=KEEPALIVE_S,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for f in (get_alert, newer, closing):
-                        f.cancel()
-                if get_alert.done() and not get_alert.cancelled():
-                    await asyncio.sleep(ALERT_BATCH_S)  # alerts come in bursts: one write per burst
-                    events = [get_alert.result()]
-                    while not alerts.empty():           # what arrived meanwhile: one write
-                        events.append(alerts.get_nowait())
-                    await response.write(b"".join(events))
-                    last_write = time.monotonic()
-                if time.monotonic() - last_write >= KEEPALIVE_S:
-                    await response.write(b": keep-alive\n\n")
-                    last_write = time.monotonic()
+                out += self.feed.since(seen, PAGE_ALERTS)
+                seen = self.feed.seq
+                if out:
+                    await response.write(b"".join(out))
+                    out = []
+                current = self.snapshots.current
+                if self.feed.seq == seen and (current is None or current.started <= started):   # nothing new yet
+                    if not await self._woken(KEEPALIVE_S):
+                        out.append(b": keep-alive\n\n")
+                        continue
+                if self.feed.seq != seen:
+                    await asyncio.sleep(ALERT_BATCH_S)      # alerts come in bursts: one write per burst
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            self.feed.unsubscribe(alerts)
+            self.feed.unwatch()
             self._viewer_left()
         with contextlib.suppress(Exception):
             await response.write_eof()
         return response
+
+    async def _woken(self, timeout: float) -> bool:
+        """Wait for the next wake-up of the pages; False after `timeout` seconds without one."""
+        if self._wake is None:
+            self._wake = asyncio.get_running_loop().create_future()
+        done, _ = await asyncio.wait({self._wake}, timeout=timeout)
+        return bool(done)
+
+    def _wake_pages(self, *_args) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     # -- the refresh loop: runs while someone watches ---------------------------------------
 

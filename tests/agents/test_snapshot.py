@@ -184,3 +184,66 @@ def test_the_alert_feed_passes_on_spec_fields_only():
     alert, raw = shown(orjson.dumps({"alert_id": "a2", "type": "lead.stale", "attributes": {"email": "x@y.example"}}))
     assert alert == {"alert_id": "a2", "type": "lead.stale"} and b"email" not in raw
     assert shown(b"not json") is None and shown(b"[1, 2]") is None
+
+
+def test_the_alert_feed_keeps_one_log_that_each_page_reads_from_its_place():
+    from pulse.agents import alert_feed
+    from pulse.agents.alert_feed import AlertFeed
+
+    feed = AlertFeed([], "pipeline.notifications")
+    wakes = []
+    feed.on_publish = lambda: wakes.append(feed.seq)
+    feed.publish_own(b'{"alert_id":"early"}')
+    assert feed.seq == 0 and not wakes          # before the backlog is read: left to the topic's backlog
+    feed.live = True
+    for i in range(3):
+        feed.publish_own(b'{"alert_id":"a%d"}' % i)
+    assert wakes == [1, 2, 3]
+    assert feed.since(1) == [b'event: alert\ndata: {"alert_id":"a1"}\n\n', b'event: alert\ndata: {"alert_id":"a2"}\n\n']
+    assert feed.since(3) == [] and feed.recent == feed.since(0)
+    assert feed.since(0, limit=1) == [b'event: alert\ndata: {"alert_id":"a2"}\n\n']     # the newest
+    for i in range(alert_feed.LOG_MAX + 5):      # a page further behind than the log gets what is left
+        feed.publish_own(b'{"alert_id":"b%d"}' % i)
+    behind = feed.since(1)
+    assert len(behind) == alert_feed.LOG_MAX and behind[-1].endswith(b'"b%d"}\n\n' % (alert_feed.LOG_MAX + 4))
+    assert len(feed.recent) == alert_feed.BACKLOG and feed.recent == behind[-alert_feed.BACKLOG:]
+
+
+def test_the_alert_feed_reads_only_the_partitions_this_worker_does_not_hold(monkeypatch):
+    from collections import namedtuple
+
+    from pulse.agents import alert_feed
+    from pulse.agents.alert_feed import AlertFeed
+
+    TP, Record = namedtuple("TP", "topic partition"), namedtuple("Record", "value")
+    tps = [TP("n", p) for p in range(4)]
+    own = {0, 1, 2, 3}
+    calls = []
+
+    class Consumer:             # aiokafka's calls that _follow makes
+        def assign(self, wanted):
+            calls.append(("assign", [tp.partition for tp in wanted]))
+
+        def unsubscribe(self):
+            calls.append(("unsubscribe",))
+
+        async def getmany(self, timeout_ms):
+            calls.append(("getmany",))
+            if len(calls) > 8:
+                raise asyncio.CancelledError
+            return {TP("n", 3): [Record(b'{"alert_id":"peer"}'), Record(b"not json")]}
+
+    async def scenario():
+        feed = AlertFeed([], "n", own_partitions=lambda: own)
+        task = asyncio.ensure_future(feed._follow(Consumer(), tps))
+        await asyncio.sleep(0.01)
+        assert calls[0] == ("unsubscribe",) and ("getmany",) not in calls      # all ours: nothing fetched
+        own.discard(3)                                                          # a rebalance gave 3 away
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert calls.count(("assign", [3])) == 1 and ("getmany",) in calls
+        # one alert per fetch (the last one stopped the loop); the message that is not JSON is not shown
+        assert feed.since(0)[0] == b'event: alert\ndata: {"alert_id":"peer"}\n\n'
+        assert feed.seq == calls.count(("getmany",)) - 1
+    monkeypatch.setattr(alert_feed, "OWN_POLL_S", 0.0)
+    asyncio.run(scenario())
