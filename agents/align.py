@@ -39,10 +39,11 @@ Pause = Callable[[str, int], None]
 def seq_of(message: Any) -> int:
     """The publisher's sequence number (header `pulse.seq`, 8 bytes big-endian; -1 when absent).
 
-    Only asked when two topics' heads have the same timestamp: `pulse replay` publishes
+    It orders two topics' heads that have the same timestamp: `pulse replay` publishes
     thousands of records per millisecond, and without it same-millisecond records of
     different topics would be taken topic by topic, reordering a lead's events differently
-    from one replay to the next (and so its alerts, which follow the partition's time)."""
+    from one replay to the next (and so its alerts, which follow the partition's time).
+    Read once per message, as it becomes its queue's head."""
     headers = getattr(message, "headers", None)
     if headers:
         for key, value in (headers.items() if isinstance(headers, dict) else headers):
@@ -84,7 +85,7 @@ class TimeAligner:
         return sum(len(q) for qs in self._queues.values() for q in qs)
 
     def add(self, messages: Iterable[Any]) -> None:
-        """Buffer messages (each with .topic, .partition, .timestamp), in their fetch order."""
+        """Buffer messages (each with .topic, .partition, .timestamp, .headers), in their fetch order."""
         queues = self._queues
         index = self.index
         n = len(self.topics)
@@ -129,20 +130,20 @@ class TimeAligner:
     def _release_partition(self, p: int, qs: list[deque], now: float, out: list, stop: int) -> None:
         append = out.append
         lagging: dict[int, bool] = {}      # per topic, asked once per call: a synchronous step
+        # each queue's head as its order key (timestamp, publisher's sequence), kept as heads go
+        heads = [((q[0].timestamp or 0), seq_of(q[0])) if q else None for q in qs]
         while len(out) < stop:
-            best_q = None
-            best_ts = 0.0
+            best = best_key = None
             blocked = False
-            for i, q in enumerate(qs):
-                if q:
-                    ts = q[0].timestamp or 0.0
-                    if best_q is None or ts < best_ts or (ts == best_ts and seq_of(q[0]) < seq_of(best_q[0])):
-                        best_q, best_ts = q, ts
+            for i, key in enumerate(heads):
+                if key is not None:
+                    if best_key is None or key < best_key:
+                        best, best_key = i, key
                 else:
                     if i not in lagging:
                         lagging[i] = self.lag(self.topics[i], p) > 0
                     blocked = blocked or lagging[i]
-            if best_q is None:
+            if best is None:
                 self._blocked_since.pop(p, None)
                 self._waiting.discard(p)
                 return
@@ -155,7 +156,9 @@ class TimeAligner:
             else:
                 self._blocked_since.pop(p, None)
             self._waiting.discard(p)
-            append(best_q.popleft())
+            q = qs[best]
+            append(q.popleft())
+            heads[best] = ((q[0].timestamp or 0), seq_of(q[0])) if q else None
 
     def clear(self) -> None:
         """Forget everything buffered (a rebalance: it is fetched again from the committed offsets)."""

@@ -30,7 +30,7 @@ from .alert_feed import AlertFeed
 from .align import TimeAligner, messages_behind
 from .batching import DurableAcks
 from .changelog import read_partitions
-from .faust_compat import PulseApp, aiokafka_producer, read_offset, use_raw_changelog
+from .faust_compat import PulseApp, ack_records, aiokafka_producer, read_offset, use_raw_changelog
 from .live import LivePulse
 from .metrics import (CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, own_figures, pipeline_exposition,
                       render)
@@ -189,9 +189,12 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         """Dirty leads, then the partition's counters record (last: it vouches for the rest)."""
         await write_batches({(changelog_name, p): records for p, records in dirty.items()})
 
+    def ack(batch) -> None:
+        ack_records(app.consumer, batch.messages)
+        app.consumer.unacked.discard(batch)
+
     acks = DurableAcks(take_state=live.take_dirty, write_outputs=write_outputs, write_state=write_state,
-                       ack=lambda m: app.consumer.ack(m), generation=lambda: app.consumer_generation_id,
-                       yield_every=YIELD_EVERY)
+                       ack=ack, generation=lambda: app.consumer_generation_id, yield_every=YIELD_EVERY)
 
     def lag_of(topic: str, partition: int) -> int:
         high, read = app.consumer.highwater(TP(topic, partition)), read_offset(app, topic, partition)
@@ -211,29 +214,28 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             app.consumer.on_buffer_drop(tp)
 
     aligner = TimeAligner(input_names, max_idle_s=ALIGN_IDLE_S, lag=lag_of, on_full=pause, on_drop=resume)
+    aligned = [None]        # the consumer generation of what the aligner holds
 
     def process(messages: list) -> None:
-        """Apply messages in order; `acks` acks them once durable."""
-        generation = app.consumer_generation_id
-        unacked = app.consumer.unacked      # Faust waits for these to be acked before a rebalance or stop
-        clock = time.perf_counter_ns
-        done = []
+        """Apply messages (aiokafka's ConsumerRecords) in order; `acks` acks them once durable."""
+        if not messages:
+            return
+        on_message, observe, clock = live.on_message, stats.observe, time.perf_counter_ns
         for m in messages:
-            if m.generation_id != generation:
-                continue                    # fetched before a rebalance: re-read from the committed offset
             started = clock()
-            result = live.on_message(m.topic, m.partition, m.offset, m.key, m.value)
-            stats.observe(m.topic, result, clock() - started)
-            unacked.add(m)
-            done.append(m)
-        acks.processed(done)
+            result = on_message(m.topic, m.partition, m.offset, m.key, m.value)
+            observe(m.topic, result, clock() - started)
+        # Faust waits for what its consumer holds as unacked before a rebalance or stop.
+        app.consumer.unacked.add(acks.processed(messages, app.consumer_generation_id))
 
     def on_batch(messages: list) -> bool:
         """The input messages of one fetch (BatchingConsumer; may be empty): aligned, then up to
         BATCH_LIMIT applied. True: more are ready (the consumer calls again after a yield)."""
-        if not app.flow_control.is_active():
+        if not app.flow_control.is_active() or aligned[0] != app.consumer_generation_id:
             aligner.clear()         # rebalancing: not processed, not acked; fetched again afterwards
-            return False
+            aligned[0] = app.consumer_generation_id
+            if not app.flow_control.is_active():
+                return False
         aligner.add(messages)
         if acks.pending >= MAX_UNACKED:
             return False            # wait for the flush (the aligner pauses fetching meanwhile)

@@ -13,7 +13,10 @@ Offsets: Faust commits what was acked (`Consumer.ack`). `DurableAcks` acks a
 message only after the state it changed, and what it produced (dead letters,
 alerts), is acknowledged by the broker; so a commit never covers unwritten state and
 no hook into Faust's commit is needed. A crash re-delivers what was not acked; the
-recorded offsets in the state make that harmless (agents/live.py).
+recorded offsets in the state make that harmless (agents/live.py). Messages are
+acked a `ProcessedBatch` at a time (faust_compat.ack_records: Faust's bookkeeping per
+topic-partition, not per message), and each batch stands for its messages in Faust's
+set of unacked messages, which Faust waits to see empty before a rebalance or a stop.
 
 The consumer (`BatchingConsumer`) overrides a Faust internal, `Consumer._drain_messages`:
 it lives with every other private Faust touch in agents/faust_compat.py, pinned by
@@ -24,13 +27,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable
+
+
+class ProcessedBatch:
+    """Input messages applied in one go, acked together once their effects are durable. It is
+    also their place-holder in Faust's set of unacked messages (a WeakSet, read by Faust's
+    `wait_empty`, which looks at `acked` and `refcount`)."""
+
+    __slots__ = ("messages", "generation_id", "acked", "refcount", "__weakref__")
+
+    def __init__(self, messages: list, generation_id: int):
+        self.messages = messages
+        self.generation_id = generation_id      # the consumer generation they were fetched in
+        self.acked = False
+        self.refcount = 0
+
+    def __len__(self) -> int:
+        return len(self.messages)
 
 
 class DurableAcks:
     """Acks processed messages once their effects are durable.
 
-    `processed(messages)` after a batch was applied to the state; `output(record)` for
+    `processed(messages, generation)` after a batch was applied to the state; `output(record)` for
     each dead letter, `output(record, alert=True)` for each alert it produced. `flush()`
     (every FLUSH_EVERY_S, at once when an alert is waiting: `wake`, and on revocation)
     takes in one synchronous step the messages processed so far, their outputs and the
@@ -51,15 +71,16 @@ class DurableAcks:
     """
 
     def __init__(self, *, take_state: Callable[[], Any], write_outputs: Callable[[list], Awaitable[None]],
-                 write_state: Callable[[Any], Awaitable[None]], ack: Callable[[Any], Any],
+                 write_state: Callable[[Any], Awaitable[None]], ack: Callable[[ProcessedBatch], Any],
                  generation: Callable[[], int], yield_every: int = 1 << 62):
         self.take_state = take_state
         self.write_outputs = write_outputs
         self.write_state = write_state
         self.ack = ack
         self.generation = generation
-        self.yield_every = yield_every      # messages acked per turn of the event loop
-        self._messages: list = []
+        self.yield_every = yield_every      # messages acked per turn of the event loop (about)
+        self._batches: list[ProcessedBatch] = []
+        self._pending = 0
         self._outputs: list = []
         self._alerts: list = []
         self._lock = asyncio.Lock()
@@ -70,10 +91,14 @@ class DurableAcks:
     @property
     def pending(self) -> int:
         """Messages processed and not yet acked."""
-        return len(self._messages)
+        return self._pending
 
-    def processed(self, messages: Iterable[Any]) -> None:
-        self._messages.extend(messages)
+    def processed(self, messages: list, generation_id: int) -> ProcessedBatch:
+        """`messages` (of consumer generation `generation_id`) were applied: ack them with the next flush."""
+        batch = ProcessedBatch(messages, generation_id)
+        self._batches.append(batch)
+        self._pending += len(messages)
+        return batch
 
     def output(self, record: Any, alert: bool = False) -> None:
         """A dead letter, or an alert (written after the state, and flushed at once)."""
@@ -88,7 +113,7 @@ class DurableAcks:
         async with self._lock:              # one flush at a time: revocation may call it too
             started = time.monotonic()
             self.wake.clear()
-            messages, self._messages = self._messages, []
+            batches, self._batches, self._pending = self._batches, [], 0
             outputs, self._outputs = self._outputs, []
             alerts, self._alerts = self._alerts, []
             state = self.take_state()
@@ -97,14 +122,17 @@ class DurableAcks:
             await self.write_state(state)
             if alerts:
                 await self.write_outputs(alerts)
-            acked = 0
-            for i, m in enumerate(messages, 1):
-                # A message of an older consumer generation belongs to an assignment that
-                # was revoked; Faust refuses it a commit anyway (and the partition is re-read).
-                if m.generation_id == self.generation():
-                    self.ack(m)
-                    acked += 1
-                if i % self.yield_every == 0:
+            acked = since_yield = 0
+            for batch in batches:
+                # A batch of an older consumer generation belongs to an assignment that was
+                # revoked; Faust refuses it a commit anyway (and the partition is re-read).
+                if batch.generation_id == self.generation():
+                    self.ack(batch)
+                    batch.acked = True
+                    acked += len(batch)
+                since_yield += len(batch)
+                if since_yield >= self.yield_every:
+                    since_yield = 0
                     await asyncio.sleep(0)      # acking later is safe: the state is durable
 
             self.flushes += 1

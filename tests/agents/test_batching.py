@@ -163,8 +163,9 @@ def test_acks_only_after_dead_letters_then_state_then_alerts_are_acknowledged():
             log.append(("state", state))
 
         acks = DurableAcks(take_state=lambda: "S1", write_outputs=write_outputs, write_state=write_state,
-                           ack=lambda m: log.append(("ack", m.offset)), generation=lambda: 1)
-        acks.processed(msgs("changed", 0, [1.0, 2.0]))
+                           ack=lambda batch: log.append(("ack", [m.offset for m in batch.messages])),
+                           generation=lambda: 1)
+        first = acks.processed(msgs("changed", 0, [1.0, 2.0]), 1)
         acks.output("dead letter")
         assert not acks.wake.is_set()
         acks.output("alert", alert=True)
@@ -172,11 +173,12 @@ def test_acks_only_after_dead_letters_then_state_then_alerts_are_acknowledged():
         flushing = asyncio.ensure_future(acks.flush())
         await asyncio.sleep(0.01)
         assert log == [("outputs", ["dead letter"])]            # not acked by the broker yet
-        acks.processed(msgs("changed", 0, [3.0], first_offset=2))      # meanwhile: waits for the next flush
+        later = acks.processed(msgs("changed", 0, [3.0], first_offset=2), 1)     # meanwhile: the next flush
         broker_ack.set()
         assert await flushing == 2
-        assert log == [("outputs", ["dead letter"]), ("state", "S1"), ("outputs", ["alert"]), ("ack", 0), ("ack", 1)]
+        assert log == [("outputs", ["dead letter"]), ("state", "S1"), ("outputs", ["alert"]), ("ack", [0, 1])]
         assert acks.pending == 1 and not acks.wake.is_set()
+        assert first.acked and not later.acked      # what Faust's wait_empty reads of its unacked set
 
     asyncio.run(scenario())
 
@@ -190,11 +192,11 @@ def test_a_message_of_an_older_generation_is_not_acked():
         acked = []
 
         acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=_nothing,
-                           ack=lambda m: acked.append(m.offset), generation=lambda: 2)
+                           ack=lambda batch: acked.extend(m.offset for m in batch.messages), generation=lambda: 2)
         old, new = msgs("changed", 0, [1.0, 2.0])
-        new.generation_id = 2
-        acks.processed([old, new])
-        assert await acks.flush() == 1 and acked == [1]
+        stale = acks.processed([old], 1)
+        acks.processed([new], 2)
+        assert await acks.flush() == 1 and acked == [1] and not stale.acked
 
     asyncio.run(scenario())
 
@@ -207,8 +209,8 @@ def test_nothing_is_acked_when_the_state_cannot_be_written():
             raise OSError("broker down")
 
         acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=write_state,
-                           ack=lambda m: acked.append(m.offset), generation=lambda: 1)
-        acks.processed(msgs("changed", 0, [1.0]))
+                           ack=lambda batch: acked.extend(m.offset for m in batch.messages), generation=lambda: 1)
+        acks.processed(msgs("changed", 0, [1.0]), 1)
         try:
             await acks.flush()
         except OSError:
@@ -230,10 +232,13 @@ def test_a_long_ack_run_gives_the_loop_turns_and_stops_acking_a_generation_revok
             generation[0] = 2                    # a rebalance, in the first turn the flush gives away
 
         acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=_nothing,
-                           ack=lambda m: acked.append(m.offset), generation=lambda: generation[0], yield_every=3)
-        acks.processed(msgs("changed", 0, [float(i) for i in range(10)]))
+                           ack=lambda batch: acked.extend(m.offset for m in batch.messages),
+                           generation=lambda: generation[0], yield_every=3)
+        messages = msgs("changed", 0, [float(i) for i in range(10)])
+        for chunk in (messages[:2], messages[2:4], messages[4:7], messages[7:]):
+            acks.processed(chunk, 1)
         task = asyncio.ensure_future(other_task())
-        assert await acks.flush() == 3 and acked == [0, 1, 2]
+        assert await acks.flush() == 4 and acked == [0, 1, 2, 3]    # 4 >= 3 acked: a turn
         await task
 
     asyncio.run(scenario())

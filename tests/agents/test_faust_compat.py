@@ -18,7 +18,7 @@ import pytest
 from faust.transport.consumer import CONSUMER_FETCHING
 
 from pulse.agents import faust_compat
-from pulse.agents.faust_compat import OVERRIDDEN, PRIVATE_ATTRIBUTES, BatchingConsumer, PulseApp
+from pulse.agents.faust_compat import OVERRIDDEN, PRIVATE_ATTRIBUTES, REPLICATED, BatchingConsumer, PulseApp
 
 
 def _upstream(ref: str):
@@ -29,11 +29,11 @@ def _upstream(ref: str):
     return found
 
 
-@pytest.mark.parametrize("ref", sorted(OVERRIDDEN))
+@pytest.mark.parametrize("ref", sorted(OVERRIDDEN) + sorted(REPLICATED))
 def test_each_overridden_upstream_method_is_the_one_our_override_copies(ref):
     source = inspect.getsource(_upstream(ref))
     digest = hashlib.sha256(source.encode()).hexdigest()
-    assert digest == OVERRIDDEN[ref], (
+    assert digest == {**OVERRIDDEN, **REPLICATED}[ref], (
         f"Faust's {ref} changed (faust-streaming {faust.__version__}): agents/faust_compat.py overrides it "
         f"with an edited copy. Re-read the new upstream source, port its changes into the override (error "
         f"handling, offsets, flags, commit), run tests/agents/test_worker.py and tests/agents/test_batching.py, "
@@ -77,22 +77,24 @@ def test_the_compat_helpers_read_what_they_name(app):
 
 
 def test_an_error_in_on_batch_is_logged_with_its_traceback_and_stops_the_fetch_loop(app, caplog):
-    # A real BatchingConsumer, never started: only `getmany` (the broker's side) is replaced,
-    # by one fetch of one message of an input topic.
+    # A real BatchingConsumer, never started: only `_wait_next_records` (the broker's side) is
+    # replaced, by one fetch of one message of an input topic.
     message = SimpleNamespace(topic="crm.lead-created", partition=0, offset=0)
 
     flags_while_fetching = []
 
-    async def getmany(timeout):
+    async def wait_next_records(timeout):
         flags_while_fetching.append(set(consumer.diag.flags))
-        yield faust.types.TP("crm.lead-created", 0), message
+        return {faust.types.TP("crm.lead-created", 0): [message]}, None
 
     def on_batch(messages):
         raise ValueError(f"boom on {len(messages)} message(s)")
 
     app.batch_topics, app.on_batch = frozenset({"crm.lead-created"}), on_batch
     consumer = app.consumer
-    consumer.getmany = getmany
+    consumer._wait_next_records = wait_next_records
+    consumer.flow_active = True
+    consumer.highwater = lambda tp: 1
     fetcher = SimpleNamespace(_stopped=asyncio.Event())
     with caplog.at_level(logging.ERROR), pytest.raises(ValueError, match="boom on 1 message"):
         asyncio.run(consumer._drain_messages(fetcher))
@@ -101,3 +103,42 @@ def test_an_error_in_on_batch_is_logged_with_its_traceback_and_stops_the_fetch_l
     assert record.exc_info is not None and record.exc_info[0] is ValueError
     assert consumer._read_offset[faust.types.TP("crm.lead-created", 0)] == 0     # the message was read
     assert flags_while_fetching == [{CONSUMER_FETCHING}] and not consumer.diag.flags     # upstream's flag
+
+
+def _records(topic, partition, offsets):
+    return [SimpleNamespace(topic=topic, partition=partition, offset=o) for o in offsets]
+
+
+def test_a_fetch_is_taken_after_the_read_offset_and_its_gaps_are_found(app):
+    consumer, tp = app.consumer, faust.types.TP("in", 0)
+    assert consumer._take_in_order(tp, _records("in", 0, [0, 1, 2]), True) == (_records("in", 0, [0, 1, 2]), [])
+    assert consumer._read_offset[tp] == 2
+    # a seek re-fetched 1-2; offset 4 is missing (a transaction marker, say), then 7-8 after 4 more
+    taken, gaps = consumer._take_in_order(tp, _records("in", 0, [1, 2, 3, 5, 6, 11, 12]), True)
+    assert [r.offset for r in taken] == [2, 3, 5, 6, 11, 12]        # as Faust: only those before it dropped
+    assert gaps == [(4, 5), (7, 11)] and consumer._read_offset[tp] == 12
+    taken, gaps = consumer._take_in_order(tp, _records("in", 0, [15, 16]), True)     # contiguous, after a gap
+    assert gaps == [(13, 15)] and consumer._read_offset[tp] == 16
+    assert consumer._take_in_order(tp, _records("in", 0, [3, 4]), True) == ([], [])
+    assert consumer._read_offset[tp] == 16
+
+
+def test_ack_records_keeps_fausts_bookkeeping_as_its_per_message_ack_would(app):
+    """The same acked offsets, index and count as `Consumer.ack` per message (Faust commits from them)."""
+    app.topics.acks_enabled_for = lambda topic: topic != "no-acks"
+    ours, theirs = app.consumer, PulseApp("compat-ref", broker="kafka://127.0.0.1:9", store="memory://",
+                                          autodiscover=False, web_enabled=False).consumer
+    theirs.app.topics.acks_enabled_for = app.topics.acks_enabled_for
+    for c in (ours, theirs):
+        c._committed_offset[faust.types.TP("b", 1)] = 5      # committed: those below are not acked again
+    first = _records("a", 0, [0, 1, 2]) + _records("b", 1, [4, 5, 6]) + _records("no-acks", 0, [0])
+    again = _records("a", 0, [2, 3])                        # 2 twice: counted once
+    assert faust_compat.ack_records(ours, first) == 5 and faust_compat.ack_records(ours, again) == 1
+    for r in first + again:
+        theirs.ack(faust.types.Message(r.topic, r.partition, r.offset, 0.0, 0, {}, None, b"", None,
+                                       tp=faust.types.TP(r.topic, r.partition)))
+    assert ({tp: sorted(v) for tp, v in ours._acked.items() if v}
+            == {tp: sorted(v) for tp, v in theirs._acked.items() if v}
+            == {faust.types.TP("a", 0): [0, 1, 2, 3], faust.types.TP("b", 1): [5, 6]})
+    assert ours._n_acked == theirs._n_acked == 6
+    assert all(isinstance(tp, faust.types.TP) for tp in ours._acked)

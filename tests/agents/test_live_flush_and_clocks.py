@@ -28,7 +28,6 @@ class Msg(NamedTuple):
     partition: int
     offset: int
     value: bytes
-    generation_id: int = 1
 
 
 class FlushWorld:
@@ -36,6 +35,10 @@ class FlushWorld:
     and the committed (acked) input offsets. `crash_at` kills the worker at one point of the
     first flush that carries a `lead.stale_resolved`: "before" any write, or right after the
     write that put the alerts ("alerts"), or the state ("state"), on the broker."""
+
+    def ack(self, batch) -> None:
+        for m in batch.messages:
+            self.acked[m.topic] = max(m.offset, self.acked.get(m.topic, -1))
 
     def __init__(self, crash_at: str | None):
         self.crash_at = crash_at
@@ -74,15 +77,14 @@ class FlushWorld:
 
         live = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="event", send=send, now_us=lambda: 0)
         acks = DurableAcks(take_state=live.take_dirty, write_outputs=write_outputs, write_state=write_state,
-                           ack=lambda m: self.acked.__setitem__(m.topic, max(m.offset, self.acked.get(m.topic, -1))),
-                           generation=lambda: 1)
+                           ack=self.ack, generation=lambda: 1)
         live.restore([0], list(self.changelog), list(self.notifications))
         live.tick()                     # the alert timer may run before the redelivered input is in
         await acks.flush()
         todo = [r for r in routed if r[1] > self.acked.get(r[0], -1)]      # redelivered from the commit
         for i, (topic, offset, line) in enumerate(todo, 1):
             live.on_message(topic, 0, offset, None, line)
-            acks.processed([Msg(topic, 0, offset, line)])
+            acks.processed([Msg(topic, 0, offset, line)], 1)
             if i % every == 0 or i == len(todo):
                 live.tick()
                 await acks.flush()
