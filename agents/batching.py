@@ -54,7 +54,8 @@ class DurableAcks:
     each dead letter, `output(record, alert=True)` for each alert it produced. `flush()`
     (every FLUSH_EVERY_S, at once when an alert is waiting: `wake`, and on revocation)
     takes in one synchronous step the messages processed so far, their outputs and the
-    state they changed (so the three match), then writes, each time waiting for the
+    state they changed (so the three match: which leads, and the counters record; the lead
+    records may be encoded later, as they are written -- LivePulse.take_state), then writes, each time waiting for the
     broker's acks: the dead letters, the state, the alerts; and only then acks the
     messages to Faust. Each write goes as record batches (one produce request per
     partition), not message by message.

@@ -86,6 +86,31 @@ def test_a_crash_between_lead_writes_and_the_counters_record_counts_nothing_twic
     assert again.report() == expected
 
 
+def test_a_lead_record_encoded_after_more_input_then_a_crash_before_the_counters_counts_nothing_twice():
+    """LivePulse.take_state fixes which leads a flush writes and its counters record; each lead's
+    record is encoded as the flush writes it, after more input may have changed the lead. A crash
+    before the counters record is written leaves lead records ahead of the counters: the
+    re-delivered input must still count once."""
+    lines = list(generate(leads=30, seed=5, duplicates=0.05))
+    routed = topic_offsets(lines)
+    third = len(routed) // 3
+    live = Fakes().live()
+    live.restore([0], [])
+    for topic, offset, line in routed[:2 * third]:
+        live.on_message(topic, 0, offset, None, line)
+    taken = live.take_state()[0]                    # the flush starts: counters as of 2/3 of the input
+    for topic, offset, line in routed[2 * third:]:  # more input is applied between its turns
+        live.on_message(topic, 0, offset, None, line)
+    written = list(taken)                           # ... and then its lead records are encoded
+    changed_since = {k for k, v in written[:-1]} & {k for k, v in live.take_dirty()[0][:-1]}
+    assert changed_since                            # some leads were written ahead of the counters
+    expected = live.report()
+    again = Fakes().live()
+    again.restore([0], written[:-1])                # the crash: the counters record did not make it
+    results = [again.on_message(topic, 0, offset, None, line) for topic, offset, line in routed]
+    assert "redelivered" in results and again.report() == expected
+
+
 def test_restart_raises_each_alert_exactly_once_whatever_the_flush_missed():
     lines = [created("a", "A", "2026-03-01T00:00:00Z"), created("b", "B", "2026-03-04T01:00:00Z"),
              created("c", "C", "2026-03-08T01:00:00Z")]
