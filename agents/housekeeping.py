@@ -13,8 +13,10 @@ durable and visible:
 It runs from the worker's timer (LivePulse.tick), once per partition each time the horizon
 has moved SWEEP_DAYS days (and once after a start or a recovery): a walk over the
 partition's leads, off the per-event path (bench/bench_housekeeping.py: ~15 ms per 35,000
-leads held). Weekly rather than daily: in a replay in event time, days pass in seconds, and
-a daily walk cost a fifth of the worker's CPU; it costs at most SWEEP_DAYS more days held.
+leads held), one partition per tick (the one swept longest ago), so that the loop is never
+held for a walk over every partition at once (a tick took ~30 ms with four). Weekly rather
+than daily: in a replay in event time, days pass in seconds, and a daily walk cost a fifth
+of the worker's CPU; it costs at most SWEEP_DAYS more days held (and a few ticks).
 
 Once it forgot a lead, a partition applies one rule per event (LivePulse.on_message): a
 valid event of a lead the partition does not hold, dated no later than the latest event
@@ -39,12 +41,18 @@ SWEEP_DAYS = 7
 NO_HORIZON = -(1 << 62)     # before any timestamp SPEC 1 allows
 
 
+def sweep_due(state: PartitionState, now_us: int) -> bool:
+    """Whether the horizon moved SWEEP_DAYS since the partition's last sweep (or this process never swept it)."""
+    first = keep_from_day(now_us, (w.days for w in state.engine.config.windows))
+    return state.swept_from is None or first >= state.swept_from + SWEEP_DAYS
+
+
 def housekeep_partition(state: PartitionState, now_us: int) -> int:
-    """Forget what no report at T >= now_us reads, if the horizon moved SWEEP_DAYS since the
-    last run (or this process never ran it); returns how many leads were forgotten."""
+    """Forget what no report at T >= now_us reads, if a sweep is due (`sweep_due`); returns how
+    many leads were forgotten."""
     engine = state.engine
     first = keep_from_day(now_us, (w.days for w in engine.config.windows))
-    if state.swept_from is not None and first < state.swept_from + SWEEP_DAYS:
+    if not sweep_due(state, now_us):
         return 0
     decided = plan(engine, now_us)
     for name, n in forget(engine, decided).items():

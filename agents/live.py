@@ -54,7 +54,7 @@ from pulse.streams.lead import Lead
 from pulse.streams.report import build_document
 
 from .align import messages_behind
-from .housekeeping import FORGOTTEN, NO_HORIZON, housekeep_partition
+from .housekeeping import FORGOTTEN, NO_HORIZON, housekeep_partition, sweep_due
 from .records import (LEAD_RECORD, PARTITION_RECORD, lead_key, lead_record, partition_key, partition_record,
                       restore_partition, unpack)
 from .recovery import lead_key_of, reconcile_alerts, unpublished_alerts
@@ -358,11 +358,17 @@ class LivePulse:
         self.alerts_emitted[kind] = self.alerts_emitted.get(kind, 0) + 1
 
     def housekeep(self) -> int:
-        """Forget, in each partition whose horizon moved, the day buckets and closed leads no
-        future report can read (agents/housekeeping.py); returns how many leads."""
-        return sum(housekeep_partition(state, self.partition_time_us(state)) for state in self.partitions.values()
-                   if (state.engine.max_ts is not None if self.clock == "event"      # no time before an event
-                       else self.input_ends is None or not (state.catch_up_to is not None or state.just_assigned)))
+        """Forget, in one partition whose horizon moved (the one swept longest ago), the day
+        buckets and closed leads no future report can read (agents/housekeeping.py); returns
+        how many leads. One per call: a sweep walks the partition's leads."""
+        due = [state for state in self.partitions.values()
+               if (state.engine.max_ts is not None if self.clock == "event"      # no time before an event
+                   else self.input_ends is None or not (state.catch_up_to is not None or state.just_assigned))
+               and sweep_due(state, self.partition_time_us(state))]
+        if not due:
+            return 0
+        state = min(due, key=lambda s: NO_HORIZON if s.swept_from is None else s.swept_from)
+        return housekeep_partition(state, self.partition_time_us(state))
 
     # -- durability ------------------------------------------------------------------------
 

@@ -231,3 +231,23 @@ def test_a_wall_clock_partition_catching_up_does_not_sweep_until_it_has_applied_
     live.tick()
     live.tick()                                 # caught up: the sweep forgets the closed old lead
     assert sorted(state.engine.pipelines["default"].leads) == [f"L{i}" for i in range(1, 10)]
+
+
+def test_one_timer_tick_sweeps_one_partition_the_one_swept_longest_ago():
+    """A sweep walks a partition's leads: one per tick keeps the loop's pause to one walk."""
+    live = LivePulse(CFG, type_of_topic={t: t for t in TYPES}, clock="event", send=lambda *a: None,
+                     now_us=lambda: 0)
+    live.restore([0, 1], [])
+    for p in (0, 1):        # in each partition: a lead closed long ago, and a recent one (the clock)
+        live.on_message("lead.created", p, 0, None, line("lead.created", f"c{p}", f"Old{p}", T0))
+        live.on_message("deal.closed", p, 0, None, line("deal.closed", f"d{p}", f"Old{p}", T0 + DAY_US, outcome="won"))
+        live.on_message("lead.created", p, 1, None, line("lead.created", f"n{p}", f"New{p}", T0 + 200 * DAY_US))
+    held = lambda p: sorted(live.partitions[p].engine.pipelines["default"].leads)    # noqa: E731
+    assert live.tick() == 0
+    assert [held(0), held(1)] == [["New0"], ["New1", "Old1"]]      # partition 0 swept, 1 waits ...
+    live.tick()
+    assert [held(0), held(1)] == [["New0"], ["New1"]]              # ... for the next tick
+    for p in (0, 1):        # a week later in both: 1 was swept last, so 0 goes first again
+        live.on_message("lead.created", p, 2, None, line("lead.created", f"w{p}", f"Week{p}", T0 + 208 * DAY_US))
+    live.tick()
+    assert live.partitions[0].swept_from > live.partitions[1].swept_from
