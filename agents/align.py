@@ -31,6 +31,13 @@ from typing import Any, Callable, Iterable
 
 from pulse.schemas.topics import SEQ_HEADER
 
+# An input record as the worker holds it from its fetch to its ack: a plain tuple of atoms,
+# (timestamp in ms, publisher's sequence, topic, partition, offset, key, value). CPython's
+# collector stops tracking such a tuple at its first young collection, while a record object
+# would be walked by every middle-generation collection as it waits here or for its flush
+# (tens of thousands of them at full speed: most of those collections' pauses).
+TS, SEQ, TOPIC, PARTITION, OFFSET, KEY, VALUE = range(7)
+
 # lag(topic, partition): messages known to be on the broker and not yet fetched (0 when unknown)
 Lag = Callable[[str, int], int]
 Pause = Callable[[str, int], None]
@@ -43,13 +50,20 @@ def seq_of(message: Any) -> int:
     thousands of records per millisecond, and without it same-millisecond records of
     different topics would be taken topic by topic, reordering a lead's events differently
     from one replay to the next (and so its alerts, which follow the partition's time).
-    Read once per message, as it becomes its queue's head."""
+    Read once per message, as it is fetched (`input_record`)."""
     headers = getattr(message, "headers", None)
     if headers:
         for key, value in (headers.items() if isinstance(headers, dict) else headers):
             if key == SEQ_HEADER:
                 return int.from_bytes(value, "big")
     return -1
+
+
+def input_record(record: Any) -> tuple:
+    """The worker's tuple (TS, SEQ, ...) of a fetched record (aiokafka's ConsumerRecord: .timestamp in ms,
+    .headers, .topic, .partition, .offset, .key, .value)."""
+    return (record.timestamp or 0, seq_of(record), record.topic, record.partition, record.offset,
+            record.key, record.value)
 
 
 def messages_behind(end: int, last: int | None) -> int:
@@ -84,19 +98,20 @@ class TimeAligner:
     def __len__(self) -> int:
         return sum(len(q) for qs in self._queues.values() for q in qs)
 
-    def add(self, messages: Iterable[Any]) -> None:
-        """Buffer messages (each with .topic, .partition, .timestamp, .headers), in their fetch order."""
+    def add(self, messages: Iterable[tuple]) -> None:
+        """Buffer input records (`input_record`), in their fetch order."""
         queues = self._queues
         index = self.index
         n = len(self.topics)
         touched = set()
         for m in messages:
-            qs = queues.get(m.partition)
+            p = m[PARTITION]
+            qs = queues.get(p)
             if qs is None:
-                qs = queues[m.partition] = [deque() for _ in range(n)]
-            i = index[m.topic]
+                qs = queues[p] = [deque() for _ in range(n)]
+            i = index[m[TOPIC]]
             qs[i].append(m)
-            touched.add((i, m.partition))
+            touched.add((i, p))
         for i, p in touched:
             if len(queues[p][i]) > self.high and (self.topics[i], p) not in self._paused:
                 self._paused.add((self.topics[i], p))
@@ -130,15 +145,15 @@ class TimeAligner:
     def _release_partition(self, p: int, qs: list[deque], now: float, out: list, stop: int) -> None:
         append = out.append
         lagging: dict[int, bool] = {}      # per topic, asked once per call: a synchronous step
-        # each queue's head as its order key (timestamp, publisher's sequence), kept as heads go
-        heads = [((q[0].timestamp or 0), seq_of(q[0])) if q else None for q in qs]
+        heads = [q[0] if q else None for q in qs]      # each queue's head: ordered by (TS, SEQ)
         while len(out) < stop:
-            best = best_key = None
+            best = best_head = None
             blocked = False
-            for i, key in enumerate(heads):
-                if key is not None:
-                    if best_key is None or key < best_key:
-                        best, best_key = i, key
+            for i, head in enumerate(heads):
+                if head is not None:
+                    if best_head is None or head[TS] < best_head[TS] or (
+                            head[TS] == best_head[TS] and head[SEQ] < best_head[SEQ]):
+                        best, best_head = i, head
                 else:
                     if i not in lagging:
                         lagging[i] = self.lag(self.topics[i], p) > 0
@@ -158,7 +173,7 @@ class TimeAligner:
             self._waiting.discard(p)
             q = qs[best]
             append(q.popleft())
-            heads[best] = ((q[0].timestamp or 0), seq_of(q[0])) if q else None
+            heads[best] = q[0] if q else None
 
     def clear(self) -> None:
         """Forget everything buffered (a rebalance: it is fetched again from the committed offsets)."""

@@ -217,14 +217,14 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     aligned = [None]        # the consumer generation of what the aligner holds
 
     def process(messages: list) -> None:
-        """Apply messages (aiokafka's ConsumerRecords) in order; `acks` acks them once durable."""
+        """Apply input records (align.input_record) in order; `acks` acks them once durable."""
         if not messages:
             return
         on_message, observe, clock = live.on_message, stats.observe, time.perf_counter_ns
-        for m in messages:
+        for _ts, _seq, topic, partition, offset, key, value in messages:
             started = clock()
-            result = on_message(m.topic, m.partition, m.offset, m.key, m.value)
-            observe(m.topic, result, clock() - started)
+            result = on_message(topic, partition, offset, key, value)
+            observe(topic, result, clock() - started)
         # Faust waits for what its consumer holds as unacked before a rebalance or stop.
         app.consumer.unacked.add(acks.processed(messages, app.consumer_generation_id))
 

@@ -24,6 +24,8 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from .align import OFFSET, PARTITION, TOPIC, input_record
+
 # handler(messages) -> more: takes a batch and processes some of what it holds, synchronously
 # (no await: a rebalance cannot cut it); True when more is ready: called again with [] after a yield
 BatchHandler = Callable[[list], bool]
@@ -67,11 +69,11 @@ PRIVATE_ATTRIBUTES = (
 
 class BatchingConsumer(AIOKafkaConsumer):
     """Faust's aiokafka consumer; messages of the app's `batch_topics` go to its `on_batch` in batches,
-    as aiokafka fetched them (its ConsumerRecords: topic, partition, offset, timestamp in ms, key,
-    value, headers). Faust's `getmany` would wrap each in a Faust message and read the
-    high-water mark per record (~7 % of the worker's CPU, measured with py-spy): here that is
-    done per topic-partition of a fetch, and records of other topics (table changelogs during
-    recovery) still become Faust messages and take Faust's path."""
+    in fetch order, each as a plain tuple (align.input_record). Faust's `getmany` would wrap each
+    in a Faust message and read the high-water mark per record (~7 % of the worker's CPU,
+    measured with py-spy): here that is done per topic-partition of a fetch, and records of
+    other topics (table changelogs during recovery) still become Faust messages and take
+    Faust's path."""
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by the worker tests
         # Faust's loop (faust/transport/consumer.py, Consumer._drain_messages, with the body of
@@ -109,7 +111,7 @@ class BatchingConsumer(AIOKafkaConsumer):
                                 tp_records, gaps = self._take_in_order(tp, tp_records, acks_enabled_for(tp.topic))
                                 for start, end in gaps:
                                     await self._add_gap(tp, start, end)
-                                batch.extend(tp_records)
+                                batch += [input_record(record) for record in tp_records]
                                 continue
                             for record in tp_records:
                                 message = self._to_message(tp, record)
@@ -198,17 +200,17 @@ class PulseApp(faust.App):
 
 
 def ack_records(consumer: Any, records: list) -> int:
-    """Faust's `Consumer.ack` for many input records (aiokafka ConsumerRecords) at once: the same
+    """Faust's `Consumer.ack` for many input records (align.input_record tuples) at once: the same
     bookkeeping -- the acked offsets per topic-partition that Faust's commit reads -- per
     topic-partition instead of per message (a Faust ack is ~1.5 us a message). Returns how many
     offsets were newly acked."""
     by_tp: dict[tuple[str, int], list[int]] = {}
     for record in records:
-        key = (record.topic, record.partition)
+        key = (record[TOPIC], record[PARTITION])
         offsets = by_tp.get(key)
         if offsets is None:
             offsets = by_tp[key] = []
-        offsets.append(record.offset)
+        offsets.append(record[OFFSET])
     acked = 0
     acks_enabled_for = consumer.app.topics.acks_enabled_for
     with ack_lock:

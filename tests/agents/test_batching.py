@@ -10,19 +10,22 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings, strategies as st
 
-from pulse.agents.align import TimeAligner, messages_behind
+from pulse.agents.align import OFFSET, PARTITION, TOPIC, TimeAligner, input_record, messages_behind
 from pulse.agents.batching import DurableAcks
 
 TOPICS = ["created", "changed", "closed"]
 
 
 @dataclass
-class Msg:
+class Fetched:
+    """What aiokafka hands over per record (the fields input_record reads)."""
     topic: str
     partition: int
     offset: int
     timestamp: float
-    generation_id: int = 1
+    headers: object = None
+    key: bytes | None = None
+    value: bytes | None = None
 
 
 def test_consumer_lag_counts_the_messages_after_the_last_offset_taken_up_to_the_end():
@@ -32,12 +35,12 @@ def test_consumer_lag_counts_the_messages_after_the_last_offset_taken_up_to_the_
     assert messages_behind(10, 12) == 0             # an end reported below what was taken: not negative
 
 
-def msgs(topic: str, partition: int, timestamps: list[float], first_offset: int = 0) -> list[Msg]:
-    return [Msg(topic, partition, first_offset + i, ts) for i, ts in enumerate(timestamps)]
+def msgs(topic: str, partition: int, timestamps: list[float], first_offset: int = 0) -> list[tuple]:
+    return [input_record(Fetched(topic, partition, first_offset + i, ts)) for i, ts in enumerate(timestamps)]
 
 
-def order(released: list[Msg]) -> list[tuple[str, int]]:
-    return [(m.topic, m.offset) for m in released]
+def order(released: list[tuple]) -> list[tuple[str, int]]:
+    return [(m[TOPIC], m[OFFSET]) for m in released]
 
 
 # -- TimeAligner -------------------------------------------------------------------------
@@ -56,10 +59,9 @@ def test_same_timestamp_heads_are_taken_in_publishing_order_when_numbered():
     from pulse.schemas.topics import SEQ_HEADER
 
     def numbered(topic, offset, seq, headers_as_dict=False):
-        m = Msg(topic, 0, offset, 7.0)
         value = seq.to_bytes(8, "big")
-        m.headers = {SEQ_HEADER: value} if headers_as_dict else [("other", b"x"), (SEQ_HEADER, value)]
-        return m
+        headers = {SEQ_HEADER: value} if headers_as_dict else [("other", b"x"), (SEQ_HEADER, value)]
+        return input_record(Fetched(topic, 0, offset, 7.0, headers))
 
     a = TimeAligner(TOPICS)
     # file order: closed(1), changed(2), created(3), changed(4), all in one millisecond
@@ -96,7 +98,7 @@ def test_a_caught_up_topic_never_holds_the_others_back():
 def test_partitions_are_independent():
     a = TimeAligner(TOPICS, lag=lambda t, p: 1 if (t, p) == ("created", 1) else 0, max_idle_s=5)
     a.add(msgs("changed", 0, [5.0]) + msgs("changed", 1, [1.0]))
-    assert [(m.partition, m.offset) for m in a.release(0.0)] == [(0, 0)]
+    assert [(m[PARTITION], m[OFFSET]) for m in a.release(0.0)] == [(0, 0)]
 
 
 def test_pauses_a_topic_partition_buffering_too_much_and_resumes_it():
@@ -130,7 +132,7 @@ def test_every_message_released_once_in_order_per_topic_partition(spec, chunks, 
     for topic, partition, ts in spec:
         off = offsets.get((topic, partition), 0)
         offsets[(topic, partition)] = off + 1
-        all_msgs.append(Msg(topic, partition, off, float(ts)))
+        all_msgs.append(input_record(Fetched(topic, partition, off, float(ts))))
     a = TimeAligner(TOPICS, max_idle_s=0.0, lag=lambda t, p: 1)      # worst case: always "lagging"
     out, i, now = [], 0, 0.0
     while i < len(all_msgs):
@@ -144,7 +146,7 @@ def test_every_message_released_once_in_order_per_topic_partition(spec, chunks, 
         out += a.release(now, limit)
     assert sorted(order(out)) == sorted(order(all_msgs)) and len(out) == len(all_msgs)
     for key in offsets:
-        seen = [m.offset for m in out if (m.topic, m.partition) == key]
+        seen = [m[OFFSET] for m in out if (m[TOPIC], m[PARTITION]) == key]
         assert seen == sorted(seen)
 
 
@@ -163,7 +165,7 @@ def test_acks_only_after_dead_letters_then_state_then_alerts_are_acknowledged():
             log.append(("state", state))
 
         acks = DurableAcks(take_state=lambda: "S1", write_outputs=write_outputs, write_state=write_state,
-                           ack=lambda batch: log.append(("ack", [m.offset for m in batch.messages])),
+                           ack=lambda batch: log.append(("ack", [m[OFFSET] for m in batch.messages])),
                            generation=lambda: 1)
         first = acks.processed(msgs("changed", 0, [1.0, 2.0]), 1)
         acks.output("dead letter")
@@ -192,7 +194,7 @@ def test_a_message_of_an_older_generation_is_not_acked():
         acked = []
 
         acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=_nothing,
-                           ack=lambda batch: acked.extend(m.offset for m in batch.messages), generation=lambda: 2)
+                           ack=lambda batch: acked.extend(m[OFFSET] for m in batch.messages), generation=lambda: 2)
         old, new = msgs("changed", 0, [1.0, 2.0])
         stale = acks.processed([old], 1)
         acks.processed([new], 2)
@@ -209,7 +211,7 @@ def test_nothing_is_acked_when_the_state_cannot_be_written():
             raise OSError("broker down")
 
         acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=write_state,
-                           ack=lambda batch: acked.extend(m.offset for m in batch.messages), generation=lambda: 1)
+                           ack=lambda batch: acked.extend(m[OFFSET] for m in batch.messages), generation=lambda: 1)
         acks.processed(msgs("changed", 0, [1.0]), 1)
         try:
             await acks.flush()
@@ -232,7 +234,7 @@ def test_a_long_ack_run_gives_the_loop_turns_and_stops_acking_a_generation_revok
             generation[0] = 2                    # a rebalance, in the first turn the flush gives away
 
         acks = DurableAcks(take_state=lambda: None, write_outputs=_nothing, write_state=_nothing,
-                           ack=lambda batch: acked.extend(m.offset for m in batch.messages),
+                           ack=lambda batch: acked.extend(m[OFFSET] for m in batch.messages),
                            generation=lambda: generation[0], yield_every=3)
         messages = msgs("changed", 0, [float(i) for i in range(10)])
         for chunk in (messages[:2], messages[2:4], messages[4:7], messages[7:]):

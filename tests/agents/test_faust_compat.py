@@ -79,7 +79,8 @@ def test_the_compat_helpers_read_what_they_name(app):
 def test_an_error_in_on_batch_is_logged_with_its_traceback_and_stops_the_fetch_loop(app, caplog):
     # A real BatchingConsumer, never started: only `_wait_next_records` (the broker's side) is
     # replaced, by one fetch of one message of an input topic.
-    message = SimpleNamespace(topic="crm.lead-created", partition=0, offset=0)
+    message = SimpleNamespace(topic="crm.lead-created", partition=0, offset=0, timestamp=1, headers=None,
+                              key=None, value=b"{}")
 
     flags_while_fetching = []
 
@@ -133,7 +134,8 @@ def test_ack_records_keeps_fausts_bookkeeping_as_its_per_message_ack_would(app):
         c._committed_offset[faust.types.TP("b", 1)] = 5      # committed: those below are not acked again
     first = _records("a", 0, [0, 1, 2]) + _records("b", 1, [4, 5, 6]) + _records("no-acks", 0, [0])
     again = _records("a", 0, [2, 3])                        # 2 twice: counted once
-    assert faust_compat.ack_records(ours, first) == 5 and faust_compat.ack_records(ours, again) == 1
+    as_taken = [(0, -1, r.topic, r.partition, r.offset, None, None) for r in first + again]    # align.input_record
+    assert faust_compat.ack_records(ours, as_taken[:7]) == 5 and faust_compat.ack_records(ours, as_taken[7:]) == 1
     for r in first + again:
         theirs.ack(faust.types.Message(r.topic, r.partition, r.offset, 0.0, 0, {}, None, b"", None,
                                        tp=faust.types.TP(r.topic, r.partition)))
