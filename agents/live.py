@@ -47,7 +47,7 @@ import msgspec
 
 from pulse.schemas.config import Config
 from pulse.schemas.fast_path import decode_fast
-from pulse.schemas.types import CLOSED, TS, UPDATED, Event, Rejected
+from pulse.schemas.types import CLOSED, TS, Event, Rejected
 from pulse.streams.alerts import StaleLeadDetector
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
@@ -241,8 +241,12 @@ class LivePulse:
         state.dirty[(ev.pipeline, ev.lead_id)] = lead
         if state.changed is not None:
             state.changed.add((ev.pipeline, ev.lead_id))
-        if ev.kind == UPDATED:
-            return      # fields only (SPEC 3.8), in order or late: no stay began or ended, none to schedule
+        if not state.engine.last_stay_changed:
+            # Fields only (lead.updated, a lead.created of a known lead, a move to its own stage,
+            # or a late event that left the current stay as it was): the stay's entry in the
+            # detector's schedule stands, and nothing was left to resolve. A new entry here
+            # would not be stepwise, and the alerts would depend on which event moved the clock.
+            return
         if (lead.alert_level > 0 and (not lead.is_open or (lead.stage, lead.stay_start)
                                       != (lead.alert_stage, lead.alert_stay))):
             for message in state.detector.levels_before_end(ev.pipeline, lead, self.partition_time_us(state)):

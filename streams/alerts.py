@@ -16,7 +16,7 @@ from typing import Iterable
 from pulse.schemas.config import PipelineConfig
 from pulse.schemas.timestamps import format_timestamp
 
-from pulse.schemas.types import CLOSED, STAGE_CHANGED
+from pulse.schemas.types import CLOSED, STAGE_CHANGED, UPDATED
 
 from .history import rows
 from .lead import Lead
@@ -102,7 +102,10 @@ class StaleLeadDetector:
                 if later is not None and start < later <= due:
                     # A later stay began by `due`, and the event that began it (or one before)
                     # ended this stay: it ended before this level. The usual case, told
-                    # without reading the lead's history.
+                    # without reading the lead's history. (It also drops what an older rule
+                    # raised wrongly: a level of a stay that lasted no time -- a lead created
+                    # and closed at one instant, then reopened -- or of a stay that a late
+                    # event's re-fold took out of the lead's history.)
                     continue
                 end = self._stay_end(pipeline, lead, stage, start)
                 if end is None or end <= due:
@@ -145,10 +148,38 @@ class StaleLeadDetector:
 
     @staticmethod
     def _stay_end(pipeline: str, lead: Lead, stage: int, start: int) -> int | None:
-        """When the stay (stage, start) ended, by the lead's events (None: not found)."""
-        for row in rows(lead.history, lead.n_events):      # in SPEC 3 order (history.py)
-            if row[0] > start and (row[1] == CLOSED or (row[1] == STAGE_CHANGED and row[2] != stage)):
-                return row[0]
+        """When the stay (stage, start) ended, by the lead's events (None: not found, or not over).
+
+        The lead's rows are walked in SPEC 3 order (history.py) with the stay rules of
+        lead.apply_event: a stay begins with the lead (its first event other than a
+        lead.updated; at stage 0 for a deal.closed, which ends it at once), with a move to
+        another stage, or with a reopen; it ends with a move to another stage or a close.
+        Several rows can share a timestamp: a stay can end at the instant it began."""
+        target = (stage, start)
+        created = is_open = False
+        current = None                                     # (stage, start) of the open stay
+        for row in rows(lead.history, lead.n_events):
+            ts, kind, to = row[0], row[1], row[2]
+            if not created:
+                if kind == UPDATED:
+                    continue
+                created = is_open = True
+                current = (0 if kind == CLOSED else to, ts)
+                if kind == CLOSED:
+                    if current == target:
+                        return ts                           # created and closed at once
+                    is_open = False
+                continue
+            before = current if is_open else None
+            if kind == STAGE_CHANGED:
+                if not is_open:
+                    is_open, current = True, (to, ts)       # a reopen
+                elif to != current[0]:
+                    current = (to, ts)
+            elif kind == CLOSED:
+                is_open = False
+            if before == target and (current if is_open else None) != target:
+                return ts
         return None
 
     def due_count(self, now_us: int, find_lead) -> int:

@@ -149,6 +149,9 @@ class PulseEngine:
         self.max_ts: int | None = None      # latest occurred_at of a valid event
         self._cutoff = as_of if as_of is not None else _NEVER
         self.last_event: Event | None = None    # the latest event ingest_event applied
+        # whether it began or ended a stay of its lead (a stage, an open/closed change): what
+        # the live worker's alert schedule follows (the rest changes fields only)
+        self.last_stay_changed = False
 
     # -- input -------------------------------------------------------------------------
 
@@ -249,7 +252,7 @@ class PulseEngine:
             self.duplicates += 1
             return DUPLICATE
         self.applied += 1
-        was_open = lead.is_open
+        was_open, stage_before, start_before = lead.is_open, lead.stage, lead.stay_start
         if ts > lead.last_ts or (ts == lead.last_ts and self._after_last(lead, ev, p)):
             apply_event(lead, ev, p, +1)                       # in order: the common case
             lead.last_ts = ts
@@ -260,6 +263,8 @@ class PulseEngine:
         else:
             self._refold(lead, ev, offset, p)                   # late: revert and re-derive the lead
         self.last_event = ev
+        self.last_stay_changed = (lead.is_open != was_open or lead.stay_start != start_before
+                                  or lead.stage != stage_before)
         if lead.is_open != was_open:                            # keep the index of open leads (SPEC 4.4, 4.5)
             if was_open:
                 del p.open_leads[lead.lead_id]

@@ -167,6 +167,56 @@ def test_event_clock_judges_a_level_by_the_lead_s_events_not_by_when_its_move_ar
     assert in_order == move_late == [("A", "lead.stale", 1), ("A", "lead.stale_resolved", 1)]
 
 
+def _event_clock_alerts(lines: list[tuple[str, bytes]]) -> list[tuple]:
+    """(lead, type, stage, level) of the alerts of `lines` (type, line) fed in order, event clock."""
+    sent = []
+    live = LivePulse(CFG, type_of_topic={t: t for t in TYPES}, clock="event", send=lambda *a: sent.append(a),
+                     now_us=lambda: 0)
+    live.restore([0], [])
+    offsets: dict[str, int] = {}
+    for kind, line in lines:
+        offsets[kind] = offsets.get(kind, -1) + 1
+        live.on_message(kind, 0, offsets[kind], None, line)
+    live.tick()
+    return [(a["lead_id"], a["type"], a["stage"], a["level"]) for a in notified(sent)]
+
+
+TYPES = ("lead.created", "lead.updated", "lead.stage_changed", "deal.closed")
+
+
+def _line(kind: str, eid: str, lead: str, at: str, **extra) -> tuple[str, bytes]:
+    return kind, orjson.dumps({"type": kind, "event_id": eid, "lead_id": lead, "occurred_at": at, **extra})
+
+
+@pytest.mark.parametrize("mover", [
+    _line("lead.updated", "u", "A", "2026-03-11T00:00:00Z", amount=5.0),        # fields only (SPEC 3.8)
+    _line("lead.stage_changed", "s", "A", "2026-03-11T00:00:00Z", to_stage="new"),     # its own stage (3.3)
+    _line("lead.created", "c2", "A", "2026-03-11T00:00:00Z", owner="zoe"),      # created again (3.1)
+    _line("lead.created", "b", "B", "2026-03-11T00:00:00Z"),                    # another lead
+], ids=["update", "same-stage-move", "second-create", "other-lead"])
+def test_event_clock_alerts_do_not_depend_on_which_event_moved_the_clock(mover):
+    """Lead A sits in "new" (3 days) from Mar 1; one event dated Mar 11 takes the partition's
+    time past all three levels. Whichever event it is, A's levels are raised one by one, as the
+    clock passed them (a fields-only event of A's own used to reschedule its stay as first
+    seen then: only level 3)."""
+    alerts = _event_clock_alerts([_line("lead.created", "a", "A", "2026-03-01T00:00:00Z"), mover])
+    assert [a for a in alerts if a[0] == "A"] == [("A", "lead.stale", "new", level) for level in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("then", [
+    _line("deal.closed", "d", "L", "2026-03-06T00:00:00Z", outcome="won"),
+    _line("lead.created", "z", "Z", "2026-03-06T00:00:00Z"),
+], ids=["closed-later", "clock-moved-by-another-lead"])
+def test_a_stay_that_ends_at_the_instant_it_began_is_never_stale(then):
+    """L enters "new" and moves on to "prospecting" at the same instant (SPEC 3 orders the two
+    rows); 5 days later its stay in "new" is not 5 days old: it lasted no time at all."""
+    alerts = _event_clock_alerts([
+        _line("lead.stage_changed", "m1", "L", "2026-03-01T00:00:00Z", to_stage="new"),
+        _line("lead.stage_changed", "m2", "L", "2026-03-01T00:00:00Z", to_stage="prospecting"),
+        then])
+    assert [a for a in alerts if a[0] == "L" and a[2] == "new"] == []
+
+
 def test_wall_clock_holds_stale_checks_of_a_partition_catching_up():
     now = ts("2026-03-10T12:00:00Z")
     ends = {"c": 2, "s": 0}                          # what the consumer last saw on the broker
