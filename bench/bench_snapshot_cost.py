@@ -16,12 +16,23 @@ process, then:
    page faults, the fork's hold on the loop. `--child-sleep S` (a list) adds windows whose
    child only sleeps S seconds and returns the views built beforehand: how the worker's cost
    depends on how long a child lives. Ratios are from this one run.
+
+The process runs with the worker's collector thresholds (pulse/cli/worker.py GC_THRESHOLDS;
+`--gc-defaults`: CPython's), as the worker does: a collection writes the header of every
+object it walks, after a fork a copy-on-write fault per page walked.
+
+`--huge-pages` (an experiment, Linux): before measuring, asks transparent huge pages for
+the process's anonymous memory (madvise MADV_HUGEPAGE, then MADV_COLLAPSE) and prints how
+much of it is huge before and after the windows: whether 2 MiB pages make the fork's hold
+or the copy-on-write faults cheaper. Compare with a run without it.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import gc
 import resource
 import statistics
 import sys
@@ -35,6 +46,7 @@ from pulse.agents.live import LivePulse
 from pulse.agents.metrics import own_figures, pipeline_exposition
 from pulse.agents.snapshot import FORK_SECONDS, run_forked
 from pulse.agents.views import Views, encode_views
+from pulse.cli.worker import GC_THRESHOLDS
 from pulse.config import load_config
 from pulse.schemas.topics import TOPIC_OF_TYPE
 from pulse.streams.report import build_figures
@@ -61,6 +73,30 @@ class Feeder:
             offset = self.offsets[(topic, p)] = self.offsets.get((topic, p), -1) + 1
             self.live.on_message(topic, p, offset, None, line)
         self.pos += n
+
+
+def huge_pages() -> str:
+    """Ask for transparent huge pages over every anonymous read-write mapping (2 MiB-aligned part)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madv_hugepage, madv_collapse, huge = 14, 25, 2 << 20
+    failed = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("rw") or (len(fields) > 5 and fields[5] != "[heap]"):
+                continue
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            lo, hi = (lo + huge - 1) & ~(huge - 1), hi & ~(huge - 1)
+            if hi > lo:
+                failed += libc.madvise(lo, hi - lo, madv_hugepage) != 0 or libc.madvise(lo, hi - lo, madv_collapse) != 0
+    return f"{anon_huge()} ({failed} mappings refused)"
+
+
+def anon_huge() -> str:
+    with open("/proc/self/smaps_rollup") as f:
+        sizes = dict(line.split(":", 1) for line in f if line.startswith(("Anonymous", "AnonHugePages")))
+    return f"anonymous {sizes['Anonymous'].strip()}, of it in huge pages {sizes['AnonHugePages'].strip()}"
 
 
 def build_parts(live: LivePulse) -> dict[str, float]:
@@ -133,9 +169,14 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=8.0)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--gc-defaults", action="store_true", help="CPython's collector thresholds, not the worker's")
+    ap.add_argument("--huge-pages", action="store_true", help="experiment: transparent huge pages for the heap")
     ap.add_argument("--child-sleep", default="", help="comma-separated seconds: children that only sleep")
     args = ap.parse_args()
 
+    if not args.gc_defaults:
+        gc.set_threshold(*GC_THRESHOLDS)
+    print(f"collector thresholds {gc.get_threshold()}", flush=True)
     lines = [x for x in Path(args.file).read_bytes().split(b"\n") if x.strip()]
     cut = int(len(lines) * args.head)
     live = LivePulse(load_config(None), type_of_topic={t: k for k, t in TOPIC_OF_TYPE.items()}, clock="event",
@@ -150,6 +191,8 @@ def main() -> int:
     print(f"applied {cut:,} messages in {time.perf_counter() - t:.0f} s; the rest ({len(lines) - cut:,}) while measuring",
           flush=True)
 
+    if args.huge_pages:
+        print(f"huge pages: before, {anon_huge()}; asked, {huge_pages()}", flush=True)
     parts = [build_parts(live) for _ in range(args.repeat)]
     print("in process, ms (median of %d): " % args.repeat
           + ", ".join(f"{k} {statistics.median(p[k] for p in parts) * 1000:.1f}" for k in parts[0]), flush=True)
@@ -179,6 +222,8 @@ def main() -> int:
                       flush=True)
         for name, r in ratios.items():
             print(f"{name}: CPU ratio median {statistics.median(r):.3f} (per pair {', '.join(f'{x:.3f}' for x in r)})")
+        if args.huge_pages:
+            print(f"huge pages after the windows: {anon_huge()}")
         print(f"messages applied while measuring: {tail.pos:,} of {len(tail.lines):,}")
     asyncio.run(measure())
     return 0
