@@ -217,6 +217,16 @@ def test_a_stay_that_ends_at_the_instant_it_began_is_never_stale(then):
     assert [a for a in alerts if a[0] == "L" and a[2] == "new"] == []
 
 
+def test_a_stay_left_later_at_one_instant_with_a_close_still_raises_its_levels():
+    """(engineer A's case) A sits in "new" 19 days, then moves and closes at one instant: the
+    stay ends then, after all three levels."""
+    alerts = _event_clock_alerts([
+        _line("lead.created", "c", "L", "2026-03-01T00:00:00Z"),
+        _line("lead.stage_changed", "b", "L", "2026-03-20T00:00:00Z", to_stage="prospecting"),
+        _line("deal.closed", "d", "L", "2026-03-20T00:00:00Z", outcome="won")])
+    assert [a for a in alerts if a[1] == "lead.stale"] == [("L", "lead.stale", "new", level) for level in (1, 2, 3)]
+
+
 def test_wall_clock_holds_stale_checks_of_a_partition_catching_up():
     now = ts("2026-03-10T12:00:00Z")
     ends = {"c": 2, "s": 0}                          # what the consumer last saw on the broker
