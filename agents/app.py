@@ -239,11 +239,12 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     def on_batch(messages: list) -> bool:
         """The input messages of one fetch (BatchingConsumer; may be empty): aligned, then up to
         BATCH_LIMIT applied. True: more are ready (the consumer calls again after a yield)."""
-        if not app.flow_control.is_active() or aligned[0] != app.consumer_generation_id:
-            aligner.clear()         # rebalancing: not processed, not acked; fetched again afterwards
+        if aligned[0] != app.consumer_generation_id:     # what it holds belongs to a revoked assignment
+            aligner.clear()
             aligned[0] = app.consumer_generation_id
-            if not app.flow_control.is_active():
-                return False
+        if not app.flow_control.is_active():
+            aligner.clear()         # rebalancing: not processed, not acked; fetched again afterwards
+            return False
         aligner.add(messages)
         if acks.pending >= MAX_UNACKED:
             return False            # wait for the flush (the aligner pauses fetching meanwhile)

@@ -48,12 +48,10 @@ def sweep_due(state: PartitionState, now_us: int) -> bool:
 
 
 def housekeep_partition(state: PartitionState, now_us: int) -> int:
-    """Forget what no report at T >= now_us reads, if a sweep is due (`sweep_due`); returns how
-    many leads were forgotten."""
+    """Forget what no report at T >= now_us reads (call it when `sweep_due`: LivePulse.housekeep
+    picks the partition); returns how many leads were forgotten."""
     engine = state.engine
     first = keep_from_day(now_us, (w.days for w in engine.config.windows))
-    if not sweep_due(state, now_us):
-        return 0
     decided = plan(engine, now_us)
     for name, n in forget(engine, decided).items():
         state.implicit_forgotten[name] = state.implicit_forgotten.get(name, 0) + n
