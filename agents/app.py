@@ -33,10 +33,9 @@ from .batching import DurableAcks
 from .changelog import read_partitions
 from .faust_compat import PulseApp, ack_records, aiokafka_producer, read_offset, use_raw_changelog
 from .live import LivePulse
-from .metrics import (CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, own_figures, pipeline_exposition,
-                      render)
+from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, pipeline_exposition, render
 from .snapshot import Snapshots, run_forked
-from .views import encode_views
+from .views import FigureViews, Views, encode_views
 from .web import Dashboard
 
 log = logging.getLogger("pulse.worker")
@@ -292,7 +291,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
     async def peer_partials() -> list[bytes]:
         """Every other worker's /report/partial; PeerUnreachable when one cannot be read."""
-        out = []
+        out: list[bytes] = []
+        if not peer_urls():
+            return out
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
                 for url in peer_urls():
@@ -306,6 +307,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         return out
 
     def merged_report(partials: list[bytes], pipeline: str | None = None) -> dict:
+        """The report over this worker's share and its peers' (`partials`: O(their open leads))."""
+        if not partials:
+            return live.own_figures()[0].document(pipeline)
         engine = live.merged_engine()
         for data in partials:
             engine.merge(load_partial(config, data))
@@ -322,16 +326,21 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             log.warning("report: a peer worker's share could not be had: %s", exc)
             return None
 
-    def snapshot_views(partials: list[bytes]) -> bytes:
-        figures, leads_in_state, as_of = own_figures(live, settings.clock)      # this worker's share
-        doc = merged_report(partials) if partials else figures.document()
-        return encode_views(doc, pipeline_exposition(figures, leads_in_state, as_of))
+    def cluster_views(partials: list[bytes]) -> bytes:
+        """In a forked child: the cluster's report (this worker's share merged with its peers') as
+        views, and this worker's pipeline gauges."""
+        figures, leads_in_state, as_of = live.own_figures()
+        return encode_views(merged_report(partials), pipeline_exposition(figures, leads_in_state, as_of))
 
-    async def build_views() -> bytes:
-        """The cluster's report as dashboard views, and this worker's pipeline gauges, built in a
-        forked child (agents/snapshot.py)."""
+    async def build_views() -> Views | FigureViews:
+        """The snapshot: this worker's own figures, in process at one instant (~10-20 ms at
+        130,000 leads: streams/cluster.py keeps the sums); with peers, the cluster's report
+        merged in a forked child (a peer's share comes as rows: agents/snapshot.py)."""
         partials = await peer_partials()
-        return await run_forked(lambda: snapshot_views(partials))
+        if partials:
+            return Views.decode(await run_forked(lambda: cluster_views(partials)))
+        figures, leads_in_state, as_of = live.own_figures()
+        return FigureViews(figures, lambda: pipeline_exposition(figures, leads_in_state, as_of))
 
     def state_token():
         """Changes whenever this worker's report could; None with peers (their changes are not seen here)."""
@@ -355,7 +364,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             if isinstance(exc, PartialFormatError):
                 log.warning("report: a peer worker's share could not be had: %s", exc)
             return json_response(web, unreachable, 503)
-        return web.bytes(snap.views.report(pipeline), content_type="application/json")
+        return web.bytes(await snap.views.render_report(pipeline), content_type="application/json")
 
     def report_error(exc: Exception) -> tuple[int, dict]:
         if isinstance(exc, (PeerUnreachable, PartialFormatError)):

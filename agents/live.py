@@ -51,7 +51,8 @@ from pulse.schemas.types import CLOSED, TS, Event, Rejected
 from pulse.streams.alerts import StaleLeadDetector
 from pulse.streams.engine import APPLIED, HELD, PulseEngine
 from pulse.streams.lead import Lead
-from pulse.streams.report import build_document
+from pulse.streams.cluster import ClusterFigures
+from pulse.streams.report import ReportFigures, build_document, build_figures
 
 from .align import messages_behind
 from .housekeeping import FORGOTTEN, NO_HORIZON, housekeep_partition, sweep_due
@@ -107,6 +108,7 @@ class LivePulse:
                  send: Send, now_us: Callable[[], int], input_ends: InputEnds | None = None,
                  lag_hold: int = LAG_HOLD_MESSAGES):
         self.config = config
+        self.cluster = ClusterFigures(config)       # the report's sums over the partitions (own_figures)
         self.type_of_topic = type_of_topic         # input topic name -> event type it carries
         self.clock = clock
         self.send = send
@@ -408,6 +410,17 @@ class LivePulse:
         return out
 
     # -- output ----------------------------------------------------------------------------
+
+    def own_figures(self) -> tuple[ReportFigures, dict[str, int], int]:
+        """This worker's report figures at T (T as report_as_of picks it) and its leads held per
+        pipeline, from the sums kept between calls (streams/cluster.py): at one instant, in
+        process, in time proportional to what changed since the previous call and to the stale
+        leads. Equal to build_figures(merged_engine(), T)."""
+        engines = [state.engine for state in self.partitions.values()]
+        view = self.cluster.view(engines)
+        as_of = self.report_as_of(view)            # type: ignore[arg-type]  (reads max_ts, as an engine)
+        leads = {name: sum(len(e.pipelines[name].leads) for e in engines) for name in self.config.pipelines}
+        return build_figures(view, as_of), leads, as_of          # type: ignore[arg-type]
 
     def merged_engine(self) -> PulseEngine:
         """The partitions' state for a report: their accumulators added up, their open leads'

@@ -5,7 +5,7 @@ Two kinds of numbers, read differently:
 - **Pipeline metrics** (`pulse_open_*`, `pulse_stale_leads`, `pulse_stage_*`, `pulse_deals_*`,
   `pulse_team_*`, `pulse_source_*`, `pulse_forecast_*`, ...) are read off the report's
   figures of THIS worker's partitions, computed once per scrape by the same engine and at
-  the same T as GET /report (`build_figures(LivePulse.merged_engine(), T)`; the mapping is
+  the same T as GET /report (`LivePulse.own_figures()`: `build_figures` over its partitions; the mapping is
   agents/pipeline_metrics.py). With one worker they equal the report's numbers; with
   several, counts and amounts add up across workers (`sum()` in PromQL), rates and means
   do not (combine the exposed numerators and denominators; see docs/operations.md). They
@@ -51,7 +51,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pulse.schemas.config import Config, ConfigError
 from pulse.schemas.types import REASONS
 from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
-from pulse.streams.engine import PulseEngine
 from pulse.streams.report import ReportFigures, build_figures
 
 from .align import messages_behind
@@ -199,12 +198,8 @@ class FaustProbe:
 
 def own_figures(live: Any, clock: str) -> tuple[ReportFigures, dict[str, int], int]:
     """This worker's report figures at T (T picked as GET /report picks it), and its leads
-    held per pipeline. Costs per group of open leads, day bucket and stale lead."""
-    engine: PulseEngine = live.merged_engine()
-    as_of = live.report_as_of(engine)
-    leads_in_state = {name: sum(len(state.engine.pipelines[name].leads) for state in live.partitions.values())
-                      for name in engine.pipelines}
-    return build_figures(engine, as_of), leads_in_state, as_of
+    held per pipeline (LivePulse.own_figures: the sums kept over its partitions)."""
+    return live.own_figures()
 
 
 # --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The pipeline metrics of GET /metrics, read off the report's figures (pure: no I/O, no engine).
 
 The collector (agents/metrics.py) computes the figures once per scrape with the same
-engine and the same T as GET /report (`build_figures(merged_engine(), T)`: the SPEC 5
+engine and the same T as GET /report (`LivePulse.own_figures()`: the SPEC 5
 sections, and the stale counts by stage and level without the stale list), and this
 module turns them into gauges: the report's formulas are not written a second time.
 

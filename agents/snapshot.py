@@ -7,12 +7,18 @@ document of the whole cluster at one instant, prepared as views (agents/views.py
   than `fresh_s` is served as is; an older one (up to `max_age_s`) is served while one
   background build replaces it; older still, the reader waits for that same build.
   Concurrent readers share one in-flight build.
-- **Off the event loop.** A build walks every open lead (~0.1-0.3 s at 130,000 leads);
-  on the loop that would stop consumption for as long. `run_forked` forks the worker:
-  the child builds from a copy-on-write image of memory frozen at the fork (a consistent
-  snapshot, like Redis's BGSAVE), on the other core, and sends back bytes. The loop
-  pays for the fork (~2-5 ms at these heap sizes) and for reading the result.
-  Where fork is not available the build runs inline.
+- **Cheap to build.** A worker without peers builds in process, at one instant: its
+  partitions' sums are kept between builds (streams/cluster.py), so a build costs in
+  what changed since the previous one and in the stale leads (~10-20 ms at 130,000
+  leads), and nothing is rendered per lead until a reader asks (agents/views.py,
+  `FigureViews`). It used to fork a child per build: the fork and the copy-on-write
+  faults of every page the worker wrote next cost ten viewers more than 5 % of it.
+- **Off the event loop, with peers.** A peer's share comes as rows of its open leads
+  (streams/partial.py): merging it walks them. `run_forked` forks the worker: the child
+  builds from a copy-on-write image of memory frozen at the fork (a consistent snapshot,
+  like Redis's BGSAVE), on the other core, and sends back bytes. The loop pays for the
+  fork (~10-20 ms at these heap sizes) and for reading the result. Where fork is not
+  available the build runs inline.
 
 The caller gives the build function; nothing here knows about Faust.
 """
@@ -34,17 +40,15 @@ import traceback
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from .views import Views
+from .views import FigureViews, Views
 
 log = logging.getLogger("pulse.worker")
 
 __all__ = ["Snapshot", "Snapshots", "run_forked", "ForkedBuildError"]
 
-# A snapshot this young is served without a rebuild (the refresh interval). Each build costs
-# the worker a fork and then the copy-on-write faults of every page it writes next (~25,000
-# pages, ~35-50 ms of its CPU at 130,000 leads while consuming 2,000 msg/s: README, "Cheap to
-# serve"), whatever the build's own length; 3 s keeps a page within 5 s of the state (3 s plus
-# a build of at most ~1 s) for a third fewer forks than 2 s.
+# A snapshot this young is served without a rebuild (the refresh interval): 3 s keeps a page
+# within 5 s of the state (3 s, plus a build, plus the page's fetch), with a third fewer builds
+# than 2 s (a forked build, with peers, costs the worker its copy-on-write faults: ~25,000 pages).
 FRESH_S = 3.0
 MAX_AGE_S = 5.0     # never served older than this: readers wait for the build instead
 IDLE_MAX_S = 30.0   # an unchanged state (same token) is re-confirmed without a build for this long
@@ -150,7 +154,7 @@ class Snapshot:
     started: float          # monotonic time the build started (its data is from then)
     built_at: float         # wall clock (unix seconds) of the same instant
     build_seconds: float
-    views: Views
+    views: Views | FigureViews
     token: object = None    # the state's change token when built (None: unknown)
     confirmed_from: float = 0.0     # monotonic start of the build that produced `views`
 
@@ -159,11 +163,11 @@ class Snapshot:
 
 
 class Snapshots:
-    """The shared, periodically rebuilt snapshot. `build()` returns encode_views bytes, or
+    """The shared, periodically rebuilt snapshot. `build()` returns the views to serve, or
     raises (e.g. a peer worker unreachable): then readers get the error, and the last good
     snapshot stays for those that can take it."""
 
-    def __init__(self, build: Callable[[], Awaitable[bytes]], *, fresh_s: float = FRESH_S,
+    def __init__(self, build: Callable[[], Awaitable[Views | FigureViews]], *, fresh_s: float = FRESH_S,
                  max_age_s: float = MAX_AGE_S, clock: Callable[[], float] = time.monotonic,
                  token: Callable[[], object] | None = None):
         """`token()`: a cheap value that changes whenever the report could (None when it cannot
@@ -213,9 +217,8 @@ class Snapshots:
                 self.current = dataclasses.replace(snap, started=started, built_at=wall)   # same figures, now
                 self._notify()
                 return self.current
-            data = await self._build()
+            views = await self._build()
             seconds = self._clock() - started
-            views = Views.decode(data)
             version = (self.current.version if self.current else 0) + 1
             self.current = Snapshot(version, started, wall, seconds, views, token, started)
             self.builds += 1

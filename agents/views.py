@@ -1,9 +1,16 @@
 """What the dashboard and GET /report serve, prepared once per snapshot (agents/snapshot.py).
 
-Pure functions, no I/O: `encode_views(doc)` turns one SPEC 5 document (all pipelines)
-into a compact bytes form, built where the report is built (a forked child of the
-worker); `Views.decode` turns it back into something every request can be answered
-from in proportion to what it returns, never to the number of leads:
+Two forms answer the same requests:
+
+- `FigureViews`: this worker's own figures (streams/cluster.py), built in process at one
+  instant. Nothing is rendered per lead at the build: the stale rows are rendered when a
+  page of them is asked for (and kept for the other viewers of that snapshot), the whole
+  report when GET /report asks for it, in chunks between which the worker takes events.
+- `Views`: a whole cluster's document, when peers hold part of the state (their shares
+  are merged in a forked child of the worker). Pure functions, no I/O:
+  `encode_views(doc)` turns one SPEC 5 document (all pipelines) into a compact bytes form
+  in the child; `Views.decode` turns it back into something every request can be
+  answered from in proportion to what it returns, never to the number of leads:
 
 - the report document itself, as JSON bytes (whole, or one pipeline), spliced from
   per-pipeline parts: nothing is re-encoded per request;
@@ -15,14 +22,24 @@ from in proportion to what it returns, never to the number of leads:
 """
 from __future__ import annotations
 
+import asyncio
 from array import array
-from dataclasses import dataclass
-from typing import Any, Mapping
+from collections import Counter
+from dataclasses import dataclass, replace
+from operator import itemgetter
+from typing import Any, Callable, Mapping
 
 import msgspec
 import orjson
 
-__all__ = ["encode_views", "Views", "PipelineViews", "StalePage", "FILTERS", "MAX_PAGE"]
+from pulse.schemas.timestamps import format_timestamp
+from pulse.streams.open_index import OWNER, STAGE, TEAM
+from pulse.streams.staleness import stale_level
+
+if TYPE_CHECKING := False:
+    from pulse.streams.report import PipelineFigures, ReportFigures
+
+__all__ = ["encode_views", "Views", "PipelineViews", "FigureViews", "StalePage", "FILTERS", "MAX_PAGE"]
 
 FILTERS = ("owner", "team", "level")        # the stale table's filters
 MAX_PAGE = 200                              # rows per stale page, at most
@@ -192,3 +209,151 @@ class Views:
         if pipeline is None:
             self._whole = out
         return out
+
+    async def render_report(self, pipeline: str | None = None) -> bytes:
+        """report(), as FigureViews.render_report (everything here is rendered already)."""
+        return self.report(pipeline)
+
+
+# --------------------------------------------------------------------------------------
+# This worker's own figures, rendered as asked (see the module docstring)
+# --------------------------------------------------------------------------------------
+
+RENDER_CHUNK = 1000         # stale rows rendered per turn of the event loop (~2-3 ms)
+_PAGES_KEPT = 64            # rendered stale pages kept per pipeline and snapshot (ten viewers ask the same)
+
+
+class FigurePipelineViews:
+    """One pipeline of FigureViews: PipelineViews' answers from its PipelineFigures."""
+
+    def __init__(self, name: str, figures: "PipelineFigures"):
+        self.name = name
+        self._open = figures.open
+        self._stale = figures.open._stale               # (stay_start, lead_id, row), in the report's order
+        rest = {k: v for k, v in figures.section.items() if k != "stale"}
+        self.rest: bytes = orjson.dumps(rest)
+        rows = [row for _, _, row in self._stale]
+        levels = {str(level): 0 for level in (1, 2, 3)}
+        for (_, level), n in self._open.stale_by_level.items():
+            levels[str(level)] += n
+        self.summary: bytes = orjson.dumps({**rest, "stale_summary": {
+            "total": len(self._stale),
+            "by_level": levels,
+            "owners": _facet([], Counter(map(itemgetter(OWNER), rows))),
+            "teams": _facet([], Counter(map(itemgetter(TEAM), rows))),
+        }})
+        self._matches: dict[tuple, list[int]] = {}
+        self._pages: dict[tuple, StalePage] = {}
+        self._levels: list[int] | None = None
+        self._section: bytes | None = None
+
+    @property
+    def stale_count(self) -> int:
+        return len(self._stale)
+
+    def rows_json(self, start: int, stop: int) -> bytes:
+        """Stale rows [start, stop) as a JSON array (the report's entries)."""
+        return orjson.dumps(_entries(self._open, self._stale[start:stop]))
+
+    def stale_page(self, filters: Mapping[str, Any], offset: int, limit: int) -> StalePage:
+        """As PipelineViews.stale_page; a page asked before from this snapshot is not rendered again."""
+        wanted = tuple((f, filters[f]) for f in FILTERS if f in filters)
+        key = (wanted, offset, limit)
+        page = self._pages.get(key)
+        if page is None:
+            if len(self._pages) >= _PAGES_KEPT:
+                self._pages.clear()
+            page = self._pages[key] = self._page(wanted, offset, limit)
+        return page
+
+    def _page(self, wanted: tuple, offset: int, limit: int) -> StalePage:
+        if not wanted:
+            n = self.stale_count
+            return StalePage(n, offset, self.rows_json(min(offset, n), min(offset + limit, n)))
+        matches = self._matches.get(wanted)
+        if matches is None:
+            matches = self._matches[wanted] = self._match(dict(wanted))
+        chosen = matches[offset:offset + limit]
+        return StalePage(len(matches), offset, orjson.dumps(_entries(self._open, [self._stale[i] for i in chosen])))
+
+    def _match(self, wanted: dict) -> list[int]:
+        """Indexes of the stale rows with every wanted value (one pass, once per snapshot and filter)."""
+        checks = []
+        if "owner" in wanted:
+            checks.append((OWNER, wanted["owner"]))
+        if "team" in wanted:
+            checks.append((TEAM, wanted["team"]))
+        rows = self._stale
+        matches = [i for i, (_, _, row) in enumerate(rows) if all(row[f] == v for f, v in checks)]
+        if "level" in wanted:
+            levels = self._row_levels()
+            matches = [i for i in matches if levels[i] == wanted["level"]]
+        return matches
+
+    def _row_levels(self) -> list[int]:
+        if self._levels is None:
+            as_of, limits = self._open._as_of, [st.stale_after_us for st in self._open._config.stages]
+            self._levels = [stale_level(as_of - start, limits[row[STAGE]]) for start, _, row in self._stale]
+        return self._levels
+
+    def section(self) -> bytes:
+        """The pipeline's report section (SPEC 5), as JSON bytes (rendered whole: see render_section)."""
+        if self._section is None:
+            self._section = self._assemble([self.rows_json(0, self.stale_count)])
+        return self._section
+
+    async def render_section(self) -> bytes:
+        """section(), rendered RENDER_CHUNK rows per turn of the event loop."""
+        if self._section is None:
+            chunks = []
+            for start in range(0, self.stale_count, RENDER_CHUNK):
+                chunks.append(self.rows_json(start, min(start + RENDER_CHUNK, self.stale_count)))
+                await asyncio.sleep(0)
+            if self._section is None:           # another reader may have finished first
+                self._section = self._assemble(chunks)
+        return self._section
+
+    def _assemble(self, chunks: list[bytes]) -> bytes:
+        rows = b"[" + b",".join(c[1:-1] for c in chunks if len(c) > 2) + b"]"
+        return b"{" + _STALE_KEY + rows + (b"," + self.rest[1:] if len(self.rest) > 2 else b"}")
+
+
+def _entries(figures, stale: list[tuple]) -> list[dict]:
+    """The report's stale entries of some of an OpenFigures' stale leads."""
+    return replace(figures, _stale=stale).stale_entries()
+
+
+class FigureViews:
+    """Views' answers from this worker's ReportFigures (see the module docstring). `metrics`:
+    the pipeline gauges' text exposition of the same figures, made on first use."""
+
+    def __init__(self, figures: "ReportFigures", metrics: Callable[[], bytes] = bytes):
+        self.as_of = format_timestamp(figures.as_of)
+        self.data_quality: bytes = orjson.dumps(figures.data_quality)
+        self.pipelines = {name: FigurePipelineViews(name, p) for name, p in figures.pipelines.items()}
+        self._metrics_of = metrics
+        self._metrics: bytes | None = None
+        self._whole: bytes | None = None
+
+    @property
+    def metrics(self) -> bytes:
+        if self._metrics is None:
+            self._metrics = self._metrics_of()
+        return self._metrics
+
+    def report(self, pipeline: str | None = None) -> bytes:
+        """The SPEC 5 document (or its one-pipeline form) as JSON bytes, as Views.report."""
+        if pipeline is None and self._whole is not None:
+            return self._whole
+        names = list(self.pipelines) if pipeline is None else [pipeline]
+        body = b",".join(orjson.dumps(n) + b":" + self.pipelines[n].section() for n in names)
+        out = b'{"as_of":%s,"data_quality":%s,"pipelines":{%s}}' % (orjson.dumps(self.as_of), self.data_quality, body)
+        if pipeline is None:
+            self._whole = out
+        return out
+
+    async def render_report(self, pipeline: str | None = None) -> bytes:
+        """report(), its stale rows rendered a chunk per turn of the event loop."""
+        for name in (list(self.pipelines) if pipeline is None else [pipeline]):
+            await self.pipelines[name].render_section()
+        return self.report(pipeline)

@@ -136,7 +136,9 @@ class Dashboard:
             return error
         views = snap.views
         forks = list(FORK_SECONDS)
-        build = {"seconds": round(snap.build_seconds, 4), "builds": self.snapshots.builds,
+        builds = self.snapshots.builds
+        build = {"seconds": round(snap.build_seconds, 4), "builds": builds,
+                 "seconds_mean": round(self.snapshots.build_seconds_total / builds, 4) if builds else None,
                  "fork_ms_last": round(forks[-1] * 1000, 2) if forks else None,
                  "fork_ms_p50": round(sorted(forks)[len(forks) // 2] * 1000, 2) if forks else None,
                  "fork_ms_max": round(max(forks) * 1000, 2) if forks else None, "forks": len(forks)}

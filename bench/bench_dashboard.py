@@ -231,7 +231,8 @@ def main() -> int:
             section = data["section"]
             print(f"worker holds: {section['open']['count']:,} open leads, "
                   f"{section['stale_summary']['total']:,} stale; snapshot build {data['build']['seconds'] * 1000:.0f} ms "
-                  f"(in a forked child; fork held the loop {data['build']['fork_ms_last']} ms)", flush=True)
+                  f"({'in process' if not data['build']['forks'] else 'forked: the fork held the loop %s ms' % data['build']['fork_ms_last']}; "
+                  f"the first build takes every partition's sums whole)", flush=True)
 
             sizes = {p: len(get(w.url(p))[0]) for p in ("/report", "/dashboard/data", "/dashboard/stale")}
             renders = first_render(w.url("/"), args.renders, cold_wait=5.5)

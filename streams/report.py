@@ -59,9 +59,10 @@ class ReportFigures:
     data_quality: dict
     pipelines: dict[str, PipelineFigures]
 
-    def document(self) -> dict:
+    def document(self, only_pipeline: str | None = None) -> dict:
         return {"as_of": format_timestamp(self.as_of), "data_quality": self.data_quality,
-                "pipelines": {name: p.document() for name, p in self.pipelines.items()}}
+                "pipelines": {name: p.document() for name, p in self.pipelines.items()
+                              if only_pipeline is None or name == only_pipeline}}
 
 
 def build_figures(engine: PulseEngine, as_of: int, only_pipeline: str | None = None) -> ReportFigures:

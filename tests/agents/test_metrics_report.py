@@ -210,8 +210,8 @@ def test_the_document_is_built_once_per_scrape_or_reused_for_cache_seconds(tmp_p
     config = load_config(str(path))
     w = Worker(config)
     built = []
-    merged = w.live.merged_engine
-    w.live.merged_engine = lambda: built.append(1) or merged()
+    own = w.live.own_figures
+    w.live.own_figures = lambda: built.append(1) or own()
     collector = PulseCollector(w.live, w.stats, metrics_options(config), clock="event")
     clock = [100.0]
     collector.monotonic = lambda: clock[0]

@@ -12,10 +12,11 @@ import orjson
 import pytest
 
 from pulse.agents.snapshot import ForkedBuildError, Snapshots, run_forked
-from pulse.agents.views import MAX_PAGE, Views, encode_views
+from pulse.agents.views import MAX_PAGE, RENDER_CHUNK, FigureViews, Views, encode_views
 from pulse.agents.web import BadRequest, parse_stale_query
 from pulse.config import load_config
-from pulse.streams.report import build_report
+from pulse.streams.engine import PulseEngine
+from pulse.streams.report import build_figures, build_report
 
 DEMO = importlib.resources.files("pulse") / "samples" / "demo.jsonl"
 
@@ -24,6 +25,34 @@ DEMO = importlib.resources.files("pulse") / "samples" / "demo.jsonl"
 def report() -> dict:
     lines = [line for line in DEMO.read_bytes().split(b"\n") if line.strip()]
     return build_report(lines, load_config(None))
+
+
+@pytest.fixture(scope="module")
+def figures():
+    """The demo's report figures (what `FigureViews`, this worker's own snapshot, is made of)."""
+    engine = PulseEngine(load_config(None))
+    for line in DEMO.read_bytes().split(b"\n"):
+        if line.strip():
+            engine.ingest(line)
+    return build_figures(engine, engine.default_as_of(0))
+
+
+@pytest.fixture(params=["encoded", "figures"])
+def views_of(request, report, figures):
+    """Both forms of a snapshot's views (agents/views.py) of the demo's report."""
+    if request.param == "encoded":
+        return lambda: Views.decode(encode_views(report))
+    return lambda: FigureViews(figures, metrics=lambda: b"# gauges")
+
+
+def test_figure_views_render_the_report_as_the_document(report, figures, monkeypatch):
+    monkeypatch.setattr("pulse.agents.views.RENDER_CHUNK", 7)       # several chunks over the demo's stale leads
+    views = FigureViews(figures, metrics=lambda: b"# gauges")
+    whole = asyncio.run(views.render_report())
+    assert orjson.loads(whole) == report and views.report() is whole
+    assert orjson.loads(asyncio.run(FigureViews(figures).render_report("default"))) == report
+    assert views.metrics == b"# gauges" and RENDER_CHUNK > 7
+    assert views.report() == Views.decode(encode_views(report)).report()     # byte for byte
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +67,15 @@ def test_views_give_back_the_report_whole_and_per_pipeline(two_pipelines):
     views = Views.decode(encode_views(two_pipelines))
     assert orjson.loads(views.report()) == two_pipelines
     assert views.report() is views.report()                     # assembled once per snapshot
+    assert asyncio.run(views.render_report("other")) == views.report("other")
     for name in ("default", "other"):
         one = orjson.loads(views.report(name))
         assert one == {**two_pipelines, "pipelines": {name: two_pipelines["pipelines"][name]}}
 
 
-def test_summary_is_the_section_without_stale_plus_its_counts(report):
+def test_summary_is_the_section_without_stale_plus_its_counts(report, views_of):
     section = report["pipelines"]["default"]
-    summary = orjson.loads(Views.decode(encode_views(report)).pipelines["default"].summary)
+    summary = orjson.loads(views_of().pipelines["default"].summary)
     stale = section["stale"]
     facts = summary.pop("stale_summary")
     assert summary == {k: v for k, v in section.items() if k != "stale"}
@@ -57,9 +87,9 @@ def test_summary_is_the_section_without_stale_plus_its_counts(report):
         [None] if any(s["team"] is None for s in stale) else [])
 
 
-def test_stale_pages_match_filtering_the_report(report):
+def test_stale_pages_match_filtering_the_report(report, views_of):
     stale = report["pipelines"]["default"]["stale"]
-    view = Views.decode(encode_views(report)).pipelines["default"]
+    view = views_of().pipelines["default"]
     owners = sorted({s["owner"] for s in stale if s["owner"]})[:3] + [None, "nobody"]
     teams = sorted({s["team"] for s in stale if s["team"]}) + [None]
     cases = [{}] + [{"owner": o} for o in owners] + [{"team": t} for t in teams] + [{"level": n} for n in (1, 2, 3)]
@@ -97,12 +127,12 @@ def make_snapshots(report, clock, token=None, fail=None):
     gate = asyncio.Event()
     gate.set()
 
-    async def build() -> bytes:
+    async def build() -> Views:
         calls.append(clock.now)
         await gate.wait()
         if fail:
             raise fail
-        return encode_views(report)
+        return Views.decode(encode_views(report))
     return Snapshots(build, fresh_s=2.0, max_age_s=5.0, clock=clock, token=token), calls, gate
 
 
