@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from array import array
-from collections import Counter
 from dataclasses import dataclass, replace
-from operator import itemgetter
 from typing import Any, Callable, Mapping
 
 import msgspec
@@ -34,7 +32,6 @@ import orjson
 
 from pulse.schemas.timestamps import format_timestamp
 from pulse.streams.open_index import OWNER, STAGE, TEAM
-from pulse.streams.staleness import stale_level
 
 if TYPE_CHECKING := False:
     from pulse.streams.report import PipelineFigures, ReportFigures
@@ -232,15 +229,16 @@ class FigurePipelineViews:
         self._stale = figures.open._stale               # (stay_start, lead_id, row), in the report's order
         rest = {k: v for k, v in figures.section.items() if k != "stale"}
         self.rest: bytes = orjson.dumps(rest)
-        rows = [row for _, _, row in self._stale]
         levels = {str(level): 0 for level in (1, 2, 3)}
         for (_, level), n in self._open.stale_by_level.items():
             levels[str(level)] += n
+        # The open segments count each value's stale leads already, in the facets' order (by value, null last).
+        segments = rest["open"]["segments"]
         self.summary: bytes = orjson.dumps({**rest, "stale_summary": {
             "total": len(self._stale),
             "by_level": levels,
-            "owners": _facet([], Counter(map(itemgetter(OWNER), rows))),
-            "teams": _facet([], Counter(map(itemgetter(TEAM), rows))),
+            "owners": [[e["value"], e["stale"]] for e in segments["owner"] if e["stale"]],
+            "teams": [[e["value"], e["stale"]] for e in segments["team"] if e["stale"]],
         }})
         self._matches: dict[tuple, list[int]] = {}
         self._pages: dict[tuple, StalePage] = {}
@@ -278,22 +276,23 @@ class FigurePipelineViews:
 
     def _match(self, wanted: dict) -> list[int]:
         """Indexes of the stale rows with every wanted value (one pass, once per snapshot and filter)."""
-        checks = []
-        if "owner" in wanted:
-            checks.append((OWNER, wanted["owner"]))
-        if "team" in wanted:
-            checks.append((TEAM, wanted["team"]))
-        rows = self._stale
-        matches = [i for i, (_, _, row) in enumerate(rows) if all(row[f] == v for f, v in checks)]
+        stale = self._stale
+        matches: list[int] | range = range(len(stale))
+        for name, field in (("owner", OWNER), ("team", TEAM)):
+            if name in wanted:
+                value = wanted[name]
+                matches = [i for i in matches if stale[i][2][field] == value]
         if "level" in wanted:
-            levels = self._row_levels()
-            matches = [i for i in matches if levels[i] == wanted["level"]]
-        return matches
+            levels, level = self._row_levels(), wanted["level"]
+            matches = [i for i in matches if levels[i] == level]
+        return list(matches)
 
     def _row_levels(self) -> list[int]:
-        if self._levels is None:
-            as_of, limits = self._open._as_of, [st.stale_after_us for st in self._open._config.stages]
-            self._levels = [stale_level(as_of - start, limits[row[STAGE]]) for start, _, row in self._stale]
+        if self._levels is None:                # stale_level, inlined: level k when stay_start < T - k × limit
+            as_of, limits = self._open._as_of, [st.stale_after_us or 0 for st in self._open._config.stages]
+            cut2, cut3 = [as_of - 2 * limit for limit in limits], [as_of - 3 * limit for limit in limits]
+            self._levels = [3 if start < cut3[row[STAGE]] else 2 if start < cut2[row[STAGE]] else 1
+                            for start, _, row in self._stale]
         return self._levels
 
     def section(self) -> bytes:
