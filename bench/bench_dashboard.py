@@ -110,7 +110,7 @@ def first_render(url: str, rounds: int, cold_wait: float) -> dict:
 
 
 async def viewer(base: str, stop: asyncio.Event, counts: dict) -> None:
-    """What the page does: one SSE stream; on each new snapshot, its data and a stale page."""
+    """What the page does: one SSE stream; on each new snapshot, its data with a stale page (one request)."""
     import aiohttp
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as s:
         async with s.get(f"{base}/dashboard/events") as stream:
@@ -121,8 +121,7 @@ async def viewer(base: str, stop: asyncio.Event, counts: dict) -> None:
                     if line.startswith("event: "):
                         event = line[7:]
                     elif line.startswith("data: ") and event == "snapshot":
-                        for path in ("/dashboard/data?pipeline=default",
-                                     "/dashboard/stale?pipeline=default&offset=0&limit=25"):
+                        for path in ("/dashboard/data?pipeline=default&offset=0&limit=25",):
                             async with s.get(base + path) as r:
                                 await r.read()
                                 counts["requests"] += 1

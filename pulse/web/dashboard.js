@@ -1,7 +1,8 @@
 /* Pipeline Pulse dashboard: plain JS, no dependencies, nothing loaded from elsewhere.
  *
- * Data: GET /dashboard/data (one pipeline's report section without its stale list, and the
- * stale counts), GET /dashboard/stale (a page of stale leads), and the server-sent events
+ * Data: GET /dashboard/data (one pipeline's report section without its stale list, the stale
+ * counts, and the stale page shown: one request per refresh), GET /dashboard/stale (another
+ * page of stale leads: filters, paging), and the server-sent events
  * of /dashboard/events: `snapshot` when new figures are ready, `alert` for each alert.
  * Every figure carries data-field (its path in GET /report) and data-value (the raw JSON
  * value), so what is shown can be checked against the report.
@@ -103,7 +104,8 @@
     if (state.loading) { state.again = true; return state.loading; }
     state.loading = (async () => {
       try {
-        const data = await getJSON(`/dashboard/data?pipeline=${encodeURIComponent(state.pipeline || "")}`);
+        // the figures and the stale page shown, in one request per refresh
+        const data = await getJSON(`/dashboard/data?${staleQuery(state.pipeline || "")}`);
         state.data = data;
         state.version = data.version;
         state.receivedAt = performance.now() / 1000 - data.age_s;
@@ -111,7 +113,8 @@
         if (!state.window || !data.windows.includes(state.window)) state.window = data.windows[0];
         renderControls();
         render();
-        await loadStale();
+        if (data.pipeline === state.pipeline) renderStale(data.stale);
+        else await loadStale();                 // the pipeline was switched meanwhile
         showError(null);
       } catch (e) {
         showError(e.message);
@@ -123,10 +126,13 @@
     return state.loading;
   }
 
+  function staleQuery(pipeline) {
+    return new URLSearchParams({pipeline: pipeline, filters: JSON.stringify(state.filters),
+                                offset: String(state.offset), limit: String(PAGE)});
+  }
+
   async function loadStale() {
-    const q = new URLSearchParams({pipeline: state.pipeline, filters: JSON.stringify(state.filters),
-                                   offset: String(state.offset), limit: String(PAGE)});
-    const body = await getJSON(`/dashboard/stale?${q}`);
+    const body = await getJSON(`/dashboard/stale?${staleQuery(state.pipeline)}`);
     renderStale(body.page);
   }
 

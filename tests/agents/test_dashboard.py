@@ -181,6 +181,11 @@ def test_dashboard_shows_the_report_and_follows_live_events(broker, tmp_path, ch
     errors: list[str] = []
     try:
         report = worker.get_json("/report")
+        # one request per refresh: the figures and the stale page shown (filters as /dashboard/stale takes them)
+        both = worker.get_json("/dashboard/data?pipeline=default&filters=%7B%22level%22%3A3%7D&offset=2&limit=5")
+        level3 = [s for s in report["pipelines"]["default"]["stale"] if s["level"] == 3]
+        assert both["stale"] == {"total": len(level3), "offset": 2, "limit": 5, "rows": level3[2:7]}
+        assert both["section"]["stale_summary"]["by_level"]["3"] == len(level3) > 7
         page = open_page(chromium, worker, WIDE, errors)
         # the alerts: every worker's, from the notifications topic, newest first (50 at most)
         raised = read_alerts(broker, worker.prefix)
