@@ -46,10 +46,12 @@ log = logging.getLogger("pulse.worker")
 
 __all__ = ["Snapshot", "Snapshots", "run_forked", "ForkedBuildError"]
 
-# A snapshot this young is served without a rebuild (the refresh interval): 3 s keeps a page
-# within 5 s of the state (3 s, plus a build, plus the page's fetch), with a third fewer builds
-# than 2 s (a forked build, with peers, costs the worker its copy-on-write faults: ~25,000 pages).
-FRESH_S = 3.0
+# A snapshot this young is served without a rebuild (the refresh interval): 4 s keeps a page
+# within 5 s of the state (4 s, plus a build of ~10-30 ms, plus the page's fetch). While pages
+# are open the worker builds once per interval: in process that costs ~4 ms plus ~2 ms per
+# 1,000 events since the last build at 130,000 leads (bench/README.md), so the interval sets
+# the fixed part; a forked build (with peers) also costs the worker its copy-on-write faults.
+FRESH_S = 4.0
 MAX_AGE_S = 5.0     # never served older than this: readers wait for the build instead
 IDLE_MAX_S = 30.0   # an unchanged state (same token) is re-confirmed without a build for this long
 _CAN_FORK = hasattr(os, "fork") and sys.platform.startswith("linux")

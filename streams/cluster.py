@@ -5,7 +5,7 @@ partitions), kept up to date between reports instead of merged for each one.
 every day bucket of every engine and walking every group of open leads: ~0.2 s at
 130,000 leads, too long for the event loop, hence a forked child per build before.
 `ClusterFigures` keeps the cross-engine sums between calls (window_totals.py: day
-buckets and windows; open_totals.py: the open leads' groups) and takes from each engine
+buckets and windows; open_sums.py: the open leads) and takes from each engine
 only what changed since its previous call, so a call costs in what changed (and in the
 stale leads at T), not in the leads held.
 
@@ -24,7 +24,7 @@ from pulse.schemas.types import REASONS
 
 from .engine import PulseEngine
 from .open_index import OpenFigures, OpenIndex
-from .open_totals import OpenLeadTotals
+from .open_sums import OpenSums
 from .report import ReportFigures, build_figures
 from .window_totals import DealTotals, FlowTotals
 
@@ -40,7 +40,7 @@ class _PipelineView:
         self.config = config
         self.flow = FlowTotals(len(config.stages))
         self.deals = DealTotals()
-        self.open_totals = OpenLeadTotals(config)
+        self.open_totals = OpenSums(config)
         self.implicit_creates = 0
         self.indexes: list[OpenIndex] = []
 
