@@ -31,7 +31,6 @@ from pulse.schemas.timestamps import format_timestamp
 from .deals import DIMENSIONS, sort_values
 from .exact import FIXED_CACHE, to_fixed
 from .open_pipeline import OpenPipeline
-from .staleness import stale_level
 from .windows import DAY_US
 
 if TYPE_CHECKING:
@@ -208,25 +207,41 @@ class OpenFigures:
         stages = self._config.stages
         return {(stages[stage].name, level): n for (stage, level), n in self.stale_by_level.items()}
 
-    def stale_entries(self) -> list[dict]:
-        """SPEC 5's `stale` list: age descending, then lead_id."""
+    def stale_entries(self, start: int = 0, stop: int | None = None) -> list[dict]:
+        """SPEC 5's `stale` list (age descending, then lead_id), or its entries [start:stop]."""
         as_of, stages = self._as_of, self._config.stages
-        limits = [st.stale_after_us for st in self._config.stages]
+        # per stage: its name, stale_after_days and the cuts of levels 2 and 3 (stay_start < T - k × limit)
+        consts = [None if st.stale_after_us is None else
+                  (st.name, st.stale_after_us / DAY_US, as_of - 2 * st.stale_after_us, as_of - 3 * st.stale_after_us)
+                  for st in stages]
+        since = _SINCE_TEXT.get
+        if len(_SINCE_TEXT) > _SINCE_TEXT_MAX:
+            _SINCE_TEXT.clear()
         entries = []
-        for stay_start, lead_id, row in self._stale:
-            age, limit = as_of - stay_start, limits[row[STAGE]]
+        for stay_start, lead_id, row in self._stale[start:stop]:
+            name, stale_after_days, cut2, cut3 = consts[row[STAGE]]
             entries.append({
                 "lead_id": lead_id,
-                "stage": stages[row[STAGE]].name,
-                "since": format_timestamp(stay_start),
-                "age_days": age / DAY_US,
-                "stale_after_days": limit / DAY_US,
-                "level": stale_level(age, limit),
+                "stage": name,
+                "since": since(stay_start) or _since_text(stay_start),
+                "age_days": (as_of - stay_start) / DAY_US,
+                "stale_after_days": stale_after_days,
+                "level": 3 if stay_start < cut3 else 2 if stay_start < cut2 else 1,     # stale_level, inlined
                 "owner": row[OWNER],
                 "team": row[TEAM],
                 "amount": row[AMOUNT],
             })
         return entries
+
+
+# format_timestamp per stay start: a stale lead is listed in report after report
+_SINCE_TEXT: dict[int, str] = {}
+_SINCE_TEXT_MAX = 1 << 17
+
+
+def _since_text(stay_start: int) -> str:
+    text = _SINCE_TEXT[stay_start] = format_timestamp(stay_start)
+    return text
 
 
 def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int,
