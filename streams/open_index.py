@@ -82,7 +82,7 @@ def _is_live(held: dict, stage: int, stay_start: int, lead_id: str) -> bool:
 class OpenIndex:
     """The open leads of one pipeline (or one partition's share of it), by group and by stay."""
 
-    __slots__ = ("held", "groups", "stays", "_limits")
+    __slots__ = ("held", "groups", "stays", "_limits", "changed")
 
     def __init__(self, pipeline: PipelineConfig):
         self._limits = [st.stale_after_us for st in pipeline.stages]
@@ -91,6 +91,9 @@ class OpenIndex:
         self.groups: dict[tuple, tuple[list[int], list[int]]] = {}
         # per stage with a stale limit: (stay_start, lead_id) of its open leads, in order
         self.stays: list[_Stays | None] = [None if limit is None else _Stays() for limit in self._limits]
+        # the lead ids whose entry changed since the reader's last read (OpenSums, open_stale.py);
+        # None while no reader asked (nothing kept: `pulse report`, a worker without dashboard)
+        self.changed: set[str] | None = None
 
     @classmethod
     def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
@@ -130,6 +133,8 @@ class OpenIndex:
         else:
             new = None
             del held[lead_id]
+        if self.changed is not None:
+            self.changed.add(lead_id)
         if old is None or new is None or old[OWNER:AMOUNT] != new[OWNER:AMOUNT]:
             if old is not None:
                 self._count(old, -1)
@@ -155,6 +160,8 @@ class OpenIndex:
                                   if (row := held.get(k[1])) is not None and row[STAGE] == stage
                                   and row[STAY_START] == k[0]]
                     stays.dead = 0
+                    if self.changed is not None and len(self.changed) > len(held):
+                        self.changed = None     # a reader gone or rare: it reads the index whole again
         if new is not None:
             stays = self.stays[new[STAGE]]
             if stays is not None:

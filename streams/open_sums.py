@@ -10,32 +10,24 @@ and exact amount per stage) and, at each read, adds only what changed since the 
   per-event path nothing (no change marks in OpenIndex);
 - an index read for the first time is added whole; one no longer given, subtracted whole
   (indexes are told apart by identity: the reader keeps them alive);
-- the stale leads depend on T, so they are read per call: per (index, stage) the stale
-  prefix of its stays (bisection), the live ones kept, their levels counted by bisection
-  within the run, the runs merged in one sort (timsort merges sorted runs).
+- the stale leads (they depend on T) are kept by StaleLeads (open_stale.py): a read costs
+  per lead changed and per stay that went stale since the last, not per stale lead.
 
 `figures()` equals `open_figures(indexes, pipeline, as_of)`, field by field.
 Pure: no clock, no I/O. Not thread-safe; one reader object per set of indexes.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter
-from operator import itemgetter
 from typing import Sequence
 
 from pulse.schemas.config import PipelineConfig
 
 from .deals import DIMENSIONS, sort_values
-from .open_index import OWNER, SOURCE, STAGE, STAY_START, TEAM, OpenFigures, OpenIndex
+from .open_index import OpenFigures, OpenIndex
 from .open_pipeline import OpenPipeline
+from .open_stale import StaleLeads
 
 __all__ = ["OpenSums"]
-
-_LEAD_ID = itemgetter(1)
-_ROW = itemgetter(2)
-_STAY_ORDER = itemgetter(0, 1)
-_DIMENSION_FIELDS = tuple(map(itemgetter, (OWNER, TEAM, SOURCE)))
 
 
 class _Sum:
@@ -55,32 +47,21 @@ class OpenSums:
     def __init__(self, pipeline: PipelineConfig) -> None:
         self._pipeline = pipeline
         self._n = len(pipeline.stages)
-        self._limits = [st.stale_after_us for st in pipeline.stages]
         # id(index) -> (index, {group key: (counts, amounts) as last added})
         self._added: dict[int, tuple[OpenIndex, dict[tuple, tuple[list[int], list[int]]]]] = {}
         self._total = _Sum(self._n)
         self._by_value: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)    # value -> _Sum
         self._order: list[list | None] = [None for _ in DIMENSIONS]         # sort_values of a dimension's values
+        self._stale = StaleLeads(pipeline)
 
     def figures(self, indexes: Sequence[OpenIndex], as_of: int) -> OpenFigures:
         """== open_figures(indexes, pipeline, as_of): every field, the stale order included."""
         self._catch_up(indexes)
+        self._stale.catch_up(indexes, as_of)
         n, pipeline = self._n, self._pipeline
-        by_stage = [0] * n
-        by_level = {(stage, level): 0 for stage, limit in enumerate(self._limits) if limit is not None
-                    for level in (1, 2, 3)} if indexes else {}
-        stale: list[tuple] = []
-        for index in indexes:
-            self._stale_of_index(index, as_of, stale, by_stage, by_level)
-        try:
-            stale.sort()        # the runs, merged: (stay_start, lead_id), age descending, then lead_id
-        except TypeError:       # a lead in two indexes (they must be disjoint): rows were compared
-            stale = []
-            for index in indexes:
-                self._stale_of_index(index, as_of, stale, [0] * n, {})
-            stale.sort(key=_STAY_ORDER)
-        stale_rows = list(map(_ROW, stale))
-        stale_of = [Counter(map(field, stale_rows)) for field in _DIMENSION_FIELDS]
+        by_stage, by_level = self._stale.by_stage_level(n, as_of, bool(indexes))
+        stale = self._stale.ordered[:]          # the figures' own: the kept list changes at the next read
+        stale_of = self._stale.per_value
         total = OpenPipeline(n)
         total.count = self._total.counts[:]
         total.amount = self._total.amounts[:]
@@ -159,31 +140,3 @@ class OpenSums:
             if not any(value_counts):           # no open lead has the value: no entry (as open_figures)
                 del by_value[value]
                 self._order[d] = None
-
-    def _stale_of_index(self, index: OpenIndex, as_of: int, stale: list[tuple],
-                        by_stage: list[int], by_level: dict[tuple[int, int], int]) -> None:
-        """Add the index's stale leads to `stale` as (stay_start, lead_id, row), one sorted run
-        per stage, and count them by stage and level."""
-        get = index.held.get
-        for stage, stays in enumerate(index.stays):
-            if stays is None:
-                continue
-            limit = self._limits[stage]
-            cut = as_of - limit                                         # stale: stay_start < T - limit
-            keys = stays.keys
-            if stays.ordered:
-                prefix = keys[:bisect_left(keys, (cut,))]
-            else:                                                       # OpenIndex.of: unsorted
-                prefix = sorted(k for k in keys if k[0] < cut)
-            run = [(start, lead_id, row) for (start, lead_id), row in zip(prefix, map(get, map(_LEAD_ID, prefix)))
-                   if row is not None and row[STAGE] == stage and row[STAY_START] == start]   # skip ended stays
-            if not run:
-                continue
-            at_3 = bisect_left(run, (as_of - 3 * limit,))              # level k: stay_start < T - k × limit
-            at_2 = bisect_left(run, (as_of - 2 * limit,))
-            by_stage[stage] += len(run)
-            if by_level:
-                by_level[(stage, 3)] += at_3
-                by_level[(stage, 2)] += at_2 - at_3
-                by_level[(stage, 1)] += len(run) - at_2
-            stale += run

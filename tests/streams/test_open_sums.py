@@ -51,7 +51,7 @@ _changes = st.tuples(
     st.booleans() | st.just(True),          # open, more often than not
 )
 _reads = st.tuples(
-    st.integers(0, 80 * HOUR_US),           # T - BASE_US
+    st.integers(-2, 12).map(lambda h: h * HOUR_US) | st.integers(-2 * HOUR_US, 12 * HOUR_US),  # T's move, forward more often
     st.lists(st.integers(0, 3), max_size=4, unique=True),      # the indexes given (3: one built at once)
 )
 _steps = st.lists(st.one_of(st.tuples(st.just("change"), _changes), st.tuples(st.just("read"), _reads)),
@@ -83,6 +83,7 @@ def _check_reads(pipeline, steps) -> None:
     indexes = [OpenIndex(pipeline) for _ in range(3)]
     leads: dict[str, _Lead] = {}
     sums = OpenSums(pipeline)
+    as_of = BASE_US
     for kind, step in steps:
         if kind == "change":
             i, lead, stage, start, owner, team, source, amount, is_open = step
@@ -90,10 +91,10 @@ def _check_reads(pipeline, steps) -> None:
             leads[lead_id] = _Lead(lead_id, stage % n, BASE_US + start * HOUR_US, owner, team, source, amount, is_open)
             indexes[i].update(leads[lead_id])
             continue
-        t, chosen = step
+        move, chosen = step
         built = OpenIndex.of(pipeline, [lead for lead in leads.values() if lead.is_open and lead.lead_id[0] == "0"])
         given_ = [built if k == 3 else indexes[k] for k in chosen if k != 0 or 3 not in chosen]   # disjoint
-        as_of = BASE_US + t
+        as_of += move
         _assert_same(sums.figures(given_, as_of), open_figures(given_, pipeline, as_of))
 
 
@@ -148,3 +149,30 @@ def test_stale_entries_by_slices_equal_the_whole_list(limits, changes, t, start,
     assert all(entry["level"] >= 1 for entry in entries)
     assert figures.stale_entries(start, stop) == expected[start:stop]
     assert figures.stale_entries(start) == expected[start:]
+
+
+def test_a_stale_lead_moved_t_going_back_and_two_readers_of_one_index():
+    """Hand-made: a stale lead's new stay in another stage, stale by the next read; T going
+    back (leads no longer stale); two readers of one index (each takes the other's changes)."""
+    pipeline = _pipeline([3600, 7200, None])
+    index = OpenIndex(pipeline)
+    first, second = OpenSums(pipeline), OpenSums(pipeline)
+
+    def check(as_of: int) -> None:
+        for sums in (first, second, first):
+            _assert_same(sums.figures([index], as_of), open_figures([index], pipeline, as_of))
+
+    index.update(_Lead("L1", 0, BASE_US, "o1", None, None, 1.0, True))
+    index.update(_Lead("L2", 0, BASE_US + HOUR_US, "o2", None, None, 2.0, True))
+    check(BASE_US + 2 * HOUR_US)                        # L1 stale; L2 at its cut: not yet
+    check(BASE_US + 2 * HOUR_US + 1)                    # L2 too: one microsecond later
+    assert first.figures([index], BASE_US + 2 * HOUR_US + 1).stale_by_stage == [2, 0, 0]
+    index.update(_Lead("L1", 1, BASE_US + HOUR_US, "o1", None, None, 1.0, True))
+    check(BASE_US + 3 * HOUR_US + 1)                    # L1's new stay crossed its cut; L2 stale
+    assert first.figures([index], BASE_US + 3 * HOUR_US + 1).stale_by_stage == [1, 1, 0]
+    check(BASE_US + HOUR_US)                            # T back: none stale
+    assert first.figures([index], BASE_US + HOUR_US).stale_by_stage == [0, 0, 0]
+    index.update(_Lead("L2", 0, BASE_US + HOUR_US, "o2", None, None, 2.0, False))
+    check(BASE_US + 9 * HOUR_US)
+    assert first.figures([index], BASE_US + 9 * HOUR_US).segments["owner"] == [
+        {"value": "o1", "count": 1, "amount": 1.0, "weighted_amount": 0.25, "stale": 1}]
