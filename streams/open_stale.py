@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import itemgetter, lt
 from typing import Sequence
 
 from pulse.schemas.config import PipelineConfig
@@ -28,6 +29,8 @@ from .open_index import OWNER, SOURCE, STAGE, STAY_START, TEAM, OpenIndex
 __all__ = ["StaleLeads"]
 
 _STAY_ORDER = itemgetter(0, 1)
+_ROW_STAY_START = itemgetter(STAY_START)
+_CLOSED = (0, 1 << 80)      # the row of a lead no longer held: its "stay start" never stale
 _BULK = 64          # more stay starts than this at once: appended, then sorted (timsort merges the runs)
 
 
@@ -48,6 +51,8 @@ class StaleLeads:
 
     def __init__(self, pipeline: PipelineConfig) -> None:
         self._limits = [st.stale_after_us for st in pipeline.stages]
+        # the shortest limit: no stay that started at or after T - it is stale
+        self._first_cut = min((limit for limit in self._limits if limit is not None), default=None)
         self._read: dict[int, _Read] = {}           # id(index) -> _Read
         self.ordered: list[tuple] = []              # (stay_start, lead_id, row): the report's order
         # per stage that can go stale: its stale leads' stay starts, sorted (levels by bisection)
@@ -118,17 +123,21 @@ class StaleLeads:
                     self._add(entries, (start, lead_id, row))
 
     def _reread(self, read: _Read, changed: set[str], as_of: int) -> None:
-        """Take the current entry of each changed lead: out of the set, and back in if stale."""
+        """Take the current entry of each changed lead: out of the set, and back in if stale.
+        Most changed leads are in a stay that just began: passed over in C (no stay start
+        before T - the shortest limit), the rest looked at one by one."""
         entries, held, limits = read.entries, read.index.held, self._limits
-        for lead_id in changed:
-            old = entries.pop(lead_id, None)
-            if old is not None:
-                self._remove(old)
-            row = held.get(lead_id)
-            if row is not None:
-                limit = limits[row[STAGE]]
-                if limit is not None and row[STAY_START] < as_of - limit:
-                    self._add(entries, (row[STAY_START], lead_id, row))
+        for lead_id in entries.keys() & changed:
+            self._remove(entries.pop(lead_id))
+        if self._first_cut is None:
+            return
+        changed = list(changed)
+        rows = list(map(held.get, changed, repeat(_CLOSED)))
+        may_be_stale = map(lt, map(_ROW_STAY_START, rows), repeat(as_of - self._first_cut))
+        for lead_id, row in compress(zip(changed, rows), may_be_stale):
+            limit = limits[row[STAGE]]
+            if limit is not None and row[STAY_START] < as_of - limit:
+                self._add(entries, (row[STAY_START], lead_id, row))
 
     def _forget(self, read: _Read, detach: bool) -> None:
         """Take an index's stale leads out (and stop its change marks: no reader any more)."""
@@ -183,7 +192,7 @@ class StaleLeads:
     def _remove(self, entry: tuple) -> None:
         if self._added.pop(id(entry), None) is None:                   # else: added and removed in one catch-up
             ordered = self.ordered
-            i = bisect_left(ordered, entry[:2], key=_STAY_ORDER)
+            i = bisect_left(ordered, entry[:2])                         # (start, id) < (start, id, row)
             while ordered[i] is not entry:                              # equal keys: only with indexes not disjoint
                 i += 1
             del ordered[i]
@@ -193,8 +202,9 @@ class StaleLeads:
 
     def _count(self, entry: tuple, sign: int) -> None:
         row = entry[2]
-        for counter, value in zip(self.per_value, (row[OWNER], row[TEAM], row[SOURCE])):
-            n = counter[value] + sign
+        owners, teams, sources = self.per_value
+        for counter, value in ((owners, row[OWNER]), (teams, row[TEAM]), (sources, row[SOURCE])):
+            n = counter.get(value, 0) + sign
             if n:
                 counter[value] = n
             else:
