@@ -18,6 +18,7 @@ Pure: no clock, no I/O. Not thread-safe; one reader object per set of indexes.
 """
 from __future__ import annotations
 
+from operator import add, sub
 from typing import Sequence
 
 from pulse.schemas.config import PipelineConfig
@@ -33,11 +34,10 @@ __all__ = ["OpenSums"]
 class _Sum:
     """Open leads and their exact amount per stage, of one value (or of all)."""
 
-    __slots__ = ("counts", "amounts", "totals")
+    __slots__ = ("sums", "totals")
 
     def __init__(self, n: int) -> None:
-        self.counts = [0] * n
-        self.amounts = [0] * n
+        self.sums = [0] * (2 * n)               # open leads per stage, then their exact amount per stage
         self.totals: dict | None = None        # OpenPipeline.totals of these sums, until they change
 
 
@@ -47,8 +47,8 @@ class OpenSums:
     def __init__(self, pipeline: PipelineConfig) -> None:
         self._pipeline = pipeline
         self._n = len(pipeline.stages)
-        # id(index) -> (index, {group key: (counts, amounts) as last added})
-        self._added: dict[int, tuple[OpenIndex, dict[tuple, tuple[list[int], list[int]]]]] = {}
+        # id(index) -> (index, {group key: its counts + amounts per stage, as last added})
+        self._added: dict[int, tuple[OpenIndex, dict[tuple, list[int]]]] = {}
         self._total = _Sum(self._n)
         self._by_value: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)    # value -> _Sum
         self._order: list[list | None] = [None for _ in DIMENSIONS]         # sort_values of a dimension's values
@@ -62,9 +62,7 @@ class OpenSums:
         by_stage, by_level = self._stale.by_stage_level(n, as_of, bool(indexes))
         stale = self._stale.ordered[:]          # the figures' own: the kept list changes at the next read
         stale_of = self._stale.per_value
-        total = OpenPipeline(n)
-        total.count = self._total.counts[:]
-        total.amount = self._total.amounts[:]
+        total = self._open_pipeline(self._total)
         segments = {}
         for d, (dim, by_value, stale_counts) in enumerate(zip(DIMENSIONS, self._by_value, stale_of)):
             order = self._order[d]
@@ -76,67 +74,51 @@ class OpenSums:
 
     def _totals(self, of_value: _Sum) -> dict:
         if of_value.totals is None:
-            sums = OpenPipeline(self._n)
-            sums.count, sums.amount = of_value.counts, of_value.amounts
-            of_value.totals = sums.totals(self._pipeline)
+            of_value.totals = self._open_pipeline(of_value).totals(self._pipeline)
         return of_value.totals
+
+    def _open_pipeline(self, of: _Sum) -> OpenPipeline:
+        n = self._n
+        sums = OpenPipeline(n)
+        sums.count, sums.amount = of.sums[:n], of.sums[n:]
+        return sums
 
     def _catch_up(self, indexes: Sequence[OpenIndex]) -> None:
         """Bring the sums to the indexes' groups as they are now."""
         given = {id(index): index for index in indexes}
+        zeros = [0] * (2 * self._n)
         for key in [key for key in self._added if key not in given]:
             _, copies = self._added.pop(key)
-            for group, (counts, amounts) in copies.items():
-                self._add(group, counts, amounts, -1)
+            for group, old in copies.items():
+                self._add_delta(group, old, zeros)
         for key, index in given.items():
             entry = self._added.get(key)
             if entry is None:
                 entry = self._added[key] = (index, {})
             copies = entry[1]
             groups = index.groups
-            if len(copies) == len(groups) and copies == groups:
-                continue                        # nothing changed (compared in C)
             for group in [group for group in copies if group not in groups]:
-                counts, amounts = copies.pop(group)
-                self._add(group, counts, amounts, -1)
+                self._add_delta(group, copies.pop(group), zeros)
             for group, (counts, amounts) in groups.items():
-                old = copies.get(group)
-                if old is None:
-                    self._add(group, counts, amounts, +1)
-                elif old[0] != counts or old[1] != amounts:
-                    self._add_delta(group, old, counts, amounts)
-                else:
-                    continue
-                copies[group] = (counts[:], amounts[:])
+                now = counts + amounts
+                old = copies.get(group, zeros)
+                if now != old:
+                    self._add_delta(group, old, now)
+                    copies[group] = now
 
-    def _add(self, group: tuple, counts: list[int], amounts: list[int], sign: int) -> None:
-        """Add (sign +1) or subtract (-1) a whole group's sums."""
-        zeros = [0] * self._n
-        if sign > 0:
-            self._add_delta(group, (zeros, zeros), counts, amounts)
-        else:
-            self._add_delta(group, (counts, amounts), zeros, zeros)
-
-    def _add_delta(self, group: tuple, old: tuple[list[int], list[int]], counts: list[int], amounts: list[int]) -> None:
-        """Add a group's (new - old) to the total and to the sums of its owner, team and source."""
-        old_counts, old_amounts = old
-        changes = [(stage, counts[stage] - old_counts[stage], amounts[stage] - old_amounts[stage])
-                   for stage in range(self._n)
-                   if counts[stage] != old_counts[stage] or amounts[stage] != old_amounts[stage]]
+    def _add_delta(self, group: tuple, old: list[int], now: list[int]) -> None:
+        """Add a group's (now - old) sums to the total and to the sums of its owner, team and source."""
+        delta = list(map(sub, now, old))
         total = self._total
-        for stage, count, amount in changes:
-            total.counts[stage] += count
-            total.amounts[stage] += amount
+        total.sums = list(map(add, total.sums, delta))
+        n = self._n
         for d, (by_value, value) in enumerate(zip(self._by_value, group)):
             of_value = by_value.get(value)
             if of_value is None:
-                of_value = by_value[value] = _Sum(self._n)
+                of_value = by_value[value] = _Sum(n)
                 self._order[d] = None
             of_value.totals = None
-            value_counts, value_amounts = of_value.counts, of_value.amounts
-            for stage, count, amount in changes:
-                value_counts[stage] += count
-                value_amounts[stage] += amount
-            if not any(value_counts):           # no open lead has the value: no entry (as open_figures)
+            of_value.sums = sums = list(map(add, of_value.sums, delta))
+            if not any(sums[:n]):               # no open lead has the value: no entry (as open_figures)
                 del by_value[value]
                 self._order[d] = None
