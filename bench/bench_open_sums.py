@@ -59,9 +59,7 @@ def main() -> None:
     config = load_config(None)
     live = LivePulse(config, type_of_topic={t: k for k, t in TOPIC_OF_TYPE.items()}, clock="event",
                      send=lambda *a: None, now_us=lambda: time.time_ns() // 1000)
-    live.ready = True
-    for p in range(4):
-        live.partitions[p] = live._new_state(p)
+    live.restore(range(4), [])                  # 4 partitions, nothing to recover
     feeder = Feeder(live, lines)
     feeder.feed(cut)
     name = next(iter(config.pipelines))

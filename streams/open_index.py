@@ -11,7 +11,9 @@ stay start, owner, team, source and amount), kept up to date as leads change:
   in it are skipped, and swept out as they pile up), and the report's order (age
   descending, then lead_id) is the order of (stay_start, lead_id).
 
-`open_figures` reads one or several indexes (a worker's partitions, shards) at T.
+`open_figures` reads one or several indexes (a worker's partitions, shards) at T;
+`OpenSums` (open_sums.py) gives the same figures for indexes read again and again (the
+live snapshot), at a cost per change since its last read (`OpenIndex.changed`).
 The live worker keeps an index per partition, updated by the engine per event
 (`PipelineState.open_index`). `pulse report` builds none: open_figures reads its open
 leads (and a peer's share, as rows) in one pass instead, once, at report time.
