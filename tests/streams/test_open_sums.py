@@ -176,3 +176,17 @@ def test_a_stale_lead_moved_t_going_back_and_two_readers_of_one_index():
     check(BASE_US + 9 * HOUR_US)
     assert first.figures([index], BASE_US + 9 * HOUR_US).segments["owner"] == [
         {"value": "o1", "count": 1, "amount": 1.0, "weighted_amount": 0.25, "stale": 1}]
+
+
+def test_indexes_not_disjoint_do_not_break_a_read():
+    """The indexes must hold disjoint leads; one lead in two (a bug upstream) still reads, counted twice
+    as open_figures counts it, rows never compared."""
+    pipeline = _pipeline([3600])
+    a, b = OpenIndex(pipeline), OpenIndex(pipeline)
+    for index, owner in ((a, "o1"), (b, None)):
+        index.update(_Lead("L", 0, BASE_US, owner, None, None, 1.0, True))
+    sums = OpenSums(pipeline)
+    for as_of in (BASE_US + 2 * HOUR_US, BASE_US + 5 * HOUR_US):
+        _assert_same(sums.figures([a, b], as_of), open_figures([a, b], pipeline, as_of))
+    a.update(_Lead("L", 0, BASE_US, "o1", None, None, 1.0, False))
+    _assert_same(sums.figures([a, b], BASE_US + 6 * HOUR_US), open_figures([a, b], pipeline, BASE_US + 6 * HOUR_US))
