@@ -6,15 +6,15 @@ and exact amount per stage) and, at each read, adds only what changed since the 
 
 - per index it keeps a copy of the groups it has added; a group whose counts or amounts
   differ from its copy adds (new - old) to the sums of its three values and the total.
-  The diff is a walk over the groups (~700 per index), not over the leads, and costs the
-  per-event path nothing (no change marks in OpenIndex);
+  The diff is a walk over the groups (~700 per index), not over the leads;
 - an index read for the first time is added whole; one no longer given, subtracted whole
   (indexes are told apart by identity: the reader keeps them alive);
 - the stale leads (they depend on T) are kept by StaleLeads (open_stale.py): a read costs
   per lead changed and per stay that went stale since the last, not per stale lead.
 
 `figures()` equals `open_figures(indexes, pipeline, as_of)`, field by field.
-Pure: no clock, no I/O. Not thread-safe; one reader object per set of indexes.
+Pure: no clock, no I/O. Not thread-safe. Keep one OpenSums per set of indexes, across reads
+(a second reader of an index makes both read it whole: StaleLeads).
 """
 from __future__ import annotations
 
