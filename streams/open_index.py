@@ -11,7 +11,9 @@ stay start, owner, team, source and amount), kept up to date as leads change:
   in it are skipped, and swept out as they pile up), and the report's order (age
   descending, then lead_id) is the order of (stay_start, lead_id).
 
-`open_figures` reads one or several indexes (a worker's partitions, shards) at T.
+`open_figures` reads one or several indexes (a worker's partitions, shards) at T;
+`OpenSums` (open_sums.py) gives the same figures for indexes read again and again (the
+live snapshot), at a cost per change since its last read (`OpenIndex.changed`).
 The live worker keeps an index per partition, updated by the engine per event
 (`PipelineState.open_index`). `pulse report` builds none: open_figures reads its open
 leads (and a peer's share, as rows) in one pass instead, once, at report time.
@@ -31,7 +33,6 @@ from pulse.schemas.timestamps import format_timestamp
 from .deals import DIMENSIONS, sort_values
 from .exact import FIXED_CACHE, to_fixed
 from .open_pipeline import OpenPipeline
-from .staleness import stale_level
 from .windows import DAY_US
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def _is_live(held: dict, stage: int, stay_start: int, lead_id: str) -> bool:
 class OpenIndex:
     """The open leads of one pipeline (or one partition's share of it), by group and by stay."""
 
-    __slots__ = ("held", "groups", "stays", "_limits")
+    __slots__ = ("held", "groups", "stays", "_limits", "changed")
 
     def __init__(self, pipeline: PipelineConfig):
         self._limits = [st.stale_after_us for st in pipeline.stages]
@@ -92,6 +93,9 @@ class OpenIndex:
         self.groups: dict[tuple, tuple[list[int], list[int]]] = {}
         # per stage with a stale limit: (stay_start, lead_id) of its open leads, in order
         self.stays: list[_Stays | None] = [None if limit is None else _Stays() for limit in self._limits]
+        # the lead ids whose entry changed since the reader's last read (OpenSums, open_stale.py);
+        # None while no reader asked (nothing kept: `pulse report`, a worker without dashboard)
+        self.changed: set[str] | None = None
 
     @classmethod
     def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
@@ -131,6 +135,8 @@ class OpenIndex:
         else:
             new = None
             del held[lead_id]
+        if self.changed is not None:
+            self.changed.add(lead_id)
         if old is None or new is None or old[OWNER:AMOUNT] != new[OWNER:AMOUNT]:
             if old is not None:
                 self._count(old, -1)
@@ -156,6 +162,8 @@ class OpenIndex:
                                   if (row := held.get(k[1])) is not None and row[STAGE] == stage
                                   and row[STAY_START] == k[0]]
                     stays.dead = 0
+                    if self.changed is not None and len(self.changed) > len(held):
+                        self.changed = None     # a reader gone or rare: it reads the index whole again
         if new is not None:
             stays = self.stays[new[STAGE]]
             if stays is not None:
@@ -208,25 +216,41 @@ class OpenFigures:
         stages = self._config.stages
         return {(stages[stage].name, level): n for (stage, level), n in self.stale_by_level.items()}
 
-    def stale_entries(self) -> list[dict]:
-        """SPEC 5's `stale` list: age descending, then lead_id."""
+    def stale_entries(self, start: int = 0, stop: int | None = None) -> list[dict]:
+        """SPEC 5's `stale` list (age descending, then lead_id), or its entries [start:stop]."""
         as_of, stages = self._as_of, self._config.stages
-        limits = [st.stale_after_us for st in self._config.stages]
+        # per stage: its name, stale_after_days and the cuts of levels 2 and 3 (stay_start < T - k × limit)
+        consts = [None if st.stale_after_us is None else
+                  (st.name, st.stale_after_us / DAY_US, as_of - 2 * st.stale_after_us, as_of - 3 * st.stale_after_us)
+                  for st in stages]
+        since = _SINCE_TEXT.get
+        if len(_SINCE_TEXT) > _SINCE_TEXT_MAX:
+            _SINCE_TEXT.clear()
         entries = []
-        for stay_start, lead_id, row in self._stale:
-            age, limit = as_of - stay_start, limits[row[STAGE]]
+        for stay_start, lead_id, row in self._stale[start:stop]:
+            name, stale_after_days, cut2, cut3 = consts[row[STAGE]]
             entries.append({
                 "lead_id": lead_id,
-                "stage": stages[row[STAGE]].name,
-                "since": format_timestamp(stay_start),
-                "age_days": age / DAY_US,
-                "stale_after_days": limit / DAY_US,
-                "level": stale_level(age, limit),
+                "stage": name,
+                "since": since(stay_start) or _since_text(stay_start),
+                "age_days": (as_of - stay_start) / DAY_US,
+                "stale_after_days": stale_after_days,
+                "level": 3 if stay_start < cut3 else 2 if stay_start < cut2 else 1,     # stale_level, inlined
                 "owner": row[OWNER],
                 "team": row[TEAM],
                 "amount": row[AMOUNT],
             })
         return entries
+
+
+# format_timestamp per stay start: a stale lead is listed in report after report
+_SINCE_TEXT: dict[int, str] = {}
+_SINCE_TEXT_MAX = 1 << 17
+
+
+def _since_text(stay_start: int) -> str:
+    text = _SINCE_TEXT[stay_start] = format_timestamp(stay_start)
+    return text
 
 
 def open_figures(indexes: Iterable[OpenIndex], pipeline: PipelineConfig, as_of: int,

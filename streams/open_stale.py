@@ -1,0 +1,211 @@
+"""The stale leads of several OpenIndexes at T, kept up to date between reads (OpenSums).
+
+A lead is stale at T when its stay started before T - stale_after (open_index.py). Between
+two reads at T0 <= T1, the stale set changes by:
+
+- the stays that crossed their stage's cut, T0 - limit <= stay_start < T1 - limit: a slice
+  of each stage's stays (bisection), the live ones added;
+- the leads whose entry changed (closed, moved, new stay, owner/team/source/amount): the
+  index names them (`OpenIndex.changed`, a set add per change), each one re-read.
+
+So a read costs per change and per crossing stay, not per stale lead: the stale list (in the
+report's order), the stale starts per stage (levels by bisection) and the stale leads per
+owner, team and source are kept, not rebuilt. An index read for the first time (or whose
+changes another reader took, or T going back) is read whole.
+Pure: no clock, no I/O. One reader per index: a second one makes both read it whole.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections import Counter
+from itertools import compress, repeat
+from operator import itemgetter, lt
+from typing import Sequence
+
+from pulse.schemas.config import PipelineConfig
+
+from .open_index import OWNER, SOURCE, STAGE, STAY_START, TEAM, OpenIndex
+
+__all__ = ["StaleLeads"]
+
+_STAY_ORDER = itemgetter(0, 1)
+_ROW_STAY_START = itemgetter(STAY_START)
+_CLOSED = (0, 1 << 80)      # the row of a lead no longer held: its "stay start" never stale
+_BULK = 64          # more stay starts than this at once: appended, then sorted (timsort merges the runs)
+
+
+class _Read:
+    """What a StaleLeads holds of one index: its stale entries, and when it read it."""
+
+    __slots__ = ("index", "entries", "as_of", "changed")
+
+    def __init__(self, index: OpenIndex, as_of: int) -> None:
+        self.index = index
+        self.entries: dict[str, tuple] = {}         # lead_id -> (stay_start, lead_id, row), stale at as_of
+        self.as_of = as_of
+        self.changed = index.changed = set()        # ours: the index adds to it per change
+
+
+class StaleLeads:
+    """The stale leads of a changing set of OpenIndexes at a T that moves forward."""
+
+    def __init__(self, pipeline: PipelineConfig) -> None:
+        self._limits = [st.stale_after_us for st in pipeline.stages]
+        # the shortest limit: no stay that started at or after T - it is stale
+        self._first_cut = min((limit for limit in self._limits if limit is not None), default=None)
+        self._read: dict[int, _Read] = {}           # id(index) -> _Read
+        self.ordered: list[tuple] = []              # (stay_start, lead_id, row): the report's order
+        # per stage that can go stale: its stale leads' stay starts, sorted (levels by bisection)
+        self._starts: list[list[int] | None] = [None if limit is None else [] for limit in self._limits]
+        self.per_value: tuple[Counter, ...] = (Counter(), Counter(), Counter())     # owner, team, source
+        self._added: dict[int, tuple] = {}          # id(entry) -> entry: added in this catch-up, not yet in place
+
+    def catch_up(self, indexes: Sequence[OpenIndex], as_of: int) -> None:
+        """Bring the stale set to the indexes as they are now, at T = as_of."""
+        given = {id(index): index for index in indexes}
+        for key in [key for key in self._read if key not in given]:
+            self._forget(self._read.pop(key), detach=True)
+        for key, index in given.items():
+            read = self._read.get(key)
+            if read is not None and (as_of < read.as_of or index.changed is not read.changed):
+                self._forget(self._read.pop(key), detach=False)         # T went back, or changes missed
+                read = None
+            if read is None:
+                self._read[key] = read = _Read(index, as_of)
+                self._add_stale_stays(read, None, as_of)
+            else:
+                self._add_stale_stays(read, read.as_of, as_of)
+                changed = read.changed
+                read.changed = index.changed = set()
+                self._reread(read, changed, as_of)
+            read.as_of = as_of
+        self._place_added()
+
+    def by_stage_level(self, n: int, as_of: int, any_index: bool) -> tuple[list[int], dict[tuple[int, int], int]]:
+        """(stale leads per stage, per (stage, level 1-3)), as open_figures counts them."""
+        by_stage = [0] * n
+        by_level = {}
+        for stage, (limit, starts) in enumerate(zip(self._limits, self._starts)):
+            if starts is None:
+                continue
+            at_3 = bisect_left(starts, as_of - 3 * limit)                # level k: stay_start < T - k × limit
+            at_2 = bisect_left(starts, as_of - 2 * limit)
+            by_stage[stage] = len(starts)
+            if any_index:
+                by_level[(stage, 1)] = len(starts) - at_2
+                by_level[(stage, 2)] = at_2 - at_3
+                by_level[(stage, 3)] = at_3
+        return by_stage, by_level
+
+    def _add_stale_stays(self, read: _Read, since: int | None, as_of: int) -> None:
+        """Add the index's live stays with since - limit <= stay_start < as_of - limit (since None: all)."""
+        index, entries = read.index, read.entries
+        get = index.held.get
+        for stage, stays in enumerate(index.stays):
+            if stays is None:
+                continue
+            limit = self._limits[stage]
+            cut = as_of - limit                                         # stale: stay_start < T - limit
+            keys = stays.keys
+            if since is None:
+                low = None
+            elif since - limit >= cut:
+                continue
+            else:
+                low = since - limit
+            if stays.ordered:
+                crossed = keys[0 if low is None else bisect_left(keys, (low,)):bisect_left(keys, (cut,))]
+            else:                                                       # OpenIndex.of: unsorted
+                crossed = [k for k in keys if k[0] < cut and (low is None or k[0] >= low)]
+            for start, lead_id in crossed:
+                row = get(lead_id)
+                if row is not None and row[STAGE] == stage and row[STAY_START] == start and lead_id not in entries:
+                    self._add(entries, (start, lead_id, row))
+
+    def _reread(self, read: _Read, changed: set[str], as_of: int) -> None:
+        """Take the current entry of each changed lead: out of the set, and back in if stale.
+        Most changed leads are in a stay that just began: passed over in C (no stay start
+        before T - the shortest limit), the rest looked at one by one."""
+        entries, held, limits = read.entries, read.index.held, self._limits
+        for lead_id in entries.keys() & changed:
+            self._remove(entries.pop(lead_id))
+        if self._first_cut is None:
+            return
+        changed = list(changed)
+        rows = list(map(held.get, changed, repeat(_CLOSED)))
+        may_be_stale = map(lt, map(_ROW_STAY_START, rows), repeat(as_of - self._first_cut))
+        for lead_id, row in compress(zip(changed, rows), may_be_stale):
+            limit = limits[row[STAGE]]
+            if limit is not None and row[STAY_START] < as_of - limit:
+                self._add(entries, (row[STAY_START], lead_id, row))
+
+    def _forget(self, read: _Read, detach: bool) -> None:
+        """Take an index's stale leads out (and stop its change marks: no reader any more)."""
+        if detach and read.index.changed is read.changed:
+            read.index.changed = None
+        self._place_added()
+        if len(read.entries) > _BULK:                                   # out at once, not one by one
+            gone = {id(entry) for entry in read.entries.values()}
+            self.ordered = [entry for entry in self.ordered if id(entry) not in gone]
+            for entry in read.entries.values():
+                self._count(entry, -1)
+            self._starts = [None if starts is None else sorted(entry[0] for entry in self.ordered
+                                                               if entry[2][STAGE] == stage)
+                            for stage, starts in enumerate(self._starts)]
+        else:
+            for entry in read.entries.values():
+                self._remove(entry)
+        read.entries.clear()
+
+    def _add(self, entries: dict[str, tuple], entry: tuple) -> None:
+        entries[entry[1]] = entry
+        self._added[id(entry)] = entry
+        self._count(entry, +1)
+
+    def _place_added(self) -> None:
+        """Put this catch-up's additions in order: sorted, then merged in (slices copied in C)."""
+        if not self._added:
+            return
+        added = sorted(self._added.values(), key=_STAY_ORDER)
+        self._added = {}
+        ordered, merged, lo = self.ordered, [], 0
+        if ordered:
+            for entry in added:                                         # after equal keys: as a stable sort
+                i = bisect_right(ordered, entry[:2], lo, key=_STAY_ORDER)
+                merged += ordered[lo:i]
+                merged.append(entry)
+                lo = i
+            merged += ordered[lo:]
+            self.ordered = merged
+        else:
+            self.ordered = added
+        if len(added) > _BULK:
+            for entry in added:
+                self._starts[entry[2][STAGE]].append(entry[0])
+            for starts in self._starts:
+                if starts is not None:
+                    starts.sort()                                       # sorted runs: merged by timsort
+        else:
+            for entry in added:
+                insort(self._starts[entry[2][STAGE]], entry[0])
+
+    def _remove(self, entry: tuple) -> None:
+        if self._added.pop(id(entry), None) is None:                   # else: added and removed in one catch-up
+            ordered = self.ordered
+            i = bisect_left(ordered, entry[:2])                         # (start, id) < (start, id, row)
+            while ordered[i] is not entry:                              # equal keys: only with indexes not disjoint
+                i += 1
+            del ordered[i]
+            starts = self._starts[entry[2][STAGE]]
+            del starts[bisect_left(starts, entry[0])]
+        self._count(entry, -1)
+
+    def _count(self, entry: tuple, sign: int) -> None:
+        row = entry[2]
+        owners, teams, sources = self.per_value
+        for counter, value in ((owners, row[OWNER]), (teams, row[TEAM]), (sources, row[SOURCE])):
+            n = counter.get(value, 0) + sign
+            if n:
+                counter[value] = n
+            else:
+                del counter[value]

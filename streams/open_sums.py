@@ -1,0 +1,124 @@
+"""The open leads' figures across several OpenIndexes (a worker's partitions) at T, read often.
+
+`open_figures` (open_index.py) adds up every index's groups on each call. `OpenSums` keeps
+the cross-index sums instead (in total, and per owner, team and source value: open leads
+and exact amount per stage) and, at each read, adds only what changed since the last:
+
+- per index it keeps a copy of the groups it has added; a group whose counts or amounts
+  differ from its copy adds (new - old) to the sums of its three values and the total.
+  The diff is a walk over the groups (~700 per index), not over the leads;
+- an index read for the first time is added whole; one no longer given, subtracted whole
+  (indexes are told apart by identity: the reader keeps them alive);
+- the stale leads (they depend on T) are kept by StaleLeads (open_stale.py): a read costs
+  per lead changed and per stay that went stale since the last, not per stale lead.
+
+`figures()` equals `open_figures(indexes, pipeline, as_of)`, field by field.
+Pure: no clock, no I/O. Not thread-safe. Keep one OpenSums per set of indexes, across reads
+(a second reader of an index makes both read it whole: StaleLeads).
+"""
+from __future__ import annotations
+
+from operator import add, sub
+from typing import Sequence
+
+from pulse.schemas.config import PipelineConfig
+
+from .deals import DIMENSIONS, sort_values
+from .open_index import OpenFigures, OpenIndex
+from .open_pipeline import OpenPipeline
+from .open_stale import StaleLeads
+
+__all__ = ["OpenSums"]
+
+
+class _Sum:
+    """Open leads and their exact amount per stage, of one value (or of all)."""
+
+    __slots__ = ("sums", "totals")
+
+    def __init__(self, n: int) -> None:
+        self.sums = [0] * (2 * n)               # open leads per stage, then their exact amount per stage
+        self.totals: dict | None = None        # OpenPipeline.totals of these sums, until they change
+
+
+class OpenSums:
+    """The open figures of a changing set of OpenIndexes, kept by deltas between reads."""
+
+    def __init__(self, pipeline: PipelineConfig) -> None:
+        self._pipeline = pipeline
+        self._n = len(pipeline.stages)
+        # id(index) -> (index, {group key: its counts + amounts per stage, as last added})
+        self._added: dict[int, tuple[OpenIndex, dict[tuple, list[int]]]] = {}
+        self._total = _Sum(self._n)
+        self._by_value: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)    # value -> _Sum
+        self._order: list[list | None] = [None for _ in DIMENSIONS]         # sort_values of a dimension's values
+        self._stale = StaleLeads(pipeline)
+
+    def figures(self, indexes: Sequence[OpenIndex], as_of: int) -> OpenFigures:
+        """== open_figures(indexes, pipeline, as_of): every field, the stale order included."""
+        self._catch_up(indexes)
+        self._stale.catch_up(indexes, as_of)
+        n, pipeline = self._n, self._pipeline
+        by_stage, by_level = self._stale.by_stage_level(n, as_of, bool(indexes))
+        stale = self._stale.ordered[:]          # the figures' own: the kept list changes at the next read
+        stale_of = self._stale.per_value
+        total = self._open_pipeline(self._total)
+        segments = {}
+        for d, (dim, by_value, stale_counts) in enumerate(zip(DIMENSIONS, self._by_value, stale_of)):
+            order = self._order[d]
+            if order is None:
+                order = self._order[d] = sort_values(by_value)
+            segments[dim] = [{"value": v, **self._totals(by_value[v]), "stale": stale_counts.get(v, 0)}
+                             for v in order]
+        return OpenFigures(total, by_stage, by_level, segments, stale, as_of, pipeline)
+
+    def _totals(self, of_value: _Sum) -> dict:
+        if of_value.totals is None:
+            of_value.totals = self._open_pipeline(of_value).totals(self._pipeline)
+        return of_value.totals
+
+    def _open_pipeline(self, of: _Sum) -> OpenPipeline:
+        n = self._n
+        sums = OpenPipeline(n)
+        sums.count, sums.amount = of.sums[:n], of.sums[n:]
+        return sums
+
+    def _catch_up(self, indexes: Sequence[OpenIndex]) -> None:
+        """Bring the sums to the indexes' groups as they are now."""
+        given = {id(index): index for index in indexes}
+        zeros = [0] * (2 * self._n)
+        for key in [key for key in self._added if key not in given]:
+            _, copies = self._added.pop(key)
+            for group, old in copies.items():
+                self._add_delta(group, old, zeros)
+        for key, index in given.items():
+            entry = self._added.get(key)
+            if entry is None:
+                entry = self._added[key] = (index, {})
+            copies = entry[1]
+            groups = index.groups
+            for group in [group for group in copies if group not in groups]:
+                self._add_delta(group, copies.pop(group), zeros)
+            for group, (counts, amounts) in groups.items():
+                now = counts + amounts
+                old = copies.get(group, zeros)
+                if now != old:
+                    self._add_delta(group, old, now)
+                    copies[group] = now
+
+    def _add_delta(self, group: tuple, old: list[int], now: list[int]) -> None:
+        """Add a group's (now - old) sums to the total and to the sums of its owner, team and source."""
+        delta = list(map(sub, now, old))
+        total = self._total
+        total.sums = list(map(add, total.sums, delta))
+        n = self._n
+        for d, (by_value, value) in enumerate(zip(self._by_value, group)):
+            of_value = by_value.get(value)
+            if of_value is None:
+                of_value = by_value[value] = _Sum(n)
+                self._order[d] = None
+            of_value.totals = None
+            of_value.sums = sums = list(map(add, of_value.sums, delta))
+            if not any(sums[:n]):               # no open lead has the value: no entry (as open_figures)
+                del by_value[value]
+                self._order[d] = None
