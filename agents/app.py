@@ -53,6 +53,9 @@ MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits
 # GET /metrics takes pipeline gauges up to this old rather than wait for a build (at 130,000 leads a
 # build takes ~0.5-1 s; Prometheus scrapes every 15 s by default, so every scrape would wait)
 METRICS_MAX_AGE_S = 60.0
+# A snapshot is built in process unless the worker read more events than this since the previous
+# one (~45 ms of catching up on the loop at 130,000 leads): at full speed it is forked (agents/snapshot.py)
+IN_PROCESS_MAX_EVENTS = 20_000
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
 YIELD_EVERY = 500       # records appended to produce batches, or messages acked, per turn of the loop in a flush
 NO_HEADERS: list = []   # a changelog record has none (a list: aiokafka's batch builder takes no tuple; only read)
@@ -326,19 +329,28 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             log.warning("report: a peer worker's share could not be had: %s", exc)
             return None
 
-    def cluster_views(partials: list[bytes]) -> bytes:
-        """In a forked child: the cluster's report (this worker's share merged with its peers') as
+    def forked_views(partials: list[bytes]) -> bytes:
+        """In a forked child: the report (this worker's share, merged with its peers' if any) as
         views, and this worker's pipeline gauges."""
         figures, leads_in_state, as_of = live.own_figures()
-        return encode_views(merged_report(partials), pipeline_exposition(figures, leads_in_state, as_of))
+        doc = merged_report(partials) if partials else figures.document()
+        return encode_views(doc, pipeline_exposition(figures, leads_in_state, as_of))
+
+    built_at_events = [-1]          # events read at the previous build (-1: none yet)
 
     async def build_views() -> Views | FigureViews:
-        """The snapshot: this worker's own figures, in process at one instant (~10-20 ms at
-        130,000 leads: streams/cluster.py keeps the sums); with peers, the cluster's report
-        merged in a forked child (a peer's share comes as rows: agents/snapshot.py)."""
+        """The snapshot. This worker's own figures are built in process, at one instant: the sums
+        are kept between builds (streams/cluster.py), so a build costs ~4 ms plus ~2 ms per 1,000
+        events read since the previous one at 130,000 leads. Built in a forked child instead when
+        the worker read more than IN_PROCESS_MAX_EVENTS since the previous build (catching up on a
+        backlog: a build on the loop would hold it for as long), and with peers (their shares come
+        as rows, merged per build: agents/snapshot.py)."""
         partials = await peer_partials()
-        if partials:
-            return Views.decode(await run_forked(lambda: cluster_views(partials)))
+        events = sum(state.engine.events_read for state in live.partitions.values())
+        busy = built_at_events[0] >= 0 and events - built_at_events[0] > IN_PROCESS_MAX_EVENTS
+        built_at_events[0] = events
+        if partials or busy:
+            return Views.decode(await run_forked(lambda: forked_views(partials)))
         figures, leads_in_state, as_of = live.own_figures()
         return FigureViews(figures, lambda: pipeline_exposition(figures, leads_in_state, as_of))
 

@@ -251,7 +251,7 @@ class FigurePipelineViews:
 
     def rows_json(self, start: int, stop: int) -> bytes:
         """Stale rows [start, stop) as a JSON array (the report's entries)."""
-        return orjson.dumps(_entries(self._open, self._stale[start:stop]))
+        return orjson.dumps(self._open.stale_entries(start, stop))
 
     def stale_page(self, filters: Mapping[str, Any], offset: int, limit: int) -> StalePage:
         """As PipelineViews.stale_page; a page asked before from this snapshot is not rendered again."""
