@@ -77,7 +77,7 @@ class StageFlow:
         self._last: _DayFlow | None = None
         self._lo = self._hi = 0
         # Days changed since the last take_touched() (window_totals.py reads them), marked off
-        # the hot path: here when a bucket is looked up, and for the cached one when taken.
+        # the hot path: when `_day` looks a bucket up (the cached `_last` is always marked).
         self.touched: set[int] = set()
 
     def _day(self, ts_us: int) -> _DayFlow:
@@ -244,12 +244,12 @@ class StageFlow:
 
 
 def take_touched(flow) -> set[int]:
-    """StageFlow/DealFlow.take_touched (`flow`: either): the fast path writes into the cached `_last` bucket
-    without a mark, so its day counts as touched whenever the marks are taken."""
+    """StageFlow/DealFlow.take_touched (`flow`: either). The fast path writes into the cached
+    `_last` bucket without a mark; forgetting the cache sends the next write through `_day`,
+    which marks it (one slow look-up per source and take, none per event)."""
     touched = flow.touched
     flow.touched = set()
-    if flow._last is not None:
-        touched.add(flow._lo // DAY_US)
+    flow._last, flow._lo, flow._hi = None, 0, 0
     return touched
 
 
