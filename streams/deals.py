@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .exact import to_fixed
+from .flow import take_touched
 from .windows import DAY_US, DayRange
 
 #: the dimensions of SPEC 4.8, in report order
@@ -53,6 +54,7 @@ class DealFlow:
         self._days: dict[int, _DayDeals] = {}
         self._last: _DayDeals | None = None     # as in StageFlow: the last bucket and its day's bounds
         self._lo = self._hi = 0
+        self.touched: set[int] = set()          # as in StageFlow: days changed since take_touched()
 
     def _day(self, ts_us: int) -> _DayDeals:
         day = ts_us // DAY_US
@@ -60,7 +62,12 @@ class DealFlow:
         if bucket is None:
             bucket = self._days[day] = _DayDeals()
         self._last, self._lo, self._hi = bucket, day * DAY_US, (day + 1) * DAY_US
+        self.touched.add(day)
         return bucket
+
+    def take_touched(self) -> set[int]:
+        """The days whose buckets may have changed (or gone) since the last call; clears the marks."""
+        return take_touched(self)
 
     def lead_created(self, ts_us: int, segment: tuple, sign: int) -> None:
         """A lead was created at ts_us with `segment` = (owner, team, source) just after."""
@@ -129,14 +136,7 @@ class DealFlow:
                     t[2] += c[2]
                     t[3] += c[3]
                     t[4] += c[4]
-        totals: list[dict[str | None, list[int]]] = [{}, {}, {}]
-        for segment, counts in combined.items():
-            for by_value, value in zip(totals, segment):
-                _add_counts(by_value, value, counts)
-        return [{value: DealWindow(created=c[_CREATED], won=c[_WON], lost=c[_LOST], won_amount=c[_WON_AMOUNT],
-                                   cycle_us=c[_CYCLE])
-                 for value, c in by_value.items() if c[_CREATED] or c[_WON] or c[_LOST]}
-                for by_value in totals]
+        return split_segments(combined)
 
     def merge(self, other: DealFlow) -> None:
         """Add another accumulator's contributions."""
@@ -151,6 +151,7 @@ class DealFlow:
     def drop_days_before(self, day: int) -> None:
         for d in [d for d in self._days if d < day]:
             del self._days[d]
+            self.touched.add(d)
         self._last, self._lo, self._hi = None, 0, 0
 
     # -- the partial-report format (streams/partial.py): exact sums as decimal strings --------
@@ -170,6 +171,19 @@ class DealFlow:
             b.segments = {(owner, team, source): [c0, c1, c2, int(c3), c4]
                           for owner, team, source, c0, c1, c2, c3, c4 in segments}
         return flow
+
+
+def split_segments(combined: dict[tuple, list[int]]) -> list[dict[str | None, DealWindow]]:
+    """(owner, team, source) -> counts, as DealFlow.segments answers: per dimension, value ->
+    its counts, for the values with at least one creation or close."""
+    totals: list[dict[str | None, list[int]]] = [{}, {}, {}]
+    for segment, counts in combined.items():
+        for by_value, value in zip(totals, segment):
+            _add_counts(by_value, value, counts)
+    return [{value: DealWindow(created=c[_CREATED], won=c[_WON], lost=c[_LOST], won_amount=c[_WON_AMOUNT],
+                               cycle_us=c[_CYCLE])
+             for value, c in by_value.items() if c[_CREATED] or c[_WON] or c[_LOST]}
+            for by_value in totals]
 
 
 _TOTALS = ("created", "qualified", "won", "lost", "won_amount", "cycle_us")

@@ -76,6 +76,9 @@ class StageFlow:
         # time order, and finding a bucket by day takes a big-integer division.
         self._last: _DayFlow | None = None
         self._lo = self._hi = 0
+        # Days changed since the last take_touched() (window_totals.py reads them), marked off
+        # the hot path: when `_day` looks a bucket up (the cached `_last` is always marked).
+        self.touched: set[int] = set()
 
     def _day(self, ts_us: int) -> _DayFlow:
         day = ts_us // DAY_US
@@ -83,7 +86,12 @@ class StageFlow:
         if bucket is None:
             bucket = self._days[day] = _DayFlow(self.n_stages)
         self._last, self._lo, self._hi = bucket, day * DAY_US, (day + 1) * DAY_US
+        self.touched.add(day)
         return bucket
+
+    def take_touched(self) -> set[int]:
+        """The days whose buckets may have changed (or gone) since the last call; clears the marks."""
+        return take_touched(self)
 
     def stay_started(self, stage: int, start_us: int, amount: float | None, sign: int) -> None:
         """The lead is open in `stage` from `start_us` (created or reopened), with `amount`."""
@@ -224,6 +232,8 @@ class StageFlow:
         if not old:
             return
         carry = _DayFlow(self.n_stages)
+        self.touched.update(old)
+        self.touched.add(day - 1)
         for d in old:
             b = self._days.pop(d)
             for s, change in enumerate(b.open_count()):
@@ -231,6 +241,16 @@ class StageFlow:
                 carry.open_amount[s] += b.open_amount[s]
         self._days[day - 1] = carry
         self._last, self._lo, self._hi = None, 0, 0
+
+
+def take_touched(flow) -> set[int]:
+    """StageFlow/DealFlow.take_touched (`flow`: either). The fast path writes into the cached
+    `_last` bucket without a mark; forgetting the cache sends the next write through `_day`,
+    which marks it (one slow look-up per source and take, none per event)."""
+    touched = flow.touched
+    flow.touched = set()
+    flow._last, flow._lo, flow._hi = None, 0, 0
+    return touched
 
 
 def stage_report(sw: StageWindow) -> dict:
