@@ -173,6 +173,18 @@ class PipelineViews:
         return StalePage(len(matches), offset, self._rows_json(matches[offset:offset + limit]))
 
 
+def _report(views: "Views | FigureViews", pipeline: str | None) -> bytes:
+    """The document spliced from the pipelines' sections (the whole one assembled once per snapshot)."""
+    if pipeline is None and views._whole is not None:
+        return views._whole
+    names = list(views.pipelines) if pipeline is None else [pipeline]
+    body = b",".join(orjson.dumps(n) + b":" + views.pipelines[n].section() for n in names)
+    out = b'{"as_of":%s,"data_quality":%s,"pipelines":{%s}}' % (orjson.dumps(views.as_of), views.data_quality, body)
+    if pipeline is None:
+        views._whole = out
+    return out
+
+
 def _array(data: bytes) -> array:
     a = array("I")
     a.frombytes(data)
@@ -198,14 +210,7 @@ class Views:
 
     def report(self, pipeline: str | None = None) -> bytes:
         """The SPEC 5 document (or its one-pipeline form) as JSON bytes."""
-        if pipeline is None and self._whole is not None:
-            return self._whole
-        names = list(self.pipelines) if pipeline is None else [pipeline]
-        body = b",".join(orjson.dumps(n) + b":" + self.pipelines[n].section() for n in names)
-        out = b'{"as_of":%s,"data_quality":%s,"pipelines":{%s}}' % (orjson.dumps(self.as_of), self.data_quality, body)
-        if pipeline is None:
-            self._whole = out
-        return out
+        return _report(self, pipeline)
 
     async def render_report(self, pipeline: str | None = None) -> bytes:
         """report(), as FigureViews.render_report (everything here is rendered already)."""
@@ -342,14 +347,7 @@ class FigureViews:
 
     def report(self, pipeline: str | None = None) -> bytes:
         """The SPEC 5 document (or its one-pipeline form) as JSON bytes, as Views.report."""
-        if pipeline is None and self._whole is not None:
-            return self._whole
-        names = list(self.pipelines) if pipeline is None else [pipeline]
-        body = b",".join(orjson.dumps(n) + b":" + self.pipelines[n].section() for n in names)
-        out = b'{"as_of":%s,"data_quality":%s,"pipelines":{%s}}' % (orjson.dumps(self.as_of), self.data_quality, body)
-        if pipeline is None:
-            self._whole = out
-        return out
+        return _report(self, pipeline)
 
     async def render_report(self, pipeline: str | None = None) -> bytes:
         """report(), its stale rows rendered a chunk per turn of the event loop."""

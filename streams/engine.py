@@ -368,6 +368,12 @@ class PulseEngine:
         (its Lead objects are shared, read-only here), so live partitions can be merged
         into a fresh engine for a report and go on taking events.
         """
+        self.add_counters(other)
+        for name, p in self.pipelines.items():
+            p.merge(other.pipelines[name], leads)
+
+    def add_counters(self, other: PulseEngine) -> None:
+        """Add another engine's input counters (data_quality but implicit_creates) and latest time."""
         self.events_read += other.events_read
         self.applied += other.applied
         self.duplicates += other.duplicates
@@ -375,8 +381,6 @@ class PulseEngine:
         self.dead_letter_reasons.update(other.dead_letter_reasons)
         if other.max_ts is not None and (self.max_ts is None or other.max_ts > self.max_ts):
             self.max_ts = other.max_ts
-        for name, p in self.pipelines.items():
-            p.merge(other.pipelines[name], leads)
 
     # -- output ------------------------------------------------------------------------
 
