@@ -54,8 +54,10 @@ MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits
 # build takes ~0.5-1 s; Prometheus scrapes every 15 s by default, so every scrape would wait)
 METRICS_MAX_AGE_S = 60.0
 # A snapshot is built in process unless the worker read more events than this since the previous
-# one (~45 ms of catching up on the loop at 130,000 leads): at full speed it is forked (agents/snapshot.py)
+# one (~40 ms of catching up on the loop at 130,000 leads) at more than this rate (events/s): at full
+# speed it is forked (agents/snapshot.py). A first build after a quiet spell catches up in process, once.
 IN_PROCESS_MAX_EVENTS = 20_000
+IN_PROCESS_MAX_RATE = 5_000
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
 YIELD_EVERY = 500       # records appended to produce batches, or messages acked, per turn of the loop in a flush
 NO_HEADERS: list = []   # a changelog record has none (a list: aiokafka's batch builder takes no tuple; only read)
@@ -336,19 +338,20 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         doc = merged_report(partials) if partials else figures.document()
         return encode_views(doc, pipeline_exposition(figures, leads_in_state, as_of))
 
-    built_at_events = [-1]          # events read at the previous build (-1: none yet)
+    previous_build = [-1, 0.0]      # events read and monotonic time at the previous build (-1: none yet)
 
     async def build_views() -> Views | FigureViews:
         """The snapshot. This worker's own figures are built in process, at one instant: the sums
-        are kept between builds (streams/cluster.py), so a build costs ~4 ms plus ~2 ms per 1,000
-        events read since the previous one at 130,000 leads. Built in a forked child instead when
-        the worker read more than IN_PROCESS_MAX_EVENTS since the previous build (catching up on a
-        backlog: a build on the loop would hold it for as long), and with peers (their shares come
-        as rows, merged per build: agents/snapshot.py)."""
+        are kept between builds (streams/cluster.py), so a build costs in the events read since
+        the previous one (130,000 leads: ~15 ms after 2,000, ~27 ms after 8,000, ~40 ms after
+        20,000). Built in a forked child instead when the worker read many events since the
+        previous build and fast (catching up on a backlog: a build on the loop would hold it for
+        as long, every time), and with peers (their shares come as rows: agents/snapshot.py)."""
         partials = await peer_partials()
-        events = sum(state.engine.events_read for state in live.partitions.values())
-        busy = built_at_events[0] >= 0 and events - built_at_events[0] > IN_PROCESS_MAX_EVENTS
-        built_at_events[0] = events
+        events, now = sum(state.engine.events_read for state in live.partitions.values()), time.monotonic()
+        read, seconds = events - previous_build[0], now - previous_build[1]
+        busy = previous_build[0] >= 0 and read > IN_PROCESS_MAX_EVENTS and read > IN_PROCESS_MAX_RATE * seconds
+        previous_build[:] = events, now
         if partials or busy:
             return Views.decode(await run_forked(lambda: forked_views(partials)))
         figures, leads_in_state, as_of = live.own_figures()
