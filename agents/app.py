@@ -55,7 +55,8 @@ MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits
 METRICS_MAX_AGE_S = 60.0
 # A snapshot is built in process unless the worker read more events than this since the previous
 # one (~40 ms of catching up on the loop at 130,000 leads) at more than this rate (events/s): at full
-# speed it is forked (agents/snapshot.py). A first build after a quiet spell catches up in process, once.
+# speed it is forked (agents/snapshot.py), the first one too; a first build after a quiet spell
+# catches up in process, once.
 IN_PROCESS_MAX_EVENTS = 20_000
 IN_PROCESS_MAX_RATE = 5_000
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
@@ -338,7 +339,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         doc = merged_report(partials) if partials else figures.document()
         return encode_views(doc, pipeline_exposition(figures, leads_in_state, as_of))
 
-    previous_build = [-1, 0.0]      # events read and monotonic time at the previous build (-1: none yet)
+    previous_build = [0, time.monotonic()]      # events read and when, at the previous build (at start: none)
 
     async def build_views() -> Views | FigureViews:
         """The snapshot. This worker's own figures are built in process, at one instant: the sums
@@ -350,7 +351,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         partials = await peer_partials()
         events, now = sum(state.engine.events_read for state in live.partitions.values()), time.monotonic()
         read, seconds = events - previous_build[0], now - previous_build[1]
-        busy = previous_build[0] >= 0 and read > IN_PROCESS_MAX_EVENTS and read > IN_PROCESS_MAX_RATE * seconds
+        busy = read > IN_PROCESS_MAX_EVENTS and read > IN_PROCESS_MAX_RATE * seconds
         previous_build[:] = events, now
         if partials or busy:
             return Views.decode(await run_forked(lambda: forked_views(partials)))

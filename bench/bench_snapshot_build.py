@@ -1,0 +1,69 @@
+"""What one in-process snapshot build costs while events keep coming (no broker). Prints figures.
+
+    python bench/bench_snapshot_build.py bench/out/events-130000-s1.jsonl 0.65 2000 6 [--check]
+
+Loads FRAC of FILE into a 4-partition LivePulse (event clock), builds once (every
+partition's sums read whole), then `rounds` times: applies STEP more events and times one
+build as the worker's snapshot makes it (`LivePulse.own_figures()` and its `FigureViews`).
+`--check`: the last build's report equals the one built from the merged engines.
+"""
+import argparse
+import gc
+import statistics
+import sys
+import time
+
+import orjson
+
+gc.set_threshold(5_000, 10, 10_000)
+from pulse.config import load_config
+from pulse.agents.live import LivePulse
+from pulse.agents.views import FigureViews
+from pulse.agents.pipeline_metrics import pipeline_exposition
+from pulse.inputs.parallel import shard_of
+from pulse.schemas import topics
+ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+ap.add_argument("file")
+ap.add_argument("frac", type=float, nargs="?", default=0.65, help="fraction of the file loaded first")
+ap.add_argument("step", type=int, nargs="?", default=6000, help="events applied between two timed builds")
+ap.add_argument("rounds", type=int, nargs="?", default=10)
+ap.add_argument("--check", action="store_true", help="the last build's report equals the merged engines'")
+args = ap.parse_args()
+path, frac, step, rounds = args.file, args.frac, args.step, args.rounds
+lines = [l for l in open(path, 'rb').read().split(b'\n') if l]
+cfg = load_config(None)
+names = topics.topic_names("")
+type_of_topic = {names[topics.TOPIC_OF_TYPE[t]]: t for t in topics.TOPIC_OF_TYPE}
+topic_of = {t: names[topics.TOPIC_OF_TYPE[t]] for t in topics.TOPIC_OF_TYPE}
+live = LivePulse(cfg, type_of_topic=type_of_topic, clock="event", send=lambda *a: None, now_us=lambda: time.time_ns()//1000)
+live.restore(range(4), [])
+offs = {}
+def feed(a, b):
+    for i in range(a, b):
+        l = lines[i]
+        try: t = orjson.loads(l).get("type")
+        except Exception: t = None
+        topic = topic_of.get(t, names[topics.TOPIC_OF_TYPE["lead.created"]])
+        p = shard_of(l, i, 4)
+        o = offs.get((topic, p), 0); offs[(topic, p)] = o + 1
+        live.on_message(topic, p, o, None, l)
+        if i % 3000 == 0: live.take_dirty()
+    live.take_dirty()
+start = int(len(lines) * frac)
+feed(0, start)
+def build():
+    figs, leads, as_of = live.own_figures()
+    v = FigureViews(figs, lambda: pipeline_exposition(figs, leads, as_of))
+    return v
+t = time.perf_counter(); build(); print(f"first build {1000*(time.perf_counter()-t):.1f} ms")
+ts, cpu = [], []
+pos = start
+for r in range(rounds):
+    feed(pos, pos + step); pos += step
+    gc.collect()
+    t, c = time.perf_counter(), time.process_time(); v = build(); ts.append(time.perf_counter() - t); cpu.append(time.process_time() - c)
+print(f"builds after {step} events: wall ms median {1000*statistics.median(ts):.1f} (min {1000*min(ts):.1f}, max {1000*max(ts):.1f}); cpu median {1000*statistics.median(cpu):.1f}")
+if args.check:
+    from pulse.streams.report import build_figures
+    eng = live.merged_engine(); as_of = live.report_as_of(eng)
+    assert orjson.loads(v.report()) == build_figures(eng, as_of).document(); print("equal to the merged build")
