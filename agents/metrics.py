@@ -51,13 +51,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pulse.schemas.config import Config, ConfigError
 from pulse.schemas.types import REASONS
 from pulse.streams.alerts import RESOLVED, SEVERITY, STALE
-from pulse.streams.report import ReportFigures, build_figures
+from pulse.streams.report import ReportFigures
 
 from .align import messages_behind
 from .pipeline_metrics import PIPELINE_METRICS, PROCESSING_METRICS, pipeline_exposition, pipeline_families
 
 __all__ = ["MetricsOptions", "metrics_options", "ProcessingStats", "PulseCollector", "FaustProbe",
-           "make_registry", "render", "own_figures", "pipeline_exposition", "METRICS", "CONTENT_TYPE"]
+           "make_registry", "render", "pipeline_exposition", "METRICS", "CONTENT_TYPE"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -196,12 +196,6 @@ class FaustProbe:
 # The pipeline metrics: read off the report's figures of this worker's partitions
 # --------------------------------------------------------------------------------------
 
-def own_figures(live: Any, clock: str) -> tuple[ReportFigures, dict[str, int], int]:
-    """This worker's report figures at T (T picked as GET /report picks it), and its leads
-    held per pipeline (LivePulse.own_figures: the sums kept over its partitions)."""
-    return live.own_figures()
-
-
 # --------------------------------------------------------------------------------------
 # The collector: read LivePulse at scrape time
 # --------------------------------------------------------------------------------------
@@ -244,7 +238,7 @@ class PulseCollector:
         cached = self._cached
         if cached is not None and cached[0] == held and now - cached[1] < self.options.cache_seconds:
             return cached[2]
-        built = own_figures(self.live, self.clock)
+        built = self.live.own_figures()
         self._cached = (held, now, built) if self.options.cache_seconds > 0 else None
         return built
 

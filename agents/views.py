@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from array import array
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import msgspec
 import orjson
@@ -33,7 +33,7 @@ import orjson
 from pulse.schemas.timestamps import format_timestamp
 from pulse.streams.open_index import OWNER, STAGE, TEAM
 
-if TYPE_CHECKING := False:
+if TYPE_CHECKING:
     from pulse.streams.report import PipelineFigures, ReportFigures
 
 __all__ = ["encode_views", "Views", "PipelineViews", "FigureViews", "StalePage", "FILTERS", "MAX_PAGE"]

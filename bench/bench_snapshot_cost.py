@@ -43,7 +43,7 @@ from pathlib import Path
 import orjson
 
 from pulse.agents.live import LivePulse
-from pulse.agents.metrics import own_figures, pipeline_exposition
+from pulse.agents.metrics import pipeline_exposition
 from pulse.agents.snapshot import FORK_SECONDS, run_forked
 from pulse.agents.views import Views, encode_views
 from pulse.cli.worker import GC_THRESHOLDS
@@ -198,7 +198,7 @@ def main() -> int:
           + ", ".join(f"{k} {statistics.median(p[k] for p in parts) * 1000:.1f}" for k in parts[0]), flush=True)
 
     def views() -> bytes:
-        figures, leads, as_of = own_figures(live, "event")
+        figures, leads, as_of = live.own_figures()
         return encode_views(figures.document(), pipeline_exposition(figures, leads, as_of))
 
     built = views()

@@ -67,13 +67,13 @@ def test_exposition_passes_promtool_lint():
 def test_processing_text_and_snapshot_gauges_make_the_whole_exposition():
     """GET /metrics serves the processing metrics rendered per scrape and the pipeline gauges
     built with the shared snapshot (agents/app.py): together, the same samples as one registry."""
-    from pulse.agents.metrics import own_figures, pipeline_exposition
+    from pulse.agents.metrics import pipeline_exposition
 
     w = Worker()
     for line in messy_lines(80):
         w.feed(*route(line, 4), line)
     processing = make_registry(w.live, w.stats, CFG, clock="event", process_metrics=False, pipeline=False)
-    pipeline = pipeline_exposition(*own_figures(w.live, "event"))
+    pipeline = pipeline_exposition(*w.live.own_figures())
     assert not any(k[0] in PIPELINE_METRICS for k in parse_exposition(render(processing)))
     served = render(processing) + pipeline
     assert parse_exposition(served) == parse_exposition(w.exposition())

@@ -18,6 +18,7 @@ from pulse.streams.report import LVR_DAYS
 from pulse.streams.windows import DAY_US, day_of, previous_window_days, window_days
 from pulse.streams.report import build_document
 from tests.support.kafka_feed import KafkaFeed
+from tests.support.scenarios import drawn_fields
 
 CFG = load_config(None)                     # windows 7d, 30d, 90d
 STAGES = [s.name for s in CFG.pipelines["default"].stages]
@@ -72,17 +73,7 @@ event = st.tuples(st.integers(0, 5), st.sampled_from(TYPES), st.integers(0, 220 
 def lines_of(events) -> list[bytes]:
     out = []
     for n, (lead, kind, quarter, stage, won, owner, amount) in enumerate(events):
-        extra: dict = {}
-        if kind == "lead.created" and stage:
-            extra["stage"] = STAGES[stage]
-        if kind == "lead.stage_changed":
-            extra["to_stage"] = STAGES[stage]
-        if kind == "deal.closed":
-            extra["outcome"] = "won" if won else "lost"
-        if owner is not None:
-            extra["owner"] = owner
-        if amount is not None:
-            extra["amount"] = amount
+        extra = drawn_fields(kind, stage, won, owner, amount, STAGES)
         # a quarter-day grid over 220 days: ties, late events and events on both sides of the horizon
         out.append(line(kind, f"e{n % 40}", f"L{lead}", T0 + quarter * DAY_US // 4, **extra))
     return out

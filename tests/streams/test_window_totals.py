@@ -21,7 +21,7 @@ from pulse.streams.engine import PulseEngine
 from pulse.streams.flow import StageFlow, stage_report
 from pulse.streams.window_totals import DealTotals, FlowTotals
 from pulse.streams.windows import DAY_US, previous_window_days, window_days
-from tests.support.scenarios import SETTINGS
+from tests.support.scenarios import SETTINGS, drawn_fields
 
 CFG = load_config(None)                     # windows 7d, 30d, 90d
 PIPELINE = CFG.pipelines["default"]
@@ -54,17 +54,7 @@ step = st.tuples(
 
 def raw(n: int, day: int, e: tuple) -> bytes:
     lead, kind, quarter, stage, won, owner, amount = e
-    extra: dict = {}
-    if kind == "lead.created" and stage:
-        extra["stage"] = STAGES[stage]
-    if kind == "lead.stage_changed":
-        extra["to_stage"] = STAGES[stage]
-    if kind == "deal.closed":
-        extra["outcome"] = "won" if won else "lost"
-    if owner is not None:
-        extra["owner"] = owner
-    if amount is not None:
-        extra["amount"] = amount
+    extra = drawn_fields(kind, stage, won, owner, amount, STAGES)
     return orjson.dumps({"type": kind, "event_id": f"e{n % 50}", "lead_id": f"L{lead}",
                          "occurred_at": format_timestamp(T0 + day * DAY_US + quarter * DAY_US // 4), **extra})
 

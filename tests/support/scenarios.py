@@ -165,3 +165,20 @@ def scenarios(draw, exact_copies_only=False, forecast_rich=False):
         as_of = format_time(BASE_US + draw(st.integers(29, 40)) * DAY_US
                             + draw(st.integers(0, 23)) * 3600 * US)
     return config, lines, as_of
+
+
+def drawn_fields(kind: str, stage: int, won: bool, owner, amount, stage_names) -> dict:
+    """The fields beyond type/ids/time of an event drawn as (kind, stage index, won, owner,
+    amount), as the housekeeping and window-totals properties generate them."""
+    extra: dict = {}
+    if kind == "lead.created" and stage:
+        extra["stage"] = stage_names[stage]
+    if kind == "lead.stage_changed":
+        extra["to_stage"] = stage_names[stage]
+    if kind == "deal.closed":
+        extra["outcome"] = "won" if won else "lost"
+    if owner is not None:
+        extra["owner"] = owner
+    if amount is not None:
+        extra["amount"] = amount
+    return extra
