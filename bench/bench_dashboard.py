@@ -15,15 +15,24 @@ One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
 4. **Ten viewers against none, while consuming**: the rest of the file is replayed at
    a fixed rate (`--rate`); the run alternates windows of `--window` seconds with no
    viewer and with ten simulated viewers (each holds /dashboard/events open and, on each
-   `snapshot` event, fetches /dashboard/data and a stale page, as the page does), and a
-   client reading GET /report every 2 s in the viewer windows. Per window: the worker
-   process's CPU (utime+stime from /proc), the CPU of its reaped build children
-   (cutime+cstime), and the worker's consumption rate. Ratios are from this one run.
+   `snapshot` event, fetches /dashboard/data with a stale page, as the page does), and a
+   window with a client reading GET /report every 2 s (`--no-reader`: none). The first
+   `--warmup` cycles are left out (one-time costs: the alert feed's start, the first
+   build's whole read). Per window: the worker process's CPU (utime+stime from /proc),
+   the CPU of its reaped build children (cutime+cstime), the worker's consumption rate
+   and its CPU per message consumed (committed offsets: a window that caught up on more
+   lag did more work). Ratios are per cycle and from this one run.
+5. **`--py-spy`** (a diagnostic run): py-spy samples the worker in every window; it prints
+   the functions with the most samples added by the viewers, and per ten-viewer window
+   the share of the worker's busy samples in viewer work (snapshot builds, the figures
+   kept for them, the dashboard's handlers, aiohttp): measured inside each window, so it
+   does not depend on two windows doing the same work.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import shutil
@@ -159,7 +168,7 @@ class Published:
 
 
 async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reader: bool = False,
-                 published=None) -> dict:
+                 published=None, spy_file: Path | None = None) -> dict:
     base = w.url("").rstrip("/")
     stop = asyncio.Event()
     counts = {"requests": 0, "alerts": 0}
@@ -170,9 +179,17 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reade
     loop = asyncio.get_running_loop()
     read0 = await loop.run_in_executor(None, consumed)     # committed offsets: no request to the worker
     pub0 = await loop.run_in_executor(None, published)
+    spy = None
+    if spy_file is not None:            # samples of the worker's stacks in this window (py-spy: 100 Hz)
+        spy = await asyncio.create_subprocess_exec(
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.proc.pid),
+            "-d", str(round(seconds)), "-f", "raw", "-r", "100", "-o", str(spy_file),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     own0, kids0, faults0 = cpu(w.proc.pid)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
+    if spy is not None:
+        await spy.wait()
     own1, kids1, faults1 = cpu(w.proc.pid)
     t1 = time.monotonic()
     read1 = await loop.run_in_executor(None, consumed)
@@ -184,9 +201,172 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reade
             "build_children_cpu": round((kids1 - kids0) / wall, 4),
             "minor_faults_per_s": round((faults1 - faults0) / wall), "committed_per_s": round((read1 - read0) / wall),
             "published_per_s": round((pub1 - pub0) / wall), "lag_at_end": pub1 - read1,
+            "cpu_us_per_message": round((own1 - own0) / max(1, read1 - read0) * 1e6, 1),
             "viewer_requests": counts["requests"], "alerts_per_viewer": counts["alerts"] // max(1, viewers),
             "report_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
             "report_max_ms": round(max(latencies) * 1000, 1) if latencies else None}
+
+
+def stack_samples(path: Path) -> collections.Counter:
+    """Inclusive samples per function (file and name, no line) of a py-spy raw file."""
+    incl: collections.Counter = collections.Counter()
+    if not path.exists():
+        return incl
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            frames = {f.rsplit(":", 1)[0] for f in stack.split(";")}
+            for frame in frames:
+                incl[frame] += int(count)
+            incl["(all)"] += int(count)
+    return incl
+
+
+# Frames of the work that viewers cause (snapshot builds, the figures kept for them, the
+# dashboard's handlers and views, the alert feed, aiohttp serving them): nothing else calls the
+# worker's HTTP server or builds a snapshot during the bench's windows.
+VIEWER_FRAMES = ("agents/web.py", "agents/views.py", "agents/snapshot.py", "agents/alert_feed.py",
+                 "streams/cluster.py", "streams/open_sums.py", "streams/open_stale.py", "streams/window_totals.py",
+                 "streams/report.py", "aiohttp/")
+IDLE_FRAMES = ("select (selectors.py", "EpollSelector.select", "_bootstrap_inner (threading.py")
+
+
+def viewer_share(path: Path) -> tuple[int, int]:
+    """(samples in viewer work, busy samples) of one window's py-spy raw file: the share of the
+    worker's busy time that the viewers caused, measured inside the window (no baseline needed)."""
+    viewer = busy = 0
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            leaf = stack.rsplit(";", 1)[-1]
+            if any(f in leaf for f in IDLE_FRAMES[:2]):
+                continue                        # waiting for the network, not working
+            busy += int(count)
+            if any(f in stack for f in VIEWER_FRAMES):
+                viewer += int(count)
+    return viewer, busy
+
+
+def print_profile_difference(work: Path, pairs: int, top: int = 30) -> None:
+    """Per function: samples summed over the ten-viewer windows minus the no-viewer windows (100 Hz:
+    1 sample ~ 10 ms of the worker's threads' time); and per ten-viewer window, the share of its
+    busy samples in viewer work."""
+    none, ten = collections.Counter(), collections.Counter()
+    shares = []
+    for cycle in range(pairs):
+        none.update(stack_samples(work / f"spy-{cycle}-0-0.raw"))
+        ten.update(stack_samples(work / f"spy-{cycle}-10-0.raw"))
+        shares.append(viewer_share(work / f"spy-{cycle}-10-0.raw"))
+    print(f"py-spy: {none['(all)']} samples without viewers, {ten['(all)']} with ten ({pairs} window pairs); "
+          f"functions with the most samples added by the viewers (inclusive):")
+    diff = sorted(((ten[f] - none[f], f) for f in set(ten) | set(none)), reverse=True)
+    for d, f in diff[:top]:
+        print(f"  {d:+6d}  ({none[f]:5d} -> {ten[f]:5d})  {f}")
+    print("py-spy: share of the worker's busy samples in viewer work, per ten-viewer window: "
+          + ", ".join(f"{v}/{b} = {100 * v / b:.1f} %" for v, b in shares if b)
+          + f"; all windows: {100 * sum(v for v, _ in shares) / max(1, sum(b for _, b in shares)):.1f} %")
+    noneshares = [viewer_share(work / f"spy-{cycle}-0-0.raw") for cycle in range(pairs)]
+    print("py-spy: the same share in the no-viewer windows (should be ~0): "
+          + ", ".join(f"{v}/{b}" for v, b in noneshares))
+
+
+def geometric_mean(a: float, b: float) -> float:
+    return (a * b) ** 0.5
+
+
+async def paired_windows(workers: list[WorkerProcess], consumed: list, seconds: float, windows: int,
+                         viewed: int | None, label: str) -> list[dict]:
+    """`windows` windows over which both workers consume the same input at the same time; with
+    `viewed` set, ten viewers stay on that worker for all of them (a page left open). Per window:
+    each worker's CPU and messages committed, and the viewed worker's CPU over the other's."""
+    base = workers[viewed].url("").rstrip("/") if viewed is not None else None
+    stop = asyncio.Event()
+    counts = {"requests": 0, "alerts": 0}
+    tasks = [asyncio.ensure_future(viewer(base, stop, counts)) for _ in range(10)] if base else []
+    loop = asyncio.get_running_loop()
+    out = []
+    try:
+        for i in range(windows):
+            read0 = [await loop.run_in_executor(None, c) for c in consumed]
+            cpu0 = [cpu(w.proc.pid)[0] for w in workers]
+            t0 = time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu1 = [cpu(w.proc.pid)[0] for w in workers]
+            wall = time.monotonic() - t0
+            read1 = [await loop.run_in_executor(None, c) for c in consumed]
+            used = [(b - a) / wall for a, b in zip(cpu0, cpu1)]
+            msgs = [max(1, (b or 0) - (a or 0)) for a, b in zip(read0, read1)]
+            per_msg = [u * wall / m * 1e6 for u, m in zip(used, msgs)]
+            mine, other = (viewed, 1 - viewed) if viewed is not None else (0, 1)
+            row = {"phase": label, "window": i, "cpu": [round(u, 4) for u in used],
+                   "committed_per_s": [round(m / wall) for m in msgs], "cpu_us_per_message": [round(x, 1) for x in per_msg],
+                   "cpu_ratio": round(used[mine] / used[other], 4),
+                   "per_message_ratio": round(per_msg[mine] / per_msg[other], 4), "viewer_requests": counts["requests"]}
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return out
+
+
+def run_paired(args, broker: EmbeddedBroker, head: Path, tail: Path, cut: int, work: Path) -> None:
+    """Two identical workers (own consumer groups) consume the same topics at the same time:
+    one is looked at by ten viewers for a whole phase, the other not; then the roles swap.
+    Both do the same work at the same moment, so the event mix along the file (which moves
+    a single worker's CPU by ±30 % between windows) cancels out, and swapping the roles
+    cancels what differs between the two processes: the viewers' factor is the geometric
+    mean of (A/B with viewers on A) and (B/A with viewers on B)."""
+    prefix = f"bd{uuid.uuid4().hex[:6]}."
+    names = topic_names(prefix)
+    create_topics(broker.bootstrap, list(names.values()), 4)
+    groups = [f"bench-dash-a-{prefix}", f"bench-dash-b-{prefix}"]
+    workers = [WorkerProcess(broker.url, prefix, g, work).start(timeout=120) for g in groups]
+    consumed = [CommittedOffsets(broker.bootstrap, g, [names[t] for t in INPUT_TOPICS], 4) for g in groups]
+    try:
+        if replay(broker, prefix, head).wait() != 0:
+            raise RuntimeError("replay failed")
+        for w in workers:
+            wait_read(w, cut)
+        for w in workers:           # each builds its first snapshot (every partition read whole) before measuring
+            get(w.url("/dashboard/data"))
+        print(f"preloaded: {cut:,} messages consumed by both workers", flush=True)
+        publisher = replay(broker, prefix, tail, rate=args.rate)
+        time.sleep(3.0)
+
+        async def measure():
+            rows = await paired_windows(workers, consumed, args.window, args.calibration, None, "calibration")
+            for viewed, label in ((0, "viewers on A"), (1, "viewers on B")):
+                rows += await paired_windows(workers, consumed, args.window, args.warmup + args.pairs, viewed, label)
+            return rows
+        rows = asyncio.run(measure())
+        if publisher.poll() is None:
+            publisher.terminate()
+        else:
+            print("note: the replay ended before the last window; use a larger --tail or lower --rate")
+        med = statistics.median
+        calib = [r for r in rows if r["phase"] == "calibration"]
+        on_a = [r for r in rows if r["phase"] == "viewers on A" and r["window"] >= args.warmup]
+        on_b = [r for r in rows if r["phase"] == "viewers on B" and r["window"] >= args.warmup]
+        summary = {
+            "calibration_cpu_ratio_a_over_b": [r["cpu_ratio"] for r in calib],
+            "viewed_over_other_cpu_ratio_viewers_on_a": [r["cpu_ratio"] for r in on_a],
+            "viewed_over_other_cpu_ratio_viewers_on_b": [r["cpu_ratio"] for r in on_b],
+            "viewers_cpu_factor": round(geometric_mean(med(r["cpu_ratio"] for r in on_a),
+                                                       med(r["cpu_ratio"] for r in on_b)), 4),
+            "viewers_cpu_per_message_factor": round(geometric_mean(med(r["per_message_ratio"] for r in on_a),
+                                                                   med(r["per_message_ratio"] for r in on_b)), 4),
+            "viewed_worker_cpu_median": med(r["cpu"][0] for r in on_a),
+            "warm_up_windows_left_out_per_phase": args.warmup,
+        }
+        print(json.dumps(summary, indent=1), flush=True)
+    finally:
+        for c in consumed:
+            c.close()
+        for w in workers:
+            w.stop()
 
 
 def main() -> int:
@@ -198,6 +378,18 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=8.0, help="seconds per measurement window")
     ap.add_argument("--pairs", type=int, default=3, help="(no viewer, ten viewers, /report reader) window cycles")
     ap.add_argument("--renders", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="cycles run first and left out of the figures: the first viewers start the alert "
+                         "feed and the first in-process build reads every partition whole (one-time costs)")
+    ap.add_argument("--paired", action="store_true",
+                    help="two identical workers consume the same input at once; ten viewers stay on one for a "
+                         "phase, then on the other: the viewers' cost without the event mix's noise (run_paired)")
+    ap.add_argument("--calibration", type=int, default=2, help="--paired: windows without viewers first")
+    ap.add_argument("--no-reader", action="store_true",
+                    help="cycles of (no viewer, ten viewers) only: no GET /report window (more cycles per run)")
+    ap.add_argument("--py-spy", action="store_true",
+                    help="profile the worker (py-spy) in every window; print where ten viewers' samples go "
+                         "against no viewer's (a diagnostic run: sampling costs the worker too)")
     args = ap.parse_args()
 
     out_dir = ROOT / "bench" / "out"
@@ -215,6 +407,12 @@ def main() -> int:
     tail.write_bytes(b"\n".join(lines[cut:]) + b"\n")
     print(f"file {path.name}: {len(lines):,} messages; {cut:,} preloaded, {len(lines) - cut:,} replayed "
           f"at {args.rate:,.0f}/s while measuring", flush=True)
+
+    if args.paired:
+        with EmbeddedBroker() as broker:
+            run_paired(args, broker, head, tail, cut, work)
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
 
     with EmbeddedBroker() as broker:
         prefix = f"bd{uuid.uuid4().hex[:6]}."
@@ -249,10 +447,13 @@ def main() -> int:
             results = []
 
             async def measure():
-                for _ in range(args.pairs):
-                    for viewers, reader in ((0, False), (10, False), (0, True)):
-                        results.append(await window(w, args.window, viewers, consumed, reader, published))
-                        print(json.dumps(results[-1]), flush=True)
+                for cycle in range(-args.warmup, args.pairs):
+                    for viewers, reader in ((0, False), (10, False)) + (() if args.no_reader else ((0, True),)):
+                        spy_file = work / f"spy-{cycle}-{viewers}-{int(reader)}.raw" if args.py_spy and cycle >= 0 else None
+                        result = await window(w, args.window, viewers, consumed, reader, published, spy_file)
+                        print(json.dumps({**result, "warm_up": cycle < 0}), flush=True)
+                        if cycle >= 0:
+                            results.append(result)
             asyncio.run(measure())
             consumed.close()
             published.close()
@@ -268,22 +469,30 @@ def main() -> int:
             # per cycle: the ten-viewer window against the no-viewer window just before it
             ratios = [t["worker_cpu"] / n["worker_cpu"] for n, t in zip(none, ten)]
             deltas = [t["worker_cpu"] - n["worker_cpu"] for n, t in zip(none, ten)]
+            # CPU per message consumed (committed offsets): a window in which the worker caught up
+            # on more of its lag did more work; this ratio does not charge that to the viewers
+            per_message = [t["cpu_us_per_message"] / n["cpu_us_per_message"] for n, t in zip(none, ten)]
             print(json.dumps({
                 "worker_cpu_none": med(none, "worker_cpu"), "worker_cpu_ten": med(ten, "worker_cpu"),
                 "worker_cpu_ratio_ten_vs_none_per_cycle": [round(r, 3) for r in ratios],
                 "worker_cpu_ratio_median": round(statistics.median(ratios), 3),
                 "worker_cpu_added_by_ten_median_cores": round(statistics.median(deltas), 4),
+                "worker_cpu_ratio_all_windows": round(sum(r["worker_cpu"] for r in ten) / sum(r["worker_cpu"] for r in none), 3),
+                "cpu_per_message_ratio_per_cycle": [round(r, 3) for r in per_message],
+                "cpu_per_message_ratio_median": round(statistics.median(per_message), 3),
                 "build_children_cpu_ten": med(ten, "build_children_cpu"),
                 "minor_faults_per_s_none": med(none, "minor_faults_per_s"),
                 "minor_faults_per_s_ten": med(ten, "minor_faults_per_s"),
                 "committed_per_s_none": med(none, "committed_per_s"), "committed_per_s_ten": med(ten, "committed_per_s"),
                 "published_per_s_none": med(none, "published_per_s"), "published_per_s_ten": med(ten, "published_per_s"),
                 "lag_at_end_none": med(none, "lag_at_end"), "lag_at_end_ten": med(ten, "lag_at_end"),
-                "worker_cpu_report_every_2s": med(reading, "worker_cpu"),
-                "report_p50_ms_while_consuming": med(reading, "report_p50_ms"),
-                "report_max_ms_while_consuming": max(r["report_max_ms"] for r in reading),
+                **({"worker_cpu_report_every_2s": med(reading, "worker_cpu"),
+                    "report_p50_ms_while_consuming": med(reading, "report_p50_ms"),
+                    "report_max_ms_while_consuming": max(r["report_max_ms"] for r in reading)} if reading else {}),
                 "snapshot_builds": build,
             }, indent=1), flush=True)
+            if args.py_spy:
+                print_profile_difference(work, args.pairs)
         finally:
             w.stop()
     shutil.rmtree(work, ignore_errors=True)

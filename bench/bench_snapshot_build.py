@@ -6,6 +6,10 @@ Loads FRAC of FILE into a 4-partition LivePulse (event clock), builds once (ever
 partition's sums read whole), then `rounds` times: applies STEP more events and times one
 build as the worker's snapshot makes it (`LivePulse.own_figures()` and its `FigureViews`).
 `--check`: the last build's report equals the one built from the merged engines.
+`--share`: then applies the rest of the file twice over fresh state loaded the same way,
+alternately (without builds, with a build every STEP events), and prints the CPU per
+event outside the builds and in them: what the builds add per event, and whether keeping
+the sums for a reader costs the per-event path anything.
 """
 import argparse
 import gc
@@ -28,6 +32,7 @@ ap.add_argument("frac", type=float, nargs="?", default=0.65, help="fraction of t
 ap.add_argument("step", type=int, nargs="?", default=6000, help="events applied between two timed builds")
 ap.add_argument("rounds", type=int, nargs="?", default=10)
 ap.add_argument("--check", action="store_true", help="the last build's report equals the merged engines'")
+ap.add_argument("--share", action="store_true", help="CPU per event of the rest of the file, with and without builds")
 args = ap.parse_args()
 path, frac, step, rounds = args.file, args.frac, args.step, args.rounds
 lines = [l for l in open(path, 'rb').read().split(b'\n') if l]
@@ -35,20 +40,33 @@ cfg = load_config(None)
 names = topics.topic_names("")
 type_of_topic = {names[topics.TOPIC_OF_TYPE[t]]: t for t in topics.TOPIC_OF_TYPE}
 topic_of = {t: names[topics.TOPIC_OF_TYPE[t]] for t in topics.TOPIC_OF_TYPE}
-live = LivePulse(cfg, type_of_topic=type_of_topic, clock="event", send=lambda *a: None, now_us=lambda: time.time_ns()//1000)
-live.restore(range(4), [])
+def fresh() -> LivePulse:
+    live = LivePulse(cfg, type_of_topic=type_of_topic, clock="event", send=lambda *a: None, now_us=lambda: time.time_ns()//1000)
+    live.restore(range(4), [])
+    return live
+live = fresh()
 offs = {}
-def feed(a, b):
+def feed(a, b, every=0):
+    """Apply lines a..b; with `every`, a build after every `every` of them. CPU seconds (outside, in builds)."""
+    outside = inside = 0.0
+    t = time.process_time()
     for i in range(a, b):
         l = lines[i]
-        try: t = orjson.loads(l).get("type")
-        except Exception: t = None
-        topic = topic_of.get(t, names[topics.TOPIC_OF_TYPE["lead.created"]])
+        try: kind = orjson.loads(l).get("type")
+        except Exception: kind = None
+        topic = topic_of.get(kind, names[topics.TOPIC_OF_TYPE["lead.created"]])
         p = shard_of(l, i, 4)
         o = offs.get((topic, p), 0); offs[(topic, p)] = o + 1
         live.on_message(topic, p, o, None, l)
         if i % 3000 == 0: live.take_dirty()
+        if every and (i - a + 1) % every == 0:
+            t1 = time.process_time()
+            outside += t1 - t
+            held = build()          # noqa: F841 - kept until the next, as the worker's snapshot is
+            t = time.process_time()
+            inside += t - t1
     live.take_dirty()
+    return outside + time.process_time() - t, inside
 start = int(len(lines) * frac)
 feed(0, start)
 def build():
@@ -67,3 +85,13 @@ if args.check:
     from pulse.streams.report import build_figures
     eng = live.merged_engine(); as_of = live.report_as_of(eng)
     assert orjson.loads(v.report()) == build_figures(eng, as_of).document(); print("equal to the merged build")
+if args.share:
+    for every in (0, step, 0, step):
+        live, offs = fresh(), {}
+        feed(0, start)
+        if every:
+            build()
+        outside, inside = feed(start, len(lines), every)
+        n = len(lines) - start
+        print(f"{'a build every %d events' % every if every else 'no builds':>26}: {1e6 * outside / n:.2f} us/event "
+              f"outside builds, {1e6 * inside / n:.2f} us/event in builds", flush=True)

@@ -59,6 +59,7 @@ class StaleLeads:
         self._starts: list[list[int] | None] = [None if limit is None else [] for limit in self._limits]
         self.per_value: tuple[Counter, ...] = (Counter(), Counter(), Counter())     # owner, team, source
         self._added: dict[int, tuple] = {}          # id(entry) -> entry: added in this catch-up, not yet in place
+        self._gone: dict[int, tuple] = {}           # id(entry) -> entry: removed in this catch-up, still in `ordered`
 
     def catch_up(self, indexes: Sequence[OpenIndex], as_of: int) -> None:
         """Bring the stale set to the indexes as they are now, at T = as_of."""
@@ -79,7 +80,7 @@ class StaleLeads:
                 read.changed = index.changed = set()
                 self._reread(read, changed, as_of)
             read.as_of = as_of
-        self._place_added()
+        self._settle()
 
     def by_stage_level(self, n: int, as_of: int, any_index: bool) -> tuple[list[int], dict[tuple[int, int], int]]:
         """(stale leads per stage, per (stage, level 1-3)), as open_figures counts them."""
@@ -143,18 +144,8 @@ class StaleLeads:
         """Take an index's stale leads out (and stop its change marks: no reader any more)."""
         if detach and read.index.changed is read.changed:
             read.index.changed = None
-        self._place_added()
-        if len(read.entries) > _BULK:                                   # out at once, not one by one
-            gone = {id(entry) for entry in read.entries.values()}
-            self.ordered = [entry for entry in self.ordered if id(entry) not in gone]
-            for entry in read.entries.values():
-                self._count(entry, -1)
-            self._starts = [None if starts is None else sorted(entry[0] for entry in self.ordered
-                                                               if entry[2][STAGE] == stage)
-                            for stage, starts in enumerate(self._starts)]
-        else:
-            for entry in read.entries.values():
-                self._remove(entry)
+        for entry in read.entries.values():
+            self._remove(entry)
         read.entries.clear()
 
     def _add(self, entries: dict[str, tuple], entry: tuple) -> None:
@@ -162,8 +153,22 @@ class StaleLeads:
         self._added[id(entry)] = entry
         self._count(entry, +1)
 
-    def _place_added(self) -> None:
-        """Put this catch-up's additions in order: sorted, then merged in (slices copied in C)."""
+    def _settle(self) -> None:
+        """Put this catch-up's changes in the report's order: the removed entries out of `ordered`
+        (in one pass when they are many: a `del` per entry moves the list's tail each time),
+        the added ones sorted, then merged in (slices copied in C)."""
+        gone = self._gone
+        if gone:
+            self._gone = {}
+            if len(gone) > _BULK:
+                self.ordered = [entry for entry in self.ordered if id(entry) not in gone]
+            else:
+                ordered = self.ordered
+                for entry in gone.values():
+                    i = bisect_left(ordered, entry[:2])                 # (start, id) < (start, id, row)
+                    while ordered[i] is not entry:                      # equal keys: only with indexes not disjoint
+                        i += 1
+                    del ordered[i]
         if not self._added:
             return
         added = sorted(self._added.values(), key=_STAY_ORDER)
@@ -191,11 +196,7 @@ class StaleLeads:
 
     def _remove(self, entry: tuple) -> None:
         if self._added.pop(id(entry), None) is None:                   # else: added and removed in one catch-up
-            ordered = self.ordered
-            i = bisect_left(ordered, entry[:2])                         # (start, id) < (start, id, row)
-            while ordered[i] is not entry:                              # equal keys: only with indexes not disjoint
-                i += 1
-            del ordered[i]
+            self._gone[id(entry)] = entry                               # out of `ordered` at _settle
             starts = self._starts[entry[2][STAGE]]
             del starts[bisect_left(starts, entry[0])]
         self._count(entry, -1)

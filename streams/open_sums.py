@@ -1,12 +1,12 @@
 """The open leads' figures across several OpenIndexes (a worker's partitions) at T, read often.
 
 `open_figures` (open_index.py) adds up every index's groups on each call. `OpenSums` keeps
-the cross-index sums instead (in total, and per owner, team and source value: open leads
-and exact amount per stage) and, at each read, adds only what changed since the last:
+the cross-index sums instead (per owner, team and source value: open leads and exact
+amount per stage; the total is their sum over one dimension) and, at each read, adds
+only what changed since the last:
 
 - per index it keeps a copy of the groups it has added; a group whose counts or amounts
-  differ from its copy adds (new - old) to the sums of its three values and the total.
-  The diff is a walk over the groups (~700 per index), not over the leads;
+  differ from its copy adds (new - old) to the sums of its three values. The diff is a walk over the groups (~700 per index), not over the leads;
 - an index read for the first time is added whole; one no longer given, subtracted whole
   (indexes are told apart by identity: the reader keeps them alive);
 - the stale leads (they depend on T) are kept by StaleLeads (open_stale.py): a read costs
@@ -18,7 +18,7 @@ Pure: no clock, no I/O. Not thread-safe. Keep one OpenSums per set of indexes, a
 """
 from __future__ import annotations
 
-from operator import add, sub
+from operator import add
 from typing import Sequence
 
 from pulse.schemas.config import PipelineConfig
@@ -49,7 +49,6 @@ class OpenSums:
         self._n = len(pipeline.stages)
         # id(index) -> (index, {group key: its counts + amounts per stage, as last added})
         self._added: dict[int, tuple[OpenIndex, dict[tuple, list[int]]]] = {}
-        self._total = _Sum(self._n)
         self._by_value: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)    # value -> _Sum
         self._order: list[list | None] = [None for _ in DIMENSIONS]         # sort_values of a dimension's values
         self._stale = StaleLeads(pipeline)
@@ -62,7 +61,7 @@ class OpenSums:
         by_stage, by_level = self._stale.by_stage_level(n, as_of, bool(indexes))
         stale = self._stale.ordered[:]          # the figures' own: the kept list changes at the next read
         stale_of = self._stale.per_value
-        total = self._open_pipeline(self._total)
+        total = self._open_pipeline(self._sum_of_values())
         segments = {}
         for d, (dim, by_value, stale_counts) in enumerate(zip(DIMENSIONS, self._by_value, stale_of)):
             order = self._order[d]
@@ -71,6 +70,15 @@ class OpenSums:
             segments[dim] = [{"value": v, **self._totals(by_value[v]), "stale": stale_counts.get(v, 0)}
                              for v in order]
         return OpenFigures(total, by_stage, by_level, segments, stale, as_of, pipeline)
+
+    def _sum_of_values(self) -> _Sum:
+        """The total: every group has one value per dimension, so the sums of any dimension's
+        values add up to it (exactly). Added up here, from the dimension with the fewest values,
+        rather than kept: a fourth target for every group delta would cost more."""
+        total = _Sum(self._n)
+        for of_value in min(self._by_value, key=len).values():
+            total.sums = list(map(add, total.sums, of_value.sums))
+        return total
 
     def _totals(self, of_value: _Sum) -> dict:
         if of_value.totals is None:
@@ -107,10 +115,10 @@ class OpenSums:
                     copies[group] = now
 
     def _add_delta(self, group: tuple, old: list[int], now: list[int]) -> None:
-        """Add a group's (now - old) sums to the total and to the sums of its owner, team and source."""
-        delta = list(map(sub, now, old))
-        total = self._total
-        total.sums = list(map(add, total.sums, delta))
+        """Add a group's (now - old) sums to the total and to the sums of its owner, team and source.
+        Only the entries that changed: a stage move changes two counts and at most two amounts, and
+        adding a zero to a ~1,100-bit amount (exact.py) still makes a new ~150-byte integer."""
+        delta = [(i, a - b) for i, (a, b) in enumerate(zip(now, old)) if a != b]
         n = self._n
         for d, (by_value, value) in enumerate(zip(self._by_value, group)):
             of_value = by_value.get(value)
@@ -118,7 +126,9 @@ class OpenSums:
                 of_value = by_value[value] = _Sum(n)
                 self._order[d] = None
             of_value.totals = None
-            of_value.sums = sums = list(map(add, of_value.sums, delta))
+            sums = of_value.sums
+            for i, change in delta:
+                sums[i] += change
             if not any(sums[:n]):               # no open lead has the value: no entry (as open_figures)
                 del by_value[value]
                 self._order[d] = None

@@ -136,12 +136,17 @@ class _MergedDays(Generic[B]):
 
 
 def _add_flow(total: _DayFlow, b: _DayFlow, sign: int) -> None:
-    """total += sign × b, every field."""
+    """total += sign × b, every field (the zeros left out: adding 0 to a ~1,100-bit amount, or to
+    any int past 2**30, still makes a new integer)."""
     for s in range(len(total.entered)):
-        total.entered[s] += sign * b.entered[s]
-        total.dwell_sum_us[s] += sign * b.dwell_sum_us[s]
-        total.open_fix[s] += sign * b.open_fix[s]
-        total.open_amount[s] += b.open_amount[s] if sign > 0 else -b.open_amount[s]
+        if c := b.entered[s]:
+            total.entered[s] += sign * c
+        if c := b.dwell_sum_us[s]:
+            total.dwell_sum_us[s] += sign * c
+        if c := b.open_fix[s]:
+            total.open_fix[s] += sign * c
+        if c := b.open_amount[s]:
+            total.open_amount[s] += c if sign > 0 else -c
     exits = total.exits
     for i, c in enumerate(b.exits):
         exits[i] += sign * c
@@ -166,8 +171,10 @@ def _add_deals(total: _DayDeals, b: _DayDeals, sign: int) -> None:
     total.qualified += sign * b.qualified
     total.won += sign * b.won
     total.lost += sign * b.lost
-    total.won_amount += b.won_amount if sign > 0 else -b.won_amount
-    total.cycle_us += sign * b.cycle_us
+    if b.won_amount:
+        total.won_amount += b.won_amount if sign > 0 else -b.won_amount
+    if b.cycle_us:
+        total.cycle_us += sign * b.cycle_us
     segments = total.segments
     for key, c in b.segments.items():
         t = segments.get(key)
@@ -176,8 +183,10 @@ def _add_deals(total: _DayDeals, b: _DayDeals, sign: int) -> None:
         t[0] += sign * c[0]
         t[1] += sign * c[1]
         t[2] += sign * c[2]
-        t[3] += c[3] if sign > 0 else -c[3]
-        t[4] += sign * c[4]
+        if c[3]:                                # the won amount: ~1,100 bits, mostly 0 (see _add_flow)
+            t[3] += c[3] if sign > 0 else -c[3]
+        if c[4]:
+            t[4] += sign * c[4]
 
 
 class FlowTotals:

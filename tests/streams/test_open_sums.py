@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pulse.schemas.timestamps import format_timestamp
 from pulse.streams.open_index import OpenFigures, OpenIndex, _Stays, open_figures
+from pulse.streams import open_stale
 from pulse.streams.open_sums import OpenSums
 from pulse.streams.staleness import stale_level
 from tests.support.reference import DAY_US, US, make_pipeline
@@ -68,14 +69,16 @@ def _assert_same(got: OpenFigures, expected: OpenFigures) -> None:
 
 
 @settings(max_examples=300, **SETTINGS)
-@given(st.lists(st.sampled_from((None, 0, 3600, 7200, 86_400)), min_size=1, max_size=4), _steps, st.booleans())
-def test_every_read_equals_open_figures(limits, steps, sweep_often):
-    saved = _Stays.SWEEP_MIN
+@given(st.lists(st.sampled_from((None, 0, 3600, 7200, 86_400)), min_size=1, max_size=4), _steps, st.booleans(),
+       st.booleans())
+def test_every_read_equals_open_figures(limits, steps, sweep_often, bulk_always):
+    saved, saved_bulk = _Stays.SWEEP_MIN, open_stale._BULK
     _Stays.SWEEP_MIN = 0 if sweep_often else saved
+    open_stale._BULK = 0 if bulk_always else saved_bulk       # the stale list's one-pass paths, every read
     try:
         _check_reads(_pipeline(limits), steps)
     finally:
-        _Stays.SWEEP_MIN = saved
+        _Stays.SWEEP_MIN, open_stale._BULK = saved, saved_bulk
 
 
 def _check_reads(pipeline, steps) -> None:
