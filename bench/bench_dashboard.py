@@ -2,6 +2,7 @@
 
     python bench/bench_dashboard.py                      # 130,000 leads (bench/out/events-130000-s1.jsonl)
     python bench/bench_dashboard.py --leads 20000 --window 4   # a quick check
+    python bench/bench_dashboard.py --paired --live-time --tail 0.45 --rate 2000 --window 10 --pairs 5
 
 One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
 
@@ -22,7 +23,11 @@ One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
    the CPU of its reaped build children (cutime+cstime), the worker's consumption rate
    and its CPU per message consumed (committed offsets: a window that caught up on more
    lag did more work). Ratios are per cycle and from this one run.
-5. **`--py-spy`** (a diagnostic run): py-spy samples the worker in every window; it prints
+5. **`--paired`** (instead of 2-4): two identical workers consume the same input at the same
+   moment; ten viewers stay on one for a phase, then on the other (run_paired says why).
+   **`--live-time`**: the replayed events' times moved to real time (live_timed), so the
+   event clock moves as a live worker's does instead of ~1 day per second.
+6. **`--py-spy`** (a diagnostic run): py-spy samples the worker in every window; it prints
    the functions with the most samples added by the viewers, and per ten-viewer window
    the share of the worker's busy samples in viewer work (snapshot builds, the figures
    kept for them, the dashboard's handlers, aiohttp): measured inside each window, so it
@@ -272,6 +277,38 @@ def print_profile_difference(work: Path, pairs: int, top: int = 30) -> None:
           + ", ".join(f"{v}/{b}" for v, b in noneshares))
 
 
+def live_timed(head: list[bytes], tail: list[bytes], rate: float) -> list[bytes]:
+    """The tail with each event's occurred_at moved to real time at `rate` events/s after the
+    head's last (lines that are not JSON objects with a timestamp stay as they are). Replayed at
+    `rate`, the event clock then moves as a live worker's does, ~4 s per snapshot build, where
+    the file's own times move ~1 day per second of replay at 2,000 msg/s (every build then sees
+    stays cross their stale limits by the thousand and alerts by the hundred per second)."""
+    import orjson
+    from pulse.schemas.timestamps import format_timestamp, parse_timestamp
+
+    def occurred(line: bytes) -> int | None:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        at = event.get("occurred_at") if isinstance(event, dict) else None
+        return parse_timestamp(at) if isinstance(at, str) else None
+
+    start = max(t for t in map(occurred, head) if t is not None) + 1_000_000
+    out = []
+    for i, line in enumerate(tail):
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            event = None
+        if isinstance(event, dict) and isinstance(event.get("occurred_at"), str) \
+                and parse_timestamp(event["occurred_at"]) is not None:
+            event["occurred_at"] = format_timestamp(start + round(i * 1e6 / rate))
+            line = orjson.dumps(event)
+        out.append(line)
+    return out
+
+
 def geometric_mean(a: float, b: float) -> float:
     return (a * b) ** 0.5
 
@@ -385,6 +422,9 @@ def main() -> int:
                     help="two identical workers consume the same input at once; ten viewers stay on one for a "
                          "phase, then on the other: the viewers' cost without the event mix's noise (run_paired)")
     ap.add_argument("--calibration", type=int, default=2, help="--paired: windows without viewers first")
+    ap.add_argument("--live-time", action="store_true",
+                    help="move the replayed events' occurred_at to real time at --rate (live_timed): the event "
+                         "clock then moves as a live worker's, not ~1 day per second")
     ap.add_argument("--no-reader", action="store_true",
                     help="cycles of (no viewer, ten viewers) only: no GET /report window (more cycles per run)")
     ap.add_argument("--py-spy", action="store_true",
@@ -404,7 +444,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     head, tail = work / "head.jsonl", work / "tail.jsonl"
     head.write_bytes(b"\n".join(lines[:cut]) + b"\n")
-    tail.write_bytes(b"\n".join(lines[cut:]) + b"\n")
+    tail.write_bytes(b"\n".join(live_timed(lines[:cut], lines[cut:], args.rate) if args.live_time
+                                else lines[cut:]) + b"\n")
     print(f"file {path.name}: {len(lines):,} messages; {cut:,} preloaded, {len(lines) - cut:,} replayed "
           f"at {args.rate:,.0f}/s while measuring", flush=True)
 
