@@ -349,7 +349,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         previous build and fast (catching up on a backlog: a build on the loop would hold it for
         as long, every time), and with peers (their shares come as rows: agents/snapshot.py)."""
         partials = await peer_partials()
-        events, now = sum(state.engine.events_read for state in live.partitions.values()), time.monotonic()
+        events, now = live.events_read(), time.monotonic()
         read, seconds = events - previous_build[0], now - previous_build[1]
         busy = read > IN_PROCESS_MAX_EVENTS and read > IN_PROCESS_MAX_RATE * seconds
         previous_build[:] = events, now
@@ -363,8 +363,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         if peer_urls():
             return None
         clock = live.clock_us() // 1_000_000 if settings.clock == "wall" else None
-        return (tuple(sorted(live.partitions)), sum(s.engine.events_read for s in live.partitions.values()),
-                live.alerts_sent, clock)
+        return tuple(sorted(live.partitions)), live.events_read(), live.alerts_sent, clock
 
     snapshots = Snapshots(build_views, token=state_token)
     unreachable = {"error": "a worker holding part of the state is unreachable; retry"}

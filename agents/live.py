@@ -411,6 +411,10 @@ class LivePulse:
 
     # -- output ----------------------------------------------------------------------------
 
+    def events_read(self) -> int:
+        """Input messages read so far by this worker's partitions (valid or not)."""
+        return sum(state.engine.events_read for state in self.partitions.values())
+
     def own_figures(self) -> tuple[ReportFigures, dict[str, int], int]:
         """This worker's report figures at T (T as report_as_of picks it) and its leads held per
         pipeline, from the sums kept between calls (streams/cluster.py): at one instant, in

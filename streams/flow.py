@@ -43,6 +43,26 @@ class _DayFlow:
         self.open_fix = [0] * n_stages          # open leads per stage: the change not in entered - exits
         self.open_amount = [0] * n_stages       # change of their amounts, exact (units of 2**-1074, exact.py)
 
+    def add(self, other: _DayFlow, sign: int = 1) -> None:
+        """self += sign × other, every field (zeros left out: adding 0 to a ~1,100-bit amount, or
+        to any int past 2**30, still makes a new integer). Never shares a list with `other`."""
+        for s in range(len(self.entered)):
+            if c := other.entered[s]:
+                self.entered[s] += sign * c
+            if c := other.dwell_sum_us[s]:
+                self.dwell_sum_us[s] += sign * c
+            if c := other.open_fix[s]:
+                self.open_fix[s] += sign * c
+            if c := other.open_amount[s]:
+                self.open_amount[s] += c if sign > 0 else -c
+        exits = self.exits
+        for i, c in enumerate(other.exits):
+            exits[i] += sign * c
+        for mine, theirs in ((self.dwell_hist, other.dwell_hist), (self.transitions, other.transitions)):
+            get = mine.get
+            for key, c in theirs.items():
+                mine[key] = get(key, 0) + sign * c
+
     def open_count(self) -> list[int]:
         """The change of the open leads per stage during the day."""
         exits = self.exits
@@ -212,18 +232,7 @@ class StageFlow:
             mine = self._days.get(d)
             if mine is None:                       # never share buckets: `other` lives on
                 mine = self._days[d] = _DayFlow(self.n_stages)
-            for s in range(self.n_stages):
-                mine.entered[s] += theirs.entered[s]
-                mine.dwell_sum_us[s] += theirs.dwell_sum_us[s]
-            for i, c in enumerate(theirs.exits):
-                mine.exits[i] += c
-            for key, c in theirs.dwell_hist.items():
-                mine.dwell_hist[key] = mine.dwell_hist.get(key, 0) + c
-            for key, c in theirs.transitions.items():
-                mine.transitions[key] = mine.transitions.get(key, 0) + c
-            for s in range(self.n_stages):
-                mine.open_fix[s] += theirs.open_fix[s]
-                mine.open_amount[s] += theirs.open_amount[s]
+            mine.add(theirs)
 
     def drop_days_before(self, day: int) -> None:
         """Forget buckets no window can reach any more (live processor housekeeping). Their

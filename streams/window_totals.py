@@ -135,27 +135,6 @@ class _MergedDays(Generic[B]):
         return self.ranges.total(days, self.days)
 
 
-def _add_flow(total: _DayFlow, b: _DayFlow, sign: int) -> None:
-    """total += sign × b, every field (the zeros left out: adding 0 to a ~1,100-bit amount, or to
-    any int past 2**30, still makes a new integer)."""
-    for s in range(len(total.entered)):
-        if c := b.entered[s]:
-            total.entered[s] += sign * c
-        if c := b.dwell_sum_us[s]:
-            total.dwell_sum_us[s] += sign * c
-        if c := b.open_fix[s]:
-            total.open_fix[s] += sign * c
-        if c := b.open_amount[s]:
-            total.open_amount[s] += c if sign > 0 else -c
-    exits = total.exits
-    for i, c in enumerate(b.exits):
-        exits[i] += sign * c
-    for mine, theirs in ((total.dwell_hist, b.dwell_hist), (total.transitions, b.transitions)):
-        get = mine.get
-        for key, c in theirs.items():
-            mine[key] = get(key, 0) + sign * c
-
-
 def _prune_flow(b: _DayFlow) -> None:
     b.dwell_hist = {key: c for key, c in b.dwell_hist.items() if c}
     b.transitions = {key: c for key, c in b.transitions.items() if c}
@@ -165,36 +144,12 @@ def _prune_deals(b: _DayDeals) -> None:
     b.segments = {key: c for key, c in b.segments.items() if any(c)}
 
 
-def _add_deals(total: _DayDeals, b: _DayDeals, sign: int) -> None:
-    """total += sign × b, every field and segment."""
-    total.created += sign * b.created
-    total.qualified += sign * b.qualified
-    total.won += sign * b.won
-    total.lost += sign * b.lost
-    if b.won_amount:
-        total.won_amount += b.won_amount if sign > 0 else -b.won_amount
-    if b.cycle_us:
-        total.cycle_us += sign * b.cycle_us
-    segments = total.segments
-    for key, c in b.segments.items():
-        t = segments.get(key)
-        if t is None:
-            t = segments[key] = [0, 0, 0, 0, 0]
-        t[0] += sign * c[0]
-        t[1] += sign * c[1]
-        t[2] += sign * c[2]
-        if c[3]:                                # the won amount: ~1,100 bits, mostly 0 (see _add_flow)
-            t[3] += c[3] if sign > 0 else -c[3]
-        if c[4]:
-            t[4] += sign * c[4]
-
-
 class FlowTotals:
     """StageFlow's read API (window, open_at_day_starts) over the sum of several StageFlows."""
 
     def __init__(self, n_stages: int) -> None:
         self.n_stages = n_stages
-        self._merged: _MergedDays[_DayFlow] = _MergedDays(lambda: _DayFlow(n_stages), _add_flow, _prune_flow)
+        self._merged: _MergedDays[_DayFlow] = _MergedDays(lambda: _DayFlow(n_stages), _DayFlow.add, _prune_flow)
         self._open_count = [0] * n_stages       # Σ of every merged day's open change
         self._open_amount = [0] * n_stages
 
@@ -245,7 +200,7 @@ class DealTotals:
     """DealFlow's read API (window, segments) over the sum of several DealFlows."""
 
     def __init__(self) -> None:
-        self._merged: _MergedDays[_DayDeals] = _MergedDays(_DayDeals, _add_deals, _prune_deals)
+        self._merged: _MergedDays[_DayDeals] = _MergedDays(_DayDeals, _DayDeals.add, _prune_deals)
 
     def refresh(self, sources: Sequence[DealFlow]) -> None:
         """Take what changed in the sources since the last refresh."""
