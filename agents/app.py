@@ -31,7 +31,7 @@ from .alert_feed import AlertFeed
 from .align import TimeAligner, messages_behind
 from .batching import DurableAcks
 from .changelog import read_partitions
-from .faust_compat import PulseApp, ack_records, aiokafka_producer, read_offset, use_raw_changelog
+from .faust_compat import PulseApp, ack_records, aiokafka_producer, read_offset, use_input_records, use_raw_changelog
 from .live import LivePulse
 from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, pipeline_exposition, render
 from .snapshot import Snapshots, run_forked
@@ -61,7 +61,7 @@ IN_PROCESS_MAX_EVENTS = 20_000
 IN_PROCESS_MAX_RATE = 5_000
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
 YIELD_EVERY = 500       # records appended to produce batches, or messages acked, per turn of the loop in a flush
-NO_HEADERS: list = []   # a changelog record has none (a list: aiokafka's batch builder takes no tuple; only read)
+NO_HEADERS: list = []   # a record without headers (a list: aiokafka's batch builder takes no tuple; only read)
 ALIGN_IDLE_S = 2.0      # how long a partition waits for an input topic known to have more (agents/align.py)
 
 
@@ -102,9 +102,11 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     use_raw_changelog(leads)    # opaque bytes: live.py's records
     output_topics = {"notifications": names[topics.NOTIFICATIONS], "deadletter": names[topics.DEADLETTER]}
 
-    def send(role: str, key: bytes | None, value: bytes, partition: int, headers: list) -> None:
+    def send(role: str, key: bytes | None, value: bytes, partition: int, headers: tuple) -> None:
         # Written with the next flush (at once for an alert): a dead letter before the state
         # that counts it, an alert after the state that remembers it (batching.py says why).
+        # Held as a tuple of atoms (headers a tuple: write_outputs makes the list aiokafka takes),
+        # which the collector stops walking: an alert burst holds thousands until the flush.
         acks.output((output_topics[role], partition, key, value, headers), alert=role == "notifications")
         if role == "notifications":
             feed.publish_own(value)     # the dashboard's feed (agents/alert_feed.py), while watched
@@ -193,7 +195,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     async def write_outputs(outputs: list[tuple]) -> None:
         batches: dict[tuple[str, int], list[tuple]] = {}
         for topic, partition, key, value, headers in outputs:
-            batches.setdefault((topic, partition), []).append((key, value, headers))
+            batches.setdefault((topic, partition), []).append((key, value, list(headers) if headers else NO_HEADERS))
         await write_batches(batches)
 
     async def write_state(dirty: dict[int, Iterable[tuple[bytes, bytes | None]]]) -> None:
@@ -259,6 +261,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         return bool(ready)
 
     app.batch_topics, app.on_batch = frozenset(input_names), on_batch
+    use_input_records(app.batch_topics)     # fetched as input tuples (faust_compat.InputRecords)
 
     @app.task
     async def make_durable() -> None:
@@ -282,7 +285,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     @app.timer(interval=settings.alert_interval)
     async def raise_due_alerts() -> None:
         if live.ready:
-            live.tick()
+            for _ in live.ticking():
+                await asyncio.sleep(0)      # a partition's alerts per turn of the loop (LivePulse.ticking)
 
     def json_response(web, doc, status=200):
         return web.bytes(orjson.dumps(doc), content_type="application/json", status=status)

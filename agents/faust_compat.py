@@ -18,15 +18,16 @@ import asyncio
 from typing import Any, Callable
 
 import faust
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from .align import OFFSET, PARTITION, TOPIC, input_record
+from pulse.schemas.topics import SEQ_HEADER
 
-YIELD_AFTER = 1_000     # records of one topic-partition taken in a row before the loop gets a turn
+from .align import OFFSET, PARTITION, TOPIC
 
 # handler(messages) -> more: takes a batch and processes some of what it holds, synchronously
 # (no await: a rebalance cannot cut it); True when more is ready: called again with [] after a yield
@@ -39,7 +40,11 @@ OVERRIDDEN = {
         "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
     "faust.app.base:App._new_consumer":
         "bff6ccd646b71ea99a7e7a7d1c62adbf3d34432a0b42a39e6f60b4c0307d89c8",
+    "aiokafka.consumer.fetcher:PartitionRecords._consumer_record":
+        "e668541600b047ab928a9008b54c00951d9ae7e2a11b82e7b00f3a5d71b0cc0c",
 }
+# Upstream classes as they were when this module was imported (before use_input_records replaced one).
+UPSTREAM = {"aiokafka.consumer.fetcher:PartitionRecords": aiokafka_fetcher.PartitionRecords}
 
 # Upstream methods whose body is copied (edited) here rather than overridden, pinned the same way:
 # Consumer.getmany is inlined in BatchingConsumer._drain_messages, Consumer.ack in ack_records.
@@ -71,11 +76,11 @@ PRIVATE_ATTRIBUTES = (
 
 class BatchingConsumer(AIOKafkaConsumer):
     """Faust's aiokafka consumer; messages of the app's `batch_topics` go to its `on_batch` in batches,
-    in fetch order, each as a plain tuple (align.input_record). Faust's `getmany` would wrap each
-    in a Faust message and read the high-water mark per record (~7 % of the worker's CPU,
-    measured with py-spy): here that is done per topic-partition of a fetch, and records of
-    other topics (table changelogs during recovery) still become Faust messages and take
-    Faust's path."""
+    in fetch order, each as a plain tuple (align.input_record, made by InputRecords as aiokafka
+    unpacks the fetch: use_input_records). Faust's `getmany` would wrap each in a Faust message
+    and read the high-water mark per record (~7 % of the worker's CPU, measured with py-spy):
+    here that is done per topic-partition of a fetch, and records of other topics (table
+    changelogs during recovery) still become Faust messages and take Faust's path."""
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by the worker tests
         # Faust's loop (faust/transport/consumer.py, Consumer._drain_messages, with the body of
@@ -113,9 +118,7 @@ class BatchingConsumer(AIOKafkaConsumer):
                                 tp_records, gaps = self._take_in_order(tp, tp_records, acks_enabled_for(tp.topic))
                                 for start, end in gaps:
                                     await self._add_gap(tp, start, end)
-                                batch += [input_record(record) for record in tp_records]
-                                if len(tp_records) >= YIELD_AFTER:
-                                    await asyncio.sleep(0)      # a fetch brings up to 10,000: ~0.5 us each
+                                batch += tp_records     # already input tuples (InputRecords)
                                 continue
                             for record in tp_records:
                                 message = self._to_message(tp, record)
@@ -154,26 +157,26 @@ class BatchingConsumer(AIOKafkaConsumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     def _take_in_order(self, tp: TP, records: list, track_gaps: bool) -> tuple[list, list[tuple[int, int]]]:
-        """A topic-partition's fetched records after the last one read (Faust drops those before
-        it: re-fetched after a seek), and the gaps in their offsets (first, last) as Faust's loop
-        finds them (acked on commit: a gap holds no message). Sets the read offset to the last
-        record's. Per record only when the offsets are not contiguous."""
+        """A topic-partition's fetched input records (InputRecords' tuples) after the last one
+        read (Faust drops those before it: re-fetched after a seek), and the gaps in their offsets
+        (first, last) as Faust's loop finds them (acked on commit: a gap holds no message). Sets
+        the read offset to the last record's. Per record only when the offsets are not contiguous."""
         r_offset = self._read_offset[tp]
-        if r_offset is not None and records and records[0].offset < r_offset:
-            records = [r for r in records if r.offset >= r_offset]
+        if r_offset is not None and records and records[0][OFFSET] < r_offset:
+            records = [r for r in records if r[OFFSET] >= r_offset]
         if not records:
             return records, []
         gaps = []
         if track_gaps:
             previous = r_offset
-            if records[-1].offset - records[0].offset != len(records) - 1:     # not contiguous
+            if records[-1][OFFSET] - records[0][OFFSET] != len(records) - 1:     # not contiguous
                 for record in records:
-                    if previous and record.offset - previous > 1:
-                        gaps.append((previous + 1, record.offset))
-                    previous = record.offset
-            elif previous and records[0].offset - previous > 1:
-                gaps.append((previous + 1, records[0].offset))
-        self._read_offset[tp] = records[-1].offset
+                    if previous and record[OFFSET] - previous > 1:
+                        gaps.append((previous + 1, record[OFFSET]))
+                    previous = record[OFFSET]
+            elif previous and records[0][OFFSET] - previous > 1:
+                gaps.append((previous + 1, records[0][OFFSET]))
+        self._read_offset[tp] = records[-1][OFFSET]
         return records, gaps
 
     async def _seek_back(self) -> None:
@@ -183,6 +186,47 @@ class BatchingConsumer(AIOKafkaConsumer):
             await self.perform_seek()
         except Exception as ex:
             self.log.warning(f"exception performing seek when flow not active {ex}")
+
+
+class InputRecords(aiokafka_fetcher.PartitionRecords):
+    """aiokafka's PartitionRecords; a record of an input topic is unpacked straight into the
+    worker's input tuple (align.input_record), other topics' into ConsumerRecords as upstream.
+
+    A ConsumerRecord is a dataclass instance: a Python-level __init__ per record, which the fetch
+    loop then turned into the tuple, and an object the cyclic collector tracks. A fetch hands over
+    up to MAX_POLL_RECORDS of them, alive until the fetch loop reads them, so each was walked by a
+    young collection and then by a middle one (gc callbacks at 130,000 leads, full speed: 4,000-
+    16,000 ConsumerRecords, and as many header tuples, of the ~40,000 objects of each middle
+    collection, the event loop's longest pauses). A tuple of atoms is made in C and untracked by
+    the first collection that sees it."""
+
+    input_topics: frozenset[str] = frozenset()      # set by use_input_records
+
+    def __init__(self, tp, *args, **kwargs):
+        super().__init__(tp, *args, **kwargs)
+        if tp.topic in self.input_topics:
+            self._consumer_record = self._input_record
+
+    def _input_record(self, tp, record) -> tuple:
+        # As upstream's _consumer_record (pinned in OVERRIDDEN), then align.input_record.
+        key, value = record.key, record.value
+        if self._key_deserializer:
+            key = self._key_deserializer(key)
+        if self._value_deserializer:
+            value = self._value_deserializer(value)
+        seq = -1
+        for name, data in record.headers:
+            if name == SEQ_HEADER:
+                seq = int.from_bytes(data, "big")
+                break
+        return (record.timestamp or 0, seq, tp.topic, tp.partition, record.offset, key, value)
+
+
+def use_input_records(input_topics: frozenset[str]) -> None:
+    """Make every aiokafka fetcher of this process unpack `input_topics`' records as InputRecords
+    (the alert feed's and the changelog reader's consumers read other topics: unchanged)."""
+    InputRecords.input_topics = frozenset(input_topics)
+    aiokafka_fetcher.PartitionRecords = InputRecords
 
 
 class PulseApp(faust.App):

@@ -3,6 +3,7 @@ cost nothing"). Prints figures.
 
     python bench/bench_reads.py                          # 130,000 leads (bench/out/events-130000-s1.jsonl)
     python bench/bench_reads.py --leads 20000 --window 3   # a quick check
+    python bench/bench_reads.py --window 3 --start 0.3 --metrics-every 0.2 --save F.json   # more /metrics samples
 
 One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
 
@@ -10,7 +11,8 @@ One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
    it can (no publisher competing for the cores while it does).
 2. Once it has read `--start` of the file (it then holds most of the leads), the run
    alternates windows of `--window` seconds with no reader and with a scraper that reads
-   GET /metrics every 1 s and GET /report every 2 s, until the backlog is nearly done.
+   GET /metrics every 1 s (`--metrics-every`) and GET /report every 2 s, each wait drawn in
+   [0.5, 1.5] x its period, until the backlog is nearly done.
    Per window: the worker's consumption rate (committed offsets: no request to the
    worker) and CPU (also per message consumed: less sensitive to other jobs on the
    machine); per request: its latency (a window's first read apart: the snapshot expired
@@ -43,9 +45,15 @@ from pulse.kafka.broker import EmbeddedBroker, create_topics  # noqa: E402
 from pulse.schemas.topics import INPUT_TOPICS, topic_names  # noqa: E402
 
 
-async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[float]]) -> None:
-    """GET /metrics every 1 s and GET /report every 2 s, each on its own schedule."""
+async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[float]], metrics_every: float) -> None:
+    """GET /metrics every `metrics_every` s (1 s: issue 16's scraper) and GET /report every 2 s, each
+    on its own schedule. Each wait is drawn in [0.5, 1.5] x the period, so that the reads sample
+    the worker at random phases rather than lock to its 1 s timer (a fixed period may hit, or
+    miss, the timer's turns every time)."""
+    import random
+
     import aiohttp
+    rng = random.Random(len(latencies["metrics"]))
 
     async def every(path: str, period: float, into: list[float]) -> None:
         async with aiohttp.ClientSession() as s:
@@ -59,15 +67,17 @@ async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[floa
                     latencies["first_" + path.strip("/")].append(into.pop())
                     first = False
                 try:
-                    await asyncio.wait_for(stop.wait(), max(0.0, period - (time.perf_counter() - t)))
+                    await asyncio.wait_for(stop.wait(), max(0.0, period * rng.uniform(0.5, 1.5) - (time.perf_counter() - t)))
                 except asyncio.TimeoutError:
                     pass
-    await asyncio.gather(every("/metrics", 1.0, latencies["metrics"]), every("/report", 2.0, latencies["report"]))
+    await asyncio.gather(every("/metrics", metrics_every, latencies["metrics"]),
+                         every("/report", 2.0, latencies["report"]))
 
 
-async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies) -> dict:
+async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies, metrics_every: float) -> dict:
     stop = asyncio.Event()
-    task = asyncio.ensure_future(scraper(w.url("").rstrip("/"), stop, latencies)) if reading else None
+    task = (asyncio.ensure_future(scraper(w.url("").rstrip("/"), stop, latencies, metrics_every))
+            if reading else None)
     loop = asyncio.get_running_loop()
     read0 = await loop.run_in_executor(None, consumed)
     own0, kids0, _ = cpu(w.proc.pid)
@@ -98,6 +108,9 @@ def main() -> int:
     ap.add_argument("--start", type=float, default=0.55, help="fraction of the file read before measuring")
     ap.add_argument("--stop", type=float, default=0.97, help="no window starts after this fraction is read")
     ap.add_argument("--window", type=float, default=5.0, help="seconds per measurement window")
+    ap.add_argument("--metrics-every", type=float, default=1.0, metavar="S",
+                    help="the scraper's mean period for GET /metrics (default 1 s; shorter: more latency samples)")
+    ap.add_argument("--save", metavar="FILE", help="also write every latency (ms) and the summary, as JSON, to FILE")
     args = ap.parse_args()
 
     path = ROOT / "bench" / "out" / f"events-{args.leads}-s{args.seed}.jsonl"
@@ -128,7 +141,7 @@ def main() -> int:
             async def measure() -> None:
                 reading = False
                 while (results[-1]["committed_at_end"] if results else 0) < args.stop * total:
-                    results.append(await window(w, args.window, reading, consumed, latencies))
+                    results.append(await window(w, args.window, reading, consumed, latencies, args.metrics_every))
                     print(json.dumps(results[-1]), flush=True)
                     reading = not reading
             asyncio.run(measure())
@@ -139,7 +152,7 @@ def main() -> int:
                         if line.startswith("pulse_leads_in_state{"))
             pairs = [(a, b) for a, b in zip(results, results[1:]) if not a["reader"] and b["reader"]]
             ratios = [b["committed_per_s"] / a["committed_per_s"] for a, b in pairs if a["committed_per_s"]]
-            print(json.dumps({
+            doc = {
                 "leads_in_state_at_end": int(leads),
                 "while_consuming": {k: summary(v) for k, v in latencies.items()},
                 "quiet": {p.strip("/"): summary(v) for p, v in quiet.items()},
@@ -154,7 +167,11 @@ def main() -> int:
                 "worker_cpu_no_reader_median": statistics.median(a["worker_cpu"] for a, _ in pairs),
                 "worker_cpu_reader_median": statistics.median(b["worker_cpu"] for _, b in pairs),
                 "build_children_cpu_reader_median": statistics.median(b["build_children_cpu"] for _, b in pairs),
-            }, indent=1), flush=True)
+            }
+            print(json.dumps(doc, indent=1), flush=True)
+            if args.save:
+                Path(args.save).write_text(json.dumps({**doc, "metrics_every_s": args.metrics_every, "latencies_ms": {
+                    k: [round(v * 1000, 2) for v in vs] for k, vs in latencies.items()}}))
         finally:
             consumed.close()
             w.stop()

@@ -18,13 +18,18 @@ import pytest
 from faust.transport.consumer import CONSUMER_FETCHING
 
 from pulse.agents import faust_compat
-from pulse.agents.faust_compat import OVERRIDDEN, PRIVATE_ATTRIBUTES, REPLICATED, BatchingConsumer, PulseApp
+from pulse.agents.align import OFFSET, input_record
+from pulse.agents.faust_compat import (OVERRIDDEN, PRIVATE_ATTRIBUTES, REPLICATED, UPSTREAM, BatchingConsumer,
+                                       InputRecords, PulseApp)
 
 
 def _upstream(ref: str):
     module, qualname = ref.split(":")
     found = importlib.import_module(module)
-    for part in qualname.split("."):
+    parts = qualname.split(".")
+    if f"{module}:{parts[0]}" in UPSTREAM:      # replaced in its module by use_tuple_records
+        found, parts = UPSTREAM[f"{module}:{parts[0]}"], parts[1:]
+    for part in parts:
         found = getattr(found, part)
     return found
 
@@ -42,7 +47,8 @@ def test_each_overridden_upstream_method_is_the_one_our_override_copies(ref):
 
 def test_the_overrides_listed_are_the_methods_faust_compat_overrides():
     ours = {"faust.transport.consumer:Consumer._drain_messages": BatchingConsumer._drain_messages,
-            "faust.app.base:App._new_consumer": PulseApp._new_consumer}
+            "faust.app.base:App._new_consumer": PulseApp._new_consumer,
+            "aiokafka.consumer.fetcher:PartitionRecords._consumer_record": InputRecords._input_record}
     assert set(ours) == set(OVERRIDDEN)
     for ref, method in ours.items():
         assert method is not _upstream(ref), f"{ref} is no longer overridden: drop it from OVERRIDDEN"
@@ -79,8 +85,7 @@ def test_the_compat_helpers_read_what_they_name(app):
 def test_an_error_in_on_batch_is_logged_with_its_traceback_and_stops_the_fetch_loop(app, caplog):
     # A real BatchingConsumer, never started: only `_wait_next_records` (the broker's side) is
     # replaced, by one fetch of one message of an input topic.
-    message = SimpleNamespace(topic="crm.lead-created", partition=0, offset=0, timestamp=1, headers=None,
-                              key=None, value=b"{}")
+    message = (1, -1, "crm.lead-created", 0, 0, None, b"{}")     # as InputRecords unpacks it
 
     flags_while_fetching = []
 
@@ -110,17 +115,22 @@ def _records(topic, partition, offsets):
     return [SimpleNamespace(topic=topic, partition=partition, offset=o) for o in offsets]
 
 
+def _inputs(topic, partition, offsets):
+    """As InputRecords hands them over (align.input_record)."""
+    return [(0, -1, topic, partition, o, None, b"") for o in offsets]
+
+
 def test_a_fetch_is_taken_after_the_read_offset_and_its_gaps_are_found(app):
     consumer, tp = app.consumer, faust.types.TP("in", 0)
-    assert consumer._take_in_order(tp, _records("in", 0, [0, 1, 2]), True) == (_records("in", 0, [0, 1, 2]), [])
+    assert consumer._take_in_order(tp, _inputs("in", 0, [0, 1, 2]), True) == (_inputs("in", 0, [0, 1, 2]), [])
     assert consumer._read_offset[tp] == 2
     # a seek re-fetched 1-2; offset 4 is missing (a transaction marker, say), then 7-8 after 4 more
-    taken, gaps = consumer._take_in_order(tp, _records("in", 0, [1, 2, 3, 5, 6, 11, 12]), True)
-    assert [r.offset for r in taken] == [2, 3, 5, 6, 11, 12]        # as Faust: only those before it dropped
+    taken, gaps = consumer._take_in_order(tp, _inputs("in", 0, [1, 2, 3, 5, 6, 11, 12]), True)
+    assert [r[OFFSET] for r in taken] == [2, 3, 5, 6, 11, 12]        # as Faust: only those before it dropped
     assert gaps == [(4, 5), (7, 11)] and consumer._read_offset[tp] == 12
-    taken, gaps = consumer._take_in_order(tp, _records("in", 0, [15, 16]), True)     # contiguous, after a gap
+    taken, gaps = consumer._take_in_order(tp, _inputs("in", 0, [15, 16]), True)     # contiguous, after a gap
     assert gaps == [(13, 15)] and consumer._read_offset[tp] == 16
-    assert consumer._take_in_order(tp, _records("in", 0, [3, 4]), True) == ([], [])
+    assert consumer._take_in_order(tp, _inputs("in", 0, [3, 4]), True) == ([], [])
     assert consumer._read_offset[tp] == 16
 
 
@@ -144,3 +154,39 @@ def test_ack_records_keeps_fausts_bookkeeping_as_its_per_message_ack_would(app):
             == {faust.types.TP("a", 0): [0, 1, 2, 3], faust.types.TP("b", 1): [5, 6]})
     assert ours._n_acked == theirs._n_acked == 6
     assert all(isinstance(tp, faust.types.TP) for tp in ours._acked)
+
+
+def _fetched_batch() -> bytes:
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    builder.append(0, timestamp=1_700_000_000_000, key=b"lead-1", value=b'{"type":"lead.created"}',
+                   headers=[("pulse.seq", b"\x00\x00\x00\x00\x00\x00\x00\x07")])
+    builder.append(1, timestamp=1_700_000_000_001, key=None, value=b"not json", headers=[])
+    return bytes(builder.build())
+
+
+def test_input_records_are_the_input_tuples_of_what_aiokafka_unpacks_and_the_collector_forgets(monkeypatch):
+    import gc
+
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.structs import ConsumerRecord, TopicPartition
+
+    monkeypatch.setattr(InputRecords, "input_topics", frozenset({"crm.lead-created"}))
+
+    def records(cls, topic, key_deserializer=None):
+        return list(cls(TopicPartition(topic, 3), MemoryRecords(_fetched_batch()), [], 0,
+                        key_deserializer, None, True, 0))
+
+    upstream = UPSTREAM["aiokafka.consumer.fetcher:PartitionRecords"]
+    theirs, ours = records(upstream, "crm.lead-created"), records(InputRecords, "crm.lead-created")
+    assert ours == [input_record(r) for r in theirs] and len(ours) == 2
+    assert ours[0][:3] == (1_700_000_000_000, 7, "crm.lead-created") and ours[1][1] == -1     # pulse.seq, or none
+    upper = lambda key: key.upper() if key is not None else None    # noqa: E731  deserializers apply as upstream
+    assert ([r[5] for r in records(InputRecords, "crm.lead-created", upper)]
+            == [r.key for r in records(upstream, "crm.lead-created", upper)] == [b"LEAD-1", None])
+    other = records(InputRecords, "leads-changelog")        # not an input topic: upstream's records
+    assert all(type(r) is ConsumerRecord for r in other) and other == records(upstream, "leads-changelog")
+    gc.collect()
+    assert not any(gc.is_tracked(r) for r in ours)      # why: no collection walks them again
+    assert all(gc.is_tracked(r) for r in theirs)

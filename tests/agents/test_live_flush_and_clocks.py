@@ -149,6 +149,34 @@ def test_event_clock_checks_a_partition_against_its_own_time_wherever_the_ticks_
                        ("X", "lead.stale", 1), ("X", "lead.stale", 2)}
 
 
+def test_a_tick_in_steps_raises_a_partition_s_alerts_per_step_and_skips_a_partition_revoked_meanwhile():
+    """The worker's timer runs LivePulse.ticking one partition per turn of the event loop (wall
+    clock here: ticks raise what fell due). In one piece or in steps, the same alerts; a
+    partition revoked between two steps is not touched."""
+    def world():
+        sent = []
+        live = LivePulse(CFG, type_of_topic=TYPE_OF_TOPIC, clock="wall", send=lambda *a: sent.append(a),
+                         now_us=lambda: ts("2026-03-10T00:00:00Z"))
+        live.restore([0, 1], [])
+        live.on_message("c", 0, 0, None, created("a", "A", "2026-03-05T00:00:00Z"))
+        live.on_message("c", 1, 0, None, created("b", "B", "2026-03-05T00:00:00Z"))
+        return sent, live
+
+    def stale(sent) -> set:
+        return {(a["lead_id"], a["level"]) for a in notified(sent) if a["type"] == "lead.stale"}
+
+    whole, live = world()
+    assert live.tick() == 2 and stale(whole) == {("A", 1), ("B", 1)}
+    stepped, live = world()
+    assert list(live.ticking()) == [1, 1] and stale(stepped) == stale(whole)
+
+    revoked, live = world()
+    steps = live.ticking()
+    assert next(steps) == 1 and stale(revoked) == {("A", 1)}       # partition 0's step
+    live.drop([1])                                                  # revoked before its step
+    assert list(steps) == [] and stale(revoked) == {("A", 1)}
+
+
 def test_event_clock_judges_a_level_by_the_lead_s_events_not_by_when_its_move_arrived():
     """Lead A leaves "new" (3 days) after 4 days; its move arrives after B's creation has taken
     the partition's time past 6 days. Level 1 happened (A was there on day 3), level 2 did
