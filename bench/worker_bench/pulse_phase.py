@@ -15,6 +15,33 @@ from .driver import (Children, CommittedOffsets, _cpu_seconds, _cpu_sum, _events
                      count_changelog, fresh_output_topics, launch_worker, stop_worker)
 
 
+IDLE_SETTLE_S = 3.0      # a healthy worker with nothing to read, before its RSS is taken
+
+
+def idle_worker_rss(children: Children, broker, partitions: int, workdir: Path, timeout: float = 120) -> int | None:
+    """VmRSS of a `pulse worker` like (c)'s on topics that hold nothing, once healthy: the
+    process before any state. (c)'s own "idle" RSS is taken when its committed offsets are
+    still 0, but commits lag about a second behind consumption, so it may already hold tens
+    of thousands of leads and the fetcher's buffers (measured: 113-181 MiB over 6 runs of one
+    tree), which moved its bytes per lead by +-300."""
+    from pulse.kafka.broker import create_topics
+    from pulse.schemas.topics import topic_names
+
+    prefix = f"idle{uuid.uuid4().hex[:6]}."
+    create_topics(broker.bootstrap, list(topic_names(prefix).values()), partitions)
+    w = launch_worker(children, broker.url, prefix, workdir, partitions, "idle")
+    try:
+        deadline = time.monotonic() + timeout
+        while w.status("/health") != 200:
+            if w.proc.poll() is not None or time.monotonic() > deadline:
+                return None
+            time.sleep(0.3)
+        time.sleep(IDLE_SETTLE_S)
+        return _vm(w.proc.pid).get("VmRSS")
+    finally:
+        stop_worker(children, w)
+
+
 def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str], total: int, leads: int,
                      partitions: int, workdir: Path, timeout: float, poll_mode: str, n_workers: int = 1) -> dict:
     """(c). `n_workers` workers in one consumer group share the partitions (all spawned at
@@ -28,6 +55,7 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
     five times a second in the middle of the run. "offsets": committed offsets only,
     from the first poll above 0 to the first at the total, and one GET /report at the
     end to check the count."""
+    idle = idle_worker_rss(children, broker, partitions, workdir) if n_workers == 1 else None
     fresh_output_topics(broker.bootstrap, prefix, partitions)
     group = f"bench-worker{n_workers}-{uuid.uuid4().hex[:8]}"
     ws = [launch_worker(children, broker.url, prefix, workdir, partitions, f"worker{n_workers}-{i}", app_id=group)
@@ -134,6 +162,13 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
             "bytes_per_lead": peak["VmHWM"] / leads if peak.get("VmHWM") and leads else None,
             "bytes_per_lead_above_idle": ((peak["VmHWM"] - baseline["VmRSS"]) / leads
                                           if peak.get("VmHWM") and baseline.get("VmRSS") and leads else None),
+            # against a fresh idle worker (idle_worker_rss): at the peak, and once the backlog is
+            # consumed (the buffers drained; CPython keeps much of what they freed)
+            "idle_worker_rss": idle, "end_rss": peak.get("VmRSS"),
+            "bytes_per_lead_peak_above_idle_worker": ((peak["VmHWM"] - idle) / leads
+                                                      if peak.get("VmHWM") and idle and leads else None),
+            "bytes_per_lead_end_above_idle_worker": ((peak["VmRSS"] - idle) / leads
+                                                     if peak.get("VmRSS") and idle and leads else None),
         }
         for x in ws:
             stop_worker(children, x)

@@ -59,6 +59,9 @@ def print_table(res: dict) -> None:
                                       ",.0f", " MiB")),
         ("(c) bytes / lead (peak; above idle)",
          f"{_fmt(g('c', 'bytes_per_lead'))} ; {_fmt(g('c', 'bytes_per_lead_above_idle'))}"),
+        ("(c) bytes / lead above an idle worker (peak; end)",
+         f"{_fmt(g('c', 'bytes_per_lead_peak_above_idle_worker'))} ; "
+         f"{_fmt(g('c', 'bytes_per_lead_end_above_idle_worker'))}"),
         ("(c) changelog records per event; MiB written",
          f"{_fmt(g('c', 'changelog_records_per_event'), '.2f')}; "
          f"{_fmt(g('c', 'changelog_bytes') / 2**20 if g('c', 'changelog_bytes') else None, ',.0f')}"),
