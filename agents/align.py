@@ -50,7 +50,7 @@ def seq_of(message: Any) -> int:
     thousands of records per millisecond, and without it same-millisecond records of
     different topics would be taken topic by topic, reordering a lead's events differently
     from one replay to the next (and so its alerts, which follow the partition's time).
-    Read once per message, as it is fetched (`input_record`)."""
+    Read once per message, as it is fetched (`input_record`, faust_compat.InputRecords)."""
     headers = getattr(message, "headers", None)
     if headers:
         for key, value in (headers.items() if isinstance(headers, dict) else headers):
@@ -61,7 +61,8 @@ def seq_of(message: Any) -> int:
 
 def input_record(record: Any) -> tuple:
     """The worker's tuple (TS, SEQ, ...) of a fetched record (aiokafka's ConsumerRecord: .timestamp in ms,
-    .headers, .topic, .partition, .offset, .key, .value)."""
+    .headers, .topic, .partition, .offset, .key, .value). The definition: the worker's fetcher
+    makes the same tuple as it unpacks a fetch (faust_compat.InputRecords, tested against this)."""
     return (record.timestamp or 0, seq_of(record), record.topic, record.partition, record.offset,
             record.key, record.value)
 
