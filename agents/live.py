@@ -292,9 +292,9 @@ class LivePulse:
         return sum(self.ticking())
 
     def ticking(self) -> Iterator[int]:
-        """`tick` in steps: one partition's held events and alerts, then the housekeeping sweep,
-        each yielding the alerts it raised. The worker's timer lets the event loop run between
-        steps (a tick in a replay at full speed took 15-70 ms in one piece: the alert bursts of
+        """`tick` in steps: one partition's held events and alerts per step, yielding the alerts
+        it raised; the housekeeping sweep runs when the caller resumes after the last one. The
+        worker's timer lets the event loop run between steps (a tick in a replay at full speed took 15-70 ms in one piece: the alert bursts of
         four partitions and a sweep); a partition revoked meanwhile is skipped."""
         held_checks = held_partitions = 0
         for p, state in list(self.partitions.items()):

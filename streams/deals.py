@@ -208,7 +208,6 @@ def split_segments(combined: dict[tuple, list[int]]) -> list[dict[str | None, De
             for by_value in totals]
 
 
-
 def _add_counts(totals: dict, key, counts: list[int]) -> None:
     t = totals.get(key)
     if t is None:

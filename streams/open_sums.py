@@ -6,7 +6,8 @@ amount per stage; the total is their sum over one dimension) and, at each read, 
 only what changed since the last:
 
 - per index it keeps a copy of the groups it has added; a group whose counts or amounts
-  differ from its copy adds (new - old) to the sums of its three values. The diff is a walk over the groups (~700 per index), not over the leads;
+  differ from its copy adds (new - old) to the sums of its three values. The diff is a
+  walk over the groups (~700 per index), not over the leads;
 - an index read for the first time is added whole; one no longer given, subtracted whole
   (indexes are told apart by identity: the reader keeps them alive);
 - the stale leads (they depend on T) are kept by StaleLeads (open_stale.py): a read costs
@@ -115,7 +116,7 @@ class OpenSums:
                     copies[group] = now
 
     def _add_delta(self, group: tuple, old: list[int], now: list[int]) -> None:
-        """Add a group's (now - old) sums to the total and to the sums of its owner, team and source.
+        """Add a group's (now - old) sums to the sums of its owner, team and source values.
         Only the entries that changed: a stage move changes two counts and at most two amounts, and
         adding a zero to a ~1,100-bit amount (exact.py) still makes a new ~150-byte integer."""
         delta = [(i, a - b) for i, (a, b) in enumerate(zip(now, old)) if a != b]

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
+from pathlib import Path
 
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_dashboard import pct  # noqa: E402  the benches' one percentile (nearest rank)
 
 
 def kind(what: str, collected: list[int]) -> str:
