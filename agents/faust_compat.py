@@ -1,10 +1,12 @@
 """Every touch of Faust's and aiokafka's private parts, in one place.
 
-The worker needs a few things Faust does not offer publicly: a consumer whose fetch loop
+The worker needs a few things Faust (and aiohttp under it) does not offer publicly: a consumer whose fetch loop
 hands our input topics' messages over in batches (agents/batching.py says why), the
 aiokafka producer under Faust's (to write record batches), the offset the consumer has
-read up to (the aligner's lag), and a table changelog topic made again with raw bytes.
-Each is reached here, and only here; the rest of agents/ calls the functions below.
+read up to (the aligner's lag), a table changelog topic made again with raw bytes, and a
+web server whose protocol answers GET /metrics itself (agents/fast_http.py, the one other
+module touching private parts: its overrides are pinned here too). Each is reached here,
+and only here; the rest of agents/ calls the functions below.
 
 A Faust upgrade can change any of these silently. tests/agents/test_faust_compat.py fails
 loudly instead: the source of each upstream method we override is hashed and compared
@@ -42,6 +44,13 @@ OVERRIDDEN = {
         "bff6ccd646b71ea99a7e7a7d1c62adbf3d34432a0b42a39e6f60b4c0307d89c8",
     "aiokafka.consumer.fetcher:PartitionRecords._consumer_record":
         "e668541600b047ab928a9008b54c00951d9ae7e2a11b82e7b00f3a5d71b0cc0c",
+    # agents/fast_http.py: GET /metrics answered in aiohttp's protocol
+    "faust.app.base:App._new_web":
+        "9558ffdcacfa13bdfca5632f86d96901677c084bf2fe697bc7ef2162f9aa5a75",
+    "faust.web.drivers.aiohttp:Web._new_transport_tcp":
+        "3f9463d869f309eca590868c95441621aa1566545236e18149d7c5e70498a92f",
+    "aiohttp.web_protocol:RequestHandler.data_received":
+        "1ee57ebe052e6c80ced26c96e4ccb1223172e1d55afba460353c5e414914d3f6",
 }
 # Upstream classes as they were when this module was imported (before use_input_records replaced one).
 UPSTREAM = {"aiokafka.consumer.fetcher:PartitionRecords": aiokafka_fetcher.PartitionRecords}
@@ -53,6 +62,12 @@ REPLICATED = {
         "4b168d84882a70d6e3e2f9804430a63b92f8fd117d3187cbb4aeb54305bda34e",
     "faust.transport.consumer:Consumer.ack":
         "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f",
+    # fast_http._FastSite.start is TCPSite.start with our protocol; FastPathHandler._pulse_kept_alive
+    # does what RequestHandler.start does after a kept-alive response.
+    "aiohttp.web_runner:TCPSite.start":
+        "0baaeca3d4f956ad5e5e05e7379dce04b117f2386f53640463e7879325d8c654",
+    "aiohttp.web_protocol:RequestHandler.start":
+        "2e565fd40c8e04fb3afb481d5ba52691a61d28396573b4b8a4cf3b168782288e",
 }
 
 # (what, private attribute): every private name used here besides the overrides.
@@ -230,10 +245,17 @@ def use_input_records(input_topics: frozenset[str]) -> None:
 
 
 class PulseApp(faust.App):
-    """faust.App whose consumer is a BatchingConsumer: set `batch_topics` and `on_batch` before it starts."""
+    """faust.App whose consumer is a BatchingConsumer (set `batch_topics` and `on_batch` before it
+    starts) and whose web driver is fast_http.PulseWeb (add to `app.web.fast_routes`)."""
 
     batch_topics: frozenset[str] = frozenset()
     on_batch: BatchHandler = staticmethod(lambda messages: False)
+
+    def _new_web(self):
+        # Upstream's App._new_web for the one driver the worker uses: ours answers GET /metrics
+        # in the protocol (agents/fast_http.py).
+        from .fast_http import PulseWeb
+        return PulseWeb(self)
 
     def _new_consumer(self) -> BatchingConsumer:
         # Upstream's App._new_consumer, with our consumer class in place of the transport's.

@@ -190,6 +190,12 @@ class Snapshots:
         """A snapshot no older than max_age_s (default: the instance's; fresh_s when nothing was
         built yet). A reader that can take older figures (GET /metrics: they say their T) passes
         a larger one: it is answered at once while one build replaces them."""
+        snap = self.peek(max_age_s)
+        return snap if snap is not None else await self.refresh()
+
+    def peek(self, max_age_s: float | None = None) -> Snapshot | None:
+        """`get()` without waiting: the current snapshot if it is no older than max_age_s (then a
+        build replaces it in the background once it is older than fresh_s), else None."""
         snap = self.current
         if snap is not None:
             age = self._clock() - snap.started
@@ -198,7 +204,7 @@ class Snapshots:
             if age <= (self.max_age_s if max_age_s is None else max_age_s):
                 self.refresh_soon()
                 return snap
-        return await self.refresh()
+        return None
 
     def refresh_soon(self) -> None:
         if self._inflight is None:

@@ -157,7 +157,7 @@ def launch_worker(children: Children, broker_url: str, prefix: str, workdir: Pat
     w = WorkerProcess(broker_url, prefix, app_id or f"bench-{tag}-{uuid.uuid4().hex[:8]}", wdir,
                       partitions=partitions)
     w._log = open(w.log_path, "ab")
-    w.proc = children.spawn(w.argv, stdout=w._log, stderr=subprocess.STDOUT, env=w.env, cwd=str(ROOT))
+    w.proc = children.spawn(w.argv, stdout=w._log, stderr=subprocess.STDOUT, env=w.env, cwd=w.cwd)
     return w
 
 

@@ -19,6 +19,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 
 from pulse.agents import faust_compat
 from pulse.agents.align import OFFSET, input_record
+from pulse.agents.fast_http import FastPathHandler, PulseWeb
 from pulse.agents.faust_compat import (OVERRIDDEN, PRIVATE_ATTRIBUTES, REPLICATED, UPSTREAM, BatchingConsumer,
                                        InputRecords, PulseApp)
 
@@ -48,7 +49,10 @@ def test_each_overridden_upstream_method_is_the_one_our_override_copies(ref):
 def test_the_overrides_listed_are_the_methods_faust_compat_overrides():
     ours = {"faust.transport.consumer:Consumer._drain_messages": BatchingConsumer._drain_messages,
             "faust.app.base:App._new_consumer": PulseApp._new_consumer,
-            "aiokafka.consumer.fetcher:PartitionRecords._consumer_record": InputRecords._input_record}
+            "aiokafka.consumer.fetcher:PartitionRecords._consumer_record": InputRecords._input_record,
+            "faust.app.base:App._new_web": PulseApp._new_web,
+            "faust.web.drivers.aiohttp:Web._new_transport_tcp": PulseWeb._new_transport_tcp,
+            "aiohttp.web_protocol:RequestHandler.data_received": FastPathHandler.data_received}
     assert set(ours) == set(OVERRIDDEN)
     for ref, method in ours.items():
         assert method is not _upstream(ref), f"{ref} is no longer overridden: drop it from OVERRIDDEN"

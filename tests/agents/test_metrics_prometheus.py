@@ -8,12 +8,14 @@ missing, the test fails under CI=true and is skipped otherwise.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 
+from pulse.agents.metrics import CONTENT_TYPE
 from pulse.kafka.broker import free_port
 from pulse.schemas.topics import INPUT_TOPICS
 
@@ -108,6 +110,23 @@ def test_prometheus_scrapes_the_reports_numbers(broker, topic_prefix, messy_file
             assert samples[("pulse_assigned_partitions", frozenset())] == 4
             lag = [v for (name, _), v in samples.items() if name == "pulse_consumer_lag_messages"]
             assert len(lag) == len(INPUT_TOPICS) * 4 and all(v >= 0 for v in lag)
+
+            # A kept-alive scraper (urllib above closes its connection: aiohttp answered) is answered
+            # in the protocol (agents/fast_http.py: no Server header), with the same exposition.
+            conn = http.client.HTTPConnection("127.0.0.1", worker.port, timeout=10)
+            try:
+                for _ in range(2):
+                    conn.request("GET", "/metrics")
+                    response = conn.getresponse()
+                    kept_alive = response.read()
+                    assert response.status == 200 and response.getheader("Server") is None
+                    assert response.getheader("Content-Type") == CONTENT_TYPE
+            finally:
+                conn.close()
+            fast = parse_exposition(kept_alive)
+            assert set(fast) == set(samples)
+            assert_metrics_match_report(fast, report)
+            promtool_check_metrics(kept_alive)
 
             # PromQL over what Prometheus scraped.
             pipe = report["pipelines"]["default"]

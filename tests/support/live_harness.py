@@ -32,12 +32,16 @@ class WorkerProcess:
                      "--web-port", str(self.port), "--partitions", str(partitions),
                      "--data-dir", str(log_dir / f"data-{self.port}"), "--log-level", "warn"]
         self.env = {**os.environ, "PULSE_ADVERTISED_HOST": "127.0.0.1", **(extra_env or {})}
+        # Not the repository: `python -m` puts the working directory first on sys.path, so a worker
+        # started in the repository's root imports its pulse/ whatever PYTHONPATH says (a bench's
+        # A/B against bench/out/ref-SHA/_pkg would run this tree twice).
+        self.cwd = str(log_dir)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "WorkerProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
+                                     cwd=self.cwd, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,157 @@
+"""GET routes answered in the turn of the event loop that reads the request.
+
+aiohttp (under Faust's web server) answers a request in three turns of the loop on Python
+3.11: the protocol's `data_received` parses it and wakes the connection's task; that task
+makes a task for the handler; the handler's task runs and writes the response. While the
+worker consumes at full speed a turn holds a batch of events (~3-8 ms) and every other ready
+step, so a scrape of GET /metrics waited ~3 turns: p99 ~27 ms (bench/README.md).
+
+A `FastPathHandler` answers a few chosen routes (`FastRoutes`) inside `data_received`,
+from bytes the route already has (GET /metrics: the snapshot's gauges and the processing
+metrics), and hands every other request to aiohttp unchanged. It only takes a request
+aiohttp could not tell from its own answer:
+- a whole GET request in one read, with no body, on a connection with nothing else
+  pending (no earlier request queued or in progress, no partial request in the parser), so
+  responses stay in request order;
+- HTTP/1.1 without `Connection: close` (the connection stays open, as aiohttp would keep it);
+- a route that has an answer now: a route returns None (e.g. no snapshot yet) to let its
+  aiohttp handler answer, which may wait for a build.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.utils import formatdate
+from typing import Callable
+
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_runner import TCPSite
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
+
+log = logging.getLogger("pulse.worker")
+
+__all__ = ["FastRoutes", "FastPathHandler", "PulseWeb", "PRIVATE_ATTRIBUTES"]
+
+# aiohttp's private names used here (the overridden methods are pinned in faust_compat.OVERRIDDEN):
+# tests/agents/test_fast_http.py checks each still exists on a live connection's handler.
+PRIVATE_ATTRIBUTES = {
+    "handler": ("_messages", "_request_in_progress", "_force_close", "_close", "_upgraded", "_keepalive",
+                "_keepalive_timeout", "_next_keepalive_close_time", "_keepalive_handle", "_process_keepalive",
+                "_loop"),
+    "server": ("_kwargs", "_loop"),
+}
+
+_MAX_REQUEST = 8192     # larger reads go to aiohttp (a scrape request is ~200 bytes)
+# headers of a request with a body, or one that changes protocol: aiohttp answers those
+_BODY_OR_UPGRADE = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
+
+
+class FastRoutes:
+    """The routes a FastPathHandler answers: path -> (content type, answer), where answer()
+    returns the body, or None to let aiohttp's handler of the same path answer."""
+
+    def __init__(self) -> None:
+        self.routes: dict[bytes, tuple[bytes, Callable[[], bytes | None]]] = {}
+        self.answered = 0       # requests answered in the protocol (tests, bench)
+
+    def add(self, path: str, content_type: str, answer: Callable[[], bytes | None]) -> None:
+        self.routes[path.encode()] = (content_type.encode(), answer)
+
+
+class FastPathHandler(RequestHandler):
+    """aiohttp's protocol for one connection, answering `routes` itself (module docstring)."""
+
+    # Whether aiohttp's parser may hold part of a request: set when a read it was given did
+    # not end at the end of a header block.
+    _pulse_partial = False
+
+    def __init__(self, manager, *, routes: FastRoutes, **kwargs):
+        super().__init__(manager, **kwargs)
+        self._pulse_routes = routes.routes
+        self._pulse_fast = routes
+
+    def data_received(self, data: bytes) -> None:
+        if (not self._pulse_partial and self._pulse_routes and data[:4] == b"GET "
+                and len(data) <= _MAX_REQUEST and data.endswith(b"\r\n\r\n")
+                and not self._messages and not self._request_in_progress
+                and not self._force_close and not self._close and not self._upgraded
+                and self._pulse_answer(data)):
+            return
+        self._pulse_partial = not data.endswith(b"\r\n\r\n")
+        super().data_received(data)
+
+    def _pulse_answer(self, data: bytes) -> bool:
+        if data.find(b"\r\n\r\n") != len(data) - 4:    # pipelined: more than one request in this read
+            return False
+        lines = data[:-4].split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+            return False
+        route = self._pulse_routes.get(parts[1].partition(b"?")[0])
+        if route is None:
+            return False
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            name = name.strip().lower()
+            if not colon or name in _BODY_OR_UPGRADE or (name == b"connection" and b"close" in value.lower()):
+                return False
+        content_type, answer = route
+        try:
+            body = answer()
+        except Exception:       # noqa: BLE001 - aiohttp's handler answers (and reports) instead
+            log.debug("fast route %r failed; aiohttp answers", parts[1], exc_info=True)
+            return False
+        if body is None:
+            return False
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n"
+            b"Cache-Control: no-store\r\n\r\n%s" % (
+                content_type, len(body), formatdate(usegmt=True).encode(), body))
+        self._pulse_kept_alive()
+        self._pulse_fast.answered += 1
+        return True
+
+    def _pulse_kept_alive(self) -> None:
+        # What aiohttp's start() does after a kept-alive response: idle connections still close
+        # after keepalive_timeout.
+        self._keepalive = True
+        if self._keepalive_timeout > 0:
+            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+            if self._keepalive_handle is None:
+                self._keepalive_handle = self._loop.call_at(self._next_keepalive_close_time,
+                                                            self._process_keepalive)
+
+
+class _FastSite(TCPSite):
+    """aiohttp's TCPSite, serving connections with FastPathHandler."""
+
+    def __init__(self, runner, host, port, *, routes: FastRoutes, **kwargs):
+        super().__init__(runner, host, port, **kwargs)
+        self._pulse_routes = routes
+
+    async def start(self) -> None:
+        await super(TCPSite, self).start()      # BaseSite.start: registers the site with the runner
+        server = self._runner.server
+        assert server is not None
+        routes = self._pulse_routes
+
+        def protocol() -> FastPathHandler:
+            return FastPathHandler(server, loop=server._loop, routes=routes, **server._kwargs)
+        self._server = await asyncio.get_running_loop().create_server(
+            protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+class PulseWeb(AiohttpWeb):
+    """Faust's aiohttp web driver, whose TCP server answers `fast_routes` in the protocol."""
+
+    def __init__(self, app, **kwargs):
+        super().__init__(app, **kwargs)
+        self.fast_routes = FastRoutes()
+
+    def _new_transport_tcp(self) -> TCPSite:
+        conf = self.app.conf
+        return _FastSite(self._runner, conf.web_bind, conf.web_port, ssl_context=conf.web_ssl_context,
+                         routes=self.fast_routes)
