@@ -35,7 +35,7 @@ from .changelog import read_partitions
 from .faust_compat import PulseApp, ack_records, aiokafka_producer, read_offset, use_input_records, use_raw_changelog
 from .live import LivePulse
 from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, pipeline_exposition, render
-from .snapshot import Snapshots, run_forked
+from .snapshot import KEEP_FRESH_S, Snapshots, run_forked
 from .views import FigureViews, Views, encode_views
 from .web import Dashboard
 
@@ -370,7 +370,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         clock = live.clock_us() // 1_000_000 if settings.clock == "wall" else None
         return tuple(sorted(live.partitions)), live.events_read(), live.alerts_sent, clock
 
-    snapshots = Snapshots(build_views, token=state_token)
+    snapshots = Snapshots(build_views, token=state_token, keep_fresh_s=KEEP_FRESH_S)
     unreachable = {"error": "a worker holding part of the state is unreachable; retry"}
 
     @app.page("/report")

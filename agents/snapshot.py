@@ -53,6 +53,11 @@ __all__ = ["Snapshot", "Snapshots", "run_forked", "ForkedBuildError"]
 # the fixed part; a forked build (with peers) also costs the worker its copy-on-write faults.
 FRESH_S = 4.0
 MAX_AGE_S = 5.0     # never served older than this: readers wait for the build instead
+# After a read that needs fresh figures (GET /report, the dashboard's data), the snapshot is kept
+# fresh this long: rebuilt each time it turns FRESH_S old, whether or not a read comes then. Else a
+# reader every 2 s met a snapshot past MAX_AGE_S whenever two reads straddled the 1 s between
+# FRESH_S and MAX_AGE_S, and waited for a whole build (0.3-0.75 s forked at full speed).
+KEEP_FRESH_S = 5.0
 IDLE_MAX_S = 30.0   # an unchanged state (same token) is re-confirmed without a build for this long
 _CAN_FORK = hasattr(os, "fork") and sys.platform.startswith("linux")
 FORK_SECONDS: collections.deque = collections.deque(maxlen=256)    # how long recent forks held the loop
@@ -171,9 +176,11 @@ class Snapshots:
 
     def __init__(self, build: Callable[[], Awaitable[Views | FigureViews]], *, fresh_s: float = FRESH_S,
                  max_age_s: float = MAX_AGE_S, clock: Callable[[], float] = time.monotonic,
-                 token: Callable[[], object] | None = None):
+                 token: Callable[[], object] | None = None, keep_fresh_s: float | None = None):
         """`token()`: a cheap value that changes whenever the report could (None when it cannot
-        tell, e.g. peers hold part of the state): an unchanged token skips the build."""
+        tell, e.g. peers hold part of the state): an unchanged token skips the build.
+        `keep_fresh_s` (KEEP_FRESH_S in the worker): how long after a get() without max_age_s
+        the snapshot is rebuilt as it turns fresh_s old (None: only reads start builds)."""
         self._build = build
         self._token = token or (lambda: None)
         self.fresh_s, self.max_age_s = fresh_s, max_age_s
@@ -183,6 +190,9 @@ class Snapshots:
         self.builds = 0
         self.build_seconds_total = 0.0
         self._changed = asyncio.Event()
+        self._keep_fresh_s = keep_fresh_s
+        self._fresh_read_at = float("-inf")
+        self._keeper: asyncio.Task | None = None
         # called with each new snapshot (new figures, or the same ones confirmed current)
         self.listeners: list[Callable[[Snapshot], None]] = []
 
@@ -190,6 +200,8 @@ class Snapshots:
         """A snapshot no older than max_age_s (default: the instance's; fresh_s when nothing was
         built yet). A reader that can take older figures (GET /metrics: they say their T) passes
         a larger one: it is answered at once while one build replaces them."""
+        if max_age_s is None and self._keep_fresh_s is not None:
+            self._keep_fresh()
         snap = self.peek(max_age_s)
         return snap if snap is not None else await self.refresh()
 
@@ -205,6 +217,26 @@ class Snapshots:
                 self.refresh_soon()
                 return snap
         return None
+
+    def _keep_fresh(self) -> None:
+        self._fresh_read_at = self._clock()
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.ensure_future(self._keep_fresh_while_read())
+
+    async def _keep_fresh_while_read(self) -> None:
+        """Rebuild each time the snapshot turns fresh_s old, until keep_fresh_s after the last
+        read that needs fresh figures: such a reader never meets one older than fresh_s plus a
+        build (what the dashboard's refresh loop does for open pages: agents/web.py)."""
+        while self._clock() - self._fresh_read_at < self._keep_fresh_s:
+            snap = self.current
+            if snap is None or self._clock() - snap.started >= self.fresh_s:
+                try:
+                    snap = await self.refresh()
+                except Exception as exc:        # the readers get the error; try again an interval later
+                    log.debug("snapshot keep-fresh build failed: %r", exc)
+                    await asyncio.sleep(self.fresh_s)
+                    continue
+            await asyncio.sleep(max(0.05, self.fresh_s - (self._clock() - snap.started)))
 
     def refresh_soon(self) -> None:
         if self._inflight is None:

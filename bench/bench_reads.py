@@ -15,9 +15,12 @@ One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
    [0.5, 1.5] x its period, until the backlog is nearly done.
    Per window: the worker's consumption rate (committed offsets: no request to the
    worker) and CPU (also per message consumed: less sensitive to other jobs on the
-   machine); per request: its latency (the run's first read of each path apart: it waits
-   for the first build, ~0.3-0.6 s at 130,000 leads). Ratios are from this one run, per
-   pair of adjacent windows, and their median.
+   machine); per request: its latency (a window's first read apart: the run's first waits
+   for the first build, and a later window's first GET /report may wait for one, as the
+   window before let the snapshot expire; printed as first_*). Ratios are from this one run,
+   per pair of adjacent windows, and their median. The snapshot is kept fresh for 5 s after
+   the last GET /report (agents/snapshot.py, KEEP_FRESH_S): a no-reader window shorter than
+   that still holds builds, so the rate ratio wants --window 6 or more (a longer file).
 3. Quiet worker (backlog consumed): 30 sequential GET /metrics and GET /report.
 """
 from __future__ import annotations
@@ -57,14 +60,18 @@ async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[floa
 
     async def every(path: str, period: float, into: list[float]) -> None:
         async with aiohttp.ClientSession() as s:
+            first = True
             while not stop.is_set():
                 t = time.perf_counter()
                 async with s.get(base + path) as r:
                     await r.read()
                 into.append(time.perf_counter() - t)
-                if not latencies["first_" + path.strip("/")]:
-                    # the run's first read waits for the first build (no snapshot yet): reported apart
+                if first:
+                    # Reported apart: the run's first read waits for the first build; a later window's
+                    # first GET /report may wait for one too, as the window before (no reader) let the
+                    # snapshot expire, which a scraper reading all along never meets.
                     latencies["first_" + path.strip("/")].append(into.pop())
+                    first = False
                 try:
                     await asyncio.wait_for(stop.wait(), max(0.0, period * rng.uniform(0.5, 1.5) - (time.perf_counter() - t)))
                 except asyncio.TimeoutError:

@@ -7,6 +7,7 @@ import asyncio
 import importlib.resources
 import itertools
 import os
+import time
 
 import orjson
 import pytest
@@ -277,3 +278,34 @@ def test_the_alert_feed_reads_only_the_partitions_this_worker_does_not_hold(monk
         assert feed.seq == calls.count(("getmany",)) - 1
     monkeypatch.setattr(alert_feed, "OWN_POLL_S", 0.0)
     asyncio.run(scenario())
+
+
+def test_a_reader_that_needs_fresh_figures_keeps_them_fresh_and_never_waits(report):
+    """Reads every 0.7 s with fresh_s 0.2 and max_age_s 0.6: without the keeper every read finds
+    the snapshot too old and waits for a build (0.1 s here); with it the snapshot is rebuilt as it
+    turns fresh_s old (at most ~0.3 s old when read), so no read waits. Once reads stop, builds
+    stop keep_fresh_s later."""
+    async def scenario(keep_fresh_s):
+        builds = []
+
+        async def build() -> Views:
+            builds.append(time.monotonic())
+            await asyncio.sleep(0.1)
+            return Views.decode(encode_views(report))
+        snaps = Snapshots(build, fresh_s=0.2, max_age_s=0.6, keep_fresh_s=keep_fresh_s)
+        await snaps.get()
+        waited = []
+        for _ in range(4):
+            await asyncio.sleep(0.7)
+            t = time.monotonic()
+            await snaps.get()
+            waited.append(time.monotonic() - t)
+        await asyncio.sleep(1.2)            # past keep_fresh_s (0.8) after the last read
+        stopped_at = len(builds)
+        await asyncio.sleep(0.5)
+        return min(waited), max(waited), stopped_at, len(builds)
+    least, _, _, _ = asyncio.run(scenario(None))
+    assert least >= 0.09                                    # every read waited for a build
+    _, worst, stopped_at, total = asyncio.run(scenario(0.8))
+    assert worst < 0.09                                     # none did
+    assert total == stopped_at                              # no build once no one reads
