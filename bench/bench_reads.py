@@ -4,6 +4,7 @@ cost nothing"). Prints figures.
     python bench/bench_reads.py                          # 130,000 leads (bench/out/events-130000-s1.jsonl)
     python bench/bench_reads.py --leads 20000 --window 3   # a quick check
     python bench/bench_reads.py --window 3 --start 0.3 --metrics-every 0.2 --save F.json   # more /metrics samples
+    python bench/bench_reads.py --continuous --start 0.1 --save F.json   # issue 16's scraper all along: latencies
 
 One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
 
@@ -116,6 +117,8 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=5.0, help="seconds per measurement window")
     ap.add_argument("--metrics-every", type=float, default=1.0, metavar="S",
                     help="the scraper's mean period for GET /metrics (default 1 s; shorter: more latency samples)")
+    ap.add_argument("--continuous", action="store_true",
+                    help="one scraper from --start to --stop, no windows without: latencies only (no rate ratio)")
     ap.add_argument("--save", metavar="FILE", help="also write every latency (ms) and the summary, as JSON, to FILE")
     args = ap.parse_args()
 
@@ -145,6 +148,15 @@ def main() -> int:
             latencies: dict[str, list[float]] = {"metrics": [], "report": [], "first_metrics": [], "first_report": []}
 
             async def measure() -> None:
+                if args.continuous:     # one scraper all along: latencies only
+                    stop = asyncio.Event()
+                    task = asyncio.ensure_future(scraper(w.url("").rstrip("/"), stop, latencies, args.metrics_every))
+                    loop = asyncio.get_running_loop()
+                    while (await loop.run_in_executor(None, consumed) or 0) < args.stop * total:
+                        await asyncio.sleep(0.5)
+                    stop.set()
+                    await task
+                    return
                 reading = False
                 while (results[-1]["committed_at_end"] if results else 0) < args.stop * total:
                     results.append(await window(w, args.window, reading, consumed, latencies, args.metrics_every))
@@ -156,24 +168,29 @@ def main() -> int:
             quiet = {p: [get(w.url(p))[1] for _ in range(30)] for p in ("/metrics", "/report")}
             leads = sum(float(line.split()[-1]) for line in get(w.url("/metrics"))[0].decode().splitlines()
                         if line.startswith("pulse_leads_in_state{"))
-            pairs = [(a, b) for a, b in zip(results, results[1:]) if not a["reader"] and b["reader"]]
-            ratios = [b["committed_per_s"] / a["committed_per_s"] for a, b in pairs if a["committed_per_s"]]
-            doc = {
-                "leads_in_state_at_end": int(leads),
-                "while_consuming": {k: summary(v) for k, v in latencies.items()},
-                "quiet": {p.strip("/"): summary(v) for p, v in quiet.items()},
-                "committed_per_s_no_reader_median": statistics.median(a["committed_per_s"] for a, _ in pairs),
-                "committed_per_s_reader_median": statistics.median(b["committed_per_s"] for _, b in pairs),
-                "rate_ratio_reader_vs_none_per_pair": [round(r, 3) for r in ratios],
-                "rate_ratio_median": round(statistics.median(ratios), 3) if ratios else None,
-                "worker_cpu_us_per_message_no_reader_median": statistics.median(
-                    a["worker_cpu_us_per_message"] for a, _ in pairs),
-                "worker_cpu_us_per_message_reader_median": statistics.median(
-                    b["worker_cpu_us_per_message"] for _, b in pairs),
-                "worker_cpu_no_reader_median": statistics.median(a["worker_cpu"] for a, _ in pairs),
-                "worker_cpu_reader_median": statistics.median(b["worker_cpu"] for _, b in pairs),
-                "build_children_cpu_reader_median": statistics.median(b["build_children_cpu"] for _, b in pairs),
-            }
+            if args.continuous:
+                doc = {"leads_in_state_at_end": int(leads), "continuous": True,
+                       "while_consuming": {k: summary(v) for k, v in latencies.items()},
+                       "quiet": {p.strip("/"): summary(v) for p, v in quiet.items()}}
+            else:
+                pairs = [(a, b) for a, b in zip(results, results[1:]) if not a["reader"] and b["reader"]]
+                ratios = [b["committed_per_s"] / a["committed_per_s"] for a, b in pairs if a["committed_per_s"]]
+                doc = {
+                    "leads_in_state_at_end": int(leads),
+                    "while_consuming": {k: summary(v) for k, v in latencies.items()},
+                    "quiet": {p.strip("/"): summary(v) for p, v in quiet.items()},
+                    "committed_per_s_no_reader_median": statistics.median(a["committed_per_s"] for a, _ in pairs),
+                    "committed_per_s_reader_median": statistics.median(b["committed_per_s"] for _, b in pairs),
+                    "rate_ratio_reader_vs_none_per_pair": [round(r, 3) for r in ratios],
+                    "rate_ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+                    "worker_cpu_us_per_message_no_reader_median": statistics.median(
+                        a["worker_cpu_us_per_message"] for a, _ in pairs),
+                    "worker_cpu_us_per_message_reader_median": statistics.median(
+                        b["worker_cpu_us_per_message"] for _, b in pairs),
+                    "worker_cpu_no_reader_median": statistics.median(a["worker_cpu"] for a, _ in pairs),
+                    "worker_cpu_reader_median": statistics.median(b["worker_cpu"] for _, b in pairs),
+                    "build_children_cpu_reader_median": statistics.median(b["build_children_cpu"] for _, b in pairs),
+                }
             print(json.dumps(doc, indent=1), flush=True)
             if args.save:
                 Path(args.save).write_text(json.dumps({**doc, "metrics_every_s": args.metrics_every, "latencies_ms": {
