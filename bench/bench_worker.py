@@ -42,6 +42,8 @@ the first /report poll that saw events (n1 of them) and t_done the first that sa
 all; between the two, committed offsets are polled instead (`--poll hybrid`, see
 run_pulse_worker). t_done is late by at most the time since the previous poll, so the
 figure is a slight underestimate; an upper bound (t_done minus that) is printed too.
+A single worker (c) also times itself, first to last applied batch, as (q) does
+(worker_bench/timing_hook): that is its rate in the table and in pulse / Quix.
 See bench/README.md for the method and its limits.
 
 `--py-spy SECONDS` also profiles a further worker run (own consumer group, same topics)
@@ -171,7 +173,7 @@ def run(a) -> dict:
     return res
 
 
-RATE_FIELDS = ("events_per_s", "events_per_cpu_s", "events_per_s_mid")
+RATE_FIELDS = ("events_per_s", "events_per_cpu_s", "events_per_s_mid", "events_per_s_offsets")
 
 
 def _ratios(got: dict, workers: list[int]) -> dict:
@@ -185,7 +187,9 @@ def _ratios(got: dict, workers: list[int]) -> dict:
     for n in workers:
         if n > 1 and got.get("c") and got.get(worker_key(n)):
             for field in ("events_per_s", "events_per_s_mid"):
-                one, many = got["c"].get(field), got[worker_key(n)].get(field)
+                # n workers are timed from outside only: one worker's figure taken the same way
+                one = got["c"].get(f"{field}_offsets") or got["c"].get(field)
+                many = got[worker_key(n)].get(field)
                 got[worker_key(n)][f"{field}_over_one"] = many / one if one and many else None
     return out
 

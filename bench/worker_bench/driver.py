@@ -146,16 +146,29 @@ def _load_harness():
     return WorkerProcess
 
 
+TIMING_HOOK = Path(__file__).resolve().parent / "timing_hook"
+
+
 def launch_worker(children: Children, broker_url: str, prefix: str, workdir: Path, partitions: int,
-                  tag: str, app_id: str | None = None):
+                  tag: str, app_id: str | None = None, timed_total: int | None = None):
     """A `pulse worker` (event clock, dev profile) via tests/support/live_harness.WorkerProcess,
     spawned without waiting for health (so the poller sees consumption start). Workers
-    given the same `app_id` form one consumer group and share the partitions."""
+    given the same `app_id` form one consumer group and share the partitions.
+    `timed_total`: the worker times itself (timing_hook/sitecustomize.py) until it has applied
+    that many messages, into `w.timing_file`."""
     WorkerProcess = _load_harness()
     wdir = workdir / tag
     wdir.mkdir(parents=True, exist_ok=True)
+    env = None
+    timing_file = wdir / "timing.json"
+    if timed_total:
+        timing_file.unlink(missing_ok=True)
+        path = os.environ.get("PYTHONPATH")
+        env = {"PYTHONPATH": str(TIMING_HOOK) + (os.pathsep + path if path else ""),
+               "PULSE_BENCH_TIMING": str(timing_file), "PULSE_BENCH_TOTAL": str(timed_total)}
     w = WorkerProcess(broker_url, prefix, app_id or f"bench-{tag}-{uuid.uuid4().hex[:8]}", wdir,
-                      partitions=partitions)
+                      partitions=partitions, extra_env=env)
+    w.timing_file = timing_file if timed_total else None
     w._log = open(w.log_path, "ab")
     w.proc = children.spawn(w.argv, stdout=w._log, stderr=subprocess.STDOUT, env=w.env, cwd=w.cwd)
     return w

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import statistics
 import subprocess
 import sys
@@ -58,7 +59,8 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
     idle = idle_worker_rss(children, broker, partitions, workdir) if n_workers == 1 else None
     fresh_output_topics(broker.bootstrap, prefix, partitions)
     group = f"bench-worker{n_workers}-{uuid.uuid4().hex[:8]}"
-    ws = [launch_worker(children, broker.url, prefix, workdir, partitions, f"worker{n_workers}-{i}", app_id=group)
+    ws = [launch_worker(children, broker.url, prefix, workdir, partitions, f"worker{n_workers}-{i}", app_id=group,
+                        timed_total=total if n_workers == 1 else None)
           for i in range(n_workers)]
     w = ws[0]
     offsets = CommittedOffsets(broker.bootstrap, group, inputs, partitions) if poll_mode != "report" else None
@@ -170,6 +172,7 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
             "bytes_per_lead_end_above_idle_worker": ((peak["VmRSS"] - idle) / leads
                                                      if peak.get("VmRSS") and idle and leads else None),
         }
+        result.update(_inside_timing(w, total, result))
         for x in ws:
             stop_worker(children, x)
         result.update(count_changelog(children, broker.bootstrap, group, workdir, total))
@@ -179,6 +182,28 @@ def run_pulse_worker(children: Children, broker, prefix: str, inputs: list[str],
             offsets.close()
         for x in ws:
             stop_worker(children, x)
+
+
+def _inside_timing(w, total: int, outside: dict) -> dict:
+    """A single worker's own timing (timing_hook/sitecustomize.py), like (q)'s and (a)'s: from
+    its first applied batch to the batch that completed `total`. The poller's figure stays as
+    events_per_s_offsets (its ends are late by up to ~1.2 s each: +-8 % on a 15 s run), and is
+    what the scaling factors compare (n workers are timed from outside only)."""
+    if getattr(w, "timing_file", None) is None:
+        return {}
+    deadline = time.monotonic() + 10
+    while not w.timing_file.exists():
+        if time.monotonic() > deadline:
+            raise BenchError(f"(c) the worker wrote no timing ({w.timing_file})")
+        time.sleep(POLL_S)
+    t = json.loads(w.timing_file.read_text())
+    counted, seconds = total - t["first_n"], t["last"] - t["first"]
+    return {"timed_by": "worker", "seconds": seconds, "events_counted": counted,
+            "events_per_s": counted / seconds if seconds > 0 else None,
+            "events_per_cpu_s": counted / t["cpu"] if t["cpu"] > 0 else None,
+            "events_per_s_offsets": outside.get("events_per_s"), "seconds_offsets": outside.get("seconds"),
+            "events_per_cpu_s_offsets": outside.get("events_per_cpu_s"),
+            "timeline": [(round(a - t["first"], 3), n, round(c - t["cpu0"], 3)) for a, n, c in t["timeline"]]}
 
 
 # -- py-spy under load ---------------------------------------------------------------------

@@ -32,7 +32,10 @@ def print_table(res: dict) -> None:
                 f"[{_fmt(g(k, 'events_per_cpu_s'), ',.0f')} per CPU-s; load avg {_fmt(g(k, 'loadavg'), '.1f')}]")
         if g(k, "capped"):
             text += f"  (first {g(k, 'events'):,} events: stopped after {res['max_seconds']:g} s)"
-        if g(k, "poll_mode") == "offsets":
+        if g(k, "timed_by") == "worker":
+            text += (f"  (timed inside, first to last batch; by committed offsets: "
+                     f"{_fmt(g(k, 'events_per_s_offsets'), ',.0f')})")
+        elif g(k, "poll_mode") == "offsets":
             text += "  (timed by committed offsets)"
         if g(k, "events_per_s_runs"):
             text += (f"  medians of {runs(g(k, 'events_per_s_runs'), ',.0f')}  "

@@ -101,3 +101,40 @@ def test_mid_rate_with_cpu_times_gives_cores_busy(bench):
     assert got["events_per_s_mid"] == 1000.0 and got["mid_seconds"] == 6.0
     assert got["worker_cores_mid"] == pytest.approx(1.5) and got["broker_cores_mid"] == pytest.approx(0.1)
     assert got["events_per_cpu_s_mid"] == pytest.approx(1000 / 1.5)
+
+
+HOOK_SCRIPT = """
+import asyncio, json, os, sys
+from pulse.agents.batching import DurableAcks
+async def noop(*a): pass
+acks = DurableAcks(take_state=dict, write_outputs=noop, write_state=noop, ack=lambda b: None, generation=lambda: 0)
+acks.processed(["m1", "m2"], 0)
+print(os.path.exists(os.environ["PULSE_BENCH_TIMING"]))     # 2 of 3: not written yet
+acks.processed(["m3"], 0)
+acks.processed(["m4"], 0)                                    # past the total: written once, not again
+print(json.dumps(json.load(open(os.environ["PULSE_BENCH_TIMING"]))))
+"""
+
+
+def test_timing_hook_writes_the_first_and_the_total_completing_batch(tmp_path):
+    """The (c) worker's own timing (bench/worker_bench/timing_hook) in a real interpreter start."""
+    import json
+    import os
+    import subprocess
+
+    out = tmp_path / "timing.json"
+    hook = ROOT / "bench" / "worker_bench" / "timing_hook"
+    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}", "PULSE_BENCH_TIMING": str(out),
+           "PULSE_BENCH_TOTAL": "3"}
+    lines = subprocess.run([sys.executable, "-c", HOOK_SCRIPT], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    assert lines[0] == "False"
+    got = json.loads(lines[1])
+    assert (got["n"], got["first_n"]) == (3, 2)
+    assert got["first"] <= got["last"] and got["cpu"] >= 0
+    # without the variables the interpreter starts unpatched
+    plain = {k: v for k, v in env.items() if not k.startswith("PULSE_BENCH")}
+    name = subprocess.run([sys.executable, "-c", "from pulse.agents.batching import DurableAcks; "
+                           "print(DurableAcks.processed.__module__)"], env=plain, cwd=tmp_path,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert name == "pulse.agents.batching"
