@@ -159,16 +159,16 @@ def launch_worker(children: Children, broker_url: str, prefix: str, workdir: Pat
     WorkerProcess = _load_harness()
     wdir = workdir / tag
     wdir.mkdir(parents=True, exist_ok=True)
-    env = None
-    timing_file = wdir / "timing.json"
+    env, timing_file = None, None
     if timed_total:
+        timing_file = wdir / "timing.json"
         timing_file.unlink(missing_ok=True)
         path = os.environ.get("PYTHONPATH")
         env = {"PYTHONPATH": str(TIMING_HOOK) + (os.pathsep + path if path else ""),
                "PULSE_BENCH_TIMING": str(timing_file), "PULSE_BENCH_TOTAL": str(timed_total)}
     w = WorkerProcess(broker_url, prefix, app_id or f"bench-{tag}-{uuid.uuid4().hex[:8]}", wdir,
                       partitions=partitions, extra_env=env)
-    w.timing_file = timing_file if timed_total else None
+    w.timing_file = timing_file
     w._log = open(w.log_path, "ab")
     w.proc = children.spawn(w.argv, stdout=w._log, stderr=subprocess.STDOUT, env=w.env, cwd=w.cwd)
     return w

@@ -104,7 +104,7 @@ def test_mid_rate_with_cpu_times_gives_cores_busy(bench):
 
 
 HOOK_SCRIPT = """
-import asyncio, json, os, sys
+import json, os
 from pulse.agents.batching import DurableAcks
 async def noop(*a): pass
 acks = DurableAcks(take_state=dict, write_outputs=noop, write_state=noop, ack=lambda b: None, generation=lambda: 0)

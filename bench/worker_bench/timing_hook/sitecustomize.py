@@ -4,9 +4,10 @@ bench_worker's (c) puts this folder first on a single worker's PYTHONPATH with
 PULSE_BENCH_TIMING=<file> and PULSE_BENCH_TOTAL=<events>. It wraps
 `DurableAcks.processed` (called once per batch of applied input messages, not per
 message) and writes to <file>, as JSON, when the worker has applied `total` messages:
-the time.monotonic() of its first batch and of that last one, and how many messages
-the first batch held, and (time, messages applied, process CPU) every 0.25 s between. CLOCK_MONOTONIC is the machine's, so the bench can compare it
-with its own. Without the variables nothing is patched. Not part of the product.
+the time.monotonic() of its first batch and of that last one, how many messages the
+first batch held, the process CPU between them, and (time, messages applied, process
+CPU) every 0.25 s. CLOCK_MONOTONIC is the machine's, so the bench can compare it with
+its own. Without the variables nothing is patched. Not part of the product.
 """
 import os
 
@@ -19,7 +20,7 @@ if _path and _total:
     from pulse.agents.batching import DurableAcks
 
     _processed = DurableAcks.processed
-    _state = {"n": 0, "first": None, "first_n": 0, "cpu0": None, "timeline": []}   # timeline: (t, n, cpu) per 0.25 s
+    _state = {"n": 0, "first": None, "first_n": 0, "cpu0": None, "timeline": []}
     _target = int(_total)
 
     def processed(self, messages, generation_id):
