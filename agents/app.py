@@ -371,6 +371,10 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         return tuple(sorted(live.partitions)), live.events_read(), live.alerts_sent, clock
 
     snapshots = Snapshots(build_views, token=state_token, keep_fresh_s=KEEP_FRESH_S)
+
+    @app.on_before_shutdown.connect
+    async def stop_snapshot_keeper(app_, **kwargs) -> None:
+        snapshots.close()       # no forked build starts while the worker stops
     unreachable = {"error": "a worker holding part of the state is unreachable; retry"}
 
     @app.page("/report")

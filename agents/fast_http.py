@@ -10,10 +10,16 @@ A `FastPathHandler` answers a few chosen routes (`FastRoutes`) inside `data_rece
 from bytes the route already has (GET /metrics: the snapshot's gauges and the processing
 metrics), and hands every other request to aiohttp unchanged. It only takes a request
 aiohttp could not tell from its own answer:
-- a whole GET request in one read, with no body, on a connection with nothing else
-  pending (no earlier request queued or in progress, no partial request in the parser), so
-  responses stay in request order;
-- HTTP/1.1 without `Connection: close` (the connection stays open, as aiohttp would keep it);
+- a whole GET request in one read, with no body, while aiohttp's connection task waits for
+  the next request (its `_waiter` pending: every earlier request answered, its body read to
+  the end, nothing queued) and the parser holds no part of a request, so responses stay in
+  request order and a body aiohttp has not read yet (which may look like a request) is never
+  taken for one;
+- headers aiohttp would accept (CRLF line ends only, token header names) and none that
+  announces a body or a change of protocol; HTTP/1.1 without `Connection: close` (the
+  connection stays open, as aiohttp would keep it);
+- a client that reads its answers: nothing waiting in the transport's write buffer and
+  writing not paused (otherwise aiohttp's handler answers, with its flow control);
 - a route that has an answer now: a route returns None (e.g. no snapshot yet) to let its
   aiohttp handler answer, which may wait for a build.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from email.utils import formatdate
 from typing import Callable
 
@@ -35,7 +42,7 @@ __all__ = ["FastRoutes", "FastPathHandler", "PulseWeb", "PRIVATE_ATTRIBUTES"]
 # aiohttp's private names used here (the overridden methods are pinned in faust_compat.OVERRIDDEN):
 # tests/agents/test_fast_http.py checks each still exists on a live connection's handler.
 PRIVATE_ATTRIBUTES = {
-    "handler": ("_messages", "_request_in_progress", "_force_close", "_close", "_upgraded", "_keepalive",
+    "handler": ("_messages", "_request_in_progress", "_waiter", "_force_close", "_close", "_upgraded", "_keepalive",
                 "_keepalive_timeout", "_next_keepalive_close_time", "_keepalive_handle", "_process_keepalive",
                 "_loop"),
     "server": ("_kwargs", "_loop"),
@@ -44,6 +51,11 @@ PRIVATE_ATTRIBUTES = {
 _MAX_REQUEST = 8192     # larger reads go to aiohttp (a scrape request is ~200 bytes)
 # headers of a request with a body, or one that changes protocol: aiohttp answers those
 _BODY_OR_UPGRADE = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
+# A header line the fast path takes: a token name (RFC 9110 5.6.2), a colon, then a value of
+# visible characters, spaces and tabs. Anything else (a lone CR or LF, a space before the
+# colon, an obs-fold continuation, control bytes) goes to aiohttp, whose parser decides.
+_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*")
+_REQUEST_TARGET = re.compile(rb"/[!$&-;=?-Z_a-z~%]*")
 
 
 class FastRoutes:
@@ -73,27 +85,41 @@ class FastPathHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if (not self._pulse_partial and self._pulse_routes and data[:4] == b"GET "
                 and len(data) <= _MAX_REQUEST and data.endswith(b"\r\n\r\n")
-                and not self._messages and not self._request_in_progress
-                and not self._force_close and not self._close and not self._upgraded
-                and self._pulse_answer(data)):
+                and self._pulse_idle() and self._pulse_answer(data)):
             return
-        self._pulse_partial = not data.endswith(b"\r\n\r\n")
+        if data:        # aiohttp calls data_received(b"") itself to reparse what it buffered
+            self._pulse_partial = not data.endswith(b"\r\n\r\n")
         super().data_received(data)
+
+    def _pulse_idle(self) -> bool:
+        """aiohttp waits for the next request at a message boundary. Its connection task sets
+        `_waiter` only at the top of its loop with no message queued, after the previous
+        request's handler finished and its body was read (or the connection closed): between
+        popping a message and its handler running, and while it reads an unread body, there is
+        no pending waiter. A client that does not read its answers is left to aiohttp."""
+        waiter = self._waiter
+        transport = self.transport
+        return (waiter is not None and not waiter.done() and not self._messages
+                and not self._request_in_progress and not self._force_close and not self._close
+                and not self._upgraded and transport is not None and not self.writing_paused
+                and transport.get_write_buffer_size() == 0)
 
     def _pulse_answer(self, data: bytes) -> bool:
         if data.find(b"\r\n\r\n") != len(data) - 4:    # pipelined: more than one request in this read
             return False
         lines = data[:-4].split(b"\r\n")
         parts = lines[0].split(b" ")
-        if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        if len(parts) != 3 or parts[2] != b"HTTP/1.1" or _REQUEST_TARGET.fullmatch(parts[1]) is None:
             return False
         route = self._pulse_routes.get(parts[1].partition(b"?")[0])
         if route is None:
             return False
         for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            name = name.strip().lower()
-            if not colon or name in _BODY_OR_UPGRADE or (name == b"connection" and b"close" in value.lower()):
+            if _HEADER_LINE.fullmatch(line) is None:
+                return False
+            name, _, value = line.partition(b":")
+            name = name.lower()
+            if name in _BODY_OR_UPGRADE or (name == b"connection" and b"close" in value.lower()):
                 return False
         content_type, answer = route
         try:

@@ -309,3 +309,57 @@ def test_a_reader_that_needs_fresh_figures_keeps_them_fresh_and_never_waits(repo
     _, worst, stopped_at, total = asyncio.run(scenario(0.8))
     assert worst < 0.09                                     # none did
     assert total == stopped_at                              # no build once no one reads
+
+
+def test_the_keeper_survives_failing_builds_and_retries_an_interval_later(report):
+    """Builds that raise (a peer away) do not stop the keeper, nor make it spin: it tries again
+    fresh_s later, and once builds succeed again it keeps the snapshot fresh as before."""
+    async def scenario():
+        builds, failing = [], {"on": False}
+
+        async def build() -> Views:
+            builds.append(time.monotonic())
+            await asyncio.sleep(0.01)
+            if failing["on"]:
+                raise RuntimeError("peer away")
+            return Views.decode(encode_views(report))
+        snaps = Snapshots(build, fresh_s=0.2, max_age_s=10.0, keep_fresh_s=5.0)
+        await snaps.get()
+        failing["on"] = True
+        await asyncio.sleep(1.0)
+        during_failure = len(builds) - 1
+        keeper_alive = snaps._keeper is not None and not snaps._keeper.done()
+        failing["on"] = False
+        await asyncio.sleep(0.6)
+        snap = snaps.peek()
+        age = time.monotonic() - snap.started if snap else None
+        snaps.close()
+        return during_failure, keeper_alive, age
+    during_failure, keeper_alive, age = asyncio.run(scenario())
+    assert keeper_alive
+    assert 2 <= during_failure <= 8         # ~one try per fresh_s (0.2 s) over 1 s, not a spin
+    assert age is not None and age < 0.45   # fresh again once builds succeed
+
+
+def test_closing_stops_the_keeper_and_no_build_starts_on_its_own_after(report):
+    """What the worker does in on_before_shutdown: after close() no build starts unasked (a
+    forked build would copy the process while it stops), though a read still gets figures."""
+    async def scenario():
+        builds = []
+
+        async def build() -> Views:
+            builds.append(time.monotonic())
+            await asyncio.sleep(0.01)
+            return Views.decode(encode_views(report))
+        snaps = Snapshots(build, fresh_s=0.1, max_age_s=10.0, keep_fresh_s=5.0)
+        await snaps.get()
+        await asyncio.sleep(0.35)
+        kept = len(builds)
+        snaps.close()
+        await snaps.get()                   # a read after close: answered, keeper not restarted
+        closed_at = len(builds)
+        await asyncio.sleep(0.5)
+        return kept, closed_at, len(builds), snaps._keeper
+    kept, closed_at, total, keeper = asyncio.run(scenario())
+    assert kept >= 3                        # the keeper was rebuilding every fresh_s
+    assert total == closed_at and keeper is None
