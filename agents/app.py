@@ -374,7 +374,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
     @app.on_before_shutdown.connect
     async def stop_snapshot_keeper(app_, **kwargs) -> None:
-        snapshots.close()       # no forked build starts while the worker stops
+        snapshots.close()       # the keeper starts no (forked) build while the worker stops
     unreachable = {"error": "a worker holding part of the state is unreachable; retry"}
 
     @app.page("/report")

@@ -12,12 +12,16 @@ metrics), and hands every other request to aiohttp unchanged. It only takes a re
 aiohttp could not tell from its own answer:
 - a whole GET request in one read, with no body, while aiohttp's connection task waits for
   the next request (its `_waiter` pending: every earlier request answered, its body read to
-  the end, nothing queued) and the parser holds no part of a request, so responses stay in
-  request order and a body aiohttp has not read yet (which may look like a request) is never
-  taken for one;
-- headers aiohttp would accept (CRLF line ends only, token header names) and none that
-  announces a body or a change of protocol; HTTP/1.1 without `Connection: close` (the
-  connection stays open, as aiohttp would keep it);
+  the end, nothing queued), so responses stay in request order and a body aiohttp has not
+  read yet (which may look like a request) is never taken for one;
+- on a connection where aiohttp was only ever given whole bodiless requests, one per read:
+  after anything else (a body, pipelined requests, a request split over reads) the fast path
+  is off for the connection, because aiohttp's C parser can then keep unparsed bytes that no
+  Python-visible state shows (its `_tail`, once it paused itself at its in-flight limit);
+- headers aiohttp would accept the same way (CRLF line ends only, token header names, one
+  Host, no header twice, at most _MAX_HEADERS) and none that announces a body or a change of
+  protocol; HTTP/1.1 without `Connection: close` or `Proxy-Connection: close` (the connection
+  stays open, as aiohttp would keep it);
 - a client that reads its answers: nothing waiting in the transport's write buffer and
   writing not paused (otherwise aiohttp's handler answers, with its flow control);
 - a route that has an answer now: a route returns None (e.g. no snapshot yet) to let its
@@ -50,7 +54,10 @@ PRIVATE_ATTRIBUTES = {
 
 _MAX_REQUEST = 8192     # larger reads go to aiohttp (a scrape request is ~200 bytes)
 # headers of a request with a body, or one that changes protocol: aiohttp answers those
-_BODY_OR_UPGRADE = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
+# (and the old WebSocket draft's key, which llhttp refuses)
+_BODY_OR_UPGRADE = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"sec-websocket-key1"))
+_CLOSING = frozenset((b"connection", b"proxy-connection"))    # with "close": aiohttp closes after answering
+_MAX_HEADERS = 64       # aiohttp refuses more than 128; a scraper sends a handful
 # A header line the fast path takes: a token name (RFC 9110 5.6.2), a colon, then a value of
 # visible characters, spaces and tabs. Anything else (a lone CR or LF, a space before the
 # colon, an obs-fold continuation, control bytes) goes to aiohttp, whose parser decides.
@@ -73,9 +80,9 @@ class FastRoutes:
 class FastPathHandler(RequestHandler):
     """aiohttp's protocol for one connection, answering `routes` itself (module docstring)."""
 
-    # Whether aiohttp's parser may hold part of a request: set when a read it was given did
-    # not end at the end of a header block.
-    _pulse_partial = False
+    # Set once aiohttp was given a read that was not one whole bodiless request: its parser may
+    # then hold bytes the fast path cannot see (module docstring), so it stays off.
+    _pulse_off = False
 
     def __init__(self, manager, *, routes: FastRoutes, **kwargs):
         super().__init__(manager, **kwargs)
@@ -83,12 +90,13 @@ class FastPathHandler(RequestHandler):
         self._pulse_fast = routes
 
     def data_received(self, data: bytes) -> None:
-        if (not self._pulse_partial and self._pulse_routes and data[:4] == b"GET "
+        if (not self._pulse_off and self._pulse_routes and data[:4] == b"GET "
                 and len(data) <= _MAX_REQUEST and data.endswith(b"\r\n\r\n")
                 and self._pulse_idle() and self._pulse_answer(data)):
             return
-        if data:        # aiohttp calls data_received(b"") itself to reparse what it buffered
-            self._pulse_partial = not data.endswith(b"\r\n\r\n")
+        # (aiohttp calls data_received(b"") itself, to reparse what it buffered: not a read)
+        if data and not self._pulse_off and not _one_bodiless_request(data):
+            self._pulse_off = True
         super().data_received(data)
 
     def _pulse_idle(self) -> bool:
@@ -114,13 +122,19 @@ class FastPathHandler(RequestHandler):
         route = self._pulse_routes.get(parts[1].partition(b"?")[0])
         if route is None:
             return False
+        if len(lines) - 1 > _MAX_HEADERS:
+            return False
+        names = set()
         for line in lines[1:]:
             if _HEADER_LINE.fullmatch(line) is None:
                 return False
             name, _, value = line.partition(b":")
             name = name.lower()
-            if name in _BODY_OR_UPGRADE or (name == b"connection" and b"close" in value.lower()):
+            if name in names or name in _BODY_OR_UPGRADE or (name in _CLOSING and b"close" in value.lower()):
                 return False
+            names.add(name)
+        if b"host" not in names:        # HTTP/1.1 requires it; aiohttp answers 400 without
+            return False
         content_type, answer = route
         try:
             body = answer()
@@ -146,6 +160,14 @@ class FastPathHandler(RequestHandler):
             if self._keepalive_handle is None:
                 self._keepalive_handle = self._loop.call_at(self._next_keepalive_close_time,
                                                             self._process_keepalive)
+
+
+def _one_bodiless_request(data: bytes) -> bool:
+    """Whether a read is exactly one whole request without a body (as far as its bytes show)."""
+    if not data.endswith(b"\r\n\r\n") or data.find(b"\r\n\r\n") != len(data) - 4:
+        return False
+    lowered = data.lower()
+    return b"content-length" not in lowered and b"transfer-encoding" not in lowered
 
 
 class _FastSite(TCPSite):

@@ -126,15 +126,23 @@ def test_head_goes_to_aiohttp():
 def test_headers_aiohttp_would_refuse_or_read_otherwise_go_to_aiohttp():
     """A bare LF or a lone CR inside the header block (which could hide a Content-Length from
     a CRLF split), a space before the colon, an obs-fold continuation line, a control byte, a
-    request target that is not a path: the fast path answers none of them, and the client gets
-    exactly what aiohttp alone gives for the same bytes."""
+    request target with characters a path may not hold, no Host, a header twice, too many
+    headers, the old WebSocket key, Proxy-Connection: close: the fast path answers none of
+    them, and the client gets exactly what aiohttp alone gives for the same bytes."""
+    many = b"".join(b"X%d: v\r\n" % i for i in range(130))
     requests = [
         b"GET /metrics HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\n",
         b"GET /metrics HTTP/1.1\r\nHost: x\rContent-Length: 5\r\n\r\n",
         b"GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n",
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n",
         b"GET /metrics HTTP/1.1\r\nHost: x\x00y\r\n\r\n",
-        b"GET /metrics#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /metrics?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nAccept: */*\r\n\r\n",                      # no Host
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nUser-Agent: a\r\nUser-Agent: b\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Key1: x\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nProxy-Connection: close\r\n\r\n",
     ]
 
     async def answer(routes: FastRoutes, request: bytes):
@@ -153,7 +161,7 @@ def test_headers_aiohttp_would_refuse_or_read_otherwise_go_to_aiohttp():
 
     async def scenario():
         return [(await answer(_routes(), request), await answer(FastRoutes(), request)) for request in requests]
-    for request, (fast, plain) in zip(requests, asyncio.run(asyncio.wait_for(scenario(), 60))):
+    for request, (fast, plain) in zip(requests, asyncio.run(asyncio.wait_for(scenario(), 90))):
         assert fast[0] == 0, request
         assert fast[1:] == plain[1:], request
         assert fast[1] != b"HTTP/1.1 200 OK" or fast[2] == b"aiohttp GET", request
@@ -162,7 +170,8 @@ def test_headers_aiohttp_would_refuse_or_read_otherwise_go_to_aiohttp():
 def test_a_body_that_looks_like_a_request_is_never_answered_as_one():
     """Request smuggling: aiohttp answers GET /other without reading its body; the body, sent
     afterwards in its own read, is a whole `GET /metrics` request. It must stay a body (aiohttp
-    reads and drops it), so the client gets one answer per request it sent, in order."""
+    reads and drops it), so the client gets one answer per request it sent, in order (the real
+    request after it too goes to aiohttp: a body turns the fast path off for the connection)."""
     smuggled = _request("/metrics")
 
     async def scenario(framing: str, body: bytes):
@@ -190,8 +199,47 @@ def test_a_body_that_looks_like_a_request_is_never_answered_as_one():
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
     for framing, body in ((f"Content-Length: {len(smuggled)}", smuggled), ("Transfer-Encoding: chunked", chunked)):
         answered, first, second, extra = asyncio.run(asyncio.wait_for(scenario(framing, body), 20))
-        assert (first, second, extra) == (b"other", FAST, b""), framing
-        assert answered == 1, framing       # the real request only
+        assert (first, second, extra) == (b"other", b"aiohttp GET", b""), framing
+        assert answered == 0, framing       # after a body the connection stays with aiohttp
+
+
+def test_after_a_body_or_pipelined_requests_the_connection_stays_with_aiohttp():
+    """aiohttp's C parser can keep bytes no Python state shows: a request answered before its
+    body came leaves its in-flight count one high, so 31 pipelined requests later it pauses
+    itself with the 32nd unparsed while the connection task waits for more. A GET /metrics read
+    then must not be answered ahead of that 32nd request (found by review, 3 of 3 runs)."""
+    post = b"POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"
+    a, b = _request("/other?a"), _request("/other?b")
+
+    async def scenario(routes: FastRoutes):
+        runner, port = await _serve(routes)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(post)
+            await writer.drain()
+            status = (await _read_response(reader))[0]      # 405, answered before its body came
+            await asyncio.sleep(0.05)
+            writer.write(b"{}")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(a * 31 + b)
+            await writer.drain()
+            bodies = [(await _read_response(reader))[2] for _ in range(31)]
+            await asyncio.sleep(0.05)
+            writer.write(_request("/metrics"))
+            await writer.drain()
+            for _ in range(2):
+                try:
+                    bodies.append((await asyncio.wait_for(_read_response(reader), 2))[2])
+                except asyncio.TimeoutError:
+                    bodies.append(b"<no answer>")
+            writer.close()
+            return status, routes.answered, bodies[31:]
+        finally:
+            await runner.cleanup()
+    fast = asyncio.run(asyncio.wait_for(scenario(_routes()), 30))
+    plain = asyncio.run(asyncio.wait_for(scenario(FastRoutes()), 30))
+    assert fast == plain == (405, 0, [b"other", b"aiohttp GET"])
 
 
 async def _handler_on_socketpair(routes: FastRoutes):
@@ -245,6 +293,33 @@ def test_a_request_arriving_before_the_previous_ones_handler_runs_waits_its_turn
     assert state == (0, False) or sys.version_info >= (3, 12)
 
 
+def test_the_fast_path_stays_off_once_aiohttp_read_anything_but_single_bodiless_requests():
+    """One read with two requests, or a request with a body: from then on aiohttp answers
+    every request of that connection; a connection fed one bodiless request per read keeps it.
+    aiohttp's own reparse call (data_received(b"")) changes nothing."""
+    async def scenario(first: bytes):
+        routes = _routes()
+        runner, handler, reader, writer = await _handler_on_socketpair(routes)
+        try:
+            handler.data_received(first)
+            n = first.count(b"HTTP/1.1\r\n")
+            [await _read_response(reader) for _ in range(n)]
+            for _ in range(10):
+                if handler._waiter is not None and not handler._waiter.done():
+                    break
+                await asyncio.sleep(0.01)
+            handler.data_received(b"")
+            handler.data_received(_request("/metrics"))
+            body = (await _read_response(reader))[2]
+            writer.close()
+            return body, routes.answered
+        finally:
+            await runner.cleanup()
+    assert asyncio.run(scenario(_request("/other"))) == (FAST, 1)
+    assert asyncio.run(scenario(_request("/other") + _request("/other"))) == (b"aiohttp GET", 0)
+    assert asyncio.run(scenario(_request("/other", "Content-Length: 0"))) == (b"aiohttp GET", 0)
+
+
 def test_a_client_that_does_not_read_gets_aiohttps_flow_control():
     """With answers waiting in the transport's buffer (or writing paused), requests go to
     aiohttp, whose writer waits for the buffer to drain: the buffer does not grow by one
@@ -280,15 +355,15 @@ def test_pipelined_requests_are_answered_in_order():
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(_request("/other") + _request("/metrics") + _request("/other"))
             answers = [await _read_response(reader) for _ in range(3)]
-            writer.write(_request("/metrics"))         # nothing pending any more: answered in the protocol
+            writer.write(_request("/metrics"))         # a pipelining connection stays with aiohttp
             answers.append(await _read_response(reader))
             writer.close()
             return routes.answered, [body for _, _, body in answers]
         finally:
             await runner.cleanup()
     answered, bodies = asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert bodies == [b"other", b"aiohttp GET", b"other", FAST]
-    assert answered == 1
+    assert bodies == [b"other", b"aiohttp GET", b"other", b"aiohttp GET"]
+    assert answered == 0
 
 
 def test_an_http_client_keeps_its_connection_and_idle_connections_still_close():
