@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                          "1 s, so both ends are late by up to ~1.2 s), GET /report once at the end to check")
     ap.add_argument("--alert-gap", type=float, default=1.5, metavar="SECONDS",
                     help="(e): random pause U(0, SECONDS) before each stage change (default 1.5: "
-                         "Faust's fetch max wait; the worker's is now 0.1), so publishes fall at random phases of the fetch cycle")
+                         "Faust's fetch max wait), so publishes fall at random phases of the fetch cycle")
     ap.add_argument("--skip", default="", help="comma-separated phases to skip, of a,b,q,c,d,e")
     ap.add_argument("--no-quix", action="store_true",
                     help="skip (q), Quix Streams (needed when quixstreams, the bench extra, is not installed)")

@@ -79,8 +79,7 @@ def run_alert_latency(children: Children, broker, partitions: int, workdir: Path
                       gap: float, seed: int) -> dict:
     """(e). Before each stage change, a random pause of U(0, gap) s: the worker's consumer
     sees new data only when its current Fetch returns (Tansu answers a Fetch after its
-    full max wait: 100 ms, agents/faust_compat.FETCH_MAX_WAIT_MS; Faust's own was 1.5 s),
-    so publishing right after the previous
+    full max wait, which Faust sets to 1.5 s), so publishing right after the previous
     alert arrived would lock onto the same phase of that cycle every time."""
     import random
 
