@@ -91,7 +91,7 @@ class FastPathHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         if (not self._pulse_off and self._pulse_routes and data[:4] == b"GET "
-                and len(data) <= _MAX_REQUEST and data.endswith(b"\r\n\r\n")
+                and len(data) <= _MAX_REQUEST and _one_header_block(data)
                 and self._pulse_idle() and self._pulse_answer(data)):
             return
         # (aiohttp calls data_received(b"") itself, to reparse what it buffered: not a read)
@@ -113,8 +113,7 @@ class FastPathHandler(RequestHandler):
                 and transport.get_write_buffer_size() == 0)
 
     def _pulse_answer(self, data: bytes) -> bool:
-        if data.find(b"\r\n\r\n") != len(data) - 4:    # pipelined: more than one request in this read
-            return False
+        """Answer `data`, one header block (_one_header_block), if the request is one to take."""
         lines = data[:-4].split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[2] != b"HTTP/1.1" or _REQUEST_TARGET.fullmatch(parts[1]) is None:
@@ -162,9 +161,14 @@ class FastPathHandler(RequestHandler):
                                                             self._process_keepalive)
 
 
+def _one_header_block(data: bytes) -> bool:
+    """Whether a read ends with the end of a header block and holds no other (no pipelining)."""
+    return data.endswith(b"\r\n\r\n") and data.find(b"\r\n\r\n") == len(data) - 4
+
+
 def _one_bodiless_request(data: bytes) -> bool:
     """Whether a read is exactly one whole request without a body (as far as its bytes show)."""
-    if not data.endswith(b"\r\n\r\n") or data.find(b"\r\n\r\n") != len(data) - 4:
+    if not _one_header_block(data):
         return False
     lowered = data.lower()
     return b"content-length" not in lowered and b"transfer-encoding" not in lowered

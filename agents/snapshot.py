@@ -193,7 +193,6 @@ class Snapshots:
         self._keep_fresh_s = keep_fresh_s
         self._fresh_read_at = float("-inf")
         self._keeper: asyncio.Task | None = None
-        self._closed = False
         # called with each new snapshot (new figures, or the same ones confirmed current)
         self.listeners: list[Callable[[Snapshot], None]] = []
 
@@ -222,15 +221,13 @@ class Snapshots:
     def close(self) -> None:
         """The worker stops: the keeper stops and none starts again, so no build begins on its
         own after this (a read still gets one; a build in flight finishes for its readers)."""
-        self._closed = True
+        self._keep_fresh_s = None       # get() then never asks for a keeper
         if self._keeper is not None:
             self._keeper.cancel()
             self._keeper = None
 
     def _keep_fresh(self) -> None:
         self._fresh_read_at = self._clock()
-        if self._closed:
-            return
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.ensure_future(self._keep_fresh_while_read())
 

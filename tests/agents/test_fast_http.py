@@ -14,7 +14,8 @@ from pulse.agents.fast_http import PRIVATE_ATTRIBUTES, FastPathHandler, FastRout
 FAST = b"fast 1\n"
 
 
-async def _serve(routes: FastRoutes, keepalive_timeout: float = 75.0):
+def _app() -> web.Application:
+    """aiohttp's own handlers: /metrics (what answers when the fast path does not) and /other."""
     async def slow_metrics(request):
         return web.Response(body=b"aiohttp " + request.method.encode(), content_type="text/plain")
 
@@ -24,7 +25,11 @@ async def _serve(routes: FastRoutes, keepalive_timeout: float = 75.0):
     app = web.Application()
     app.router.add_get("/metrics", slow_metrics)
     app.router.add_get("/other", other)
-    runner = web.AppRunner(app, keepalive_timeout=keepalive_timeout)
+    return app
+
+
+async def _serve(routes: FastRoutes, keepalive_timeout: float = 75.0):
+    runner = web.AppRunner(_app(), keepalive_timeout=keepalive_timeout)
     await runner.setup()
     site = _FastSite(runner, "127.0.0.1", 0, routes=routes)
     await site.start()
@@ -245,16 +250,7 @@ def test_after_a_body_or_pipelined_requests_the_connection_stays_with_aiohttp():
 async def _handler_on_socketpair(routes: FastRoutes):
     """A FastPathHandler on one end of a socket pair, as _FastSite makes it, without a
     listening socket: the test calls its data_received itself and reads the other end."""
-    app = web.Application()
-
-    async def other(request):
-        return web.Response(body=b"other", content_type="text/plain")
-
-    async def slow_metrics(request):
-        return web.Response(body=b"aiohttp " + request.method.encode(), content_type="text/plain")
-    app.router.add_get("/other", other)
-    app.router.add_get("/metrics", slow_metrics)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(_app())
     await runner.setup()
     server = runner.server
     ours, theirs = socket.socketpair()
