@@ -20,8 +20,8 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from pulse.agents import faust_compat
 from pulse.agents.align import OFFSET, input_record
 from pulse.agents.fast_http import FastPathHandler, PulseWeb
-from pulse.agents.faust_compat import (OVERRIDDEN, PRIVATE_ATTRIBUTES, REPLICATED, UPSTREAM, BatchingConsumer,
-                                       InputRecords, PulseApp)
+from pulse.agents.faust_compat import (FETCH_MAX_WAIT_MS, OVERRIDDEN, PRIVATE_ATTRIBUTES, REPLICATED, UPSTREAM,
+                                       BatchingConsumer, InputRecords, PulseApp, PulseConsumerThread)
 
 
 def _upstream(ref: str):
@@ -52,7 +52,10 @@ def test_the_overrides_listed_are_the_methods_faust_compat_overrides():
             "aiokafka.consumer.fetcher:PartitionRecords._consumer_record": InputRecords._input_record,
             "faust.app.base:App._new_web": PulseApp._new_web,
             "faust.web.drivers.aiohttp:Web._new_transport_tcp": PulseWeb._new_transport_tcp,
-            "aiohttp.web_protocol:RequestHandler.data_received": FastPathHandler.data_received}
+            "aiohttp.web_protocol:RequestHandler.data_received": FastPathHandler.data_received,
+            "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer":
+                PulseConsumerThread._create_worker_consumer,
+            "faust.transport.drivers.aiokafka:Consumer._new_consumer_thread": BatchingConsumer._new_consumer_thread}
     assert set(ours) == set(OVERRIDDEN)
     for ref, method in ours.items():
         assert method is not _upstream(ref), f"{ref} is no longer overridden: drop it from OVERRIDDEN"
@@ -194,3 +197,20 @@ def test_input_records_are_the_input_tuples_of_what_aiokafka_unpacks_and_the_col
     gc.collect()
     assert not any(gc.is_tracked(r) for r in ours)      # why: no collection walks them again
     assert all(gc.is_tracked(r) for r in theirs)
+
+
+def test_the_worker_consumer_long_polls_fetch_max_wait_ms(app):
+    """The aiokafka consumer the worker's thread makes waits FETCH_MAX_WAIT_MS per fetch (Faust's
+    1,500 ms stalled the worker behind long polls), and aiokafka hands that to its fetcher."""
+    import asyncio
+
+    import aiokafka
+
+    async def made():           # aiokafka's consumer wants a running loop
+        thread = app.consumer._new_consumer_thread()
+        consumer = thread._create_worker_consumer(app.transport)
+        return thread, consumer._fetch_max_wait_ms
+    thread, wait_ms = asyncio.run(made())
+    assert isinstance(thread, PulseConsumerThread)
+    assert wait_ms == FETCH_MAX_WAIT_MS < 1500
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
