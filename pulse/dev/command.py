@@ -48,6 +48,22 @@ def _say(message: str) -> None:
     print(f"pulse dev: {message}", file=sys.stderr, flush=True)
 
 
+def print_alerts(consumer, procs: list[subprocess.Popen], until: float | None, quiet: bool = False,
+                 poll_ms: int = 500) -> None:
+    """Print each alert `consumer` reads, one line each, until time.monotonic() reaches `until`
+    (None: forever). RuntimeError as soon as one of `procs` has exited."""
+    while until is None or time.monotonic() < until:
+        for dead in [p for p in procs if p.poll() is not None]:
+            raise RuntimeError(f"a component exited with code {dead.returncode}")
+        # poll, not `for message in consumer`: kafka-python's consumer_timeout_ms restarts at
+        # every message, so alerts arriving more often than that never let the loop see the time.
+        for batch in consumer.poll(timeout_ms=poll_ms).values():
+            for message in batch:
+                if not quiet:
+                    alert = orjson.loads(message.value)
+                    print(f"[{alert['severity']:>8}] {alert['type']:<20} {alert['summary']}", flush=True)
+
+
 def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90, what: str = "worker",
                  every: float = 0.5) -> None:
     """Until `proc`'s GET /health on loopback `port` answers 200 (pulse dev, and the gateway's
@@ -174,14 +190,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
                      "  Ctrl-C stops everything."):
             print(line, file=sys.stderr, flush=True)
         consumer = KafkaConsumer(names[topics.NOTIFICATIONS], bootstrap_servers=broker.bootstrap,
-                                 auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=500)
-        while args.duration is None or time.monotonic() - started < args.duration:
-            for dead in [p for p in procs if p.poll() is not None]:
-                raise RuntimeError(f"a component exited with code {dead.returncode}")
-            for message in consumer:
-                if not args.quiet_alerts:
-                    alert = orjson.loads(message.value)
-                    print(f"[{alert['severity']:>8}] {alert['type']:<20} {alert['summary']}", flush=True)
+                                 auto_offset_reset="earliest", group_id=None)
+        until = None if args.duration is None else started + args.duration
+        print_alerts(consumer, procs, until, quiet=args.quiet_alerts)
         consumer.close()
         return 0
     except KeyboardInterrupt:
