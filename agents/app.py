@@ -63,7 +63,15 @@ IN_PROCESS_MAX_RATE = 5_000
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
 YIELD_EVERY = 500       # records appended to produce batches, or messages acked, per turn of the loop in a flush
 NO_HEADERS: list = []   # a record without headers (a list: aiokafka's batch builder takes no tuple; only read)
-ALIGN_IDLE_S = 2.0      # how long a partition waits for an input topic known to have more (agents/align.py)
+# How long a partition waits for an input topic known to have more (agents/align.py). The wait
+# only happens for messages already on the broker, so it ends as soon as they are fetched; the
+# bound is for fetch starvation: on the worker bench (embedded broker, which answers a fetch with
+# the data of one or a few partitions) a topic-partition went unfetched for 2-6 s in about half
+# the runs, and with a 2 s bound those runs released 6,000-83,000 messages early and re-folded
+# 3,500-98,000 leads (up to a quarter of the worker's time); with 6 s, none in 8 runs. (With
+# Faust's 1,500 ms fetch long poll, 6 s also delayed a quarter of the bench's stale alerts past
+# 60 s; with FETCH_MAX_WAIT_MS it does not.)
+ALIGN_IDLE_S = 6.0
 
 
 def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
