@@ -1,6 +1,6 @@
 """Where a worker's event loop spends its long turns: a probe loaded into `pulse worker` only.
 
-    PYTHONPATH=bench/loop_probe PULSE_LOOPPROBE=/tmp/probe.json python bench/bench_reads.py --window 3 --start 0.3
+    PYTHONPATH=$PWD/bench/loop_probe PULSE_LOOPPROBE=/tmp/probe.json python bench/bench_reads.py --window 3 --start 0.3
     python bench/loop_probe/analyse.py /tmp/probe.json [--last 30] [--beyond-ms 12]
 
 Python imports `sitecustomize` at start-up from the path; this one does nothing unless
