@@ -100,8 +100,8 @@ PRIVATE_ATTRIBUTES = (
 # out of the next request: near the end of a backlog a request can hold only partitions with
 # nothing new, and the partitions with data wait behind its long poll. On the worker bench
 # (501,817 events) that stalled the worker 2-3 times a run for 0.3-0.9 s (CPU under 0.6); with
-# 100 ms, no stall over 0.25 s in 3 runs, and 36-40k events/s against 35-37k. The price: an
-# idle worker sends ~10 fetch requests a second instead of ~0.7 (Kafka's own default is 500 ms).
+# 100 ms, no stall over 0.25 s (figures: bench/README.md, "pulse against Quix Streams"). The
+# price: an idle worker sends ~10 fetch requests a second instead of ~0.7 (Kafka's default: 500 ms).
 FETCH_MAX_WAIT_MS = 100
 
 

@@ -9,7 +9,7 @@ producer's buffers and what the allocator keeps: those are per worker and bounde
 consumer settings, not per lead. This script measures the state alone, in process and
 without Kafka: the file is read first, then `LivePulse` (the object the worker's agents
 drive, agents/live.py) applies every line in file order over 4 partitions (a lead's
-partition by crc32 of its id), taking the dirty state every 2,000 events as the flush does.
+partition by crc32 of its id: bench_snapshot_cost.Feeder), taking the dirty state every 2,000 events as the flush does.
 After a full collection it prints the RSS growth (tracemalloc off; an upper bound, as
 CPython's allocator keeps freed arenas), then, in a second pass, what tracemalloc traces as
 allocated since the state began (everything `LivePulse` keeps), per lead, and the biggest
@@ -22,19 +22,19 @@ import gc
 import sys
 import time
 import tracemalloc
-import zlib
 from pathlib import Path
-
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_snapshot_cost import Feeder  # noqa: E402  (lines to a LivePulse, partitioned as the producer would)
 
 from pulse.agents.live import LivePulse  # noqa: E402
 from pulse.config.load import load_config  # noqa: E402
+from pulse.schemas.topics import TOPIC_OF_TYPE  # noqa: E402
 
-TOPIC_OF_TYPE = {"lead.created": "c", "lead.updated": "u", "lead.stage_changed": "s", "deal.closed": "d"}
-PARTITIONS = 4
+PARTITIONS = 4          # as Feeder partitions
 FLUSH_EVERY = 2000
 
 
@@ -46,35 +46,16 @@ def _rss() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def messages(path: Path) -> list[tuple[str, int, int, bytes]]:
-    """(topic, partition, offset, raw line) per input line, as the worker's topics would hold them."""
-    out, offsets = [], {}
-    for raw in path.read_bytes().splitlines():
-        if not raw.strip():
-            continue
-        try:
-            obj = orjson.loads(raw)
-            kind, lead = (obj.get("type"), obj.get("lead_id")) if obj.__class__ is dict else (None, None)
-        except orjson.JSONDecodeError:
-            kind, lead = None, None
-        topic = TOPIC_OF_TYPE.get(kind, "c")            # what the worker cannot type goes to a topic as is
-        partition = zlib.crc32(str(lead or "").encode()) % PARTITIONS
-        offset = offsets[topic, partition] = offsets.get((topic, partition), -1) + 1
-        out.append((topic, partition, offset, raw))
-    return out
-
-
-def apply(cfg, msgs: list[tuple[str, int, int, bytes]]) -> tuple[LivePulse, float]:
-    """A fresh LivePulse after every message, the dirty state taken every FLUSH_EVERY; and the seconds."""
-    live = LivePulse(cfg, type_of_topic={v: k for k, v in TOPIC_OF_TYPE.items()}, clock="event",
+def apply(cfg, lines: list[bytes]) -> tuple[LivePulse, float]:
+    """A fresh LivePulse after every line, the dirty state taken every FLUSH_EVERY; and the seconds."""
+    live = LivePulse(cfg, type_of_topic={t: k for k, t in TOPIC_OF_TYPE.items()}, clock="event",
                      send=lambda *args: None, now_us=lambda: 0)
     live.restore(list(range(PARTITIONS)), [])
+    feeder = Feeder(live, lines)
     t0 = time.perf_counter()
-    for i, (topic, partition, offset, raw) in enumerate(msgs):
-        live.on_message(topic, partition, offset, None, raw)
-        if i % FLUSH_EVERY == FLUSH_EVERY - 1:
-            live.take_state()
-    live.take_state()
+    while feeder.pos < len(lines):
+        feeder.feed(FLUSH_EVERY)
+        live.take_state()
     return live, time.perf_counter() - t0
 
 
@@ -90,21 +71,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{path} --leads 81000)", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    msgs = messages(path)
-    print(f"{path}: {len(msgs):,} lines read in {time.perf_counter() - t0:.1f} s", flush=True)
+    lines = [x for x in path.read_bytes().split(b"\n") if x.strip()]
+    print(f"{path}: {len(lines):,} lines read in {time.perf_counter() - t0:.1f} s", flush=True)
     cfg = load_config(None)
     # First pass: RSS growth, tracemalloc off (its own records would count). Second pass:
     # what tracemalloc traces. Each from a fresh LivePulse; the first is dropped before.
     gc.collect()
     rss0 = _rss()
-    live, applied_s = apply(cfg, msgs)
+    live, applied_s = apply(cfg, lines)
     gc.collect()
     rss = _rss() - rss0
     del live
     gc.collect()
     tracemalloc.start(1)
-    live, _ = apply(cfg, msgs)
-    del msgs
+    live, _ = apply(cfg, lines)
+    del lines
     gc.collect()
     traced, peak = tracemalloc.get_traced_memory()
     sites = tracemalloc.take_snapshot().statistics("lineno")
