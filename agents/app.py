@@ -55,9 +55,12 @@ MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits
 # build takes ~0.5-1 s; Prometheus scrapes every 15 s by default, so every scrape would wait)
 METRICS_MAX_AGE_S = 60.0
 # A snapshot is built in process unless the worker read more events than this since the previous
-# one (~40 ms of catching up on the loop at 130,000 leads) at more than this rate (events/s): at full
-# speed it is forked (agents/snapshot.py), the first one too; a first build after a quiet spell
-# catches up in process, once.
+# one at more than this rate (events/s): at full speed it is forked (agents/snapshot.py), the first
+# one too; a first build after a quiet spell catches up in process, once. In process, the catch-up
+# runs in steps between the loop's other work (a ~40 ms build after 20,000 events at 130,000 leads
+# held the loop ~7 ms); at full speed that costs the worker more than a fork (scraper bench at
+# 160,000-240,000 leads: 4-10 % of its rate against 2-7 %, and GET /report waited for builds
+# stretched over hundreds of milliseconds: bench/README.md).
 IN_PROCESS_MAX_EVENTS = 20_000
 IN_PROCESS_MAX_RATE = 5_000
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
@@ -355,12 +358,13 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     previous_build = [0, time.monotonic()]      # events read and when, at the previous build (at start: none)
 
     async def build_views() -> Views | FigureViews:
-        """The snapshot. This worker's own figures are built in process, at one instant: the sums
-        are kept between builds (streams/cluster.py), so a build costs in the events read since
-        the previous one (130,000 leads: ~15 ms after 2,000, ~27 ms after 8,000, ~40 ms after
-        20,000). Built in a forked child instead when the worker read many events since the
-        previous build and fast (catching up on a backlog: a build on the loop would hold it for
-        as long, every time), and with peers (their shares come as rows: agents/snapshot.py)."""
+        """The snapshot. This worker's own figures are built in process: the sums are kept between
+        builds (streams/cluster.py), and what changed since the previous build is taken into them
+        in steps of a few milliseconds with the event loop running between (LivePulse.catch_up_steps),
+        then the figures are built at one instant from the rest (130,000 leads: ~5 ms after 8,000
+        events, where the whole build held the loop ~25 ms). Built in a forked child instead when
+        the worker read many events since the previous build and fast (catching up on a backlog),
+        and with peers (their shares come as rows: agents/snapshot.py)."""
         partials = await peer_partials()
         events, now = live.events_read(), time.monotonic()
         read, seconds = events - previous_build[0], now - previous_build[1]
@@ -368,6 +372,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         previous_build[:] = events, now
         if partials or busy:
             return Views.decode(await run_forked(lambda: forked_views(partials)))
+        for _ in live.catch_up_steps():
+            await asyncio.sleep(0)
         figures, leads_in_state, as_of = live.own_figures()
         return FigureViews(figures, lambda: pipeline_exposition(figures, leads_in_state, as_of))
 

@@ -436,6 +436,20 @@ class LivePulse:
         leads = {name: sum(len(e.pipelines[name].leads) for e in engines) for name in self.config.pipelines}
         return build_figures(view, as_of), leads, as_of          # type: ignore[arg-type]
 
+    def catch_up_steps(self) -> Iterator[None]:
+        """What the next own_figures() would take from the partitions, taken in small steps
+        (~1-4 ms each at full speed; streams/cluster.py), yielding between them: the worker's
+        event loop runs between the steps, then own_figures() takes the rest at one instant.
+        Stops when the partitions change (a rebalance): own_figures() takes it all then."""
+        engines = [state.engine for state in self.partitions.values()]
+        ts = [engine.max_ts for engine in engines if engine.max_ts is not None]
+        as_of = max(ts) if self.clock == "event" and ts else self.clock_us()    # report_as_of's T, now
+        for _ in self.cluster.catch_up_steps(engines, as_of):
+            yield
+            if len(self.partitions) != len(engines) or any(
+                    state.engine is not engine for state, engine in zip(self.partitions.values(), engines)):
+                return
+
     def merged_engine(self) -> PulseEngine:
         """The partitions' state for a report: their accumulators added up, their open leads'
         indexes shared (not their leads: nothing is copied per lead)."""

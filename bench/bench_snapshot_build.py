@@ -1,11 +1,14 @@
 """What one in-process snapshot build costs while events keep coming (no broker). Prints figures.
 
-    python bench/bench_snapshot_build.py bench/out/events-130000-s1.jsonl 0.65 2000 6 [--check]
+    python bench/bench_snapshot_build.py bench/out/events-130000-s1.jsonl 0.65 2000 6 [--check] [--steps]
 
 Loads FRAC of FILE into a 4-partition LivePulse (event clock), builds once (every
 partition's sums read whole), then `rounds` times: applies STEP more events and times one
 build as the worker's snapshot makes it (`LivePulse.own_figures()` and its `FigureViews`).
 `--check`: the last build's report equals the one built from the merged engines.
+`--steps`: before each timed build, the catch-up in steps as the worker runs it between
+turns of its event loop (`LivePulse.catch_up_steps`), each step timed: the build then takes
+only the rest (the longest step and the build are how long the loop is held).
 `--share`: then applies the rest of the file twice over fresh state loaded the same way,
 alternately (without builds, with a build every STEP events), and prints the CPU per
 event outside the builds and in them: what the builds add per event, and whether keeping
@@ -32,6 +35,8 @@ ap.add_argument("frac", type=float, nargs="?", default=0.65, help="fraction of t
 ap.add_argument("step", type=int, nargs="?", default=6000, help="events applied between two timed builds")
 ap.add_argument("rounds", type=int, nargs="?", default=10)
 ap.add_argument("--check", action="store_true", help="the last build's report equals the merged engines'")
+ap.add_argument("--steps", action="store_true", help="before each timed build, the worker's catch-up steps "
+                "(LivePulse.catch_up_steps), each timed: the build then takes only the rest")
 ap.add_argument("--share", action="store_true", help="CPU per event of the rest of the file, with and without builds")
 args = ap.parse_args()
 path, frac, step, rounds = args.file, args.frac, args.step, args.rounds
@@ -75,12 +80,26 @@ def build():
     return v
 t = time.perf_counter(); build(); print(f"first build {1000*(time.perf_counter()-t):.1f} ms")
 ts, cpu = [], []
+step_ms: list[float] = []       # --steps: each catch-up step's wall ms
+steps_total: list[float] = []
 pos = start
 for r in range(rounds):
     feed(pos, pos + step); pos += step
     gc.collect()
+    if args.steps:
+        these, t = [], time.perf_counter()
+        for _ in live.catch_up_steps():
+            t1 = time.perf_counter(); these.append(1000 * (t1 - t)); t = t1
+        these.append(1000 * (time.perf_counter() - t))
+        step_ms += these
+        steps_total.append(sum(these))
     t, c = time.perf_counter(), time.process_time(); v = build(); ts.append(time.perf_counter() - t); cpu.append(time.process_time() - c)
-print(f"builds after {step} events: wall ms median {1000*statistics.median(ts):.1f} (min {1000*min(ts):.1f}, max {1000*max(ts):.1f}); cpu median {1000*statistics.median(cpu):.1f}")
+if args.steps:
+    q = statistics.quantiles(step_ms, n=100) if len(step_ms) > 1 else step_ms * 99
+    print(f"catch-up steps before each build: {len(step_ms) / rounds:.0f} per build, ms per step median "
+          f"{statistics.median(step_ms):.2f}, p99 {q[98]:.2f}, max {max(step_ms):.2f}; their total per build median "
+          f"{statistics.median(steps_total):.1f} ms")
+print(f"builds after {step} events{' and the steps' if args.steps else ''}: wall ms median {1000*statistics.median(ts):.1f} (min {1000*min(ts):.1f}, max {1000*max(ts):.1f}); cpu median {1000*statistics.median(cpu):.1f}")
 if args.check:
     from pulse.streams.report import build_figures
     eng = live.merged_engine(); as_of = live.report_as_of(eng)

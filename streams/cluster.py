@@ -17,7 +17,7 @@ Pure: no clock, no I/O; the caller gives the engines and T, at one instant.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from pulse.schemas.config import Config, PipelineConfig
 from pulse.schemas.types import REASONS
@@ -85,6 +85,22 @@ class ClusterFigures:
             if any(index is None for index in p.indexes):
                 raise ValueError(f"pipeline {name!r}: an engine without an open-lead index (live engines keep one)")
         return view
+
+    def catch_up_steps(self, engines: Sequence[PulseEngine], as_of: int, *, days_per_step: int = 4,
+                       leads_per_step: int = 2_000) -> Iterator[None]:
+        """Take what changed in `engines` into the sums in small steps, yielding between them, so
+        that the next `figures()` has little left to take (it must run at one instant: the live
+        worker's event loop runs between the steps instead). The engines may take events in
+        between; they must not be replaced (the caller starts again instead). Stopping early, or
+        a `figures()` call in between, is always safe: what a step did not take stays marked."""
+        for name, p in self._pipelines.items():
+            shares = [engine.pipelines[name] for engine in engines]
+            yield from p.flow.refresh_steps([s.flow for s in shares], days_per_step)
+            yield from p.deals.refresh_steps([s.deals for s in shares], days_per_step)
+            indexes = [s.open_index for s in shares]
+            if any(index is None for index in indexes):
+                return
+            yield from p.open_totals.catch_up_steps(indexes, as_of, leads_per_step)
 
     def figures(self, engines: Sequence[PulseEngine], as_of: int) -> ReportFigures:
         """== build_figures(the engines merged, as_of)."""

@@ -20,7 +20,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from itertools import compress, repeat
 from operator import itemgetter, lt
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from pulse.schemas.config import PipelineConfig
 
@@ -80,6 +80,45 @@ class StaleLeads:
                 read.changed = index.changed = set()
                 self._reread(read, changed, as_of)
             read.as_of = as_of
+        self._settle()
+
+    def catch_up_steps(self, index: OpenIndex, as_of: int, leads_per_step: int) -> Iterator[None]:
+        """Part of `catch_up` for one index already read, in steps (yielding between): the stays
+        that crossed their cut up to T = as_of, then its changed leads, `leads_per_step` at a
+        time. The leads not yet re-read stay in the index's change set (the index adds to the
+        same set meanwhile), so a catch_up in between, or stopping early, is always safe. An
+        index not read yet (or whose changes were dropped: more than its open leads, or T going
+        back) is read whole, in two steps; one that another reader reads is left to `catch_up`.
+        `settle()` after the steps of every index (catch_up does it for what is left)."""
+        read = self._read.get(id(index))
+        if read is not None and (as_of < read.as_of or index.changed is not read.changed):
+            if index.changed is not None and index.changed is not read.changed:
+                return                                  # another reader's: catch_up reads it whole
+            self._forget(self._read.pop(id(index)), detach=False)
+            index.changed = read = None
+            yield
+        if read is None:
+            if index.changed is not None:               # another reader's (or read meanwhile)
+                return
+            self._read[id(index)] = read = _Read(index, as_of)     # ours from now on
+            self._add_stale_stays(read, None, as_of)
+        else:
+            self._add_stale_stays(read, read.as_of, as_of)
+            read.as_of = as_of
+            changed = read.changed
+            todo = len(changed)             # those marked now: the ones marked meanwhile wait for the next read
+            while todo > 0 and changed:
+                yield
+                if self._read.get(id(index)) is not read or index.changed is not changed:
+                    return                  # read again meanwhile (catch_up): nothing of ours is pending
+                chunk = {changed.pop() for _ in range(min(leads_per_step, todo, len(changed)))}
+                todo -= len(chunk)
+                self._reread(read, chunk, read.as_of)
+
+    def settle(self) -> None:
+        """Put what catch_up_steps took in the report's order: once after the steps of all the
+        indexes, not per step (a settle walks the stale list; the added and removed entries wait
+        in _added and _gone meanwhile, as within one catch_up)."""
         self._settle()
 
     def by_stage_level(self, n: int, as_of: int, any_index: bool) -> tuple[list[int], dict[tuple[int, int], int]]:

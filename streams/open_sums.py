@@ -20,7 +20,7 @@ Pure: no clock, no I/O. Not thread-safe. Keep one OpenSums per set of indexes, a
 from __future__ import annotations
 
 from operator import add
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from pulse.schemas.config import PipelineConfig
 
@@ -92,6 +92,18 @@ class OpenSums:
         sums.count, sums.amount = of.sums[:n], of.sums[n:]
         return sums
 
+    def catch_up_steps(self, indexes: Sequence[OpenIndex], as_of: int, leads_per_step: int) -> Iterator[None]:
+        """Take what changed in the indexes into the sums, in steps (yielding between): per index
+        its groups, then its changed leads at most `leads_per_step` at a time (StaleLeads). The
+        indexes may change in between; a figures() call in between, or stopping early, is
+        always safe: what was not taken stays marked, and figures() takes it."""
+        for index in indexes:
+            self._catch_up_index(index)
+            yield
+            yield from self._stale.catch_up_steps(index, as_of, leads_per_step)
+            yield
+        self._stale.settle()
+
     def _catch_up(self, indexes: Sequence[OpenIndex]) -> None:
         """Bring the sums to the indexes' groups as they are now."""
         given = {id(index): index for index in indexes}
@@ -100,20 +112,24 @@ class OpenSums:
             _, copies = self._added.pop(key)
             for group, old in copies.items():
                 self._add_delta(group, old, zeros)
-        for key, index in given.items():
-            entry = self._added.get(key)
-            if entry is None:
-                entry = self._added[key] = (index, {})
-            copies = entry[1]
-            groups = index.groups
-            for group in [group for group in copies if group not in groups]:
-                self._add_delta(group, copies.pop(group), zeros)
-            for group, (counts, amounts) in groups.items():
-                now = counts + amounts
-                old = copies.get(group, zeros)
-                if now != old:
-                    self._add_delta(group, old, now)
-                    copies[group] = now
+        for index in given.values():
+            self._catch_up_index(index)
+
+    def _catch_up_index(self, index: OpenIndex) -> None:
+        zeros = [0] * (2 * self._n)
+        entry = self._added.get(id(index))
+        if entry is None:
+            entry = self._added[id(index)] = (index, {})
+        copies = entry[1]
+        groups = index.groups
+        for group in [group for group in copies if group not in groups]:
+            self._add_delta(group, copies.pop(group), zeros)
+        for group, (counts, amounts) in groups.items():
+            now = counts + amounts
+            old = copies.get(group, zeros)
+            if now != old:
+                self._add_delta(group, old, now)
+                copies[group] = now
 
     def _add_delta(self, group: tuple, old: list[int], now: list[int]) -> None:
         """Add a group's (now - old) sums to the sums of its owner, team and source values.

@@ -26,7 +26,7 @@ A source's marks have one reader: one FlowTotals (DealTotals) per set of sources
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from .deals import DealFlow, DealWindow, _DayDeals, split_segments
 from .flow import _KEYS, StageFlow, StageWindow, _DayFlow
@@ -94,21 +94,39 @@ class _MergedDays(Generic[B]):
     def __init__(self, zero: Callable[[], B], add: Callable[[B, B, int], None], prune: Callable[[B], None]):
         self._zero, self._add, self._prune = zero, add, prune
         self._sources: list = []
+        self._pending: set[int] = set()         # days taken from the sources, not yet re-summed
         self.days: dict[int, B] = {}
         self.ranges = _RangeTotals(zero, add)
 
     def refresh(self, sources: Sequence[StageFlow] | Sequence[DealFlow],
                 on_change: Callable[[B], None] | None = None) -> None:
-        changed: set[int] = set()
+        for _ in self.refresh_steps(sources, on_change, None):
+            pass
+
+    def refresh_steps(self, sources: Sequence[StageFlow] | Sequence[DealFlow],
+                      on_change: Callable[[B], None] | None, days_per_step: int | None) -> Iterator[None]:
+        """`refresh` a few days at a time (None: all at once), yielding between. The sources may
+        change in between (a day touched again is marked again and re-summed at the next
+        refresh); the days not yet re-summed stay pending when the caller stops iterating (the
+        next refresh takes them), so stopping early is always safe. A refresh run in between
+        ends this one (at its next step)."""
+        pending = self._pending
         for s in sources:
-            changed |= s.take_touched()
+            pending |= s.take_touched()
         if {id(s) for s in sources} != {id(s) for s in self._sources}:
-            changed.update(self.days)                  # the days of sources gone
+            pending.update(self.days)                  # the days of sources gone
             for s in sources:
-                changed.update(s._days)                # and of sources new
-        self._sources = list(sources)
+                pending.update(s._days)                # and of sources new
+        mine = self._sources = list(sources)
         add, days = self._add, self.days
-        for d in changed:
+        done = 0
+        while pending:
+            if days_per_step and done and done % days_per_step == 0:
+                yield
+                if self._sources is not mine:           # another refresh ran meanwhile (perhaps other sources)
+                    return
+            d = pending.pop()
+            done += 1
             new = None
             for s in sources:
                 if (b := s._days.get(d)) is not None:
@@ -156,6 +174,10 @@ class FlowTotals:
     def refresh(self, sources: Sequence[StageFlow]) -> None:
         """Take what changed in the sources since the last refresh."""
         self._merged.refresh(sources, self._open_changed)
+
+    def refresh_steps(self, sources: Sequence[StageFlow], days_per_step: int) -> Iterator[None]:
+        """`refresh` in steps of a few days (_MergedDays.refresh_steps)."""
+        return self._merged.refresh_steps(sources, self._open_changed, days_per_step)
 
     def _open_changed(self, delta: _DayFlow) -> None:
         count, amount = self._open_count, self._open_amount
@@ -205,6 +227,10 @@ class DealTotals:
     def refresh(self, sources: Sequence[DealFlow]) -> None:
         """Take what changed in the sources since the last refresh."""
         self._merged.refresh(sources)
+
+    def refresh_steps(self, sources: Sequence[DealFlow], days_per_step: int) -> Iterator[None]:
+        """`refresh` in steps of a few days (_MergedDays.refresh_steps)."""
+        return self._merged.refresh_steps(sources, None, days_per_step)
 
     def window(self, days: DayRange) -> DealWindow:
         """== DealFlow.window(days) of the sources merged."""

@@ -70,3 +70,42 @@ def test_cluster_figures_equal_the_merged_engines_figures_after_any_changes(case
             k = _shard(line, n)
             shards[k].append(line)
             engines[k].ingest(line)
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(scenarios(), st.integers(1, 4), st.data())
+def test_catch_up_steps_between_events_leave_the_figures_equal_to_the_merged_engines(case, n, data):
+    """The live worker takes changes into the sums in steps between events (catch_up_steps,
+    interleaved with the event loop), then builds the figures at one instant: whatever the
+    steps took, left half-done or abandoned, the figures equal the merged engines'."""
+    config, lines, as_of = case
+    shards: list[list[str]] = [[] for _ in range(n)]
+    engines = [PulseEngine(config, index_open=True) for _ in range(n)]
+    cluster = ClusterFigures(config)
+    times = [BASE_US + k * DAY_US // 2 for k in range(-2, 16)] + ([parse_timestamp(as_of)] if as_of else [])
+    steps = None
+    t = times[0]
+    stepped = 0
+    for i, line in enumerate(lines + [""]):
+        if steps is None and data.draw(st.booleans(), label="start steps"):
+            t = max(t, data.draw(st.sampled_from(times), label="T of the steps"))       # T moves forward
+            steps = cluster.catch_up_steps(list(engines), t, days_per_step=data.draw(st.integers(1, 3)),
+                                           leads_per_step=data.draw(st.integers(1, 4)))
+        if steps is not None:
+            for _ in range(data.draw(st.integers(0, 3), label="steps")):
+                if next(steps, StopIteration) is StopIteration:
+                    steps = None
+                    break
+                stepped += 1
+        if data.draw(st.integers(0, 4), label="check") == 0 or i == len(lines):
+            if data.draw(st.integers(0, 5), label="replace") == 0:     # a partition re-assigned
+                k = data.draw(st.integers(0, n - 1), label="engine")
+                engines[k] = _engine(config, shards[k])
+                steps = None                    # the worker starts its steps again over the new engines
+            t = max(t, data.draw(st.sampled_from(times), label="T"))
+            got = cluster.figures(engines, t).document()
+            assert got == build_figures(_merged(config, engines), t).document()
+        if line:
+            k = _shard(line, n)
+            shards[k].append(line)
+            engines[k].ingest(line)
