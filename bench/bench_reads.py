@@ -49,7 +49,8 @@ from pulse.kafka.broker import EmbeddedBroker, create_topics  # noqa: E402
 from pulse.schemas.topics import INPUT_TOPICS, topic_names  # noqa: E402
 
 
-async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[float]], metrics_every: float) -> None:
+async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[float]], metrics_every: float,
+                  metrics: bool = True) -> None:
     """GET /metrics every `metrics_every` s (1 s: issue 16's scraper) and GET /report every 2 s, each
     on its own schedule. Each wait is drawn in [0.5, 1.5] x the period, so that the reads sample
     the worker at random phases rather than lock to its 1 s timer (a fixed period may hit, or
@@ -77,8 +78,30 @@ async def scraper(base: str, stop: asyncio.Event, latencies: dict[str, list[floa
                     await asyncio.wait_for(stop.wait(), max(0.0, period * rng.uniform(0.5, 1.5) - (time.perf_counter() - t)))
                 except asyncio.TimeoutError:
                     pass
-    await asyncio.gather(every("/metrics", metrics_every, latencies["metrics"]),
+    await asyncio.gather(*([every("/metrics", metrics_every, latencies["metrics"])] if metrics else []),
                          every("/report", 2.0, latencies["report"]))
+
+
+def metrics_scraper_process(base: str, every: float, stop, out: str) -> None:
+    """`--metrics-process`: GET /metrics every ~`every` s from a process of its own (as Prometheus
+    scrapes), until `stop` is set; the latencies (s) to `out` as JSON. In the bench's own process the
+    same loop also reads GET /report (megabytes at 130,000 leads) and a thread polls the committed
+    offsets with kafka-python: both delay a /metrics read as seen from there."""
+    import random
+
+    import aiohttp
+
+    async def run() -> list[float]:
+        rng, got = random.Random(7), []
+        async with aiohttp.ClientSession() as s:
+            while not stop.is_set():
+                t = time.perf_counter()
+                async with s.get(base + "/metrics") as r:
+                    await r.read()
+                got.append(time.perf_counter() - t)
+                await asyncio.sleep(max(0.0, every * rng.uniform(0.5, 1.5) - (time.perf_counter() - t)))
+        return got[1:]          # the first waits for the first build (reported apart in-process)
+    Path(out).write_text(json.dumps(asyncio.run(run())))
 
 
 async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies, metrics_every: float) -> dict:
@@ -119,6 +142,9 @@ def main() -> int:
                     help="the scraper's mean period for GET /metrics (default 1 s; shorter: more latency samples)")
     ap.add_argument("--continuous", action="store_true",
                     help="one scraper from --start to --stop, no windows without: latencies only (no rate ratio)")
+    ap.add_argument("--metrics-process", action="store_true",
+                    help="with --continuous: GET /metrics from a process of its own (as Prometheus does), "
+                    "the bench's process reading GET /report only; its latencies are 'metrics_own_process'")
     ap.add_argument("--save", metavar="FILE", help="also write every latency (ms) and the summary, as JSON, to FILE")
     args = ap.parse_args()
 
@@ -150,12 +176,25 @@ def main() -> int:
             async def measure() -> None:
                 if args.continuous:     # one scraper all along: latencies only
                     stop = asyncio.Event()
-                    task = asyncio.ensure_future(scraper(w.url("").rstrip("/"), stop, latencies, args.metrics_every))
+                    base = w.url("").rstrip("/")
+                    if args.metrics_process:
+                        import multiprocessing
+                        ctx = multiprocessing.get_context("spawn")
+                        proc_stop, proc_out = ctx.Event(), str(work / "metrics-latencies.json")
+                        proc = ctx.Process(target=metrics_scraper_process,
+                                           args=(base, args.metrics_every, proc_stop, proc_out))
+                        proc.start()
+                    task = asyncio.ensure_future(scraper(base, stop, latencies, args.metrics_every,
+                                                         metrics=not args.metrics_process))
                     loop = asyncio.get_running_loop()
                     while (await loop.run_in_executor(None, consumed) or 0) < args.stop * total:
                         await asyncio.sleep(0.5)
                     stop.set()
                     await task
+                    if args.metrics_process:
+                        proc_stop.set()
+                        await loop.run_in_executor(None, proc.join)
+                        latencies["metrics_own_process"] = json.loads(Path(proc_out).read_text())
                     return
                 reading = False
                 while (results[-1]["committed_at_end"] if results else 0) < args.stop * total:

@@ -19,7 +19,7 @@ from pulse.schemas.types import EVENT_ID, KIND, LEAD_ID, PIPELINE, REASONS, TIE_
 from . import history
 from .deals import DealFlow
 from .flow import StageFlow
-from .lead import Lead, apply_event
+from .lead import DERIVED, Lead, apply_event
 from .open_index import OpenFigures, OpenIndex, open_figures
 
 if TYPE_CHECKING:
@@ -302,9 +302,8 @@ class PulseEngine:
         self._fold(fresh, rows[:k], p.state_only, +1)
         self._fold(fresh.copy_state(), later, p, -1)
         self._fold(fresh, [ev, *later], p, +1)
-        for name in Lead.__slots__:
-            if name not in Lead.NOT_DERIVED:
-                setattr(lead, name, getattr(fresh, name))
+        for name in DERIVED:
+            setattr(lead, name, getattr(fresh, name))
         # The later rows' records are the history's tail (a row re-encodes to its record's bytes).
         at = len(lead.history) - sum(len(_encode_record(row)) for row in later)
         lead.history[at:at] = _encode_record(ev[:8] + (offset, ev[EVENT_ID]))

@@ -54,6 +54,9 @@ if _OUT and "worker" in " ".join(sys.argv):
                 chain.append(getattr(co, "__qualname__", type(co).__name__))
                 co = getattr(co, "cr_await", None) or getattr(co, "gi_yieldfrom", None)
             name += " " + ">".join(chain)
+        protocol = getattr(owner, "_protocol", None)        # a transport's callback: for which protocol
+        if protocol is not None:
+            name += " " + type(protocol).__qualname__
         return name
 
     def _timed_handle_run(self):
