@@ -34,6 +34,7 @@ import logging
 import re
 from email.utils import formatdate
 from typing import Callable
+from urllib.parse import parse_qsl
 
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import TCPSite
@@ -41,7 +42,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 log = logging.getLogger("pulse.worker")
 
-__all__ = ["FastRoutes", "FastPathHandler", "PulseWeb", "PRIVATE_ATTRIBUTES"]
+__all__ = ["FastRoutes", "FastPathHandler", "PulseWeb", "PRIVATE_ATTRIBUTES", "simple_query"]
 
 # aiohttp's private names used here (the overridden methods are pinned in faust_compat.OVERRIDDEN):
 # tests/agents/test_fast_http.py checks each still exists on a live connection's handler.
@@ -67,14 +68,37 @@ _REQUEST_TARGET = re.compile(rb"/[!$&-;=?-Z_a-z~%]*")
 
 class FastRoutes:
     """The routes a FastPathHandler answers: path -> (content type, answer), where answer()
-    returns the body, or None to let aiohttp's handler of the same path answer."""
+    returns the body, or None to let aiohttp's handler of the same path answer. A route added
+    with `query=True` is called with the request's query string (the bytes after "?", b"" if
+    none), still percent-encoded (`simple_query` decodes it as aiohttp would)."""
 
     def __init__(self) -> None:
-        self.routes: dict[bytes, tuple[bytes, Callable[[], bytes | None]]] = {}
+        self.routes: dict[bytes, tuple[bytes, Callable[..., bytes | None], bool]] = {}
         self.answered = 0       # requests answered in the protocol (tests, bench)
 
-    def add(self, path: str, content_type: str, answer: Callable[[], bytes | None]) -> None:
-        self.routes[path.encode()] = (content_type.encode(), answer)
+    def add(self, path: str, content_type: str, answer: Callable[..., bytes | None], *, query: bool = False) -> None:
+        self.routes[path.encode()] = (content_type.encode(), answer, query)
+
+
+def simple_query(query: bytes) -> dict[str, str] | None:
+    """A query string as aiohttp's `request.query` reads it (percent-decoded, UTF-8, blank
+    values kept), for the queries that reads unambiguously: None (let aiohttp answer) for a
+    "+" (yarl reads it as a space, urllib too, but not every client means one), a key given
+    twice (aiohttp's `get` takes the first), or bytes that are not valid UTF-8 once decoded."""
+    if not query:
+        return {}
+    if b"+" in query:
+        return None
+    out: dict[str, str] = {}
+    try:
+        for key, value in parse_qsl(query.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+                                    encoding="utf-8", errors="strict"):
+            if key in out:
+                return None
+            out[key] = value
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return out
 
 
 class FastPathHandler(RequestHandler):
@@ -118,7 +142,8 @@ class FastPathHandler(RequestHandler):
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[2] != b"HTTP/1.1" or _REQUEST_TARGET.fullmatch(parts[1]) is None:
             return False
-        route = self._pulse_routes.get(parts[1].partition(b"?")[0])
+        path, _, query = parts[1].partition(b"?")
+        route = self._pulse_routes.get(path)
         if route is None:
             return False
         if len(lines) - 1 > _MAX_HEADERS:
@@ -134,9 +159,9 @@ class FastPathHandler(RequestHandler):
             names.add(name)
         if b"host" not in names:        # HTTP/1.1 requires it; aiohttp answers 400 without
             return False
-        content_type, answer = route
+        content_type, answer, takes_query = route
         try:
-            body = answer()
+            body = answer(query) if takes_query else answer()
         except Exception:       # noqa: BLE001 - aiohttp's handler answers (and reports) instead
             log.debug("fast route %r failed; aiohttp answers", parts[1], exc_info=True)
             return False

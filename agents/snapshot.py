@@ -209,6 +209,13 @@ class Snapshots:
         snap = self.peek(max_age_s)
         return snap if snap is not None else await self.refresh()
 
+    def peek_fresh(self) -> Snapshot | None:
+        """`get()` without waiting: what it would return at once (a read that needs fresh
+        figures: the keeper kept going), or None where it would wait for a build."""
+        if self._keep_fresh_s is not None:
+            self._keep_fresh()
+        return self.peek()
+
     def peek(self, max_age_s: float | None = None) -> Snapshot | None:
         """`get()` without waiting: the current snapshot if it is no older than max_age_s (then a
         build replaces it in the background once it is older than fresh_s), else None."""

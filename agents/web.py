@@ -27,7 +27,8 @@ import orjson
 from aiohttp import web as aioweb
 
 from .alert_feed import AlertFeed
-from .snapshot import FORK_SECONDS, Snapshots
+from .fast_http import simple_query
+from .snapshot import FORK_SECONDS, Snapshot, Snapshots
 from .views import FILTERS, MAX_PAGE
 
 log = logging.getLogger("pulse.worker")
@@ -100,6 +101,9 @@ class Dashboard:
         for path, method in (("/dashboard/data", self.data), ("/dashboard/stale", self.stale),
                              ("/dashboard/events", self.events)):
             app.page(path)(_view(method))
+        fast_routes = getattr(app.web, "fast_routes", None)      # PulseWeb (agents/fast_http.py)
+        if fast_routes is not None:
+            fast_routes.add("/dashboard/data", "application/json", self.data_now, query=True)
 
         @app.on_before_shutdown.connect
         async def close_streams(app_, **kwargs) -> None:
@@ -130,19 +134,46 @@ class Dashboard:
 
     async def data(self, web, request):
         """One pipeline's figures; with a stale query (`limit`, and `filters`, `offset` as
-        /dashboard/stale takes them) also that page of stale leads: one request per refresh."""
-        pipeline = request.query.get("pipeline") or self.pipelines[0]
-        if pipeline not in self.pipelines:
-            return self._json(web, b'{"error":"unknown pipeline"}', 404)
-        stale_query = None
-        if "limit" in request.query:
-            try:
-                stale_query = parse_stale_query({**request.query, "pipeline": pipeline}, self.pipelines)
-            except BadRequest as exc:
-                return self._json(web, orjson.dumps({"error": str(exc)}), 400)
+        /dashboard/stale takes them) also that page of stale leads: one request per refresh.
+        The page's requests are answered by `data_now` in the turn that reads them; this
+        handler answers the rest (errors, no fresh snapshot yet: it waits for the build)."""
+        query = self._data_query(dict(request.query))
+        if isinstance(query, tuple):
+            status, doc = query
+            return self._json(web, orjson.dumps(doc), status)
         snap, error = await self._snapshot(web)
         if error is not None:
             return error
+        return self._json(web, self._data_body(snap, *query))
+
+    def data_now(self, query: bytes) -> bytes | None:
+        """GET /dashboard/data answered in the protocol (agents/fast_http.py), as `data` would
+        answer it now: a page's refresh then costs no aiohttp request and handler tasks (three
+        turns of the loop each). None (aiohttp's handler answers): a query read otherwise by
+        aiohttp, an error to answer, or no snapshot fresh enough (`data` waits for the build)."""
+        params = simple_query(query)
+        if params is None:
+            return None
+        parsed = self._data_query(params)
+        if isinstance(parsed, tuple):
+            return None
+        snap = self.snapshots.peek_fresh()
+        return None if snap is None else self._data_body(snap, *parsed)
+
+    def _data_query(self, params: dict[str, str]) -> list | tuple[int, dict]:
+        """[pipeline, stale query or None], or (status, error document)."""
+        pipeline = params.get("pipeline") or self.pipelines[0]
+        if pipeline not in self.pipelines:
+            return 404, {"error": "unknown pipeline"}
+        stale_query = None
+        if "limit" in params:
+            try:
+                stale_query = parse_stale_query({**params, "pipeline": pipeline}, self.pipelines)
+            except BadRequest as exc:
+                return 400, {"error": str(exc)}
+        return [pipeline, stale_query]
+
+    def _data_body(self, snap: Snapshot, pipeline: str, stale_query) -> bytes:
         views = snap.views
         forks = list(FORK_SECONDS)
         builds = self.snapshots.builds
@@ -161,7 +192,7 @@ class Dashboard:
             _, filters, offset, limit = stale_query
             page = views.pipelines[pipeline].stale_page(filters, offset, limit)
             body = body[:-1] + b',"stale":%s}' % page.to_json(limit)
-        return self._json(web, body)
+        return body
 
     async def stale(self, web, request):
         try:

@@ -7,9 +7,10 @@ import socket
 import sys
 
 import aiohttp
+import pytest
 from aiohttp import web
 
-from pulse.agents.fast_http import PRIVATE_ATTRIBUTES, FastPathHandler, FastRoutes, _FastSite
+from pulse.agents.fast_http import PRIVATE_ATTRIBUTES, FastPathHandler, FastRoutes, _FastSite, simple_query
 
 FAST = b"fast 1\n"
 
@@ -409,3 +410,15 @@ def test_the_private_parts_of_aiohttp_it_uses_are_still_there():
     for what, target in (("handler", handler), ("server", server)):
         missing = [name for name in PRIVATE_ATTRIBUTES[what] if not hasattr(target, name)]
         assert not missing, f"aiohttp's {what} has no {missing} any more: agents/fast_http.py uses them"
+
+
+@pytest.mark.parametrize("query", ["", "pipeline=default", "a=%20x&b", "a=&b=", "f=%7B%22level%22%3A3%7D&offset=2&limit=5",
+                                   "a=%C3%A9", "a=%ZZ", "=x", "a=1&&b=2", "a=%2B", "a=1;b=2"])
+def test_simple_query_reads_a_query_as_aiohttp_does(query):
+    from yarl import URL
+    assert simple_query(query.encode()) == dict(URL("/x?" + query).query)
+
+
+@pytest.mark.parametrize("query", [b"a=1+2", b"a=1&a=2", b"a=%FF"])
+def test_simple_query_leaves_ambiguous_queries_to_aiohttp(query):
+    assert simple_query(query) is None
