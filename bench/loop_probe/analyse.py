@@ -39,14 +39,19 @@ def main() -> None:
     doc = json.load(open(args.file))
     since = doc["now"] - args.last
 
-    by_gen = collections.defaultdict(list)
-    for start, gen, seconds in doc["gc"]:
+    by_gen, cpu_of_slow = collections.defaultdict(list), collections.defaultdict(list)
+    for start, gen, seconds, *cpu in doc["gc"]:
         if start > since:
             by_gen[gen].append(seconds * 1000)
+            if cpu and seconds > 0.005:         # the slow ones: how much of their time was CPU
+                cpu_of_slow[gen].append((seconds * 1000, cpu[0] * 1000))
     print(f"collections in the last {args.last:.0f} s (ms):")
     for gen, ms in sorted(by_gen.items()):
+        slow = cpu_of_slow.get(gen)
+        cpu = (f"; the {len(slow)} over 5 ms: wall {sum(w for w, _ in slow):.0f}, CPU {sum(c for _, c in slow):.0f}"
+               if slow else "")
         print(f"  generation {gen}: {len(ms)}, total {sum(ms):.0f}, p50 {pct(ms, 50):.1f}, p99 {pct(ms, 99):.1f}, "
-              f"max {max(ms):.1f}")
+              f"max {max(ms):.1f}{cpu}")
     turns = [seconds * 1000 for start, seconds, thread in doc["turns"] if start > since and thread == "MainThread"]
     if turns:
         print(f"main thread's turns over 2 ms: {len(turns)}, p50 {pct(turns, 50):.1f}, p90 {pct(turns, 90):.1f}, "
@@ -54,7 +59,7 @@ def main() -> None:
     main_handles = [h for h in doc["handles"] if h[0] > since and h[2] == "MainThread"]
     total, count, worst = collections.Counter(), collections.Counter(), {}
     beyond = collections.Counter()
-    gcs = [(s, g) for s, g, _ in doc["gc"] if s > since]
+    gcs = [(s, g) for s, g, *_ in doc["gc"] if s > since]
     for start, seconds, _, what in main_handles:
         total[what] += seconds
         count[what] += 1

@@ -10,7 +10,8 @@ other children inherit the path too). It records, every 3 s into that file (JSON
   thread (Faust's consumer runs its own loop in a second thread);
 - `handles`: each callback over 4 ms: start, seconds, thread and what ran (for a task's
   step, its coroutine chain down to where it suspended: the end of the work it did);
-- `gc`: each collection: start, generation, seconds (gc.callbacks);
+- `gc`: each collection: start, generation, seconds, and the seconds of CPU of the thread that
+  ran it (gc.callbacks; wall well above CPU: the thread was preempted meanwhile);
 - with PULSE_LOOPPROBE_GCTYPES=1, every 8th middle collection: what its objects are
   (type, and the element types of tuples and lists): what survived the young generation.
 
@@ -72,6 +73,7 @@ if _OUT and "worker" in " ".join(sys.argv):
     asyncio.events.Handle._run = _timed_handle_run
 
     _started = [0.0]
+    _started_cpu = [0.0]
     _middle = [0]
 
     def _shape(o) -> str:
@@ -81,7 +83,19 @@ if _OUT and "worker" in " ".join(sys.argv):
             return "list[%s]" % (type(o[0]).__name__ if o else "-")
         return type(o).__qualname__
 
+    _young_seen: list = []
+
     def _on_gc(phase, info):
+        if phase == "start" and info["generation"] == 0 and os.environ.get("PULSE_LOOPPROBE_YOUNG"):
+            _young_seen[:] = [gc.get_objects(0)]
+        if phase == "stop" and _young_seen and _pc() - _started[0] > 0.005:
+            young = _young_seen[0]
+            sized = sorted(((len(o), _shape(o)) for o in young if hasattr(o, "__len__") and not isinstance(o, type)),
+                           key=lambda x: -x[0])[:6]
+            _types.append((_pc(), [("young:" + str(len(young)), 0)] + [(f"{shape} len {n}", 1) for n, shape in sized]
+                           + collections.Counter(_shape(o) for o in young).most_common(8)))
+        if phase == "stop":
+            _young_seen.clear()
         if phase == "start":
             if info["generation"] == 1 and os.environ.get("PULSE_LOOPPROBE_GCTYPES"):
                 _middle[0] += 1
@@ -90,8 +104,10 @@ if _OUT and "worker" in " ".join(sys.argv):
                     _types.append((_pc(), collections.Counter(_shape(o) for o in young).most_common(20)))
                     del young
             _started[0] = _pc()
+            _started_cpu[0] = time.thread_time()
         else:
-            _gcs.append((_started[0], info["generation"], _pc() - _started[0]))
+            # wall and this thread's CPU: a collection much longer than its CPU was preempted
+            _gcs.append((_started[0], info["generation"], _pc() - _started[0], time.thread_time() - _started_cpu[0]))
     gc.callbacks.append(_on_gc)
 
     def _dump():

@@ -40,18 +40,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 # CPython's collector thresholds for the worker process. Its heap is mostly long-lived state
-# (the leads, their indexes: ~1M tracked objects at 130,000 leads) and every input message
-# allocates a few dozen short-lived objects. With the defaults (700, 10, 10) a full collection
-# ran about once a second while consuming, walked the whole state for 60-210 ms and freed
-# nothing (measured with gc callbacks under bench/bench_reads.py): ~15 % of the worker's CPU,
-# and the event loop's longest pauses (what a /metrics scrape waited for). Young objects are
-# collected every 5,000 allocations and the middle generation every 10 young collections: the
-# total is the same as with larger thresholds, the pauses shorter (gc callbacks over the worker
-# bench's file in process, thresholds 20,000/20: young p99 47 ms, middle up to 180 ms; 5,000/10:
-# young p99 10-22 ms, middle up to 37-51 ms). The whole heap at most once per 10,000 middle
+# (the leads, their indexes: ~1M tracked objects at 130,000 leads before the leads left the
+# collector, streams/lead.py) and every input message allocates a few dozen short-lived objects
+# (tuples of atoms, mostly: they are untracked at their first collection). With the defaults
+# (700, 10, 10) a full collection ran about once a second while consuming, walked the whole
+# state for 60-210 ms and freed nothing (measured with gc callbacks under bench/bench_reads.py):
+# ~15 % of the worker's CPU, and the event loop's longest pauses (what a /metrics scrape waited
+# for). The young generation's cost is per object allocated whatever its threshold, its pauses
+# are not: with 5,000 a fifth of the young collections found 13,000-24,000 objects there and took
+# 5-55 ms (CPU, not preemption: loop probe, bench/README.md); with 2,000, young p99 6-6.5 ms
+# instead of 19-22, their total a little lower, and the worker bench's rate unchanged. The middle
+# generation every 10 young collections; the whole heap at most once per 10,000 middle
 # collections (CPython also waits for the long-lived objects to grow by 25 %). Cyclic garbage
 # lives a little longer; nothing else changes.
-GC_THRESHOLDS = (5_000, 10, 10_000)
+GC_THRESHOLDS = (2_000, 10, 10_000)
 
 
 def run_worker(settings) -> None:
