@@ -13,7 +13,10 @@ other children inherit the path too). It records, every 3 s into that file (JSON
 - `gc`: each collection: start, generation, seconds, and the seconds of CPU of the thread that
   ran it (gc.callbacks; wall well above CPU: the thread was preempted meanwhile);
 - with PULSE_LOOPPROBE_GCTYPES=1, every 8th middle collection: what its objects are
-  (type, and the element types of tuples and lists): what survived the young generation.
+  (type, and the element types of tuples and lists): what survived the young generation;
+- with PULSE_LOOPPROBE_YOUNG=1, each young collection over 5 ms: how many objects it found,
+  the largest containers among them and their types (in `gc_types` too; the list of them
+  taken at its start keeps them alive through it, a small distortion).
 
 The timer around every callback costs ~1 us each: compare runs made with the probe only
 with each other.
