@@ -35,6 +35,29 @@ def _merged(config, engines) -> PulseEngine:
     return total
 
 
+def _ingest(line: str, shards: list[list[str]], engines: list[PulseEngine]) -> None:
+    k = _shard(line, len(engines))
+    shards[k].append(line)
+    engines[k].ingest(line)
+
+
+def _outcome(build) -> object:
+    """A document, or the error building it raised."""
+    try:
+        return build()
+    except ValueError as exc:
+        return repr(exc)
+
+
+def _assert_equal_figures(cluster: ClusterFigures, config, engines, t: int) -> None:
+    """The cluster's figures equal the merged engines' (or fail as they do: a T whose windows
+    cover days housekeeping dropped, after a late event of a lead re-folded its stays on those
+    days, has negative day counts; the live worker never reports at such a T, as it drops
+    only days no report at or after now reads: streams/housekeeping.py)."""
+    got = _outcome(lambda: cluster.figures(engines, t).document())
+    assert got == _outcome(lambda: build_figures(_merged(config, engines), t).document())
+
+
 def _engine(config, lines) -> PulseEngine:
     engine = PulseEngine(config, index_open=True)
     for line in lines:
@@ -64,12 +87,9 @@ def test_cluster_figures_equal_the_merged_engines_figures_after_any_changes(case
                 engines[k] = _engine(config, shards[k])
             held = engines if action != "remove" else engines[:k] + engines[k + 1:]
             t = data.draw(st.sampled_from(times), label="T")
-            got = cluster.figures(held, t).document()
-            assert got == build_figures(_merged(config, held), t).document()
+            _assert_equal_figures(cluster, config, held, t)
         if line:
-            k = _shard(line, n)
-            shards[k].append(line)
-            engines[k].ingest(line)
+            _ingest(line, shards, engines)
 
 
 @settings(max_examples=120, **SETTINGS)
@@ -103,9 +123,6 @@ def test_catch_up_steps_between_events_leave_the_figures_equal_to_the_merged_eng
                 engines[k] = _engine(config, shards[k])
                 steps = None                    # the worker starts its steps again over the new engines
             t = max(t, data.draw(st.sampled_from(times), label="T"))
-            got = cluster.figures(engines, t).document()
-            assert got == build_figures(_merged(config, engines), t).document()
+            _assert_equal_figures(cluster, config, engines, t)
         if line:
-            k = _shard(line, n)
-            shards[k].append(line)
-            engines[k].ingest(line)
+            _ingest(line, shards, engines)
