@@ -442,9 +442,7 @@ class LivePulse:
         event loop runs between the steps, then own_figures() takes the rest at one instant.
         Stops when the partitions change (a rebalance): own_figures() takes it all then."""
         engines = [state.engine for state in self.partitions.values()]
-        ts = [engine.max_ts for engine in engines if engine.max_ts is not None]
-        as_of = max(ts) if self.clock == "event" and ts else self.clock_us()    # report_as_of's T, now
-        for _ in self.cluster.catch_up_steps(engines, as_of):
+        for _ in self.cluster.catch_up_steps(engines, self.clock_us()):     # report_as_of's T, now
             yield
             if len(self.partitions) != len(engines) or any(
                     state.engine is not engine for state, engine in zip(self.partitions.values(), engines)):

@@ -50,6 +50,14 @@ class BadRequest(ValueError):
     pass
 
 
+class _Refused(Exception):
+    """A dashboard request answered with an error: its status and document."""
+
+    def __init__(self, status: int, doc: dict):
+        super().__init__(status, doc)
+        self.status, self.doc = status, doc
+
+
 def parse_stale_query(query, pipelines) -> tuple[str, dict[str, Any], int, int]:
     """(pipeline, filters, offset, limit) of a /dashboard/stale query; BadRequest names the problem."""
     pipeline = query.get("pipeline") or next(iter(pipelines))
@@ -137,14 +145,14 @@ class Dashboard:
         /dashboard/stale takes them) also that page of stale leads: one request per refresh.
         The page's requests are answered by `data_now` in the turn that reads them; this
         handler answers the rest (errors, no fresh snapshot yet: it waits for the build)."""
-        query = self._data_query(dict(request.query))
-        if isinstance(query, tuple):
-            status, doc = query
-            return self._json(web, orjson.dumps(doc), status)
+        try:
+            pipeline, stale_query = self._data_query(dict(request.query))
+        except _Refused as exc:
+            return self._json(web, orjson.dumps(exc.doc), exc.status)
         snap, error = await self._snapshot(web)
         if error is not None:
             return error
-        return self._json(web, self._data_body(snap, *query))
+        return self._json(web, self._data_body(snap, pipeline, stale_query))
 
     def data_now(self, query: bytes) -> bytes | None:
         """GET /dashboard/data answered in the protocol (agents/fast_http.py), as `data` would
@@ -154,24 +162,25 @@ class Dashboard:
         params = simple_query(query)
         if params is None:
             return None
-        parsed = self._data_query(params)
-        if isinstance(parsed, tuple):
+        try:
+            pipeline, stale_query = self._data_query(params)
+        except _Refused:
             return None
         snap = self.snapshots.peek_fresh()
-        return None if snap is None else self._data_body(snap, *parsed)
+        return None if snap is None else self._data_body(snap, pipeline, stale_query)
 
-    def _data_query(self, params: dict[str, str]) -> list | tuple[int, dict]:
-        """[pipeline, stale query or None], or (status, error document)."""
+    def _data_query(self, params: dict[str, str]) -> tuple[str, tuple | None]:
+        """(pipeline, stale query or None); _Refused with the status and error document."""
         pipeline = params.get("pipeline") or self.pipelines[0]
         if pipeline not in self.pipelines:
-            return 404, {"error": "unknown pipeline"}
+            raise _Refused(404, {"error": "unknown pipeline"})
         stale_query = None
         if "limit" in params:
             try:
                 stale_query = parse_stale_query({**params, "pipeline": pipeline}, self.pipelines)
             except BadRequest as exc:
-                return 400, {"error": str(exc)}
-        return [pipeline, stale_query]
+                raise _Refused(400, {"error": str(exc)}) from exc
+        return pipeline, stale_query
 
     def _data_body(self, snap: Snapshot, pipeline: str, stale_query) -> bytes:
         views = snap.views

@@ -80,7 +80,7 @@ class StaleLeads:
                 read.changed = index.changed = set()
                 self._reread(read, changed, as_of)
             read.as_of = as_of
-        self._settle()
+        self.settle()
 
     def catch_up_steps(self, index: OpenIndex, as_of: int, leads_per_step: int) -> Iterator[None]:
         """Part of `catch_up` for one index already read, in steps (yielding between): the stays
@@ -114,12 +114,6 @@ class StaleLeads:
                 chunk = {changed.pop() for _ in range(min(leads_per_step, todo, len(changed)))}
                 todo -= len(chunk)
                 self._reread(read, chunk, read.as_of)
-
-    def settle(self) -> None:
-        """Put what catch_up_steps took in the report's order: once after the steps of all the
-        indexes, not per step (a settle walks the stale list; the added and removed entries wait
-        in _added and _gone meanwhile, as within one catch_up)."""
-        self._settle()
 
     def by_stage_level(self, n: int, as_of: int, any_index: bool) -> tuple[list[int], dict[tuple[int, int], int]]:
         """(stale leads per stage, per (stage, level 1-3)), as open_figures counts them."""
@@ -192,10 +186,13 @@ class StaleLeads:
         self._added[id(entry)] = entry
         self._count(entry, +1)
 
-    def _settle(self) -> None:
-        """Put this catch-up's changes in the report's order: the removed entries out of `ordered`
-        (in one pass when they are many: a `del` per entry moves the list's tail each time),
-        the added ones sorted, then merged in (slices copied in C)."""
+    def settle(self) -> None:
+        """Put this catch-up's changes in the report's order (catch_up ends with it; after
+        catch_up_steps, call it once when every index's steps are done, not per step: it walks
+        the stale list, and the added and removed entries wait in _added and _gone meanwhile):
+        the removed entries out of `ordered` (in one pass when they are many: a `del` per entry
+        moves the list's tail each time), the added ones sorted, then merged in (slices copied
+        in C)."""
         gone = self._gone
         if gone:
             self._gone = {}
@@ -235,7 +232,7 @@ class StaleLeads:
 
     def _remove(self, entry: tuple) -> None:
         if self._added.pop(id(entry), None) is None:                   # else: added and removed in one catch-up
-            self._gone[id(entry)] = entry                               # out of `ordered` at _settle
+            self._gone[id(entry)] = entry                               # out of `ordered` at settle
             starts = self._starts[entry[2][STAGE]]
             del starts[bisect_left(starts, entry[0])]
         self._count(entry, -1)

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import uuid
 from pathlib import Path
 
@@ -215,6 +216,10 @@ def test_dashboard_shows_the_report_and_follows_live_events(broker, tmp_path, ch
             for key in ("age_s", "built_at", "build"):
                 doc.pop(key)
         assert fast == both
+        for query, status in (("pipeline=nope", 404), ("limit=ten", 400)):    # refused, with the reason
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                worker.get_json("/dashboard/data?" + query)
+            assert refused.value.code == status and orjson.loads(refused.value.read())["error"]
         page = open_page(chromium, worker, WIDE, errors)
         # the alerts: every worker's, from the notifications topic, newest first (50 at most)
         raised = read_alerts(broker, worker.prefix)
