@@ -58,9 +58,9 @@ METRICS_MAX_AGE_S = 60.0
 # one at more than this rate (events/s): at full speed it is forked (agents/snapshot.py), the first
 # one too; a first build after a quiet spell catches up in process, once. In process, the catch-up
 # runs in steps between the loop's other work (a ~40 ms build after 20,000 events at 130,000 leads
-# held the loop ~7 ms); at full speed that costs the worker more than a fork (scraper bench at
-# 160,000-240,000 leads: 4-10 % of its rate against 2-7 %, and GET /report waited for builds
-# stretched over hundreds of milliseconds: bench/README.md).
+# held the loop ~7 ms); at full speed it costs the worker about what a fork does (scraper bench
+# with --settle at up to 240,000 leads: ~8-14 % of its rate either way), but GET /report then
+# waited for builds stretched over hundreds of milliseconds (bench/README.md, "The scraper's cost").
 IN_PROCESS_MAX_EVENTS = 20_000
 IN_PROCESS_MAX_RATE = 5_000
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)

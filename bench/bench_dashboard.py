@@ -65,6 +65,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--no-first-run", "--disable-sync"]
 
 
+def system_cpu(pid: int) -> float:
+    """Own stime in seconds: the kernel's share (fork, page faults, socket calls)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[12]) / TICK
+
+
 def cpu(pid: int) -> tuple[float, float, int]:
     """(own utime+stime, reaped children's cutime+cstime) in seconds, and own minor page faults
     (after a fork, the first write to each page shared with the child is one)."""

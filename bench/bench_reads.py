@@ -5,6 +5,7 @@ cost nothing"). Prints figures.
     python bench/bench_reads.py --leads 20000 --window 3   # a quick check
     python bench/bench_reads.py --window 3 --start 0.3 --metrics-every 0.2 --save F.json   # more /metrics samples
     python bench/bench_reads.py --continuous --start 0.1 --save F.json   # issue 16's scraper all along: latencies
+    python bench/bench_reads.py --leads 260000 --start 0.03 --window 4 --settle 6   # the scraper's cost
 
 One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
 
@@ -21,7 +22,10 @@ One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
    window before let the snapshot expire; printed as first_*). Ratios are from this one run,
    per pair of adjacent windows, and their median. The snapshot is kept fresh for 5 s after
    the last GET /report (agents/snapshot.py, KEEP_FRESH_S): a no-reader window shorter than
-   that still holds builds, so the rate ratio wants --window 6 or more (a longer file).
+   that still holds builds: `--settle 6` leaves the first 6 s of each no-reader window out
+   (and 1 s of each scraper window, its first build), and each scraper window is also
+   compared with the mean of the no-reader windows either side (the rate falls as the
+   state grows).
 3. Quiet worker (backlog consumed): 30 sequential GET /metrics and GET /report.
 """
 from __future__ import annotations
@@ -41,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_dashboard import cpu, events_read, get, pct, replay  # noqa: E402
+from bench_dashboard import cpu, events_read, get, pct, replay, system_cpu  # noqa: E402
 from worker_bench.driver import CommittedOffsets  # noqa: E402
 from tests.support.live_harness import WorkerProcess  # noqa: E402
 
@@ -104,16 +108,20 @@ def metrics_scraper_process(base: str, every: float, stop, out: str) -> None:
     Path(out).write_text(json.dumps(asyncio.run(run())))
 
 
-async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies, metrics_every: float) -> dict:
+async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies, metrics_every: float,
+                 settle: float = 0.0) -> dict:
     stop = asyncio.Event()
     task = (asyncio.ensure_future(scraper(w.url("").rstrip("/"), stop, latencies, metrics_every))
             if reading else None)
     loop = asyncio.get_running_loop()
+    await asyncio.sleep(settle)         # not measured: the builds the last reads keep going, or the first build
     read0 = await loop.run_in_executor(None, consumed)
-    own0, kids0, _ = cpu(w.proc.pid)
+    own0, kids0, faults0 = cpu(w.proc.pid)
+    sys0 = system_cpu(w.proc.pid)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
-    own1, kids1, _ = cpu(w.proc.pid)
+    own1, kids1, faults1 = cpu(w.proc.pid)
+    sys1 = system_cpu(w.proc.pid)
     t1 = time.monotonic()
     read1 = await loop.run_in_executor(None, consumed)
     stop.set()
@@ -123,7 +131,11 @@ async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, late
     return {"reader": reading, "seconds": round(wall, 2), "committed_per_s": round((read1 - read0) / wall),
             "committed_at_end": read1, "worker_cpu": round((own1 - own0) / wall, 3),
             "worker_cpu_us_per_message": round((own1 - own0) * 1e6 / max(1, read1 - read0), 1),
-            "build_children_cpu": round((kids1 - kids0) / wall, 3)}
+            "build_children_cpu": round((kids1 - kids0) / wall, 3),
+            # minor page faults: after each fork, the worker's first write to each page it still
+            # shares with the build child is one (copy-on-write)
+            "worker_minor_faults_per_s": round((faults1 - faults0) / wall),
+            "worker_system_cpu": round((sys1 - sys0) / wall, 3)}
 
 
 def summary(values: list[float]) -> dict:
@@ -145,6 +157,9 @@ def main() -> int:
     ap.add_argument("--metrics-process", action="store_true",
                     help="with --continuous: GET /metrics from a process of its own (as Prometheus does), "
                     "the bench's process reading GET /report only; its latencies are 'metrics_own_process'")
+    ap.add_argument("--settle", type=float, default=0.0, metavar="S",
+                    help="seconds not measured at the start of each no-reader window (at most 1 s of each reader "
+                    "window): 6 leaves out the builds the last reads keep going (KEEP_FRESH_S 5 s)")
     ap.add_argument("--save", metavar="FILE", help="also write every latency (ms) and the summary, as JSON, to FILE")
     args = ap.parse_args()
 
@@ -198,7 +213,10 @@ def main() -> int:
                     return
                 reading = False
                 while (results[-1]["committed_at_end"] if results else 0) < args.stop * total:
-                    results.append(await window(w, args.window, reading, consumed, latencies, args.metrics_every))
+                    # a scraper's first reads start the first build at once: 1 s is enough there
+                    settle = min(1.0, args.settle) if reading else args.settle
+                    results.append(await window(w, args.window, reading, consumed, latencies, args.metrics_every,
+                                                settle))
                     print(json.dumps(results[-1]), flush=True)
                     reading = not reading
             asyncio.run(measure())
@@ -212,8 +230,18 @@ def main() -> int:
                        "while_consuming": {k: summary(v) for k, v in latencies.items()},
                        "quiet": {p.strip("/"): summary(v) for p, v in quiet.items()}}
             else:
+                results = [r for r in results if r["committed_at_end"] < total]     # not one that ran out of input
                 pairs = [(a, b) for a, b in zip(results, results[1:]) if not a["reader"] and b["reader"]]
                 ratios = [b["committed_per_s"] / a["committed_per_s"] for a, b in pairs if a["committed_per_s"]]
+                # the rate falls as the state grows: a reader window against the mean of the
+                # no-reader windows either side cancels a steady drift
+                around = [(results[i - 1], results[i], results[i + 1]) for i in range(1, len(results) - 1)
+                          if results[i]["reader"]]
+
+                def against_neighbours(key: str) -> list[float]:
+                    return [round(b[key] * 2 / (a[key] + c[key]), 3) for a, b, c in around if a[key] + c[key]]
+                rate_around = against_neighbours("committed_per_s")
+                cpu_around = against_neighbours("worker_cpu_us_per_message")
                 doc = {
                     "leads_in_state_at_end": int(leads),
                     "while_consuming": {k: summary(v) for k, v in latencies.items()},
@@ -222,6 +250,12 @@ def main() -> int:
                     "committed_per_s_reader_median": statistics.median(b["committed_per_s"] for _, b in pairs),
                     "rate_ratio_reader_vs_none_per_pair": [round(r, 3) for r in ratios],
                     "rate_ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+                    "rate_ratio_reader_vs_neighbours": rate_around,
+                    "rate_ratio_vs_neighbours_median": round(statistics.median(rate_around), 3) if rate_around else None,
+                    "cpu_per_message_ratio_reader_vs_neighbours": cpu_around,
+                    "cpu_per_message_ratio_vs_neighbours_median": (
+                        round(statistics.median(cpu_around), 3) if cpu_around else None),
+                    "settle_s": args.settle,
                     "worker_cpu_us_per_message_no_reader_median": statistics.median(
                         a["worker_cpu_us_per_message"] for a, _ in pairs),
                     "worker_cpu_us_per_message_reader_median": statistics.median(
