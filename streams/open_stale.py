@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 
 from pulse.schemas.config import PipelineConfig
 
-from .open_index import OWNER, SOURCE, STAGE, STAY_START, TEAM, OpenIndex
+from .open_index import AMOUNT, OWNER, STAGE, STAY_START, OpenIndex
 
 __all__ = ["StaleLeads"]
 
@@ -57,7 +57,10 @@ class StaleLeads:
         self.ordered: list[tuple] = []              # (stay_start, lead_id, row): the report's order
         # per stage that can go stale: its stale leads' stay starts, sorted (levels by bisection)
         self._starts: list[list[int] | None] = [None if limit is None else [] for limit in self._limits]
-        self.per_value: tuple[Counter, ...] = (Counter(), Counter(), Counter())     # owner, team, source
+        # stale leads per (owner, team, source) group: one dict update per lead added or removed;
+        # per_value splits it per dimension when a report asks (a few hundred groups)
+        self._per_group: dict[tuple, int] = {}
+        self._per_value: tuple[Counter, ...] | None = None
         self._added: dict[int, tuple] = {}          # id(entry) -> entry: added in this catch-up, not yet in place
         self._gone: dict[int, tuple] = {}           # id(entry) -> entry: removed in this catch-up, still in `ordered`
 
@@ -238,11 +241,23 @@ class StaleLeads:
         self._count(entry, -1)
 
     def _count(self, entry: tuple, sign: int) -> None:
-        row = entry[2]
-        owners, teams, sources = self.per_value
-        for counter, value in ((owners, row[OWNER]), (teams, row[TEAM]), (sources, row[SOURCE])):
-            n = counter.get(value, 0) + sign
-            if n:
-                counter[value] = n
-            else:
-                del counter[value]
+        group = entry[2][OWNER:AMOUNT]                  # (owner, team, source), as OpenIndex groups
+        per_group = self._per_group
+        n = per_group.get(group, 0) + sign
+        if n:
+            per_group[group] = n
+        else:
+            del per_group[group]
+        self._per_value = None
+
+    @property
+    def per_value(self) -> tuple[Counter, Counter, Counter]:
+        """The stale leads per owner, per team and per source value (no zero counts)."""
+        if self._per_value is None:
+            owners, teams, sources = Counter(), Counter(), Counter()
+            for (owner, team, source), n in self._per_group.items():
+                owners[owner] += n
+                teams[team] += n
+                sources[source] += n
+            self._per_value = (owners, teams, sources)
+        return self._per_value
