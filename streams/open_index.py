@@ -13,7 +13,8 @@ stay start, owner, team, source and amount), kept up to date as leads change:
 
 `open_figures` reads one or several indexes (a worker's partitions, shards) at T;
 `OpenSums` (open_sums.py) gives the same figures for indexes read again and again (the
-live snapshot), at a cost per change since its last read (`OpenIndex.changed`).
+live snapshot), at a cost per change since its last read (`OpenIndex.changed` for the
+leads, `OpenIndex.changed_groups` for the groups).
 The live worker keeps an index per partition, updated by the engine per event
 (`PipelineState.open_index`). `pulse report` builds none: open_figures reads its open
 leads (and a peer's share, as rows) in one pass instead, once, at report time.
@@ -84,7 +85,7 @@ def _is_live(held: dict, stage: int, stay_start: int, lead_id: str) -> bool:
 class OpenIndex:
     """The open leads of one pipeline (or one partition's share of it), by group and by stay."""
 
-    __slots__ = ("held", "groups", "stays", "_limits", "changed")
+    __slots__ = ("held", "groups", "stays", "_limits", "changed", "changed_groups")
 
     def __init__(self, pipeline: PipelineConfig):
         self._limits = [st.stale_after_us for st in pipeline.stages]
@@ -96,6 +97,9 @@ class OpenIndex:
         # the lead ids whose entry changed since the reader's last read (OpenSums, open_stale.py);
         # None while no reader asked (nothing kept: `pulse report`, a worker without dashboard)
         self.changed: set[str] | None = None
+        # the group keys whose counts or amounts changed since OpenSums' last read (a group gone
+        # included); None while no reader asked (it then walks every group)
+        self.changed_groups: set[tuple] | None = None
 
     @classmethod
     def of(cls, pipeline: PipelineConfig, leads: Iterable[Lead]) -> OpenIndex:
@@ -143,7 +147,10 @@ class OpenIndex:
             if new is not None:
                 self._count(new, +1)
         else:                                       # the same group (the common case: a stage change)
-            counts, amounts = self.groups[old[OWNER:AMOUNT]]
+            key = old[OWNER:AMOUNT]
+            counts, amounts = self.groups[key]
+            if self.changed_groups is not None:
+                self.changed_groups.add(key)
             counts[old[STAGE]] -= 1
             counts[new[STAGE]] += 1
             if old[AMOUNT]:
@@ -171,6 +178,8 @@ class OpenIndex:
 
     def _count(self, row: tuple, sign: int) -> None:
         key = row[OWNER:AMOUNT]
+        if self.changed_groups is not None:
+            self.changed_groups.add(key)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = ([0] * len(self._limits), [0] * len(self._limits))

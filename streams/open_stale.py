@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from operator import itemgetter, lt
 from typing import Iterator, Sequence
 
@@ -114,7 +114,8 @@ class StaleLeads:
                 yield
                 if self._read.get(id(index)) is not read or index.changed is not changed:
                     return                  # read again meanwhile (catch_up): nothing of ours is pending
-                chunk = {changed.pop() for _ in range(min(leads_per_step, todo, len(changed)))}
+                chunk = set(islice(changed, min(leads_per_step, todo)))     # taken in C, not popped one by one
+                changed -= chunk                                            # in place: still the index's set
                 todo -= len(chunk)
                 self._reread(read, chunk, read.as_of)
 

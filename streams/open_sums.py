@@ -6,8 +6,10 @@ amount per stage; the total is their sum over one dimension) and, at each read, 
 only what changed since the last:
 
 - per index it keeps a copy of the groups it has added; a group whose counts or amounts
-  differ from its copy adds (new - old) to the sums of its three values. The diff is a
-  walk over the groups (~700 per index), not over the leads;
+  differ from its copy adds (new - old) to the sums of its three values. The index marks
+  the groups that changed (`OpenIndex.changed_groups`, a set this reader gives it), so a
+  read looks at those only; a first read, or one whose marks another reader took, walks
+  every group (~700 per index), never the leads;
 - an index read for the first time is added whole; one no longer given, subtracted whole
   (indexes are told apart by identity: the reader keeps them alive);
 - the stale leads (they depend on T) are kept by StaleLeads (open_stale.py): a read costs
@@ -20,7 +22,7 @@ Pure: no clock, no I/O. Not thread-safe. Keep one OpenSums per set of indexes, a
 from __future__ import annotations
 
 from operator import add
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from pulse.schemas.config import PipelineConfig
 
@@ -48,8 +50,9 @@ class OpenSums:
     def __init__(self, pipeline: PipelineConfig) -> None:
         self._pipeline = pipeline
         self._n = len(pipeline.stages)
-        # id(index) -> (index, {group key: its counts + amounts per stage, as last added})
-        self._added: dict[int, tuple[OpenIndex, dict[tuple, list[int]]]] = {}
+        # id(index) -> [index, {group key: its counts + amounts per stage, as last added}, the
+        # index's group marks this reader gave it (OpenIndex.changed_groups)]
+        self._added: dict[int, list] = {}
         self._by_value: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)    # value -> _Sum
         self._order: list[list | None] = [None for _ in DIMENSIONS]         # sort_values of a dimension's values
         self._stale = StaleLeads(pipeline)
@@ -109,23 +112,39 @@ class OpenSums:
         given = {id(index): index for index in indexes}
         zeros = [0] * (2 * self._n)
         for key in [key for key in self._added if key not in given]:
-            _, copies = self._added.pop(key)
+            index, copies, marks = self._added.pop(key)
+            if index.changed_groups is marks:
+                index.changed_groups = None         # no reader any more: the index stops marking
             for group, old in copies.items():
                 self._add_delta(group, old, zeros)
         for index in given.values():
             self._catch_up_index(index)
 
     def _catch_up_index(self, index: OpenIndex) -> None:
+        """Take the index's groups that changed since this reader's last read: the ones the index
+        marked in the set this reader gave it (OpenIndex.changed_groups), or every group at a first
+        read or when the index's marks are not that set (another reader took them: both then walk
+        every group, as two StaleLeads of one index read it whole)."""
         zeros = [0] * (2 * self._n)
         entry = self._added.get(id(index))
         if entry is None:
-            entry = self._added[id(index)] = (index, {})
-        copies = entry[1]
+            entry = self._added[id(index)] = [index, {}, None]
+        copies, given, marks = entry[1], entry[2], index.changed_groups
         groups = index.groups
-        for group in [group for group in copies if group not in groups]:
-            self._add_delta(group, copies.pop(group), zeros)
-        for group, (counts, amounts) in groups.items():
-            now = counts + amounts
+        entry[2] = index.changed_groups = set()     # the marks from now on
+        if given is not None and marks is given:
+            walk: Iterable[tuple] = marks
+        else:
+            for group in [group for group in copies if group not in groups]:
+                self._add_delta(group, copies.pop(group), zeros)
+            walk = groups
+        for group in walk:
+            pair = groups.get(group)
+            if pair is None:                        # gone since (marked when its last lead left)
+                if group in copies:
+                    self._add_delta(group, copies.pop(group), zeros)
+                continue
+            now = pair[0] + pair[1]
             old = copies.get(group, zeros)
             if now != old:
                 self._add_delta(group, old, now)
