@@ -65,17 +65,21 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--no-first-run", "--disable-sync"]
 
 
+def _stat(pid: int) -> list[bytes]:
+    """/proc/PID/stat's fields after the command name (field 3, the state, is index 0)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()
+
+
 def system_cpu(pid: int) -> float:
     """Own stime in seconds: the kernel's share (fork, page faults, socket calls)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        return int(f.read().rsplit(b")", 1)[1].split()[12]) / TICK
+    return int(_stat(pid)[12]) / TICK
 
 
 def cpu(pid: int) -> tuple[float, float, int]:
     """(own utime+stime, reaped children's cutime+cstime) in seconds, and own minor page faults
     (after a fork, the first write to each page shared with the child is one)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / TICK, (int(fields[13]) + int(fields[14])) / TICK, int(fields[7])
 
 

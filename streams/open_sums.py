@@ -132,15 +132,11 @@ class OpenSums:
         copies, given, marks = entry[1], entry[2], index.changed_groups
         groups = index.groups
         entry[2] = index.changed_groups = set()     # the marks from now on
-        if given is not None and marks is given:
-            walk: Iterable[tuple] = marks
-        else:
-            for group in [group for group in copies if group not in groups]:
-                self._add_delta(group, copies.pop(group), zeros)
-            walk = groups
+        # the marked groups, else every group held now or added before (one gone since included)
+        walk: Iterable[tuple] = marks if given is not None and marks is given else groups.keys() | copies.keys()
         for group in walk:
             pair = groups.get(group)
-            if pair is None:                        # gone since (marked when its last lead left)
+            if pair is None:                        # gone since (marked, if marks, when its last lead left)
                 if group in copies:
                     self._add_delta(group, copies.pop(group), zeros)
                 continue
