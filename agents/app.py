@@ -35,7 +35,7 @@ from .changelog import read_partitions
 from .faust_compat import PulseApp, ack_records, aiokafka_producer, read_offset, use_input_records, use_raw_changelog
 from .live import LivePulse
 from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, pipeline_exposition, render
-from .snapshot import KEEP_FRESH_S, Snapshots, run_forked
+from .snapshot import KEEP_FRESH_S, Snapshots, refresh_interval, run_forked
 from .views import FigureViews, Views, encode_views
 from .web import Dashboard
 
@@ -54,15 +54,15 @@ MAX_UNACKED = 20_000    # processed messages awaiting a flush before input waits
 # GET /metrics takes pipeline gauges up to this old rather than wait for a build (at 130,000 leads a
 # build takes ~0.5-1 s; Prometheus scrapes every 15 s by default, so every scrape would wait)
 METRICS_MAX_AGE_S = 60.0
-# A snapshot is built in process unless the worker read more events than this since the previous
-# one at more than this rate (events/s): at full speed it is forked (agents/snapshot.py), the first
-# one too; a first build after a quiet spell catches up in process, once. In process, the catch-up
-# runs in steps between the loop's other work (a ~40 ms build after 20,000 events at 130,000 leads
-# held the loop ~7 ms); at full speed it costs the worker about what a fork does (scraper bench
-# with --settle at up to 240,000 leads: ~8-14 % of its rate either way), but GET /report then
-# waited for builds stretched over hundreds of milliseconds (bench/README.md, "The scraper's cost").
-IN_PROCESS_MAX_EVENTS = 20_000
-IN_PROCESS_MAX_RATE = 5_000
+# This worker's snapshots are built in process: what changed since the previous build is taken into
+# the kept sums in steps, with the event loop running between them (a ~40 ms build after 20,000
+# events at 130,000 leads held the loop ~7 ms). While the worker catches up on a backlog the builds
+# are spaced BACKLOG_FRESH_S apart (agents/snapshot.py). They used to be forked at full speed: each
+# child took in every change since the last build in process (at 560,000 leads ~2.4 s of CPU a
+# build) and the worker paid the fork's copy-on-write faults: with a build per 12 s and a scraper
+# reading, forked cost ~12 % of the worker's rate at 200,000-560,000 leads, in process ~4-7 %
+# there and ~2-4 % of its time at ~240,000 (bench/README.md, "A build per 12 s while catching
+# up"). With peers the build is forked (their shares come as rows to merge).
 BATCH_LIMIT = 100       # messages applied per turn of the event loop (~2-8 ms: flushes, HTTP and timers stay live)
 YIELD_EVERY = 500       # records appended to produce batches, or messages acked, per turn of the loop in a flush
 NO_HEADERS: list = []   # a record without headers (a list: aiokafka's batch builder takes no tuple; only read)
@@ -349,12 +349,12 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
             return None
 
     def forked_views(partials: list[bytes]) -> bytes:
-        """In a forked child: the report (this worker's share, merged with its peers' if any) as
-        views, and this worker's pipeline gauges."""
+        """In a forked child: the report (this worker's share merged with its peers') as views,
+        and this worker's pipeline gauges."""
         figures, leads_in_state, as_of = live.own_figures()
-        doc = merged_report(partials) if partials else figures.document()
-        return encode_views(doc, pipeline_exposition(figures, leads_in_state, as_of))
+        return encode_views(merged_report(partials), pipeline_exposition(figures, leads_in_state, as_of))
 
+    report_read = [float("-inf")]              # when GET /report last asked for the snapshot (monotonic)
     previous_build = [0, time.monotonic()]      # events read and when, at the previous build (at start: none)
 
     async def build_views() -> Views | FigureViews:
@@ -362,20 +362,32 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         builds (streams/cluster.py), and what changed since the previous build is taken into them
         in steps of a few milliseconds with the event loop running between (LivePulse.catch_up_steps),
         then the figures are built at one instant from the rest (130,000 leads: ~5 ms after 8,000
-        events, where the whole build held the loop ~25 ms). Built in a forked child instead when
-        the worker read many events since the previous build and fast (catching up on a backlog),
-        and with peers (their shares come as rows: agents/snapshot.py)."""
+        events, where the whole build held the loop ~25 ms). The interval to the next build is set
+        here (refresh_interval: longer while catching up on a backlog). Built in a forked child
+        with peers (their shares come as rows: agents/snapshot.py)."""
         partials = await peer_partials()
         events, now = live.events_read(), time.monotonic()
         read, seconds = events - previous_build[0], now - previous_build[1]
-        busy = read > IN_PROCESS_MAX_EVENTS and read > IN_PROCESS_MAX_RATE * seconds
         previous_build[:] = events, now
-        if partials or busy:
+        snapshots.set_interval(refresh_interval(input_waiting(), read / seconds if seconds > 0 else 0.0))
+        if partials:
             return Views.decode(await run_forked(lambda: forked_views(partials)))
         for _ in live.catch_up_steps():
             await asyncio.sleep(0)
         figures, leads_in_state, as_of = live.own_figures()
-        return FigureViews(figures, lambda: pipeline_exposition(figures, leads_in_state, as_of))
+        views = FigureViews(figures, lambda: pipeline_exposition(figures, leads_in_state, as_of))
+        if now - report_read[0] < KEEP_FRESH_S + snapshots.fresh_s:
+            # GET /report is being read: render it before the snapshot is served, in chunks between
+            # the loop's other work (at full speed ~50-90 ms in all at 120,000 leads), rather than
+            # in the reader's request, which then waited for every chunk
+            await asyncio.sleep(0)
+            await views.render_report()
+        return views
+
+    def input_waiting() -> int | None:
+        """Input messages on the broker that this worker has not read yet (None: not known)."""
+        found = probe.lag(lambda p: (state := live.partitions.get(p)) and state.offsets)
+        return sum(n for _, _, n in found) if found else None
 
     def state_token():
         """Changes whenever this worker's report could; None with peers (their changes are not seen here)."""
@@ -396,6 +408,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         pipeline = request.query.get("pipeline")
         if pipeline is not None and pipeline not in config.pipelines:
             return json_response(web, {"error": "unknown pipeline"}, 404)
+        report_read[0] = time.monotonic()
         try:
             snap = await snapshots.get()
         except (PeerUnreachable, PartialFormatError) as exc:

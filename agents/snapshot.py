@@ -15,8 +15,8 @@ document of the whole cluster at one instant, prepared as views (agents/views.py
   build held the loop ~25 ms), and nothing is rendered per lead until a reader asks
   (agents/views.py, `FigureViews`). It used to fork a child per build: the fork and the
   copy-on-write faults of every page the worker wrote next cost ten viewers more than 5 %
-  of it. At full speed (catching up on a backlog) a build is still forked: there a fork
-  costs the worker less than taking ~35,000 events a second into the sums (agents/app.py).
+  of it. While the worker catches up on a backlog, builds are spaced `BACKLOG_FRESH_S`
+  apart (`refresh_interval`): each then takes in a large part of the state.
 - **Off the event loop, with peers.** A peer's share comes as rows of its open leads
   (streams/partial.py): merging it walks them. `run_forked` forks the worker: the child
   builds from a copy-on-write image of memory frozen at the fork (a consistent snapshot,
@@ -48,7 +48,7 @@ from .views import FigureViews, Views
 
 log = logging.getLogger("pulse.worker")
 
-__all__ = ["Snapshot", "Snapshots", "run_forked", "ForkedBuildError"]
+__all__ = ["Snapshot", "Snapshots", "run_forked", "refresh_interval", "ForkedBuildError"]
 
 # A snapshot this young is served without a rebuild (the refresh interval): 4 s keeps a page
 # within 5 s of the state (4 s, plus a build of ~10-30 ms, plus the page's fetch). While pages
@@ -62,9 +62,26 @@ MAX_AGE_S = 5.0     # never served older than this: readers wait for the build i
 # reader every 2 s met a snapshot past MAX_AGE_S whenever two reads straddled the 1 s between
 # FRESH_S and MAX_AGE_S, and waited for a whole build (0.3-0.75 s forked at full speed).
 KEEP_FRESH_S = 5.0
+# While the worker catches up on a backlog (more input waiting on the broker than it reads in
+# BACKLOG_S at its current rate), the snapshot is rebuilt every BACKLOG_FRESH_S instead (and served
+# up to 15 s old). At full speed a build per 4 s takes in ~100,000 changed leads each and, while a
+# scraper reads, cost the worker ~8-14 % of its rate (forked or in process); in process a build
+# per 12 s costs ~0-3 % (bench/README.md, "The scraper's cost"). The figures are then of a state
+# that is itself behind its input by more than BACKLOG_S: the longer interval buys rate where
+# freshness means least. A worker that keeps up is back to FRESH_S from its next build.
+BACKLOG_S = 5.0
+BACKLOG_FRESH_S = 12.0
 IDLE_MAX_S = 30.0   # an unchanged state (same token) is re-confirmed without a build for this long
 _CAN_FORK = hasattr(os, "fork") and sys.platform.startswith("linux")
 FORK_SECONDS: collections.deque = collections.deque(maxlen=256)    # how long recent forks held the loop
+
+
+def refresh_interval(waiting: int | None, read_per_s: float) -> float:
+    """The refresh interval (s) for a worker with `waiting` input messages on the broker not yet
+    read (None: not known) that read `read_per_s` messages a second since its previous build."""
+    if waiting is None or read_per_s <= 0 or waiting <= read_per_s * BACKLOG_S:
+        return FRESH_S
+    return BACKLOG_FRESH_S
 
 
 class ForkedBuildError(RuntimeError):
@@ -188,6 +205,7 @@ class Snapshots:
         self._build = build
         self._token = token or (lambda: None)
         self.fresh_s, self.max_age_s = fresh_s, max_age_s
+        self._max_age_ratio = max_age_s / fresh_s
         self._clock = clock
         self.current: Snapshot | None = None
         self._inflight: asyncio.Task | None = None
@@ -228,6 +246,11 @@ class Snapshots:
                 self.refresh_soon()
                 return snap
         return None
+
+    def set_interval(self, fresh_s: float) -> None:
+        """A new refresh interval (refresh_interval), from the next read or keeper turn on; the
+        age past which readers wait for a build moves in proportion (4 s and 5 s: 12 s and 15 s)."""
+        self.fresh_s, self.max_age_s = fresh_s, fresh_s * self._max_age_ratio
 
     def close(self) -> None:
         """The worker stops: the keeper stops and none starts again, so no build begins on its

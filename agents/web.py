@@ -191,10 +191,11 @@ class Dashboard:
                  "fork_ms_last": round(forks[-1] * 1000, 2) if forks else None,
                  "fork_ms_p50": round(sorted(forks)[len(forks) // 2] * 1000, 2) if forks else None,
                  "fork_ms_max": round(max(forks) * 1000, 2) if forks else None, "forks": len(forks)}
-        body = b'{"version":%d,"as_of":%s,"built_at":%s,"age_s":%s,"build":%s,"pipelines":%s,"windows":%s,' \
-               b'"pipeline":%s,"data_quality":%s,"section":%s}' % (
+        body = b'{"version":%d,"as_of":%s,"built_at":%s,"age_s":%s,"refresh_s":%s,"build":%s,"pipelines":%s,' \
+               b'"windows":%s,"pipeline":%s,"data_quality":%s,"section":%s}' % (
                    snap.version, orjson.dumps(views.as_of), orjson.dumps(snap.built_at),
-                   orjson.dumps(round(snap.age(), 3)), orjson.dumps(build), orjson.dumps(self.pipelines),
+                   orjson.dumps(round(snap.age(), 3)), orjson.dumps(self.snapshots.fresh_s), orjson.dumps(build),
+                   orjson.dumps(self.pipelines),
                    orjson.dumps(self.windows), orjson.dumps(pipeline), views.data_quality,
                    views.pipelines[pipeline].summary)
         if stale_query is not None:

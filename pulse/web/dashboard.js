@@ -186,7 +186,8 @@
     if (!state.data) return;
     const age = performance.now() / 1000 - state.receivedAt;
     $("updated").textContent = fmt.ago(age);
-    $("updated").parentElement.classList.toggle("warn", age > 10);
+    // late: past the worker's refresh interval (4 s; longer while it catches up on a backlog) by 6 s
+    $("updated").parentElement.classList.toggle("warn", age > (state.data.refresh_s || 4) + 6);
   }
 
   function card(label, main, sub, help) {
@@ -490,7 +491,10 @@
       resize = setTimeout(() => { if (state.data) { renderFunnel(); renderOpen(); } }, 150);
     });
     setInterval(tickAge, 1000);
-    setInterval(() => { if (!state.loading && performance.now() / 1000 - state.receivedAt > 6) load(); }, 3000);
+    setInterval(() => {         // a missed snapshot event: fetch once the figures are past their interval
+      const refresh = (state.data && state.data.refresh_s) || 4;
+      if (!state.loading && performance.now() / 1000 - state.receivedAt > refresh + 2) load();
+    }, 3000);
   }
 
   function start() {

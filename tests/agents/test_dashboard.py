@@ -207,6 +207,7 @@ def test_dashboard_shows_the_report_and_follows_live_events(broker, tmp_path, ch
         level3 = [s for s in report["pipelines"]["default"]["stale"] if s["level"] == 3]
         assert both["stale"] == {"total": len(level3), "offset": 2, "limit": 5, "rows": level3[2:7]}
         assert both["section"]["stale_summary"]["by_level"]["3"] == len(level3) > 7
+        assert both["refresh_s"] == 4.0         # every input read: no backlog, the 4 s interval (agents/snapshot.py)
         # the page's request (kept alive) is answered in the protocol (agents/fast_http.py: no
         # aiohttp, hence no Server header), with what aiohttp's handler answered above
         headers, body = get_kept_alive(worker, "/dashboard/data?pipeline=default&filters=%7B%22level%22%3A3%7D&offset=2&limit=5")

@@ -12,7 +12,8 @@ import time
 import orjson
 import pytest
 
-from pulse.agents.snapshot import ForkedBuildError, Snapshots, run_forked
+from pulse.agents.snapshot import (BACKLOG_FRESH_S, BACKLOG_S, FRESH_S, ForkedBuildError, Snapshots,
+                                   refresh_interval, run_forked)
 from pulse.agents.views import MAX_PAGE, RENDER_CHUNK, FigureViews, Views, encode_views
 from pulse.agents.web import BadRequest, parse_stale_query
 from pulse.config import load_config
@@ -161,6 +162,39 @@ def test_concurrent_readers_share_one_build_and_reuse_it_while_fresh(report):
         assert await snaps.get(max_age_s=60.0) is fresh         # ... is answered at once
         await asyncio.sleep(0.01)
         assert len(calls) == 4 and snaps.current.version == 4   # while one build replaces them
+    asyncio.run(scenario())
+
+
+def test_the_interval_stretches_only_while_more_input_waits_than_the_worker_reads_in_BACKLOG_S():
+    assert refresh_interval(None, 30_000.0) == FRESH_S                 # lag not known (not assigned yet)
+    assert refresh_interval(500_000, 0.0) == FRESH_S                   # nothing read since the last build
+    assert refresh_interval(0, 3_000.0) == FRESH_S                     # a live worker keeping up
+    assert refresh_interval(int(3_000 * BACKLOG_S), 3_000.0) == FRESH_S     # a few fetches behind, at the bound
+    assert refresh_interval(int(3_000 * BACKLOG_S) + 1, 3_000.0) == BACKLOG_FRESH_S
+    assert refresh_interval(1_000_000, 30_000.0) == BACKLOG_FRESH_S    # catching up on a backlog
+    assert BACKLOG_FRESH_S > FRESH_S
+
+
+def test_a_stretched_interval_moves_the_age_readers_wait_past_with_it(report):
+    async def scenario():
+        clock = FakeClock()
+        snaps, calls, _ = make_snapshots(report, clock)         # fresh 2 s, served up to 5 s old
+        first = await snaps.get()
+        snaps.set_interval(10.0)                                # a backlog: served up to 25 s old
+        clock.now += 9.9
+        assert await snaps.get() is first and len(calls) == 1   # still fresh: no build
+        clock.now += 15.0                                       # 24.9 s: served, rebuilt in the background
+        assert await snaps.get() is first
+        await asyncio.sleep(0.01)
+        assert len(calls) == 2
+        snaps.set_interval(2.0)                                 # caught up: back to 2 s and 5 s
+        clock.now += 5.1
+        fresh = await snaps.get()                               # too old to serve: waits for the build
+        assert len(calls) == 3 and fresh.age(clock.now) == 0
+        clock.now += 2.5
+        assert await snaps.get() is fresh                       # past 2 s: served, rebuilt behind it
+        await asyncio.sleep(0.01)
+        assert len(calls) == 4
     asyncio.run(scenario())
 
 
