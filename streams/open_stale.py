@@ -197,6 +197,20 @@ class StaleLeads:
         the removed entries out of `ordered` (in one pass when they are many: a `del` per entry
         moves the list's tail each time), the added ones sorted, then merged in (slices copied
         in C)."""
+        for _ in self.settle_steps():
+            pass
+
+    def settle_steps(self) -> Iterator[None]:
+        """`settle()` in two steps, yielding between: the removed entries out, then the added
+        ones in (each a walk of the stale list: at full speed a build per 12 s made the whole
+        settle one ~17 ms step at 120,000 leads). In between, the added entries still wait in
+        _added, as during catch_up_steps: a catch_up (or settle) then, or stopping, is safe."""
+        self._drop_gone()
+        if self._added:
+            yield
+            self._merge_added()
+
+    def _drop_gone(self) -> None:
         gone = self._gone
         if gone:
             self._gone = {}
@@ -209,6 +223,8 @@ class StaleLeads:
                     while ordered[i] is not entry:                      # equal keys: only with indexes not disjoint
                         i += 1
                     del ordered[i]
+
+    def _merge_added(self) -> None:
         if not self._added:
             return
         added = sorted(self._added.values(), key=_STAY_ORDER)

@@ -105,7 +105,8 @@ class OpenSums:
             yield
             yield from self._stale.catch_up_steps(index, as_of, leads_per_step)
             yield
-        self._stale.settle()
+        yield from self._stale.settle_steps()
+        yield                   # the caller's build (figures()) comes next: a step of its own
 
     def _catch_up(self, indexes: Sequence[OpenIndex]) -> None:
         """Bring the sums to the indexes' groups as they are now."""

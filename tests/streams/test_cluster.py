@@ -126,3 +126,35 @@ def test_catch_up_steps_between_events_leave_the_figures_equal_to_the_merged_eng
             _assert_equal_figures(cluster, config, engines, t)
         if line:
             _ingest(line, shards, engines)
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(scenarios(), st.integers(1, 3), st.data())
+def test_figures_at_every_point_of_the_catch_up_steps_equal_the_merged_engines(case, n, data):
+    """A figures() call may come at any yield of catch_up_steps (a read that cannot wait, a
+    rebalance): stopped after each of its steps in turn, the steps leave figures equal to the
+    merged engines', then and once they run to the end (each point from the same state: the
+    engines rebuilt, the first half read whole, the second half left to the steps)."""
+    config, lines, as_of = case
+    half = len(lines) // 2
+    times = sorted(data.draw(st.lists(st.sampled_from([BASE_US + k * DAY_US // 2 for k in range(0, 16)]),
+                                      min_size=2, max_size=2), label="T of the two reads"))
+    stop_at = 0
+    while True:
+        shards: list[list[str]] = [[] for _ in range(n)]
+        engines = [PulseEngine(config, index_open=True) for _ in range(n)]
+        cluster = ClusterFigures(config)
+        for line in lines[:half]:
+            _ingest(line, shards, engines)
+        cluster.figures(engines, times[0])
+        for line in lines[half:]:
+            _ingest(line, shards, engines)
+        steps = cluster.catch_up_steps(list(engines), times[1], days_per_step=1, leads_per_step=1)
+        taken = sum(1 for _ in zip(range(stop_at), steps))
+        _assert_equal_figures(cluster, config, engines, times[1])
+        if taken < stop_at:
+            return                                  # every point checked
+        for _ in steps:                             # the steps resumed after the read, to the end
+            pass
+        _assert_equal_figures(cluster, config, engines, times[1])
+        stop_at += 1
