@@ -178,8 +178,12 @@ def _report(views: "Views | FigureViews", pipeline: str | None) -> bytes:
     if pipeline is None and views._whole is not None:
         return views._whole
     names = list(views.pipelines) if pipeline is None else [pipeline]
-    body = b",".join(orjson.dumps(n) + b":" + views.pipelines[n].section() for n in names)
-    out = b'{"as_of":%s,"data_quality":%s,"pipelines":{%s}}' % (orjson.dumps(views.as_of), views.data_quality, body)
+    # one join: the sections are megabytes at 100,000s of leads, each copy of them milliseconds
+    parts = [b'{"as_of":%s,"data_quality":%s,"pipelines":{' % (orjson.dumps(views.as_of), views.data_quality)]
+    for i, name in enumerate(names):
+        parts += [b"," if i else b"", orjson.dumps(name), b":", views.pipelines[name].section()]
+    parts.append(b"}}")
+    out = b"".join(parts)
     if pipeline is None:
         views._whole = out
     return out
@@ -318,8 +322,15 @@ class FigurePipelineViews:
         return self._section
 
     def _assemble(self, chunks: list[bytes]) -> bytes:
-        rows = b"[" + b",".join(c[1:-1] for c in chunks if len(c) > 2) + b"]"
-        return b"{" + _STALE_KEY + rows + (b"," + self.rest[1:] if len(self.rest) > 2 else b"}")
+        """The section from its chunks of rows (JSON arrays), in one copy."""
+        parts: list = [b"{" + _STALE_KEY + b"["]
+        for chunk in chunks:
+            if len(chunk) > 2:
+                if len(parts) > 1:
+                    parts.append(b",")
+                parts.append(memoryview(chunk)[1:-1])
+        parts.append(b"]" + (b"," + self.rest[1:] if len(self.rest) > 2 else b"}"))
+        return b"".join(parts)
 
 
 def _entries(figures, stale: list[tuple]) -> list[dict]:
