@@ -6,6 +6,7 @@ cost nothing"). Prints figures.
     python bench/bench_reads.py --window 3 --start 0.3 --metrics-every 0.2 --save F.json   # more /metrics samples
     python bench/bench_reads.py --continuous --start 0.1 --save F.json   # issue 16's scraper all along: latencies
     python bench/bench_reads.py --leads 260000 --start 0.03 --window 4 --settle 6   # the scraper's cost
+    python bench/bench_reads.py --leads 600000 --start 0.05 --window 12 --settle 6 [--py-spy]   # ... at a build per 12 s
 
 One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
 
@@ -45,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_dashboard import cpu, events_read, get, pct, replay, system_cpu  # noqa: E402
+from bench_dashboard import VIEWER_FRAMES, cpu, events_read, get, pct, replay, system_cpu  # noqa: E402
 from worker_bench.driver import CommittedOffsets  # noqa: E402
 from tests.support.live_harness import WorkerProcess  # noqa: E402
 
@@ -108,8 +109,31 @@ def metrics_scraper_process(base: str, every: float, stop, out: str) -> None:
     Path(out).write_text(json.dumps(asyncio.run(run())))
 
 
+# Frames of the work a scraper causes: the snapshot's builds and views (as a dashboard's), the
+# /metrics exposition and the HTTP server; nothing else calls them in a window.
+READER_FRAMES = VIEWER_FRAMES + ("agents/fast_http.py", "agents/pipeline_metrics.py", "prometheus_client/",
+                                 "collect (", "render (")
+
+
+def reader_share(path: Path) -> tuple[int, int]:
+    """(samples in the scraper's work, busy samples) of one window's py-spy raw file."""
+    reader = busy = 0
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            leaf = stack.rsplit(";", 1)[-1]
+            if "select (selectors.py" in leaf or "EpollSelector.select" in leaf:
+                continue                        # waiting for the network, not working
+            busy += int(count)
+            if any(f in stack for f in READER_FRAMES):
+                reader += int(count)
+    return reader, busy
+
+
 async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies, metrics_every: float,
-                 settle: float = 0.0) -> dict:
+                 settle: float = 0.0, spy_file: Path | None = None) -> dict:
     stop = asyncio.Event()
     task = (asyncio.ensure_future(scraper(w.url("").rstrip("/"), stop, latencies, metrics_every))
             if reading else None)
@@ -118,8 +142,16 @@ async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, late
     read0 = await loop.run_in_executor(None, consumed)
     own0, kids0, faults0 = cpu(w.proc.pid)
     sys0 = system_cpu(w.proc.pid)
+    spy = None
+    if spy_file is not None:            # the worker's stacks in this window (py-spy, 100 Hz)
+        spy = await asyncio.create_subprocess_exec(
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.proc.pid),
+            "-d", str(round(seconds)), "-f", "raw", "-r", "100", "-o", str(spy_file),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
+    if spy is not None:
+        await spy.wait()
     own1, kids1, faults1 = cpu(w.proc.pid)
     sys1 = system_cpu(w.proc.pid)
     t1 = time.monotonic()
@@ -128,7 +160,11 @@ async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, late
     if task is not None:
         await task
     wall = t1 - t0
-    return {"reader": reading, "seconds": round(wall, 2), "committed_per_s": round((read1 - read0) / wall),
+    share = {}
+    if spy_file is not None:
+        part, busy = reader_share(spy_file)
+        share = {"py_spy_reader_samples": part, "py_spy_busy_samples": busy}
+    return {**share, "reader": reading, "seconds": round(wall, 2), "committed_per_s": round((read1 - read0) / wall),
             "committed_at_end": read1, "worker_cpu": round((own1 - own0) / wall, 3),
             "worker_cpu_us_per_message": round((own1 - own0) * 1e6 / max(1, read1 - read0), 1),
             "build_children_cpu": round((kids1 - kids0) / wall, 3),
@@ -160,6 +196,9 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=0.0, metavar="S",
                     help="seconds not measured at the start of each no-reader window (at most 1 s of each reader "
                     "window): 6 leaves out the builds the last reads keep going (KEEP_FRESH_S 5 s)")
+    ap.add_argument("--py-spy", action="store_true",
+                    help="profile the worker (py-spy, 100 Hz) in every window: the share of its busy samples in the "
+                    "scraper's work (builds, views, exposition, HTTP), per window; its own overhead is in both kinds")
     ap.add_argument("--save", metavar="FILE", help="also write every latency (ms) and the summary, as JSON, to FILE")
     args = ap.parse_args()
 
@@ -215,8 +254,9 @@ def main() -> int:
                 while (results[-1]["committed_at_end"] if results else 0) < args.stop * total:
                     # a scraper's first reads start the first build at once: 1 s is enough there
                     settle = min(1.0, args.settle) if reading else args.settle
+                    spy = work / f"spy-{len(results)}.raw" if args.py_spy else None
                     results.append(await window(w, args.window, reading, consumed, latencies, args.metrics_every,
-                                                settle))
+                                                settle, spy))
                     print(json.dumps(results[-1]), flush=True)
                     reading = not reading
             asyncio.run(measure())
@@ -264,6 +304,13 @@ def main() -> int:
                     "worker_cpu_reader_median": statistics.median(b["worker_cpu"] for _, b in pairs),
                     "build_children_cpu_reader_median": statistics.median(b["build_children_cpu"] for _, b in pairs),
                 }
+                if args.py_spy:
+                    def share(reader: bool) -> float | None:
+                        part = sum(r["py_spy_reader_samples"] for r in results if r["reader"] == reader)
+                        busy = sum(r["py_spy_busy_samples"] for r in results if r["reader"] == reader)
+                        return round(part / busy, 4) if busy else None
+                    doc["py_spy_reader_share_in_reader_windows"] = share(True)
+                    doc["py_spy_reader_share_in_no_reader_windows"] = share(False)
             print(json.dumps(doc, indent=1), flush=True)
             if args.save:
                 Path(args.save).write_text(json.dumps({**doc, "metrics_every_s": args.metrics_every, "latencies_ms": {
