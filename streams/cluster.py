@@ -25,8 +25,9 @@ from pulse.schemas.types import REASONS
 from .engine import PulseEngine
 from .open_index import OpenFigures, OpenIndex
 from .open_sums import OpenSums
-from .report import ReportFigures, build_figures
+from .report import LVR_DAYS, ReportFigures, build_figures
 from .window_totals import DealTotals, FlowTotals
+from .windows import previous_window_days, window_days
 
 __all__ = ["ClusterFigures", "ClusterView"]
 
@@ -87,7 +88,7 @@ class ClusterFigures:
         return view
 
     def catch_up_steps(self, engines: Sequence[PulseEngine], as_of: int, *, days_per_step: int = 4,
-                       leads_per_step: int = 2_000) -> Iterator[None]:
+                       leads_per_step: int = 1_000) -> Iterator[None]:
         """Take what changed in `engines` into the sums in small steps, yielding between them, so
         that the next `figures()` has little left to take (it must run at one instant: the live
         worker's event loop runs between the steps instead). The engines may take events in
@@ -97,10 +98,27 @@ class ClusterFigures:
             shares = [engine.pipelines[name] for engine in engines]
             yield from p.flow.refresh_steps([s.flow for s in shares], days_per_step)
             yield from p.deals.refresh_steps([s.deals for s in shares], days_per_step)
+            yield from self._slide_steps(p, as_of)
             indexes = [s.open_index for s in shares]
             if any(index is None for index in indexes):
                 return
             yield from p.open_totals.catch_up_steps(indexes, as_of, leads_per_step)
+
+    def _slide_steps(self, p: _PipelineView, as_of: int) -> Iterator[None]:
+        """Move the windows' running totals (window_totals.py) to T = as_of, one window a step:
+        the build at one instant then moves them only by what T moved since. (Catching up a
+        backlog, the event clock runs days per second: a build per 12 s moved each window ~12
+        days, re-summing ~100 day buckets in the build's one step, ~15 ms at 120,000 leads.)
+        Only a cache moves: the totals stay exact whatever T the build then asks."""
+        for w in self.config.windows:
+            days = window_days(as_of, w.days)
+            p.flow.slide(days)
+            yield
+            p.deals.slide(days)
+            yield
+        p.deals.slide(window_days(as_of, LVR_DAYS))
+        p.deals.slide(previous_window_days(as_of, LVR_DAYS))
+        yield
 
     def figures(self, engines: Sequence[PulseEngine], as_of: int) -> ReportFigures:
         """== build_figures(the engines merged, as_of)."""

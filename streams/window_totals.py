@@ -196,6 +196,10 @@ class FlowTotals:
                   for s in range(self.n_stages)]
         return stages, {divmod(key, _KEYS): c for key, c in t.transitions.items() if c}
 
+    def slide(self, days: DayRange) -> None:
+        """Move the running total nearest `days` to it (what `window(days)` would do first)."""
+        self._merged.total(days)
+
     def open_at_day_starts(self, days: list[int]) -> dict[int, tuple[list[int], list[int]]]:
         """== StageFlow.open_at_day_starts(days) of the sources merged: the running stock less
         the changes of the days at or after each day (the windows' starts: few days)."""
@@ -236,6 +240,10 @@ class DealTotals:
         """== DealFlow.window(days) of the sources merged."""
         t = self._merged.total(days)
         return DealWindow(t.created, t.qualified, t.won, t.lost, t.won_amount, t.cycle_us)
+
+    def slide(self, days: DayRange) -> None:
+        """Move the running total nearest `days` to it (what `window(days)` would do first)."""
+        self._merged.total(days)
 
     def segments(self, days: DayRange) -> list[dict[str | None, DealWindow]]:
         """== DealFlow.segments(days) of the sources merged."""
