@@ -246,9 +246,10 @@ VIEWER_FRAMES = ("agents/web.py", "agents/views.py", "agents/snapshot.py", "agen
 IDLE_FRAMES = ("select (selectors.py", "EpollSelector.select", "_bootstrap_inner (threading.py")
 
 
-def viewer_share(path: Path) -> tuple[int, int]:
+def viewer_share(path: Path, frames: tuple[str, ...] = VIEWER_FRAMES) -> tuple[int, int]:
     """(samples in viewer work, busy samples) of one window's py-spy raw file: the share of the
-    worker's busy time that the viewers caused, measured inside the window (no baseline needed)."""
+    worker's busy time that the viewers caused, measured inside the window (no baseline needed).
+    `frames`: what counts as their work (bench_reads.py counts a scraper's)."""
     viewer = busy = 0
     if path.exists():
         for line in path.read_text(errors="replace").splitlines():
@@ -259,7 +260,7 @@ def viewer_share(path: Path) -> tuple[int, int]:
             if any(f in leaf for f in IDLE_FRAMES[:2]):
                 continue                        # waiting for the network, not working
             busy += int(count)
-            if any(f in stack for f in VIEWER_FRAMES):
+            if any(f in stack for f in frames):
                 viewer += int(count)
     return viewer, busy
 

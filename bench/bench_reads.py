@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_dashboard import VIEWER_FRAMES, cpu, events_read, get, pct, replay, system_cpu  # noqa: E402
+from bench_dashboard import VIEWER_FRAMES, cpu, events_read, get, pct, replay, system_cpu, viewer_share  # noqa: E402
 from worker_bench.driver import CommittedOffsets  # noqa: E402
 from tests.support.live_harness import WorkerProcess  # noqa: E402
 
@@ -115,23 +115,6 @@ READER_FRAMES = VIEWER_FRAMES + ("agents/fast_http.py", "agents/pipeline_metrics
                                  "collect (", "render (")
 
 
-def reader_share(path: Path) -> tuple[int, int]:
-    """(samples in the scraper's work, busy samples) of one window's py-spy raw file."""
-    reader = busy = 0
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            leaf = stack.rsplit(";", 1)[-1]
-            if "select (selectors.py" in leaf or "EpollSelector.select" in leaf:
-                continue                        # waiting for the network, not working
-            busy += int(count)
-            if any(f in stack for f in READER_FRAMES):
-                reader += int(count)
-    return reader, busy
-
-
 async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies, metrics_every: float,
                  settle: float = 0.0, spy_file: Path | None = None) -> dict:
     stop = asyncio.Event()
@@ -162,7 +145,7 @@ async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, late
     wall = t1 - t0
     share = {}
     if spy_file is not None:
-        part, busy = reader_share(spy_file)
+        part, busy = viewer_share(spy_file, READER_FRAMES)
         share = {"py_spy_reader_samples": part, "py_spy_busy_samples": busy}
     return {**share, "reader": reading, "seconds": round(wall, 2), "committed_per_s": round((read1 - read0) / wall),
             "committed_at_end": read1, "worker_cpu": round((own1 - own0) / wall, 3),
