@@ -66,7 +66,8 @@ KEEP_FRESH_S = 5.0
 # BACKLOG_S at its current rate), the snapshot is rebuilt every BACKLOG_FRESH_S instead (and served
 # up to 15 s old). At full speed a build per 4 s takes in ~100,000 changed leads each and, while a
 # scraper reads, cost the worker ~8-14 % of its rate (forked or in process); in process a build
-# per 12 s costs ~0-3 % (bench/README.md, "The scraper's cost"). The figures are then of a state
+# per 12 s takes ~2-4 % of its time at ~240,000 leads (bench/README.md, "A build per 12 s while
+# catching up"). The figures are then of a state
 # that is itself behind its input by more than BACKLOG_S: the longer interval buys rate where
 # freshness means least. A worker that keeps up is back to FRESH_S from its next build.
 BACKLOG_S = 5.0
