@@ -70,7 +70,10 @@ KEEP_FRESH_S = 5.0
 # catching up"). The figures are then of a state
 # that is itself behind its input by more than BACKLOG_S: the longer interval buys rate where
 # freshness means least. A worker that keeps up is back to FRESH_S from its next build.
+# A backlog also holds at least BACKLOG_MIN_MESSAGES (~2 s at full speed): a worker just started,
+# whose rate since start counts its start-up, or a burst, is not one.
 BACKLOG_S = 5.0
+BACKLOG_MIN_MESSAGES = 50_000
 BACKLOG_FRESH_S = 12.0
 IDLE_MAX_S = 30.0   # an unchanged state (same token) is re-confirmed without a build for this long
 _CAN_FORK = hasattr(os, "fork") and sys.platform.startswith("linux")
@@ -80,7 +83,7 @@ FORK_SECONDS: collections.deque = collections.deque(maxlen=256)    # how long re
 def refresh_interval(waiting: int | None, read_per_s: float) -> float:
     """The refresh interval (s) for a worker with `waiting` input messages on the broker not yet
     read (None: not known) that read `read_per_s` messages a second since its previous build."""
-    if waiting is None or read_per_s <= 0 or waiting <= read_per_s * BACKLOG_S:
+    if waiting is None or waiting <= BACKLOG_MIN_MESSAGES or read_per_s <= 0 or waiting <= read_per_s * BACKLOG_S:
         return FRESH_S
     return BACKLOG_FRESH_S
 

@@ -12,8 +12,8 @@ import time
 import orjson
 import pytest
 
-from pulse.agents.snapshot import (BACKLOG_FRESH_S, BACKLOG_S, FRESH_S, ForkedBuildError, Snapshots,
-                                   refresh_interval, run_forked)
+from pulse.agents.snapshot import (BACKLOG_FRESH_S, BACKLOG_MIN_MESSAGES, BACKLOG_S, FRESH_S, ForkedBuildError,
+                                   Snapshots, refresh_interval, run_forked)
 from pulse.agents.views import MAX_PAGE, RENDER_CHUNK, FigureViews, Views, encode_views
 from pulse.agents.web import BadRequest, parse_stale_query
 from pulse.config import load_config
@@ -169,9 +169,12 @@ def test_the_interval_stretches_only_while_more_input_waits_than_the_worker_read
     assert refresh_interval(None, 30_000.0) == FRESH_S                 # lag not known (not assigned yet)
     assert refresh_interval(500_000, 0.0) == FRESH_S                   # nothing read since the last build
     assert refresh_interval(0, 3_000.0) == FRESH_S                     # a live worker keeping up
-    assert refresh_interval(int(3_000 * BACKLOG_S), 3_000.0) == FRESH_S     # a few fetches behind, at the bound
-    assert refresh_interval(int(3_000 * BACKLOG_S) + 1, 3_000.0) == BACKLOG_FRESH_S
+    assert refresh_interval(int(30_000 * BACKLOG_S), 30_000.0) == FRESH_S   # 5 s behind at its rate, the bound
+    assert refresh_interval(int(30_000 * BACKLOG_S) + 1, 30_000.0) == BACKLOG_FRESH_S
     assert refresh_interval(1_000_000, 30_000.0) == BACKLOG_FRESH_S    # catching up on a backlog
+    # a worker just started (its rate counts its start-up) with a demo's few thousand events: no backlog
+    assert refresh_interval(BACKLOG_MIN_MESSAGES, 50.0) == FRESH_S
+    assert refresh_interval(BACKLOG_MIN_MESSAGES + 1, 50.0) == BACKLOG_FRESH_S
     assert BACKLOG_FRESH_S > FRESH_S
 
 
