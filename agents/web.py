@@ -279,8 +279,8 @@ class Dashboard:
         self.viewers -= 1
 
     async def _refresh_while_watched(self) -> None:
-        fresh_s = self.snapshots.fresh_s
         while self.viewers > 0 and not self.closing.is_set():
+            fresh_s = self.snapshots.fresh_s            # the interval now: longer while catching up (snapshot.py)
             snap = self.snapshots.current
             if snap is None or snap.age() >= fresh_s:
                 try:
@@ -289,7 +289,7 @@ class Dashboard:
                     log.debug("dashboard refresh: %r", exc)
                     await asyncio.sleep(fresh_s)
                     continue
-            await asyncio.sleep(max(0.05, fresh_s - snap.age()))
+            await asyncio.sleep(max(0.05, self.snapshots.fresh_s - snap.age()))    # as the build set it
 
 
 def _view(method):

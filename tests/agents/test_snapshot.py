@@ -404,3 +404,30 @@ def test_closing_stops_the_keeper_and_no_build_starts_on_its_own_after(report):
     kept, unasked, answered, keeper = asyncio.run(scenario())
     assert kept >= 2                        # the keeper was rebuilding every fresh_s
     assert unasked == 0 and answered and keeper is None
+
+
+def test_the_dashboards_refresh_loop_follows_the_interval_the_builds_set(report):
+    """While pages are open the dashboard rebuilds once per interval; a build that stretches the
+    interval (a backlog, agents/app.py) stretches the loop's next waits too."""
+    import types
+
+    from pulse.agents.web import Dashboard
+
+    async def scenario():
+        builds = []
+
+        async def build() -> Views:
+            builds.append(time.monotonic())
+            snaps.set_interval(0.5 if len(builds) > 1 else 0.05)      # the second build finds a backlog
+            return Views.decode(encode_views(report))
+        snaps = Snapshots(build, fresh_s=0.05, max_age_s=0.1)
+        dashboard = Dashboard(snaps, types.SimpleNamespace(), ["default"], windows=["7d"],
+                              report_error=lambda exc: (500, {}))
+        dashboard._viewer_joined()
+        await asyncio.sleep(1.2)
+        dashboard._viewer_left()
+        await asyncio.sleep(0.6)
+        return builds
+    builds = asyncio.run(scenario())
+    # 0.05 s, then 0.5 s apart: ~4 builds in 1.2 s (the interval read once at the start: ~20)
+    assert 2 <= len(builds) <= 6, builds
