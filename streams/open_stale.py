@@ -232,12 +232,8 @@ class StaleLeads:
                         i += 1
                     del ordered[i]
 
-    def _merge_added(self, added: list[tuple] | None = None) -> None:
-        """_added into `ordered` and the stay starts; `added`: _added's entries already sorted."""
-        if not self._added:
-            return
-        if added is None:
-            added = sorted(self._added.values(), key=_STAY_ORDER)
+    def _merge_added(self, added: list[tuple]) -> None:
+        """_added (its entries sorted: `added`) into `ordered` and the stay starts."""
         self._added = {}
         ordered, merged, lo = self.ordered, [], 0
         if ordered:

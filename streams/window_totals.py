@@ -162,7 +162,17 @@ def _prune_deals(b: _DayDeals) -> None:
     b.segments = {key: c for key, c in b.segments.items() if any(c)}
 
 
-class FlowTotals:
+class _Totals:
+    """What FlowTotals and DealTotals share: their merged day buckets."""
+
+    _merged: _MergedDays
+
+    def slide(self, days: DayRange) -> None:
+        """Move the running total nearest `days` to it (what `window(days)` would do first)."""
+        self._merged.total(days)
+
+
+class FlowTotals(_Totals):
     """StageFlow's read API (window, open_at_day_starts) over the sum of several StageFlows."""
 
     def __init__(self, n_stages: int) -> None:
@@ -196,10 +206,6 @@ class FlowTotals:
                   for s in range(self.n_stages)]
         return stages, {divmod(key, _KEYS): c for key, c in t.transitions.items() if c}
 
-    def slide(self, days: DayRange) -> None:
-        """Move the running total nearest `days` to it (what `window(days)` would do first)."""
-        self._merged.total(days)
-
     def open_at_day_starts(self, days: list[int]) -> dict[int, tuple[list[int], list[int]]]:
         """== StageFlow.open_at_day_starts(days) of the sources merged: the running stock less
         the changes of the days at or after each day (the windows' starts: few days)."""
@@ -222,7 +228,7 @@ class FlowTotals:
         return {day: out[day] for day in wanted}
 
 
-class DealTotals:
+class DealTotals(_Totals):
     """DealFlow's read API (window, segments) over the sum of several DealFlows."""
 
     def __init__(self) -> None:
@@ -240,10 +246,6 @@ class DealTotals:
         """== DealFlow.window(days) of the sources merged."""
         t = self._merged.total(days)
         return DealWindow(t.created, t.qualified, t.won, t.lost, t.won_amount, t.cycle_us)
-
-    def slide(self, days: DayRange) -> None:
-        """Move the running total nearest `days` to it (what `window(days)` would do first)."""
-        self._merged.total(days)
 
     def segments(self, days: DayRange) -> list[dict[str | None, DealWindow]]:
         """== DealFlow.segments(days) of the sources merged."""

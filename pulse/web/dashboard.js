@@ -182,12 +182,15 @@
     $("dead-letters").parentElement.classList.toggle("warn", d.data_quality.dead_lettered > 0);
     tickAge();
   }
+  // the worker's refresh interval (GET /dashboard/data's refresh_s: 4 s, longer while it catches up)
+  function refreshS() { return (state.data && state.data.refresh_s) || 4; }
+
   function tickAge() {
     if (!state.data) return;
     const age = performance.now() / 1000 - state.receivedAt;
     $("updated").textContent = fmt.ago(age);
-    // late: past the worker's refresh interval (4 s; longer while it catches up on a backlog) by 6 s
-    $("updated").parentElement.classList.toggle("warn", age > (state.data.refresh_s || 4) + 6);
+    // late: past the worker's refresh interval by 6 s
+    $("updated").parentElement.classList.toggle("warn", age > refreshS() + 6);
   }
 
   function card(label, main, sub, help) {
@@ -492,8 +495,7 @@
     });
     setInterval(tickAge, 1000);
     setInterval(() => {         // a missed snapshot event: fetch once the figures are past their interval
-      const refresh = (state.data && state.data.refresh_s) || 4;
-      if (!state.loading && performance.now() / 1000 - state.receivedAt > refresh + 2) load();
+      if (!state.loading && performance.now() / 1000 - state.receivedAt > refreshS() + 2) load();
     }, 3000);
   }
 
