@@ -27,7 +27,9 @@ One run, one embedded broker, one `pulse worker` (event clock, 4 partitions):
    moment; ten viewers stay on one for a phase, then on the other (run_paired says why).
    **`--live-time`**: the replayed events' times moved to real time (live_timed), so the
    event clock moves as a live worker's does instead of ~1 day per second.
-6. **`--py-spy`** (a diagnostic run): py-spy samples the worker in every window; it prints
+6. **`--py-spy`** (a diagnostic run): py-spy samples the worker (with `--paired`: both
+   workers; the summary then gives each one's share of busy samples in viewer work, viewed
+   and not) in every window; it prints
    the functions with the most samples added by the viewers, and per ten-viewer window
    the share of the worker's busy samples in viewer work (snapshot builds, the figures
    kept for them, the dashboard's handlers, aiohttp): measured inside each window, so it
@@ -182,6 +184,14 @@ class Published:
         self.consumer.close()
 
 
+async def start_spy(pid: int, seconds: float, spy_file: Path) -> asyncio.subprocess.Process:
+    """py-spy sampling a worker's stacks for `seconds` (100 Hz, raw) into `spy_file`."""
+    return await asyncio.create_subprocess_exec(
+        shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+        "-d", str(round(seconds)), "-f", "raw", "-r", "100", "-o", str(spy_file),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
 async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reader: bool = False,
                  published=None, spy_file: Path | None = None) -> dict:
     base = w.url("").rstrip("/")
@@ -194,12 +204,7 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reade
     loop = asyncio.get_running_loop()
     read0 = await loop.run_in_executor(None, consumed)     # committed offsets: no request to the worker
     pub0 = await loop.run_in_executor(None, published)
-    spy = None
-    if spy_file is not None:            # samples of the worker's stacks in this window (py-spy: 100 Hz)
-        spy = await asyncio.create_subprocess_exec(
-            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.proc.pid),
-            "-d", str(round(seconds)), "-f", "raw", "-r", "100", "-o", str(spy_file),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    spy = await start_spy(w.proc.pid, seconds, spy_file) if spy_file is not None else None
     own0, kids0, faults0 = cpu(w.proc.pid)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
@@ -325,10 +330,11 @@ def geometric_mean(a: float, b: float) -> float:
 
 
 async def paired_windows(workers: list[WorkerProcess], consumed: list, seconds: float, windows: int,
-                         viewed: int | None, label: str) -> list[dict]:
+                         viewed: int | None, label: str, spy_dir: Path | None = None) -> list[dict]:
     """`windows` windows over which both workers consume the same input at the same time; with
     `viewed` set, ten viewers stay on that worker for all of them (a page left open). Per window:
-    each worker's CPU and messages committed, and the viewed worker's CPU over the other's."""
+    each worker's CPU and messages committed, and the viewed worker's CPU over the other's;
+    with `spy_dir` (--py-spy), also each worker's share of busy samples in viewer work."""
     base = workers[viewed].url("").rstrip("/") if viewed is not None else None
     stop = asyncio.Event()
     counts = {"requests": 0, "alerts": 0}
@@ -338,9 +344,13 @@ async def paired_windows(workers: list[WorkerProcess], consumed: list, seconds: 
     try:
         for i in range(windows):
             read0 = [await loop.run_in_executor(None, c) for c in consumed]
+            spy_files = [spy_dir / f"paired-{label.replace(' ', '_')}-{i}-{k}.raw" for k in range(2)] if spy_dir else []
+            spies = [await start_spy(w.proc.pid, seconds, f) for w, f in zip(workers, spy_files)]
             cpu0 = [cpu(w.proc.pid)[0] for w in workers]
             t0 = time.monotonic()
             await asyncio.sleep(seconds)
+            for spy in spies:
+                await spy.wait()
             cpu1 = [cpu(w.proc.pid)[0] for w in workers]
             wall = time.monotonic() - t0
             read1 = [await loop.run_in_executor(None, c) for c in consumed]
@@ -352,6 +362,8 @@ async def paired_windows(workers: list[WorkerProcess], consumed: list, seconds: 
                    "committed_per_s": [round(m / wall) for m in msgs], "cpu_us_per_message": [round(x, 1) for x in per_msg],
                    "cpu_ratio": round(used[mine] / used[other], 4),
                    "per_message_ratio": round(per_msg[mine] / per_msg[other], 4), "viewer_requests": counts["requests"]}
+            if spy_files:       # [viewer-work samples, busy samples] per worker
+                row["py_spy_viewer_busy"] = [list(viewer_share(f)) for f in spy_files]
             print(json.dumps(row), flush=True)
             out.append(row)
     finally:
@@ -385,9 +397,11 @@ def run_paired(args, broker: EmbeddedBroker, head: Path, tail: Path, cut: int, w
         time.sleep(3.0)
 
         async def measure():
-            rows = await paired_windows(workers, consumed, args.window, args.calibration, None, "calibration")
+            spy_dir = work if args.py_spy else None
+            rows = await paired_windows(workers, consumed, args.window, args.calibration, None, "calibration", spy_dir)
             for viewed, label in ((0, "viewers on A"), (1, "viewers on B")):
-                rows += await paired_windows(workers, consumed, args.window, args.warmup + args.pairs, viewed, label)
+                rows += await paired_windows(workers, consumed, args.window, args.warmup + args.pairs, viewed, label,
+                                             spy_dir)
             return rows
         rows = asyncio.run(measure())
         if publisher.poll() is None:
@@ -409,6 +423,14 @@ def run_paired(args, broker: EmbeddedBroker, head: Path, tail: Path, cut: int, w
             "viewed_worker_cpu_median": med(r["cpu"][0] for r in on_a),
             "warm_up_windows_left_out_per_phase": args.warmup,
         }
+        if args.py_spy:
+            # samples in viewer work / busy samples, summed over the measured windows: the viewed
+            # worker's and the other's (the other's is the sampler's noise floor)
+            def share(rows_, k):
+                part = sum(r["py_spy_viewer_busy"][k][0] for r in rows_)
+                return round(100 * part / max(1, sum(r["py_spy_viewer_busy"][k][1] for r in rows_)), 2)
+            summary["py_spy_viewer_share_pct_viewed"] = [share(on_a, 0), share(on_b, 1)]
+            summary["py_spy_viewer_share_pct_other"] = [share(on_a, 1), share(on_b, 0)]
         print(json.dumps(summary, indent=1), flush=True)
     finally:
         for c in consumed:
