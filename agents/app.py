@@ -392,7 +392,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
 
     def input_waiting() -> int | None:
         """Input messages on the broker that this worker has not read yet (None: not known)."""
-        found = probe.lag(lambda p: (state := live.partitions.get(p)) and state.offsets)
+        found = probe.lag(live.offsets_of)
         return sum(n for _, _, n in found) if found else None
 
     def state_token():

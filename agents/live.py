@@ -425,6 +425,11 @@ class LivePulse:
         """Input messages read so far by this worker's partitions (valid or not)."""
         return sum(state.engine.events_read for state in self.partitions.values())
 
+    def offsets_of(self, partition: int) -> dict[str, int] | None:
+        """The last offset applied per input topic of `partition` (None: not held here)."""
+        state = self.partitions.get(partition)
+        return state.offsets if state is not None else None
+
     def own_figures(self) -> tuple[ReportFigures, dict[str, int], int]:
         """This worker's report figures at T (T as report_as_of picks it) and its leads held per
         pipeline, from the sums kept between calls (streams/cluster.py): at one instant, in

@@ -297,7 +297,7 @@ class PulseCollector:
         lag = GaugeMetricFamily("pulse_consumer_lag_messages", METRICS["pulse_consumer_lag_messages"][1],
                                 labels=["topic", "partition"])
         if self.probe is not None:
-            for topic, partition, n in sorted(self.probe.lag(self._offsets_of)):
+            for topic, partition, n in sorted(self.probe.lag(live.offsets_of)):
                 lag.add_metric([topic, str(partition)], n)
         yield lag
         yield one("pulse_input_buffered_messages", stats.buffered)
@@ -310,10 +310,6 @@ class PulseCollector:
         yield one("pulse_state_ready", 1 if live.ready else 0)
         yield one("pulse_rebalancing", 1 if self.probe is not None and self.probe.rebalancing() else 0)
         yield one("pulse_build_info", 1, (self.version,), ("version",))
-
-    def _offsets_of(self, partition: int) -> dict[str, int] | None:
-        state = self.live.partitions.get(partition)
-        return state.offsets if state is not None else None
 
 
 # --------------------------------------------------------------------------------------

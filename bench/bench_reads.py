@@ -46,7 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_dashboard import VIEWER_FRAMES, cpu, events_read, get, pct, replay, system_cpu, viewer_share  # noqa: E402
+from bench_dashboard import (VIEWER_FRAMES, cpu, events_read, get, pct, replay, start_spy, system_cpu,  # noqa: E402
+                             viewer_share)
 from worker_bench.driver import CommittedOffsets  # noqa: E402
 from tests.support.live_harness import WorkerProcess  # noqa: E402
 
@@ -125,12 +126,7 @@ async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, late
     read0 = await loop.run_in_executor(None, consumed)
     own0, kids0, faults0 = cpu(w.proc.pid)
     sys0 = system_cpu(w.proc.pid)
-    spy = None
-    if spy_file is not None:            # the worker's stacks in this window (py-spy, 100 Hz)
-        spy = await asyncio.create_subprocess_exec(
-            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.proc.pid),
-            "-d", str(round(seconds)), "-f", "raw", "-r", "100", "-o", str(spy_file),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    spy = await start_spy(w.proc.pid, seconds, spy_file) if spy_file is not None else None    # its stacks, 100 Hz
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
     if spy is not None:
