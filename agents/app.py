@@ -7,7 +7,9 @@
     every 0.2 s, DurableAcks: dead letters acked ─▶ state (`leads` changelog) acked ─▶ alerts acked ─▶ ack to Faust ─▶ commit
     HTTP: GET /report, GET /health, GET /metrics, GET /stale (from Redis, with --redis: docs/redis.md),
           GET / (the dashboard: agents/web.py); /report, /metrics and the dashboard read one snapshot
-          (agents/snapshot.py); GET /metrics is answered in aiohttp's protocol (agents/fast_http.py)
+          (agents/snapshot.py); GET /metrics is answered by the scrape front, a process of its own
+          serving what the worker publishes (agents/scrape_front.py), or in aiohttp's protocol
+          (agents/fast_http.py)
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ from .batching import DurableAcks
 from .changelog import read_partitions
 from .faust_compat import PulseApp, ack_records, aiokafka_producer, read_offset, use_input_records, use_raw_changelog
 from .live import LivePulse
-from .metrics import CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, pipeline_exposition, render
+from .metrics import (CONTENT_TYPE, FaustProbe, ProcessingStats, make_registry, metrics_options, pipeline_exposition,
+                      render)
+from .scrape_front import PUBLISH_EVERY_S, ScrapeFront
 from .snapshot import KEEP_FRESH_S, Snapshots, refresh_interval, run_forked
 from .views import FigureViews, Views, encode_views
 from .web import Dashboard
@@ -465,9 +469,50 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         gets that one's gauges (`pulse_as_of_timestamp_seconds` says their T) and starts the
         build the next scrape reads. None (no such snapshot): the handler below answers."""
         metrics_read[0] = time.monotonic()
+        return exposition_now()
+
+    def exposition_now() -> bytes | None:
         snap = snapshots.peek(max_age_s=METRICS_MAX_AGE_S)
         return None if snap is None else render(processing) + snap.views.metrics
     app.web.fast_routes.add("/metrics", CONTENT_TYPE, metrics_now)
+
+    def scraped_by_front() -> None:
+        metrics_read[0] = time.monotonic()
+
+    async def exposition_for_front() -> bytes | None:
+        """The front has none fresh (the first scrape, or after a pause): one once the snapshot
+        is there. None (e.g. a peer unreachable): the front hands the scrape to the handler below."""
+        metrics_read[0] = time.monotonic()
+        try:
+            snap = await snapshots.get(max_age_s=METRICS_MAX_AGE_S)
+        except Exception as exc:        # noqa: BLE001 - whatever the cluster build's failure, the loop answers
+            log.debug("metrics: no snapshot for the scrape front (%r)", exc)
+            return None
+        return render(processing) + snap.views.metrics
+
+    # GET /metrics answered by a process of its own (agents/scrape_front.py), from what this
+    # worker publishes while it is scraped: every PUBLISH_EVERY_S, and at each new snapshot
+    # (so the front never serves older pipeline gauges than GET /report's).
+    front = ScrapeFront(CONTENT_TYPE, on_scrape=scraped_by_front, exposition=exposition_for_front) if (
+        metrics_options(config).scrape_front) else None
+    app.web.fast_routes.front = front
+
+    def publish_exposition(_snapshot=None) -> None:
+        if front is None or not front.is_serving() or time.monotonic() - metrics_read[0] >= METRICS_MAX_AGE_S:
+            return
+        try:
+            body = exposition_now()
+            if body is not None:
+                front.publish(body)
+        except Exception:       # noqa: BLE001 - e.g. no room left: the front then hands scrapes to the loop
+            log.warning("GET /metrics: the exposition could not be published for the scrape front", exc_info=True)
+
+    if front is not None:
+        snapshots.listeners.append(publish_exposition)
+
+        @app.timer(interval=PUBLISH_EVERY_S)
+        async def publish_for_the_scrape_front() -> None:
+            publish_exposition()
 
     @app.page("/metrics")
     async def metrics(web, request):

@@ -19,7 +19,8 @@ aiohttp could not tell from its own answer:
   is off for the connection, because aiohttp's C parser can then keep unparsed bytes that no
   Python-visible state shows (its `_tail`, once it paused itself at its in-flight limit);
 - headers aiohttp would accept the same way (CRLF line ends only, token header names, one
-  Host, no header twice, at most _MAX_HEADERS) and none that announces a body or a change of
+  Host, no header twice, at most MAX_HEADERS: agents/http_parse.py, which the scrape front
+  shares) and none that announces a body or a change of
   protocol; HTTP/1.1 without `Connection: close` or `Proxy-Connection: close` (the connection
   stays open, as aiohttp would keep it);
 - a client that reads its answers: nothing waiting in the transport's write buffer and
@@ -31,14 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from email.utils import formatdate
 from typing import Callable
 from urllib.parse import parse_qsl
 
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import TCPSite
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
+
+from . import scrape_front
+from .http_parse import MAX_REQUEST, fast_request, one_bodiless_request, one_header_block, response
 
 log = logging.getLogger("pulse.worker")
 
@@ -53,18 +55,6 @@ PRIVATE_ATTRIBUTES = {
     "server": ("_kwargs", "_loop"),
 }
 
-_MAX_REQUEST = 8192     # larger reads go to aiohttp (a scrape request is ~200 bytes)
-# headers of a request with a body, or one that changes protocol: aiohttp answers those
-# (and the old WebSocket draft's key, which llhttp refuses)
-_BODY_OR_UPGRADE = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"sec-websocket-key1"))
-_CLOSING = frozenset((b"connection", b"proxy-connection"))    # with "close": aiohttp closes after answering
-_MAX_HEADERS = 64       # aiohttp refuses more than 128; a scraper sends a handful
-# A header line the fast path takes: a token name (RFC 9110 5.6.2), a colon, then a value of
-# visible characters, spaces and tabs. Anything else (a lone CR or LF, a space before the
-# colon, an obs-fold continuation, control bytes) goes to aiohttp, whose parser decides.
-_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*")
-_REQUEST_TARGET = re.compile(rb"/[!$&-;=?-Z_a-z~%]*")
-
 
 class FastRoutes:
     """The routes a FastPathHandler answers: path -> (content type, answer), where answer()
@@ -75,6 +65,8 @@ class FastRoutes:
     def __init__(self) -> None:
         self.routes: dict[bytes, tuple[bytes, Callable[..., bytes | None], bool]] = {}
         self.answered = 0       # requests answered in the protocol (tests, bench)
+        # GET /metrics answered by a process of its own, when set before the site starts
+        self.front: scrape_front.ScrapeFront | None = None
 
     def add(self, path: str, content_type: str, answer: Callable[..., bytes | None], *, query: bool = False) -> None:
         self.routes[path.encode()] = (content_type.encode(), answer, query)
@@ -115,11 +107,11 @@ class FastPathHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         if (not self._pulse_off and self._pulse_routes and data[:4] == b"GET "
-                and len(data) <= _MAX_REQUEST and _one_header_block(data)
+                and len(data) <= MAX_REQUEST and one_header_block(data)
                 and self._pulse_idle() and self._pulse_answer(data)):
             return
         # (aiohttp calls data_received(b"") itself, to reparse what it buffered: not a read)
-        if data and not self._pulse_off and not _one_bodiless_request(data):
+        if data and not self._pulse_off and not one_bodiless_request(data):
             self._pulse_off = True
         super().data_received(data)
 
@@ -137,40 +129,19 @@ class FastPathHandler(RequestHandler):
                 and transport.get_write_buffer_size() == 0)
 
     def _pulse_answer(self, data: bytes) -> bool:
-        """Answer `data`, one header block (_one_header_block), if the request is one to take."""
-        lines = data[:-4].split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or parts[2] != b"HTTP/1.1" or _REQUEST_TARGET.fullmatch(parts[1]) is None:
+        """Answer `data`, one header block (one_header_block), if the request is one to take."""
+        found = fast_request(data, self._pulse_routes)
+        if found is None:
             return False
-        path, _, query = parts[1].partition(b"?")
-        route = self._pulse_routes.get(path)
-        if route is None:
-            return False
-        if len(lines) - 1 > _MAX_HEADERS:
-            return False
-        names = set()
-        for line in lines[1:]:
-            if _HEADER_LINE.fullmatch(line) is None:
-                return False
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            if name in names or name in _BODY_OR_UPGRADE or (name in _CLOSING and b"close" in value.lower()):
-                return False
-            names.add(name)
-        if b"host" not in names:        # HTTP/1.1 requires it; aiohttp answers 400 without
-            return False
-        content_type, answer, takes_query = route
+        (content_type, answer, takes_query), query = found
         try:
             body = answer(query) if takes_query else answer()
         except Exception:       # noqa: BLE001 - aiohttp's handler answers (and reports) instead
-            log.debug("fast route %r failed; aiohttp answers", parts[1], exc_info=True)
+            log.debug("fast route %r failed; aiohttp answers", data.split(b" ", 2)[1], exc_info=True)
             return False
         if body is None:
             return False
-        self.transport.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n"
-            b"Cache-Control: no-store\r\n\r\n%s" % (
-                content_type, len(body), formatdate(usegmt=True).encode(), body))
+        self.transport.write(response(content_type, body))
         self._pulse_kept_alive()
         self._pulse_fast.answered += 1
         return True
@@ -184,19 +155,6 @@ class FastPathHandler(RequestHandler):
             if self._keepalive_handle is None:
                 self._keepalive_handle = self._loop.call_at(self._next_keepalive_close_time,
                                                             self._process_keepalive)
-
-
-def _one_header_block(data: bytes) -> bool:
-    """Whether a read ends with the end of a header block and holds no other (no pipelining)."""
-    return data.endswith(b"\r\n\r\n") and data.find(b"\r\n\r\n") == len(data) - 4
-
-
-def _one_bodiless_request(data: bytes) -> bool:
-    """Whether a read is exactly one whole request without a body (as far as its bytes show)."""
-    if not _one_header_block(data):
-        return False
-    lowered = data.lower()
-    return b"content-length" not in lowered and b"transfer-encoding" not in lowered
 
 
 class _FastSite(TCPSite):
@@ -214,9 +172,24 @@ class _FastSite(TCPSite):
 
         def protocol() -> FastPathHandler:
             return FastPathHandler(server, loop=server._loop, routes=routes, **server._kwargs)
-        self._server = await asyncio.get_running_loop().create_server(
-            protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        loop = asyncio.get_running_loop()
+        front = self._pulse_routes.front
+        self._server = None
+        if front is not None and self._ssl_context is None and scrape_front.available():
+            # GET /metrics answered by a process of its own, off this process's GIL (agents/scrape_front.py)
+            sockets = scrape_front.listening_sockets(self._host, self._port, backlog=self._backlog,
+                                                     reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+            try:
+                front.start(loop, protocol, sockets, keepalive_s=server._kwargs.get("keepalive_timeout", 75.0))
+                self._server = front        # what BaseSite.stop closes, as it would an asyncio.Server
+            except Exception as exc:        # noqa: BLE001 - e.g. no writable temporary folder: the loop serves
+                log.warning("the scrape front could not start (%s): GET /metrics is answered on the event loop", exc)
+                for sock in sockets:
+                    sock.close()
+        if self._server is None:
+            self._server = await loop.create_server(
+                protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+                reuse_address=self._reuse_address, reuse_port=self._reuse_port)
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 

@@ -34,6 +34,8 @@ section of the pipeline configuration:
 
     metrics:
       cache_seconds: 5        # reuse the document for up to 5 s (default 0: one per scrape)
+      scrape_front: false     # answer GET /metrics on the worker's event loop (default true:
+                              # in a process of its own, agents/scrape_front.py)
 """
 from __future__ import annotations
 
@@ -87,6 +89,7 @@ REMOVED_LABELS = {
 @dataclass(frozen=True)
 class MetricsOptions:
     cache_seconds: float = 0.0        # reuse the pipeline document for this long (0: build one per scrape)
+    scrape_front: bool = True         # GET /metrics answered by a process of its own (agents/scrape_front.py)
 
 
 def metrics_options(config: Config) -> MetricsOptions:
@@ -97,8 +100,8 @@ def metrics_options(config: Config) -> MetricsOptions:
     if not isinstance(section, dict):
         raise ConfigError(config.source, "metrics", "expected a mapping like {cache_seconds: 5}")
     for key in section:
-        if key not in ("cache_seconds", "labels"):
-            raise ConfigError(config.source, f"metrics.{key}", "unknown key (known: cache_seconds)")
+        if key not in ("cache_seconds", "scrape_front", "labels"):
+            raise ConfigError(config.source, f"metrics.{key}", "unknown key (known: cache_seconds, scrape_front)")
     labels = section.get("labels")
     if labels is not None:
         if not isinstance(labels, list):
@@ -114,7 +117,10 @@ def metrics_options(config: Config) -> MetricsOptions:
     if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= MAX_CACHE_SECONDS:
         raise ConfigError(config.source, "metrics.cache_seconds",
                           f"expected a number of seconds from 0 to {MAX_CACHE_SECONDS}, got {cache!r}")
-    return MetricsOptions(cache_seconds=float(cache))
+    front = section.get("scrape_front", True)
+    if not isinstance(front, bool):
+        raise ConfigError(config.source, "metrics.scrape_front", f"expected true or false, got {front!r}")
+    return MetricsOptions(cache_seconds=float(cache), scrape_front=front)
 
 
 # --------------------------------------------------------------------------------------

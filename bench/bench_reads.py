@@ -5,6 +5,7 @@ cost nothing"). Prints figures.
     python bench/bench_reads.py --leads 20000 --window 3   # a quick check
     python bench/bench_reads.py --window 3 --start 0.3 --metrics-every 0.2 --save F.json   # more /metrics samples
     python bench/bench_reads.py --continuous --start 0.1 --save F.json   # issue 16's scraper all along: latencies
+    python bench/bench_reads.py --continuous --start 0.1 --metrics-every 0.2 --metrics-process [--no-scrape-front]
     python bench/bench_reads.py --leads 260000 --start 0.03 --window 4 --settle 6   # the scraper's cost
     python bench/bench_reads.py --leads 600000 --start 0.05 --window 12 --settle 6 [--py-spy]   # ... at a build per 12 s
 
@@ -111,9 +112,10 @@ def metrics_scraper_process(base: str, every: float, stop, out: str) -> None:
 
 
 # Frames of the work a scraper causes: the snapshot's builds and views (as a dashboard's), the
-# /metrics exposition and the HTTP server; nothing else calls them in a window.
+# /metrics exposition (and its publishing for the scrape front) and the HTTP server; nothing
+# else calls them in a window.
 READER_FRAMES = VIEWER_FRAMES + ("agents/fast_http.py", "agents/pipeline_metrics.py", "prometheus_client/",
-                                 "collect (", "render (")
+                                 "collect (", "render (", "agents/scrape_front.py", "publish_exposition (")
 
 
 async def window(w: WorkerProcess, seconds: float, reading: bool, consumed, latencies, metrics_every: float,
@@ -178,6 +180,8 @@ def main() -> int:
     ap.add_argument("--py-spy", action="store_true",
                     help="profile the worker (py-spy, 100 Hz) in every window: the share of its busy samples in the "
                     "scraper's work (builds, views, exposition, HTTP), per window; its own overhead is in both kinds")
+    ap.add_argument("--no-scrape-front", action="store_true",
+                    help="the worker answers GET /metrics on its event loop (metrics.scrape_front: false), for an A/B")
     ap.add_argument("--save", metavar="FILE", help="also write every latency (ms) and the summary, as JSON, to FILE")
     args = ap.parse_args()
 
@@ -198,7 +202,12 @@ def main() -> int:
             raise RuntimeError("replay failed")
         group = f"bench-reads-{prefix}"
         consumed = CommittedOffsets(broker.bootstrap, group, [names[t] for t in INPUT_TOPICS], 4)
-        w = WorkerProcess(broker.url, prefix, group, work).start(timeout=120)
+        w = WorkerProcess(broker.url, prefix, group, work)
+        if args.no_scrape_front:
+            config = Path(work) / "pipeline-no-front.yaml"
+            config.write_text((ROOT / "pulse" / "default_pipeline.yaml").read_text() + "\nmetrics: {scrape_front: false}\n")
+            w.argv += ["--config", str(config)]
+        w.start(timeout=120)
         try:
             while (consumed() or 0) < args.start * total:
                 time.sleep(0.5)

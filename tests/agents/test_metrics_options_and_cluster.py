@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pulse.agents.metrics import LATENCY_BUCKETS_S, ProcessingStats, make_registry, metrics_options, render
+from pulse.agents.metrics import LATENCY_BUCKETS_S, MetricsOptions, ProcessingStats, make_registry, metrics_options, render
 from pulse.config import load_config
 from pulse.schemas.config import ConfigError
 from pulse.streams.engine import PulseEngine
@@ -23,6 +23,8 @@ from tests.support.metrics import DAY_S, key, parse_exposition
     ("metrics: {label: [team]}", "metrics.label", "unknown key"),
     ("metrics: {cache_seconds: -1}", "metrics.cache_seconds", "from 0 to 60"),
     ("metrics: {cache_seconds: 5m}", "metrics.cache_seconds", "from 0 to 60"),
+    ("metrics: {scrape_front: 'no'}", "metrics.scrape_front", "true or false"),
+    ("metrics: {scrape_front: 1}", "metrics.scrape_front", "true or false"),
 ])
 def test_metrics_section_is_validated(tmp_path, section, key_, problem):
     path = tmp_path / "p.yaml"
@@ -47,9 +49,11 @@ def test_a_worker_asked_for_owner_labels_stops_at_start_saying_why(tmp_path, cap
 
 def test_metrics_section_defaults(tmp_path):
     assert metrics_options(CFG).cache_seconds == 0
+    assert metrics_options(CFG).scrape_front is True
     path = tmp_path / "p.yaml"
-    path.write_text("pipelines:\n  default:\n    stages: [{name: new}]\nmetrics: {labels: [], cache_seconds: 2.5}\n")
-    assert metrics_options(load_config(str(path))).cache_seconds == 2.5
+    path.write_text("pipelines:\n  default:\n    stages: [{name: new}]\n"
+                    "metrics: {labels: [], cache_seconds: 2.5, scrape_front: false}\n")
+    assert metrics_options(load_config(str(path))) == MetricsOptions(cache_seconds=2.5, scrape_front=False)
 
 
 def test_processing_histogram_is_cumulative():

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -128,6 +130,27 @@ def test_prometheus_scrapes_the_reports_numbers(broker, topic_prefix, messy_file
             assert_metrics_match_report(fast, report)
             promtool_check_metrics(kept_alive)
 
+            # They were the scrape front's (agents/scrape_front.py), a process of its own, which
+            # answers even while the worker is stopped (Prometheus keeps the exposition fresh).
+            fronts = [pid for pid in children(worker.proc.pid) if b"scrape_front" in cmdline(pid)]
+            assert len(fronts) == 1
+            argv = cmdline(fronts[0]).split(b"\0")
+            published = argv[argv.index(b"--file") + 1]
+            deadline = time.monotonic() + 10
+            while time.time() - os.stat(published).st_mtime > 0.5:      # just published (every 1 s)
+                assert time.monotonic() < deadline, "the worker does not publish for the scrape front"
+                time.sleep(0.05)
+            os.kill(worker.proc.pid, signal.SIGSTOP)
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", worker.port, timeout=2)
+                conn.request("GET", "/metrics")
+                response = conn.getresponse()
+                assert response.status == 200
+                assert set(parse_exposition(response.read())) == set(samples)
+                conn.close()
+            finally:
+                os.kill(worker.proc.pid, signal.SIGCONT)
+
             # PromQL over what Prometheus scraped.
             pipe = report["pipelines"]["default"]
             w30 = pipe["windows"]["30d"]
@@ -157,3 +180,21 @@ def test_prometheus_scrapes_the_reports_numbers(broker, topic_prefix, messy_file
                                 w30["forecast"]["attainment"])
     finally:
         worker.stop()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(") ", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
