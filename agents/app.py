@@ -471,23 +471,35 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         metrics_read[0] = time.monotonic()
         return exposition_now()
 
-    def exposition_now() -> bytes | None:
-        snap = snapshots.peek(max_age_s=METRICS_MAX_AGE_S)
+    def exposition_now(*, scraped: bool = True) -> bytes | None:
+        """This worker's processing metrics rendered now and the snapshot's gauges. `scraped`:
+        for a scrape, which starts the build the next one reads (Snapshots.peek); publishing
+        for the scrape front between scrapes starts none."""
+        if scraped:
+            snap = snapshots.peek(max_age_s=METRICS_MAX_AGE_S)
+        else:
+            snap = snapshots.current
+            if snap is not None and snap.age() > METRICS_MAX_AGE_S:
+                snap = None
         return None if snap is None else render(processing) + snap.views.metrics
     app.web.fast_routes.add("/metrics", CONTENT_TYPE, metrics_now)
 
     def scraped_by_front() -> None:
+        """The front answered scrapes: as for a scrape answered here, the snapshot is kept no
+        older than its refresh interval (a build started if it is older)."""
         metrics_read[0] = time.monotonic()
+        snapshots.peek(max_age_s=METRICS_MAX_AGE_S)
 
     async def exposition_for_front() -> bytes | None:
         """The front has none fresh (the first scrape, or after a pause): one once the snapshot
-        is there. None (e.g. a peer unreachable): the front hands the scrape to the handler below."""
+        is there; without one (a peer unreachable), this worker's gauges built for it, as the
+        handler below would."""
         metrics_read[0] = time.monotonic()
         try:
             snap = await snapshots.get(max_age_s=METRICS_MAX_AGE_S)
-        except Exception as exc:        # noqa: BLE001 - whatever the cluster build's failure, the loop answers
-            log.debug("metrics: no snapshot for the scrape front (%r)", exc)
-            return None
+        except Exception as exc:        # noqa: BLE001 - whatever the cluster build's failure, this worker can answer
+            log.debug("metrics: no snapshot for the scrape front (%r): this worker's gauges built for it", exc)
+            return bytes(await run_forked(lambda: render(registry)))
         return render(processing) + snap.views.metrics
 
     # GET /metrics answered by a process of its own (agents/scrape_front.py), from what this
@@ -501,7 +513,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         if front is None or not front.is_serving() or time.monotonic() - metrics_read[0] >= METRICS_MAX_AGE_S:
             return
         try:
-            body = exposition_now()
+            body = exposition_now(scraped=False)
             if body is not None:
                 front.publish(body)
         except Exception:       # noqa: BLE001 - e.g. no room left: the front then hands scrapes to the loop

@@ -180,7 +180,8 @@ class _FastSite(TCPSite):
             sockets = scrape_front.listening_sockets(self._host, self._port, backlog=self._backlog,
                                                      reuse_address=self._reuse_address, reuse_port=self._reuse_port)
             try:
-                front.start(loop, protocol, sockets, keepalive_s=server._kwargs.get("keepalive_timeout", 75.0))
+                front.start(loop, protocol, sockets, keepalive_s=server._kwargs.get(
+                    "keepalive_timeout", scrape_front.aiohttp_keepalive_s()))
                 self._server = front        # what BaseSite.stop closes, as it would an asyncio.Server
             except Exception as exc:        # noqa: BLE001 - e.g. no writable temporary folder: the loop serves
                 log.warning("the scrape front could not start (%s): GET /metrics is answered on the event loop", exc)

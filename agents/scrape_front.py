@@ -19,9 +19,16 @@ How (`ScrapeFront` in the worker, `serve` in the front process):
   if it had accepted it: another path, a request split over reads or pipelined, no
   exposition or one too old (the first scrape after a pause: the loop answers it with
   figures rendered then). A connection silent for FIRST_REQUEST_S goes to the worker too.
-- Each answer is told to the worker (one byte on the pair): while it is scraped the worker
-  publishes every PUBLISH_EVERY_S and at each new snapshot (agents/app.py).
-- The front exits when the pair closes (the worker stopped or died); it ignores SIGINT and
+- A scrape that finds no exposition fresh enough (the first, or after a pause) waits in the
+  front while the worker publishes one (WANTED, then PUBLISHED; UNAVAILABLE: the worker
+  answers it), so a scraper's kept-alive connection stays with the front.
+- The answers are told to the worker (a count, at most one message per REPORT_EVERY_S):
+  while it is scraped the worker publishes every PUBLISH_EVERY_S and at each new snapshot,
+  and each report may start a build, as a scrape answered by the worker would (agents/app.py).
+- Nothing in the front waits on one client: answers are written without blocking (the rest
+  when the client reads), connections for the worker queue behind the pair.
+- The front exits when the pair closes (the worker stopped) or the worker dies (also while a
+  build forked from the worker still holds the pair: PR_SET_PDEATHSIG); it ignores SIGINT and
   SIGTERM, which a terminal or a test sends to the whole group, so the port is served until
   the worker has stopped. If the front dies, the worker serves the port itself on the same
   listening sockets.
@@ -33,9 +40,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import errno
+import fcntl
+import inspect
 import logging
 import os
-import select
 import selectors
 import shutil
 import signal
@@ -53,19 +63,23 @@ log = logging.getLogger("pulse.worker")
 __all__ = ["ScrapeFront", "listening_sockets", "MAX_AGE_S", "PUBLISH_EVERY_S"]
 
 PUBLISH_EVERY_S = 1.0       # the worker's publishing period while scraped
-MAX_AGE_S = 2.5             # an older exposition is not served: the worker answers (a missed publish, a pause)
+MAX_AGE_S = 2.5             # an older exposition is not served: the worker is asked for one
 FIRST_REQUEST_S = 1.0       # a new connection silent this long goes to the worker (e.g. a browser's preconnect)
 SEND_TIMEOUT_S = 5.0        # a client that does not read its answer for this long is disconnected
-HAND_OVER_TIMEOUT_S = 5.0   # a worker that takes no connection for this long: the connection is closed
+HAND_OVER_TIMEOUT_S = 5.0   # a connection the worker has not taken for this long is closed
+FIRST_SCRAPE_WAIT_S = 30.0  # how long a scrape waits for the worker's exposition (then the worker answers it)
+REPORT_EVERY_S = 0.25       # the answers are reported to the worker at most this often
+ACCEPT_PAUSE_S = 1.0        # out of file descriptors: accepting stops this long (as asyncio's servers do)
 STOP_WAIT_S = 2.0           # how long the worker waits for the front to exit when it stops
-FIRST_SCRAPE_WAIT_S = 30.0  # how long a scrape waits for the worker's first exposition (then the worker answers it)
-SCRAPED = b"S"              # front -> worker: one GET /metrics answered
+SCRAPED = b"S"              # front -> worker: S<n>, n GET /metrics answered
 CONNECTION = b"C"           # front -> worker: a connection (its socket in SCM_RIGHTS)
 WANTED = b"W"               # front -> worker: a scrape waits for an exposition (none, or too old)
 PUBLISHED = b"P"            # worker -> front: there is one now
 UNAVAILABLE = b"U"          # worker -> front: there will be none (the worker answers those scrapes)
-FOLDER_PREFIX = "pulse-scrape-"    # + the worker's pid: a folder of a worker that is gone is swept
+FOLDER_PREFIX = "pulse-scrape-"     # + the worker's pid
+LOCK = "lock"               # held (flock) by the worker and its front: a folder whose lock is free is swept
 WORKER_DIED = signal.SIGUSR1    # what the kernel sends the front when the worker dies (PR_SET_PDEATHSIG)
+_OUT_OF_FDS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
 def listening_sockets(host: str | None, port: int, *, backlog: int = 128, reuse_address: bool | None = None,
@@ -100,8 +114,14 @@ def listening_sockets(host: str | None, port: int, *, backlog: int = 128, reuse_
 
 
 def available() -> bool:
-    """Whether this platform can pass sockets between processes (Unix, SCM_RIGHTS)."""
-    return hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX") and hasattr(socket, "SOCK_SEQPACKET")
+    """Whether this platform can pass sockets between processes (Linux: SCM_RIGHTS over SEQPACKET)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
+
+
+def aiohttp_keepalive_s() -> float:
+    """aiohttp's own default keep-alive timeout (an idle connection the front holds closes after it)."""
+    from aiohttp.web_protocol import RequestHandler
+    return float(inspect.signature(RequestHandler.__init__).parameters["keepalive_timeout"].default)
 
 
 class ScrapeFront:
@@ -112,12 +132,11 @@ class ScrapeFront:
     def __init__(self, content_type: str, *, exposition: Callable[[], Awaitable[bytes | None]],
                  on_scrape: Callable[[], None] = lambda: None, max_age_s: float = MAX_AGE_S):
         """`exposition()`: one to publish now that a scrape waits for it (None: none can be
-        had, the worker's own handler answers); `on_scrape()`: the front answered one."""
+        had, the worker's own handler answers); `on_scrape()`: the front answered some."""
         self.content_type = content_type
         self.max_age_s = max_age_s
         self.exposition = exposition
         self.on_scrape = on_scrape
-        self._wanted: asyncio.Task | None = None
         self.sockets: list[socket.socket] = []
         self.answered = 0           # GET /metrics answered by the front (tests, bench)
         self.handed_over = 0        # connections it gave to the worker
@@ -125,8 +144,10 @@ class ScrapeFront:
         self.process: subprocess.Popen | None = None
         self._ctrl: socket.socket | None = None
         self._dir: str | None = None
+        self._lock: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._protocol: Callable[[], asyncio.Protocol] | None = None
+        self._wanted: asyncio.Task | None = None
         self._fallback: list[asyncio.AbstractServer] = []
         self._closing = False
 
@@ -141,20 +162,25 @@ class ScrapeFront:
         base = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
         _sweep(base)
         self._dir = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-", dir=base)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours = theirs = None
         try:
+            self._lock = _locked(os.path.join(self._dir, LOCK))
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             fds = [s.fileno() for s in sockets]
             self.process = subprocess.Popen(
                 [sys.executable, "-m", __name__, "--ctrl", str(theirs.fileno()),
                  "--listen", ",".join(map(str, fds)), "--file", self.path, "--content-type", self.content_type,
-                 "--max-age", repr(self.max_age_s), "--keepalive", repr(keepalive_s), "--parent", str(os.getpid())],
-                pass_fds=[*fds, theirs.fileno()], stdin=subprocess.DEVNULL, close_fds=True)
+                 "--max-age", repr(self.max_age_s), "--keepalive", repr(keepalive_s), "--parent", str(os.getpid()),
+                 "--lock", str(self._lock)],
+                pass_fds=[*fds, theirs.fileno(), self._lock], stdin=subprocess.DEVNULL, close_fds=True)
         except BaseException:
-            ours.close()
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if ours is not None:
+                ours.close()
+            self._release()
             raise
         finally:
-            theirs.close()
+            if theirs is not None:
+                theirs.close()
         ours.setblocking(False)
         self._ctrl = ours
         loop.add_reader(ours, self._on_ctrl)
@@ -176,36 +202,38 @@ class ScrapeFront:
         self.published += 1
 
     def _on_ctrl(self) -> None:
-        ctrl = self._ctrl
-        while ctrl is not None:
+        while self._ctrl is not None:
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(ctrl, 16, 4)
+                msg, fds, flags, _addr = socket.recv_fds(self._ctrl, 32, 4)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                msg, fds = b"", []
+                msg, fds, flags = b"", [], 0
+            if flags & getattr(socket, "MSG_CTRUNC", 0):
+                log.warning("a connection from the scrape front was lost (out of file descriptors?)")
             if not msg and not fds:
                 self._front_gone()
                 return
             for fd in fds:
-                self._adopt(socket.socket(fileno=fd))
-            if msg == SCRAPED:
-                self.answered += 1
+                self._adopt(fd)
+            if msg[:1] == SCRAPED:
+                self.answered += int(msg[1:] or 1)
                 self.on_scrape()
             elif msg == WANTED and self._wanted is None:
                 self._wanted = self._loop.create_task(self._publish_wanted())
 
     async def _publish_wanted(self) -> None:
+        published = False
         try:
             body = await self.exposition()
-        except Exception:       # noqa: BLE001 - the worker's handler answers the waiting scrapes (and reports)
+            if body is not None:
+                self.publish(body)
+                published = True
+        except Exception:       # noqa: BLE001 - e.g. no room left: the worker's handler answers those scrapes
             log.warning("GET /metrics: no exposition for the scrape front", exc_info=True)
-            body = None
         finally:
             self._wanted = None
-        if body is not None:
-            self.publish(body)
-        self._tell(PUBLISHED if body is not None else UNAVAILABLE)
+        self._tell(PUBLISHED if published else UNAVAILABLE)
 
     def _tell(self, msg: bytes) -> None:
         if self._ctrl is not None:
@@ -214,8 +242,10 @@ class ScrapeFront:
             except OSError:     # full (the front reads it at once) or gone: its scrapes go to the loop in time
                 log.debug("the scrape front was not told %r", msg)
 
-    def _adopt(self, conn: socket.socket) -> None:
+    def _adopt(self, fd: int) -> None:
         """Serve a connection the front handed over, with its unread bytes, as aiohttp's own."""
+        os.set_inheritable(fd, False)       # (SCM_RIGHTS gives an inheritable descriptor)
+        conn = socket.socket(fileno=fd)
         self.handed_over += 1
         conn.setblocking(False)
         task = self._loop.create_task(self._loop.connect_accepted_socket(self._protocol, sock=conn))
@@ -226,13 +256,17 @@ class ScrapeFront:
         self._detach()
         if self._closing:
             return
-        code = self.process.poll() if self.process is not None else None
-        log.warning("the scrape front exited (code %s): the worker serves GET /metrics itself", code)
+        log.warning("the scrape front exited: the worker serves GET /metrics itself")
         self._loop.create_task(self._serve_here())
 
     async def _serve_here(self) -> None:
         for sock in self.sockets:
-            self._fallback.append(await self._loop.create_server(self._protocol, sock=sock))
+            if self._closing:
+                return
+            server = await self._loop.create_server(self._protocol, sock=sock)
+            self._fallback.append(server)
+            if self._closing:
+                server.close()
 
     def _detach(self) -> None:
         if self._wanted is not None:
@@ -262,31 +296,46 @@ class ScrapeFront:
             server.close()
         for sock in self.sockets:
             sock.close()
+        self._release()
+
+    def _release(self) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def _locked(path: str) -> int:
+    """A descriptor of `path` holding its flock: held while the worker or its front lives."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
 
 
 def _sweep(base: str) -> None:
-    """Remove the folders of workers that are gone: a worker and its front killed together
-    (`kill -9` of the process group) leave theirs behind."""
+    """Remove the folders of fronts that are gone: a worker and its front killed together
+    (`kill -9` of the process group) leave theirs behind. A folder is in use while its lock is
+    held (whatever pid namespace the holder is in); one without a lock yet is being made."""
     try:
         entries = os.listdir(base)
     except OSError:
         return
     for name in entries:
-        pid = name[len(FOLDER_PREFIX):].partition("-")[0]
-        if name.startswith(FOLDER_PREFIX) and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:     # another user's
-        return True
-    return True
+        if not name.startswith(FOLDER_PREFIX):
+            continue
+        folder = os.path.join(base, name)
+        try:
+            fd = os.open(os.path.join(folder, LOCK), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue            # held: in use
+        finally:
+            os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _closed_if_failed(task: asyncio.Task, conn: socket.socket) -> None:
@@ -306,11 +355,11 @@ class _Exposition:
         self._body = b""
 
     def current(self) -> bytes | None:
-        """The exposition if it is at most max_age_s old, else None (the worker answers)."""
+        """The exposition if it is at most max_age_s old, else None (the worker is asked)."""
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
-                if time.time() - st.st_mtime > self.max_age_s:
+                if not 0 <= time.time() - st.st_mtime <= self.max_age_s:      # (a clock set back: asked again)
                     return None
                 key = (st.st_ino, st.st_mtime_ns, st.st_size)
                 if key != self._key:
@@ -321,6 +370,8 @@ class _Exposition:
 
 
 class _Front:
+    """The front's event loop: one thread, nothing blocking (module docstring)."""
+
     def __init__(self, listening: list[socket.socket], ctrl: socket.socket, exposition: _Exposition,
                  content_type: bytes, keepalive_s: float):
         self.listening, self.ctrl, self.exposition = listening, ctrl, exposition
@@ -328,8 +379,14 @@ class _Front:
         self.keepalive_s = keepalive_s
         self.selector = selectors.DefaultSelector()
         self.held: dict[socket.socket, float] = {}      # connection -> deadline (monotonic)
-        self.answered: set[socket.socket] = set()       # ... that had an answer here
+        self.answered: set[socket.socket] = set()       # ... that had an answer here (idle: kept alive)
+        self.sending: dict[socket.socket, memoryview] = {}     # ... whose answer is partly written
         self.waiting: dict[socket.socket, float] = {}   # scrapes waiting for an exposition -> deadline
+        # to the worker, in order: (message, connection handed over or None, deadline)
+        self.outbox: collections.deque[list] = collections.deque()
+        self.unreported = 0             # answers not yet reported
+        self.report_at = 0.0            # when the next report may go
+        self.accept_again: float | None = None
 
     def run(self) -> None:
         for sock in self.listening:
@@ -337,23 +394,49 @@ class _Front:
         self.selector.register(self.ctrl, selectors.EVENT_READ, "ctrl")
         while True:
             deadlines = [*self.held.values(), *self.waiting.values()]
+            if self.outbox:
+                deadlines.append(self.outbox[0][2])
+            if self.unreported:
+                deadlines.append(self.report_at)
+            if self.accept_again is not None:
+                deadlines.append(self.accept_again)
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            for key, _events in self.selector.select(timeout):
+            for key, events in self.selector.select(timeout):
                 if key.data == "listen":
                     self._accept(key.fileobj)
                 elif key.data == "ctrl":
-                    if not self._from_worker():
+                    if events & selectors.EVENT_READ and not self._from_worker():
                         return      # the worker closed its end: it stopped or died
+                    if events & selectors.EVENT_WRITE:
+                        self._flush()
+                elif events & selectors.EVENT_WRITE:
+                    self._write(key.fileobj)
                 else:
                     self._request(key.fileobj)
-            now = time.monotonic()
-            for conn, deadline in list(self.held.items()):
-                if deadline <= now:
-                    # idle past the keep-alive timeout after an answer; silent since accepted: the worker decides
-                    self._drop(conn) if conn in self.answered else self._hand_over(conn)
-            for conn, deadline in list(self.waiting.items()):
-                if deadline <= now:
-                    self._hand_over(conn)
+            self._on_time()
+
+    def _on_time(self) -> None:
+        now = time.monotonic()
+        for conn, deadline in list(self.held.items()):
+            if deadline <= now:
+                # idle past the keep-alive timeout after an answer, or not reading its answer: closed;
+                # silent since accepted: the worker decides
+                self._drop(conn) if conn in self.answered or conn in self.sending else self._hand_over(conn)
+        for conn, deadline in list(self.waiting.items()):
+            if deadline <= now:
+                self._hand_over(conn)
+        while self.outbox and self.outbox[0][2] <= now:       # the worker took nothing for that long
+            _msg, conn, _deadline = self.outbox.popleft()
+            if conn is not None:
+                conn.close()
+                print("pulse scrape front: the worker took no connection; one closed", file=sys.stderr)
+        if self.unreported and now >= self.report_at:
+            self._tell(SCRAPED + str(self.unreported).encode())
+            self.unreported, self.report_at = 0, now + REPORT_EVERY_S
+        if self.accept_again is not None and now >= self.accept_again:
+            self.accept_again = None
+            for sock in self.listening:
+                self.selector.register(sock, selectors.EVENT_READ, "listen")
 
     def _from_worker(self) -> bool:
         """Read the worker's messages; False once it has closed its end."""
@@ -379,12 +462,20 @@ class _Front:
                 conn, _address = listening.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:      # e.g. out of file descriptors: aiohttp's loop logs and goes on too
-                print(f"pulse scrape front: accept failed: {exc}", file=sys.stderr)
+            except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:        # pending connections wait in the backlog meanwhile
+                    print(f"pulse scrape front: accept failed ({exc}); accepting again in {ACCEPT_PAUSE_S} s",
+                          file=sys.stderr)
+                    for sock in self.listening:
+                        self.selector.unregister(sock)
+                    self.accept_again = time.monotonic() + ACCEPT_PAUSE_S
                 return
             conn.setblocking(False)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)      # as asyncio's transports do
+                try:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)      # as asyncio's transports do
+                except OSError:
+                    pass
             self.held[conn] = time.monotonic() + FIRST_REQUEST_S
             self.selector.register(conn, selectors.EVENT_READ, "conn")
 
@@ -407,51 +498,73 @@ class _Front:
             return
         body = self.exposition.current()
         if body is None:
-            if wait:        # a scraper keeps its connection: answer it here once the worker has published
-                if not self.waiting and not self._tell(WANTED):
-                    self._hand_over(conn)
-                    return
-                self.selector.unregister(conn)
-                del self.held[conn]
-                self.waiting[conn] = time.monotonic() + FIRST_SCRAPE_WAIT_S
-            else:
+            if not wait:
                 self._hand_over(conn)
+                return
+            # A scraper keeps its connection: answer it here once the worker has published.
+            if not self.waiting:
+                self._tell(WANTED)
+            self.selector.unregister(conn)
+            del self.held[conn]
+            self.waiting[conn] = time.monotonic() + FIRST_SCRAPE_WAIT_S
             return
         try:
             conn.recv(len(data))        # the request peeked: exactly one header block, nothing after it
-            conn.settimeout(SEND_TIMEOUT_S)
-            conn.sendall(response(found[0], body))
-            conn.setblocking(False)
-        except OSError:         # the client went, or did not read for SEND_TIMEOUT_S
+        except OSError:
             self._drop(conn)
             return
+        self.unreported += 1
+        self.sending[conn] = memoryview(response(found[0], body))
+        self._write(conn)
+
+    def _write(self, conn: socket.socket) -> None:
+        """Write what is left of `conn`'s answer; the rest once it can take more."""
+        out = self.sending[conn]
+        try:
+            sent = conn.send(out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:         # the client went
+            self._drop(conn)
+            return
+        if sent < len(out):
+            self.sending[conn] = out[sent:]
+            if self.selector.get_key(conn).events != selectors.EVENT_WRITE:
+                # The whole answer within SEND_TIMEOUT_S of its first write, however slowly it is read.
+                self.selector.modify(conn, selectors.EVENT_WRITE, "conn")
+                self.held[conn] = time.monotonic() + SEND_TIMEOUT_S
+            return
+        del self.sending[conn]
+        self.selector.modify(conn, selectors.EVENT_READ, "conn")
         self.held[conn] = time.monotonic() + self.keepalive_s
         self.answered.add(conn)
-        self._tell(SCRAPED, wait=False)     # (a worker that does not read them, e.g. stopped, loses some)
 
-    def _tell(self, msg: bytes, fds: tuple[int, ...] = (), *, wait: bool = True) -> bool:
-        """One message to the worker; waits up to HAND_OVER_TIMEOUT_S for room in the pair."""
-        deadline = time.monotonic() + HAND_OVER_TIMEOUT_S
-        while True:
+    def _tell(self, msg: bytes, conn: socket.socket | None = None) -> None:
+        """A message to the worker, in order; queued while the pair is full."""
+        self.outbox.append([msg, conn, time.monotonic() + HAND_OVER_TIMEOUT_S])
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.outbox:
+            msg, conn, _deadline = self.outbox[0]
             try:
-                if fds:
-                    socket.send_fds(self.ctrl, [msg], list(fds))
+                if conn is not None:
+                    socket.send_fds(self.ctrl, [msg], [conn.fileno()])
                 else:
                     self.ctrl.send(msg)
-                return True
             except (BlockingIOError, InterruptedError):
-                left = deadline - time.monotonic()
-                if left <= 0 or not wait:
-                    return False
-                select.select([], [self.ctrl], [], left)
+                self.selector.modify(self.ctrl, selectors.EVENT_READ | selectors.EVENT_WRITE, "ctrl")
+                return
             except OSError:     # the worker is gone: run() sees the pair close
-                return False
+                return
+            self.outbox.popleft()
+            if conn is not None:
+                conn.close()    # the worker has its own copy
+        self.selector.modify(self.ctrl, selectors.EVENT_READ, "ctrl")
 
     def _hand_over(self, conn: socket.socket) -> None:
         self._forget(conn)
-        if not self._tell(CONNECTION, (conn.fileno(),)):
-            print("pulse scrape front: the worker took no connection; one closed", file=sys.stderr)
-        conn.close()        # the worker has its own copy
+        self._tell(CONNECTION, conn)
 
     def _drop(self, conn: socket.socket) -> None:
         self._forget(conn)
@@ -462,6 +575,7 @@ class _Front:
             self.selector.unregister(conn)
             del self.held[conn]
         self.answered.discard(conn)
+        self.sending.pop(conn, None)
 
 
 def serve(argv: list[str] | None = None) -> None:
@@ -472,7 +586,8 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--content-type", required=True)
     parser.add_argument("--max-age", type=float, default=MAX_AGE_S)
     parser.add_argument("--keepalive", type=float, default=75.0)
-    parser.add_argument("--parent", type=int, help="the worker's pid: exit if it is gone already")
+    parser.add_argument("--parent", type=int, required=True, help="the worker's pid")
+    parser.add_argument("--lock", type=int, help="the folder's lock, held while the front lives")
     args = parser.parse_args(argv)
     # Ctrl-C, or a SIGTERM sent to the whole group, also reaches the worker, which closes the
     # pair when it has stopped: the port is served until then.
@@ -481,8 +596,9 @@ def serve(argv: list[str] | None = None) -> None:
     folder = os.path.dirname(args.file)       # the worker's, made for this front: gone with it
 
     def worker_died(*_) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-        os._exit(0)
+        if os.getppid() != args.parent:         # (SIGUSR1 from anyone else, e.g. mode's stack dump: ignored)
+            shutil.rmtree(folder, ignore_errors=True)
+            os._exit(0)
     signal.signal(WORKER_DIED, worker_died)
     _die_with_parent(args.parent)
     listening = [socket.socket(fileno=int(fd)) for fd in args.listen.split(",")]
@@ -496,16 +612,14 @@ def serve(argv: list[str] | None = None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _die_with_parent(parent: int | None) -> None:
+def _die_with_parent(parent: int) -> None:
     """WORKER_DIED when the worker dies, even if another process still holds the worker's end of
-    the pair (a build forked from it: agents/snapshot.py). Linux; elsewhere the pair's closing is enough."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, WORKER_DIED)          # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if parent is not None and os.getppid() != parent:      # it died before prctl
+    the pair (a build forked from it: agents/snapshot.py). Linux only (`available`). The signal
+    follows the thread that started the front: the worker's main thread, which runs its loop."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, WORKER_DIED)          # PR_SET_PDEATHSIG
+    if os.getppid() != parent:          # it died before prctl
         os.kill(os.getpid(), WORKER_DIED)
 
 

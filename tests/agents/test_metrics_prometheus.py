@@ -114,7 +114,7 @@ def test_prometheus_scrapes_the_reports_numbers(broker, topic_prefix, messy_file
             assert len(lag) == len(INPUT_TOPICS) * 4 and all(v >= 0 for v in lag)
 
             # A kept-alive scraper (urllib above closes its connection: aiohttp answered) is answered
-            # in the protocol (agents/fast_http.py: no Server header), with the same exposition.
+            # by the scrape front (agents/scrape_front.py: no Server header), with the same exposition.
             conn = http.client.HTTPConnection("127.0.0.1", worker.port, timeout=10)
             try:
                 for _ in range(2):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import http.client
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -92,8 +93,8 @@ def test_the_front_answers_metrics_it_was_given_and_hands_the_rest_to_aiohttp():
                 assert headers["Content-Type"] == CONTENT_TYPE and "Server" not in headers
             front.publish(b"front 2\n")
             assert (await _in_thread(_get, conn, "/metrics"))[1] == b"front 2\n"
-            await _until(lambda: len(scrapes) == 5)
-            assert front.answered == 5 and front.handed_over == 0 and front.published == 3
+            await _until(lambda: front.answered == 5)       # reported in counts, at most 4 times a second
+            assert 1 <= len(scrapes) <= 5 and front.handed_over == 0 and front.published == 3
 
             # Another path on the same connection: handed over with its request unread, and the
             # connection is the worker's from then on.
@@ -119,7 +120,7 @@ def test_the_front_answers_metrics_it_was_given_and_hands_the_rest_to_aiohttp():
             assert (await _in_thread(conn.getresponse)).read() == b"aiohttp GET"
             conn.close()
             assert front.answered == 5
-        assert front.process.wait(5) is not None            # the front stopped with the site
+        assert front.process.poll() is not None             # the front stopped with the site
         assert not os.path.exists(front.path)                # and its exposition is gone
         with socket.socket() as probe:                       # so is the port
             assert probe.connect_ex(("127.0.0.1", port)) != 0
@@ -157,12 +158,11 @@ def test_a_scrape_is_answered_while_the_worker_s_loop_is_blocked():
                 body = _get(conn, "/metrics")[1]
                 answered.append((body, time.monotonic() - started))
             client = threading.Thread(target=scrape)
-            blocked_at = time.monotonic()
             client.start()
             time.sleep(1.5)         # the loop is blocked (as by a long step): the front still answers
             client.join(5)
             assert answered and answered[0][0] == b"front\n"
-            assert answered[0][1] < 1.0 and time.monotonic() - blocked_at >= 1.5
+            assert answered[0][1] < 1.0
             conn.close()
     asyncio.run(scenario())
 
@@ -194,7 +194,7 @@ def test_without_a_front_the_loop_serves_the_port():
 
 
 WORKER = textwrap.dedent("""
-    import asyncio, sys
+    import asyncio, subprocess, sys
     sys.path[:0] = [{tests!r}]
     from test_scrape_front import CONTENT_TYPE, _published, _serve
     from pulse.agents.scrape_front import ScrapeFront
@@ -203,7 +203,10 @@ WORKER = textwrap.dedent("""
         front = ScrapeFront(CONTENT_TYPE, exposition=_published)
         runner, port = await _serve(front)
         front.publish(b"front\\n")
-        print(port, front.process.pid, front.path, flush=True)
+        # Another process holding the worker's end of the pair (as a build forked from the
+        # worker does): the pair does not close when the worker dies.
+        holder = subprocess.Popen(["sleep", "60"], pass_fds=[front._ctrl.fileno()])
+        print(port, front.process.pid, front.path, holder.pid, flush=True)
         await asyncio.sleep(60)
     asyncio.run(main())
 """)
@@ -212,9 +215,11 @@ WORKER = textwrap.dedent("""
 def test_the_front_exits_when_its_worker_is_killed(tmp_path):
     worker = subprocess.Popen([sys.executable, "-c", WORKER.format(tests=os.path.dirname(__file__))],
                               stdout=subprocess.PIPE, text=True)
+    holder = None
     try:
-        port, front_pid, path = worker.stdout.readline().split()
-        port, front_pid = int(port), int(front_pid)
+        assert select.select([worker.stdout], [], [], 30)[0], "the worker did not start"
+        port, front_pid, path, holder = worker.stdout.readline().split()
+        port, front_pid, holder = int(port), int(front_pid), int(holder)
         assert os.path.exists(path)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         assert _get(conn, "/metrics")[1] == b"front\n"
@@ -225,6 +230,7 @@ def test_the_front_exits_when_its_worker_is_killed(tmp_path):
         while _alive(front_pid):
             assert time.monotonic() < deadline, "the front outlived its worker"
             time.sleep(0.02)
+        assert _alive(holder)                   # so the front did not wait for the pair to close
         assert not os.path.exists(os.path.dirname(path))      # it took its folder with it
         with socket.socket() as probe:          # the port is free for the next worker
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -232,6 +238,32 @@ def test_the_front_exits_when_its_worker_is_killed(tmp_path):
     finally:
         worker.kill()
         worker.wait()
+        if holder:
+            os.kill(holder, signal.SIGKILL)
+
+
+def test_a_client_that_does_not_read_its_answer_holds_up_no_one():
+    async def scenario():
+        front = ScrapeFront(CONTENT_TYPE, exposition=_published)
+        async with _running(front) as port:
+            conn = await _scraper_of(front, port)
+            front.publish(b"x" * (16 << 20))        # more than the socket buffers hold
+            slow = socket.socket()
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            slow.connect(("127.0.0.1", port))
+            slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")      # and never reads
+            await asyncio.sleep(0.3)
+            front.publish(b"front\n")
+            started = time.monotonic()
+            assert (await _in_thread(_get, conn, "/metrics"))[1] == b"front\n"
+            assert time.monotonic() - started < 1.0
+            # /other on a new connection: handed to the worker meanwhile
+            other = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            assert (await _in_thread(_get, other, "/other"))[1] == b"other"
+            other.close()
+            slow.close()
+            conn.close()
+    asyncio.run(scenario())
 
 
 def _alive(pid: int) -> bool:
@@ -242,18 +274,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_folders_of_workers_that_are_gone_are_swept(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    gone = tmp_path / f"pulse-scrape-{dead.pid}-abc"
-    mine = tmp_path / f"pulse-scrape-{os.getpid()}-def"
-    other = tmp_path / "pulse-scrape-notapid"
-    for folder in (gone, mine, other):
+def test_folders_whose_lock_is_free_are_swept(tmp_path):
+    from pulse.agents.scrape_front import _locked, _sweep
+    gone, alive, making = (tmp_path / f"pulse-scrape-{name}" for name in ("1-a", "2-b", "3-c"))
+    other = tmp_path / "other"
+    for folder in (gone, alive, making, other):
         folder.mkdir()
+    os.close(_locked(str(gone / "lock")))           # its worker and front are gone: the lock is free
+    held = _locked(str(alive / "lock"))              # (another pid namespace would hold it the same way)
     (gone / "metrics.prom").write_bytes(b"old")
-    from pulse.agents.scrape_front import _sweep
-    _sweep(str(tmp_path))
-    assert not gone.exists() and mine.exists() and other.exists()
+    (other / "lock").write_bytes(b"")
+    try:
+        _sweep(str(tmp_path))
+        assert not gone.exists() and alive.exists() and making.exists() and other.exists()
+    finally:
+        os.close(held)
 
 
 def test_a_front_that_cannot_start_leaves_the_port_to_the_loop(monkeypatch, caplog):
