@@ -490,22 +490,22 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
         metrics_read[0] = time.monotonic()
         snapshots.peek(max_age_s=METRICS_MAX_AGE_S)
 
-    async def exposition_for_front() -> bytes | None:
-        """The front has none fresh (the first scrape, or after a pause): one once the snapshot
-        is there; without one (a peer unreachable), this worker's gauges built for it, as the
-        handler below would."""
+    async def exposition_waited() -> bytes:
+        """What neither metrics_now nor the front's published copy can answer: the first scrape
+        (it waits for the first build), or one after a pause. Without a snapshot (a peer's share
+        unreachable) this worker's gauges are built for it, forked."""
         metrics_read[0] = time.monotonic()
         try:
             snap = await snapshots.get(max_age_s=METRICS_MAX_AGE_S)
         except Exception as exc:        # noqa: BLE001 - whatever the cluster build's failure, this worker can answer
-            log.debug("metrics: no snapshot for the scrape front (%r): this worker's gauges built for it", exc)
+            log.debug("metrics: no snapshot (%r): this worker's gauges built for this scrape", exc)
             return bytes(await run_forked(lambda: render(registry)))
         return render(processing) + snap.views.metrics
 
     # GET /metrics answered by a process of its own (agents/scrape_front.py), from what this
     # worker publishes while it is scraped: every PUBLISH_EVERY_S, and at each new snapshot
     # (so the front never serves older pipeline gauges than GET /report's).
-    front = ScrapeFront(CONTENT_TYPE, on_scrape=scraped_by_front, exposition=exposition_for_front) if (
+    front = ScrapeFront(CONTENT_TYPE, on_scrape=scraped_by_front, exposition=exposition_waited) if (
         metrics_options(config).scrape_front) else None
     app.web.fast_routes.front = front
 
@@ -529,16 +529,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LivePulse]:
     @app.page("/metrics")
     async def metrics(web, request):
         """Prometheus text exposition: this worker's share of the pipeline metrics, and its
-        processing. What metrics_now cannot answer: the first scrape (it waits for the first
-        build), a closing connection (aiohttp answers). Without a snapshot (a peer's share
-        unreachable) the gauges are built for this scrape, forked."""
-        metrics_read[0] = time.monotonic()
-        try:
-            pipeline = (await snapshots.get(max_age_s=METRICS_MAX_AGE_S)).views.metrics
-        except Exception as exc:        # noqa: BLE001 - whatever the cluster build's failure, this worker can answer
-            log.debug("metrics: no snapshot (%r): this worker's gauges built for this scrape", exc)
-            return web.bytes(bytes(await run_forked(lambda: render(registry))), headers={"Content-Type": CONTENT_TYPE})
-        return web.bytes(render(processing) + pipeline, headers={"Content-Type": CONTENT_TYPE})
+        processing, for a request neither the front nor metrics_now takes (e.g. a closing
+        connection, or the first scrape without the front)."""
+        return web.bytes(await exposition_waited(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/health")
     async def health(web, request):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.resources
 import json
 import shutil
 import statistics
@@ -52,6 +53,7 @@ from bench_dashboard import (VIEWER_FRAMES, cpu, events_read, get, pct, replay, 
 from worker_bench.driver import CommittedOffsets  # noqa: E402
 from tests.support.live_harness import WorkerProcess  # noqa: E402
 
+from pulse.config.load import DEFAULT_CONFIG_RESOURCE  # noqa: E402
 from pulse.kafka.broker import EmbeddedBroker, create_topics  # noqa: E402
 from pulse.schemas.topics import INPUT_TOPICS, topic_names  # noqa: E402
 
@@ -205,7 +207,8 @@ def main() -> int:
         w = WorkerProcess(broker.url, prefix, group, work)
         if args.no_scrape_front:
             config = Path(work) / "pipeline-no-front.yaml"
-            config.write_text((ROOT / "pulse" / "default_pipeline.yaml").read_text() + "\nmetrics: {scrape_front: false}\n")
+            shipped = (importlib.resources.files("pulse") / DEFAULT_CONFIG_RESOURCE).read_text()
+            config.write_text(shipped + "\nmetrics: {scrape_front: false}\n")
             w.argv += ["--config", str(config)]
         w.start(timeout=120)
         try:

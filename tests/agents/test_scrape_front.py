@@ -38,6 +38,14 @@ async def _running(front: ScrapeFront | None):
         await runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def _fronted(exposition=_published, **kwargs):
+    """A front, and the port of the site it serves (`_running`)."""
+    front = ScrapeFront(CONTENT_TYPE, exposition=exposition, **kwargs)
+    async with _running(front) as port:
+        yield front, port
+
+
 async def _serve(front: ScrapeFront | None):
     """An aiohttp server on the worker's site, its fast path answering "fast" for /metrics."""
     routes = FastRoutes()
@@ -79,8 +87,7 @@ async def _until(condition, timeout: float = 5.0) -> None:
 def test_the_front_answers_metrics_it_was_given_and_hands_the_rest_to_aiohttp():
     async def scenario():
         scrapes = []
-        front = ScrapeFront(CONTENT_TYPE, exposition=_published, on_scrape=lambda: scrapes.append(1))
-        async with _running(front) as port:
+        async with _fronted(on_scrape=lambda: scrapes.append(1)) as (front, port):
             assert front.process is not None and front.process.poll() is None
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             # Nothing published yet: the front holds the scrape, the worker publishes, the front answers.
@@ -134,8 +141,7 @@ def test_an_exposition_older_than_the_limit_is_asked_for_again_and_without_one_t
         async def exposition():
             await asyncio.sleep(0.2)        # a build
             return bodies.pop(0)
-        front = ScrapeFront(CONTENT_TYPE, exposition=exposition)
-        async with _running(front) as port:
+        async with _fronted(exposition) as (front, port):
             conn = await _scraper_of(front, port)
             for expected in (b"again\n", b"fast\n"):      # the front's, then (none to be had) the loop's
                 old = time.time() - MAX_AGE_S - 1
@@ -148,8 +154,7 @@ def test_an_exposition_older_than_the_limit_is_asked_for_again_and_without_one_t
 
 def test_a_scrape_is_answered_while_the_worker_s_loop_is_blocked():
     async def scenario():
-        front = ScrapeFront(CONTENT_TYPE, exposition=_published)
-        async with _running(front) as port:
+        async with _fronted() as (front, port):
             conn = await _scraper_of(front, port)
             answered = []
 
@@ -169,8 +174,7 @@ def test_a_scrape_is_answered_while_the_worker_s_loop_is_blocked():
 
 def test_when_the_front_dies_the_worker_serves_its_port_itself():
     async def scenario():
-        front = ScrapeFront(CONTENT_TYPE, exposition=_published)
-        async with _running(front) as port:
+        async with _fronted() as (front, port):
             front.publish(b"front\n")
             front.process.kill()
             await _until(lambda: not front.is_serving())
@@ -244,8 +248,7 @@ def test_the_front_exits_when_its_worker_is_killed(tmp_path):
 
 def test_a_client_that_does_not_read_its_answer_holds_up_no_one():
     async def scenario():
-        front = ScrapeFront(CONTENT_TYPE, exposition=_published)
-        async with _running(front) as port:
+        async with _fronted() as (front, port):
             conn = await _scraper_of(front, port)
             front.publish(b"x" * (16 << 20))        # more than the socket buffers hold
             slow = socket.socket()
@@ -297,8 +300,7 @@ def test_a_front_that_cannot_start_leaves_the_port_to_the_loop(monkeypatch, capl
     monkeypatch.setattr("pulse.agents.scrape_front.tempfile.mkdtemp", no_folder)
 
     async def scenario():
-        front = ScrapeFront(CONTENT_TYPE, exposition=_published)
-        async with _running(front) as port:
+        async with _fronted() as (front, port):
             assert front.process is None and not front.is_serving()
             front.publish(b"front\n")       # nothing to publish to: a no-op
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
