@@ -85,7 +85,7 @@ def _is_live(held: dict, stage: int, stay_start: int, lead_id: str) -> bool:
 class OpenIndex:
     """The open leads of one pipeline (or one partition's share of it), by group and by stay."""
 
-    __slots__ = ("held", "groups", "stays", "_limits", "changed", "changed_groups")
+    __slots__ = ("held", "groups", "stays", "_limits", "changed", "mark_before", "changed_groups")
 
     def __init__(self, pipeline: PipelineConfig):
         self._limits = [st.stale_after_us for st in pipeline.stages]
@@ -97,6 +97,12 @@ class OpenIndex:
         # the lead ids whose entry changed since the reader's last read (OpenSums, open_stale.py);
         # None while no reader asked (nothing kept: `pulse report`, a worker without dashboard)
         self.changed: set[str] | None = None
+        # ... of those, only the leads whose stay start, before or after the change, is earlier
+        # than this: set by the reader (StaleLeads) at each read to its T less the shortest stale
+        # limit. A lead with neither was not stale at that read and, if it goes stale by the next,
+        # is found among the stays that crossed their cut (open_stale.py). A live change starts a
+        # stay now: nearly no change is marked (each mark cost a set add here and a re-read there).
+        self.mark_before: int = 1 << 80
         # the group keys whose counts or amounts changed since OpenSums' last read (a group gone
         # included); None while no reader asked (it then walks every group)
         self.changed_groups: set[tuple] | None = None
@@ -139,8 +145,11 @@ class OpenIndex:
         else:
             new = None
             del held[lead_id]
-        if self.changed is not None:
-            self.changed.add(lead_id)
+        changed = self.changed
+        if changed is not None:
+            before = self.mark_before
+            if (old is not None and old[STAY_START] < before) or (new is not None and new[STAY_START] < before):
+                changed.add(lead_id)
         if old is None or new is None or old[OWNER:AMOUNT] != new[OWNER:AMOUNT]:
             if old is not None:
                 self._count(old, -1)

@@ -5,8 +5,11 @@ two reads at T0 <= T1, the stale set changes by:
 
 - the stays that crossed their stage's cut, T0 - limit <= stay_start < T1 - limit: a slice
   of each stage's stays (bisection), the live ones added;
-- the leads whose entry changed (closed, moved, new stay, owner/team/source/amount): the
-  index names them (`OpenIndex.changed`, a set add per change), each one re-read.
+- the leads whose entry changed (closed, moved, new stay, owner/team/source/amount) and
+  that were stale at T0 or are in a stay that was already past the cut at T0: the index
+  names them (`OpenIndex.changed`, a set add per such change; `OpenIndex.mark_before` =
+  T0 - the shortest limit), each one re-read. Any other changed lead was not stale at T0,
+  and its stay, if stale at T1, is among those that crossed their cut.
 
 So a read costs per change and per crossing stay, not per stale lead: the stale list (in the
 report's order), the stale starts per stage (levels by bisection) and the stale leads per
@@ -37,13 +40,20 @@ _BULK = 64          # more stay starts than this at once: appended, then sorted 
 class _Read:
     """What a StaleLeads holds of one index: its stale entries, and when it read it."""
 
-    __slots__ = ("index", "entries", "as_of", "changed")
+    __slots__ = ("index", "entries", "as_of", "changed", "_first_cut")
 
-    def __init__(self, index: OpenIndex, as_of: int) -> None:
+    def __init__(self, index: OpenIndex, as_of: int, first_cut: int | None) -> None:
         self.index = index
         self.entries: dict[str, tuple] = {}         # lead_id -> (stay_start, lead_id, row), stale at as_of
-        self.as_of = as_of
+        self._first_cut = first_cut
         self.changed = index.changed = set()        # ours: the index adds to it per change
+        self.read_at(as_of)
+
+    def read_at(self, as_of: int) -> None:
+        """The stays that crossed their cut up to T = as_of are taken: from now on the index
+        marks only the changes of leads whose stay started before as_of - the shortest limit."""
+        self.as_of = as_of
+        self.index.mark_before = -(1 << 80) if self._first_cut is None else as_of - self._first_cut
 
 
 class StaleLeads:
@@ -58,7 +68,9 @@ class StaleLeads:
         # per stage that can go stale: its stale leads' stay starts, sorted (levels by bisection)
         self._starts: list[list[int] | None] = [None if limit is None else [] for limit in self._limits]
         # stale leads per (owner, team, source) group: one dict update per lead added or removed;
-        # per_value splits it per dimension when a report asks (a few hundred groups)
+        # per_value splits it per dimension when a report asks (a few hundred groups), then keeps
+        # the split up to date (three more per lead: a read changes a few hundred, not a first
+        # read's tens of thousands)
         self._per_group: dict[tuple, int] = {}
         self._per_value: tuple[Counter, ...] | None = None
         self._added: dict[int, tuple] = {}          # id(entry) -> entry: added in this catch-up, not yet in place
@@ -75,14 +87,14 @@ class StaleLeads:
                 self._forget(self._read.pop(key), detach=False)         # T went back, or changes missed
                 read = None
             if read is None:
-                self._read[key] = read = _Read(index, as_of)
+                self._read[key] = read = _Read(index, as_of, self._first_cut)
                 self._add_stale_stays(read, None, as_of)
             else:
                 self._add_stale_stays(read, read.as_of, as_of)
                 changed = read.changed
                 read.changed = index.changed = set()
                 self._reread(read, changed, as_of)
-            read.as_of = as_of
+            read.read_at(as_of)
         self.settle()
 
     def catch_up_steps(self, index: OpenIndex, as_of: int, leads_per_step: int) -> Iterator[None]:
@@ -103,11 +115,11 @@ class StaleLeads:
         if read is None:
             if index.changed is not None:               # another reader's (or read meanwhile)
                 return
-            self._read[id(index)] = read = _Read(index, as_of)     # ours from now on
+            self._read[id(index)] = read = _Read(index, as_of, self._first_cut)     # ours from now on
             self._add_stale_stays(read, None, as_of)
         else:
             self._add_stale_stays(read, read.as_of, as_of)
-            read.as_of = as_of
+            read.read_at(as_of)
             changed = read.changed
             todo = len(changed)             # those marked now: the ones marked meanwhile wait for the next read
             while todo > 0 and changed:
@@ -222,14 +234,23 @@ class StaleLeads:
         gone = self._gone
         if gone:
             self._gone = {}
-            if len(gone) > _BULK:
-                self.ordered = [entry for entry in self.ordered if id(entry) not in gone]
-            else:
-                ordered = self.ordered
-                for entry in gone.values():
-                    i = bisect_left(ordered, entry[:2])                 # (start, id) < (start, id, row)
-                    while ordered[i] is not entry:                      # equal keys: only with indexes not disjoint
-                        i += 1
+            ordered = self.ordered
+            at = []
+            for entry in gone.values():
+                i = bisect_left(ordered, entry[:2])                     # (start, id) < (start, id, row)
+                while ordered[i] is not entry:                          # equal keys: only with indexes not disjoint
+                    i += 1
+                at.append(i)
+            if len(at) > _BULK:             # many: the list once, its runs between them copied in C
+                at.sort()
+                kept, lo = [], 0
+                for i in at:
+                    kept += ordered[lo:i]
+                    lo = i + 1
+                kept += ordered[lo:]
+                self.ordered = kept
+            else:                           # a few: a `del` each (it moves the list's tail)
+                for i in sorted(at, reverse=True):
                     del ordered[i]
 
     def _merge_added(self, added: list[tuple]) -> None:
@@ -271,7 +292,13 @@ class StaleLeads:
             per_group[group] = n
         else:
             del per_group[group]
-        self._per_value = None
+        if (per_value := self._per_value) is not None:
+            for counts, value in zip(per_value, group):
+                n = counts[value] + sign
+                if n:
+                    counts[value] = n
+                else:
+                    del counts[value]
 
     @property
     def per_value(self) -> tuple[Counter, Counter, Counter]:

@@ -5,13 +5,14 @@ the cross-index sums instead (per owner, team and source value: open leads and e
 amount per stage; the total is their sum over one dimension) and, at each read, adds
 only what changed since the last:
 
-- per index it keeps a copy of the groups it has added; a group whose counts or amounts
-  differ from its copy adds (new - old) to the sums of its three values. The index marks
-  the groups that changed (`OpenIndex.changed_groups`, a set this reader gives it), so a
-  read looks at those only; a first read, or one whose marks another reader took, walks
-  every group (~700 per index), never the leads;
-- an index read for the first time is added whole; one no longer given, subtracted whole
-  (indexes are told apart by identity: the reader keeps them alive);
+- per group it keeps the group's sum over the indexes as last added; a group whose sum
+  now differs adds (new - old) to the sums of its three values. The indexes mark the
+  groups that changed (`OpenIndex.changed_groups`, a set this reader gives each), so a
+  read sums those only, over every index: at full speed nearly every group changes
+  between two builds in every partition, and a group's delta is taken into its values
+  once, not once per index. A first read, one whose marks another reader took, or a
+  change in the set of indexes (told apart by identity: the reader keeps them alive)
+  walks every group (~200 per pipeline), never the leads;
 - the stale leads (they depend on T) are kept by StaleLeads (open_stale.py): a read costs
   per lead changed and per stay that went stale since the last, not per stale lead.
 
@@ -22,7 +23,7 @@ Pure: no clock, no I/O. Not thread-safe. Keep one OpenSums per set of indexes, a
 from __future__ import annotations
 
 from operator import add
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from pulse.schemas.config import PipelineConfig
 
@@ -37,11 +38,13 @@ __all__ = ["OpenSums"]
 class _Sum:
     """Open leads and their exact amount per stage, of one value (or of all)."""
 
-    __slots__ = ("sums", "totals")
+    __slots__ = ("sums", "totals", "open", "dim")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, dim: int = -1) -> None:
         self.sums = [0] * (2 * n)               # open leads per stage, then their exact amount per stage
         self.totals: dict | None = None        # OpenPipeline.totals of these sums, until they change
+        self.open = 0                           # Σ open leads (0: the value has no entry in the figures)
+        self.dim = dim                          # its dimension (DIMENSIONS), -1 for the total
 
 
 class OpenSums:
@@ -50,11 +53,15 @@ class OpenSums:
     def __init__(self, pipeline: PipelineConfig) -> None:
         self._pipeline = pipeline
         self._n = len(pipeline.stages)
-        # id(index) -> [index, {group key: its counts + amounts per stage, as last added}, the
-        # index's group marks this reader gave it (OpenIndex.changed_groups)]
-        self._added: dict[int, list] = {}
-        self._by_value: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)    # value -> _Sum
-        self._order: list[list | None] = [None for _ in DIMENSIONS]         # sort_values of a dimension's values
+        # group -> its counts + amounts per stage summed over the indexes, as last added
+        self._added: dict[tuple, list[int]] = {}
+        self._indexes: list[OpenIndex] = []         # those of the last read
+        self._marks: dict[int, set] = {}            # id(index) -> the group marks this reader gave it
+        # value -> _Sum, kept when its open leads fall to 0 (skipped; swept when they pile up)
+        self._by_value: tuple[dict, ...] = tuple({} for _ in DIMENSIONS)
+        # group -> the _Sums of its owner, team and source values: one look-up per group delta
+        self._targets: dict[tuple, tuple[_Sum, ...]] = {}
+        self._order: list[list | None] = [None for _ in DIMENSIONS]         # sort_values of the values with open leads
         self._stale = StaleLeads(pipeline)
 
     def figures(self, indexes: Sequence[OpenIndex], as_of: int) -> OpenFigures:
@@ -70,10 +77,20 @@ class OpenSums:
         for d, (dim, by_value, stale_counts) in enumerate(zip(DIMENSIONS, self._by_value, stale_of)):
             order = self._order[d]
             if order is None:
-                order = self._order[d] = sort_values(by_value)
+                order = self._order[d] = self._values_with_open_leads(by_value)
             segments[dim] = [{"value": v, **self._totals(by_value[v]), "stale": stale_counts.get(v, 0)}
                              for v in order]
         return OpenFigures(total, by_stage, by_level, segments, stale, as_of, pipeline)
+
+    def _values_with_open_leads(self, by_value: dict) -> list:
+        """The values of one dimension with open leads, in SPEC 5's order. The others' entries go
+        when they are more than those (and than 64): the group look-ups are then made again."""
+        values = [v for v, of_value in by_value.items() if of_value.open]
+        if len(by_value) - len(values) > max(64, len(values)):
+            for v in [v for v, of_value in by_value.items() if not of_value.open]:
+                del by_value[v]
+            self._targets.clear()
+        return sort_values(values)
 
     def _sum_of_values(self) -> _Sum:
         """The total: every group has one value per dimension, so the sums of any dimension's
@@ -96,56 +113,59 @@ class OpenSums:
         return sums
 
     def catch_up_steps(self, indexes: Sequence[OpenIndex], as_of: int, leads_per_step: int) -> Iterator[None]:
-        """Take what changed in the indexes into the sums, in steps (yielding between): per index
-        its groups, then its changed leads at most `leads_per_step` at a time (StaleLeads). The
-        indexes may change in between; a figures() call in between, or stopping early, is
+        """Take what changed in the indexes into the sums, in steps (yielding between): their
+        groups, then per index its changed leads at most `leads_per_step` at a time (StaleLeads).
+        The indexes may change in between; a figures() call in between, or stopping early, is
         always safe: what was not taken stays marked, and figures() takes it."""
+        self._catch_up(indexes)
+        yield
         for index in indexes:
-            self._catch_up_index(index)
-            yield
             yield from self._stale.catch_up_steps(index, as_of, leads_per_step)
             yield
         yield from self._stale.settle_steps()
         yield                   # the caller's build (figures()) comes next: a step of its own
 
     def _catch_up(self, indexes: Sequence[OpenIndex]) -> None:
-        """Bring the sums to the indexes' groups as they are now."""
-        given = {id(index): index for index in indexes}
-        zeros = [0] * (2 * self._n)
-        for key in [key for key in self._added if key not in given]:
-            index, copies, marks = self._added.pop(key)
-            if index.changed_groups is marks:
+        """Bring the sums to the indexes' groups as they are now: the groups marked in the sets
+        this reader gave the indexes (OpenIndex.changed_groups), or every group held now or
+        added before (one gone since included) after a change in the set of indexes or when an
+        index's marks are not the set given (another reader took them: both then walk every
+        group, as two StaleLeads of one index read it whole)."""
+        indexes = list(indexes)
+        given = {id(index) for index in indexes}
+        for index in self._indexes:
+            if id(index) not in given and index.changed_groups is self._marks.get(id(index)):
                 index.changed_groups = None         # no reader any more: the index stops marking
-            for group, old in copies.items():
-                self._add_delta(group, old, zeros)
-        for index in given.values():
-            self._catch_up_index(index)
-
-    def _catch_up_index(self, index: OpenIndex) -> None:
-        """Take the index's groups that changed since this reader's last read: the ones the index
-        marked in the set this reader gave it (OpenIndex.changed_groups), or every group at a first
-        read or when the index's marks are not that set (another reader took them: both then walk
-        every group, as two StaleLeads of one index read it whole)."""
+        whole = [id(index) for index in indexes] != [id(index) for index in self._indexes]
+        walk: set[tuple] = set()
+        marks = {}
+        for index in indexes:
+            if not whole and index.changed_groups is not None and index.changed_groups is self._marks.get(id(index)):
+                walk |= index.changed_groups
+            else:
+                whole = True
+            marks[id(index)] = index.changed_groups = set()     # the marks from now on
+        self._indexes, self._marks = indexes, marks
+        if whole:
+            walk = set(self._added)
+            for index in indexes:
+                walk |= index.groups.keys()
         zeros = [0] * (2 * self._n)
-        entry = self._added.get(id(index))
-        if entry is None:
-            entry = self._added[id(index)] = [index, {}, None]
-        copies, given, marks = entry[1], entry[2], index.changed_groups
-        groups = index.groups
-        entry[2] = index.changed_groups = set()     # the marks from now on
-        # the marked groups, else every group held now or added before (one gone since included)
-        walk: Iterable[tuple] = marks if given is not None and marks is given else groups.keys() | copies.keys()
+        added = self._added
+        all_groups = [index.groups for index in indexes]
         for group in walk:
-            pair = groups.get(group)
-            if pair is None:                        # gone since (marked, if marks, when its last lead left)
-                if group in copies:
-                    self._add_delta(group, copies.pop(group), zeros)
-                continue
-            now = pair[0] + pair[1]
-            old = copies.get(group, zeros)
-            if now != old:
-                self._add_delta(group, old, now)
-                copies[group] = now
+            now = None
+            for groups in all_groups:
+                if (pair := groups.get(group)) is not None:
+                    now = pair[0] + pair[1] if now is None else list(map(add, now, pair[0] + pair[1]))
+            old = added.get(group)
+            if now is None:                         # in no index any more
+                if old is not None:
+                    del added[group]
+                    self._add_delta(group, old, zeros)
+            elif now != old:
+                added[group] = now
+                self._add_delta(group, zeros if old is None else old, now)
 
     def _add_delta(self, group: tuple, old: list[int], now: list[int]) -> None:
         """Add a group's (now - old) sums to the sums of its owner, team and source values.
@@ -153,15 +173,24 @@ class OpenSums:
         adding a zero to a ~1,100-bit amount (exact.py) still makes a new ~150-byte integer."""
         delta = [(i, a - b) for i, (a, b) in enumerate(zip(now, old)) if a != b]
         n = self._n
-        for d, (by_value, value) in enumerate(zip(self._by_value, group)):
-            of_value = by_value.get(value)
-            if of_value is None:
-                of_value = by_value[value] = _Sum(n)
-                self._order[d] = None
+        opened = sum(change for i, change in delta if i < n)        # 0 for a stage move
+        targets = self._targets.get(group)
+        if targets is None:
+            targets = self._targets[group] = tuple(self._sum_of(d, value) for d, value in enumerate(group))
+        for of_value in targets:
             of_value.totals = None
             sums = of_value.sums
             for i, change in delta:
                 sums[i] += change
-            if not any(sums[:n]):               # no open lead has the value: no entry (as open_figures)
-                del by_value[value]
-                self._order[d] = None
+            if opened:
+                was = of_value.open
+                of_value.open = was + opened
+                if not was or not of_value.open:    # the value has open leads now, or none any more
+                    self._order[of_value.dim] = None
+
+    def _sum_of(self, d: int, value) -> _Sum:
+        by_value = self._by_value[d]
+        of_value = by_value.get(value)
+        if of_value is None:
+            of_value = by_value[value] = _Sum(self._n, d)
+        return of_value

@@ -91,8 +91,8 @@ class _RangeTotals(Generic[B]):
 class _MergedDays(Generic[B]):
     """Σ over the sources of their bucket of each day, re-summed for the days they changed."""
 
-    def __init__(self, zero: Callable[[], B], add: Callable[[B, B, int], None], prune: Callable[[B], None]):
-        self._zero, self._add, self._prune = zero, add, prune
+    def __init__(self, zero: Callable[[], B], add: Callable[[B, B, int], None], minus: Callable[[B, B], B]):
+        self._zero, self._add, self._minus = zero, add, minus
         self._sources: list = []
         self._pending: set[int] = set()         # days taken from the sources, not yet re-summed
         self.days: dict[int, B] = {}
@@ -138,28 +138,14 @@ class _MergedDays(Generic[B]):
                 days[d] = new
             if old is None and new is None:
                 continue
-            # new - old once, its zero entries pruned: a late event changes a few keys of a day
-            delta = self._zero()
-            if new is not None:
-                add(delta, new, 1)
-            if old is not None:
-                add(delta, old, -1)
-            self._prune(delta)
+            # new - old once, without its zero entries: a late event changes a few keys of a day
+            delta = self._minus(new if new is not None else self._zero(), old if old is not None else self._zero())
             self.ranges.day_changed(d, delta)
             if on_change is not None:
                 on_change(delta)
 
     def total(self, days: DayRange) -> B:
         return self.ranges.total(days, self.days)
-
-
-def _prune_flow(b: _DayFlow) -> None:
-    b.dwell_hist = {key: c for key, c in b.dwell_hist.items() if c}
-    b.transitions = {key: c for key, c in b.transitions.items() if c}
-
-
-def _prune_deals(b: _DayDeals) -> None:
-    b.segments = {key: c for key, c in b.segments.items() if any(c)}
 
 
 class _Totals:
@@ -177,7 +163,7 @@ class FlowTotals(_Totals):
 
     def __init__(self, n_stages: int) -> None:
         self.n_stages = n_stages
-        self._merged: _MergedDays[_DayFlow] = _MergedDays(lambda: _DayFlow(n_stages), _DayFlow.add, _prune_flow)
+        self._merged: _MergedDays[_DayFlow] = _MergedDays(lambda: _DayFlow(n_stages), _DayFlow.add, _DayFlow.minus)
         self._open_count = [0] * n_stages       # Σ of every merged day's open change
         self._open_amount = [0] * n_stages
 
@@ -232,7 +218,7 @@ class DealTotals(_Totals):
     """DealFlow's read API (window, segments) over the sum of several DealFlows."""
 
     def __init__(self) -> None:
-        self._merged: _MergedDays[_DayDeals] = _MergedDays(_DayDeals, _DayDeals.add, _prune_deals)
+        self._merged: _MergedDays[_DayDeals] = _MergedDays(_DayDeals, _DayDeals.add, _DayDeals.minus)
 
     def refresh(self, sources: Sequence[DealFlow]) -> None:
         """Take what changed in the sources since the last refresh."""

@@ -193,3 +193,27 @@ def test_indexes_not_disjoint_do_not_break_a_read():
         _assert_same(sums.figures([a, b], as_of), open_figures([a, b], pipeline, as_of))
     a.update(_Lead("L", 0, BASE_US, "o1", None, None, 1.0, False))
     _assert_same(sums.figures([a, b], BASE_US + 6 * HOUR_US), open_figures([a, b], pipeline, BASE_US + 6 * HOUR_US))
+
+
+def test_a_read_is_given_only_the_changes_that_can_touch_the_stale_set():
+    """After a read at T, the index marks a changed lead for the next read only if its stay,
+    before or after the change, started before T - the shortest limit (OpenIndex.mark_before):
+    a live change starts a stay now, and re-reading each one was most of a build's cost. The
+    leads not marked still go stale when their stay crosses its cut (every read equals
+    open_figures: the property above)."""
+    pipeline = _pipeline([3600, 7200, None])
+    index = OpenIndex(pipeline)
+    sums = OpenSums(pipeline)
+    as_of = BASE_US + 10 * HOUR_US
+    index.update(_Lead("old", 0, BASE_US, "o1", None, None, 1.0, True))                 # stale at T
+    index.update(_Lead("young", 0, as_of - HOUR_US // 2, "o1", None, None, 1.0, True))  # not
+    sums.figures([index], as_of)
+    assert index.changed == set() and index.mark_before == as_of - 3600 * US
+    index.update(_Lead("young", 1, as_of, "o2", None, None, 2.0, True))        # moved: a new stay now
+    index.update(_Lead("new", 0, as_of, "o1", None, None, None, True))         # created now
+    index.update(_Lead("old", 0, BASE_US, "o2", None, None, 1.0, True))        # a stale lead reassigned
+    index.update(_Lead("late", 1, BASE_US, "o1", None, None, None, True))      # a late event: an old stay
+    assert index.changed == {"old", "late"}
+    later = as_of + 3 * HOUR_US
+    _assert_same(sums.figures([index], later), open_figures([index], pipeline, later))
+    assert [entry[1] for entry in sums.figures([index], later)._stale] == ["late", "old", "new", "young"]
