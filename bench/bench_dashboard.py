@@ -184,11 +184,14 @@ class Published:
         self.consumer.close()
 
 
+SPY_RATE = 100         # py-spy's samples per second (--spy-rate)
+
+
 async def start_spy(pid: int, seconds: float, spy_file: Path) -> asyncio.subprocess.Process:
-    """py-spy sampling a worker's stacks for `seconds` (100 Hz, raw) into `spy_file`."""
+    """py-spy sampling a worker's stacks for `seconds` (SPY_RATE Hz, raw) into `spy_file`."""
     return await asyncio.create_subprocess_exec(
         shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
-        "-d", str(round(seconds)), "-f", "raw", "-r", "100", "-o", str(spy_file),
+        "-d", str(round(seconds)), "-f", "raw", "-r", str(SPY_RATE), "-o", str(spy_file),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
@@ -268,6 +271,25 @@ def viewer_share(path: Path, frames: tuple[str, ...] = VIEWER_FRAMES) -> tuple[i
             if any(f in stack for f in frames):
                 viewer += int(count)
     return viewer, busy
+
+
+def viewer_breakdown(paths: list[Path], frames: tuple[str, ...] = VIEWER_FRAMES) -> collections.Counter:
+    """The samples in viewer work of these py-spy raw files, per part: the innermost frame of
+    `frames` in each stack (a build's own step, aiohttp, the dashboard's handlers...)."""
+    parts: collections.Counter = collections.Counter()
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            for frame in reversed(stack.split(";")):
+                hit = next((f for f in frames if f in frame), None)
+                if hit is not None:
+                    parts[hit if hit == "aiohttp/" else frame.rsplit(":", 1)[0]] += int(count)
+                    break
+    return parts
 
 
 def print_profile_difference(work: Path, pairs: int, top: int = 30) -> None:
@@ -361,7 +383,8 @@ async def paired_windows(workers: list[WorkerProcess], consumed: list, seconds: 
             row = {"phase": label, "window": i, "cpu": [round(u, 4) for u in used],
                    "committed_per_s": [round(m / wall) for m in msgs], "cpu_us_per_message": [round(x, 1) for x in per_msg],
                    "cpu_ratio": round(used[mine] / used[other], 4),
-                   "per_message_ratio": round(per_msg[mine] / per_msg[other], 4), "viewer_requests": counts["requests"]}
+                   "per_message_ratio": round(per_msg[mine] / per_msg[other], 4), "viewer_requests": counts["requests"],
+                   "viewer_alerts": counts["alerts"]}
             if spy_files:       # [viewer-work samples, busy samples] per worker
                 row["py_spy_viewer_busy"] = [list(viewer_share(f)) for f in spy_files]
             print(json.dumps(row), flush=True)
@@ -431,6 +454,10 @@ def run_paired(args, broker: EmbeddedBroker, head: Path, tail: Path, cut: int, w
                 return round(100 * part / max(1, sum(r["py_spy_viewer_busy"][k][1] for r in rows_)), 2)
             summary["py_spy_viewer_share_pct_viewed"] = [share(on_a, 0), share(on_b, 1)]
             summary["py_spy_viewer_share_pct_other"] = [share(on_a, 1), share(on_b, 0)]
+            # where the viewed worker's viewer samples are, summed over its measured windows
+            viewed_files = [work / f"paired-viewers_on_{ab}-{r['window']}-{k}.raw"
+                            for ab, k, rows_ in (("A", 0, on_a), ("B", 1, on_b)) for r in rows_]
+            summary["py_spy_viewer_samples_by_function"] = dict(viewer_breakdown(viewed_files).most_common(25))
         print(json.dumps(summary, indent=1), flush=True)
     finally:
         for c in consumed:
@@ -463,7 +490,11 @@ def main() -> int:
     ap.add_argument("--py-spy", action="store_true",
                     help="profile the worker (py-spy) in every window; print where ten viewers' samples go "
                          "against no viewer's (a diagnostic run: sampling costs the worker too)")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (--paired: its py-spy files)")
+    ap.add_argument("--spy-rate", type=int, default=100, help="py-spy's samples per second (--py-spy)")
     args = ap.parse_args()
+    global SPY_RATE
+    SPY_RATE = args.spy_rate
 
     out_dir = ROOT / "bench" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -485,7 +516,10 @@ def main() -> int:
     if args.paired:
         with EmbeddedBroker() as broker:
             run_paired(args, broker, head, tail, cut, work)
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {work} (the py-spy files: paired-*.raw)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
         return 0
 
     with EmbeddedBroker() as broker:
