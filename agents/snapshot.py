@@ -52,8 +52,8 @@ __all__ = ["Snapshot", "Snapshots", "run_forked", "refresh_interval", "ForkedBui
 
 # A snapshot this young is served without a rebuild (the refresh interval): 4 s keeps a page
 # within 5 s of the state (4 s, plus a build of ~10-30 ms, plus the page's fetch). While pages
-# are open the worker builds once per interval: in process that costs ~15 ms after 2,000
-# events since the last build, ~27 ms after 8,000 at 130,000 leads (bench/README.md), so the interval sets
+# are open the worker builds once per interval: in process that costs ~10 ms after 2,000
+# events since the last build, ~17 ms after 8,000 at 130,000 leads (bench/README.md), so the interval sets
 # the fixed part; a forked build (with peers) also costs the worker its copy-on-write faults.
 FRESH_S = 4.0
 MAX_AGE_S = 5.0     # never served older than this: readers wait for the build instead
