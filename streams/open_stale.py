@@ -221,6 +221,10 @@ class StaleLeads:
         self._drop_gone()
         pending = self._added
         if not pending:
+            # a new dict all the same: settle_steps suspended between its sort and its merge (a
+            # catch_up came between two steps and removed every entry it had sorted) must see it
+            # settled, not merge what it sorted (a closed lead would stay in `ordered` for good)
+            self._added = {}
             return
         yield
         if self._added is not pending:

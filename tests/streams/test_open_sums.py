@@ -217,3 +217,71 @@ def test_a_read_is_given_only_the_changes_that_can_touch_the_stale_set():
     later = as_of + 3 * HOUR_US
     _assert_same(sums.figures([index], later), open_figures([index], pipeline, later))
     assert [entry[1] for entry in sums.figures([index], later)._stale] == ["late", "old", "new", "young"]
+
+
+def test_a_read_between_the_sort_and_the_merge_of_the_steps_leaves_no_closed_lead_behind():
+    """figures() may come at any step of catch_up_steps. One that came between the stale list's
+    sort and its merge (settle_steps), and removed every entry sorted there (the lead closed),
+    left the suspended merge to put the closed lead back in the list, for good. Found by a
+    reviewer's random test (~1 seed in 1,500)."""
+    pipeline = _pipeline([3600])
+    index, sums = OpenIndex(pipeline), OpenSums(pipeline)
+    index.update(_Lead("L", 0, BASE_US, "o1", None, None, 1.0, True))
+    sums.figures([index], BASE_US + HOUR_US // 2)                  # read: L not stale yet
+    t1 = BASE_US + 2 * HOUR_US
+    steps = sums.catch_up_steps([index], t1, 1000)
+    for _ in range(4):                                              # L went stale: added, then sorted
+        next(steps)
+    index.update(_Lead("L", 0, BASE_US, "o1", None, None, 1.0, False))        # closed
+    _assert_same(sums.figures([index], t1), open_figures([index], pipeline, t1))
+    for _ in steps:
+        pass
+    _assert_same(sums.figures([index], t1), open_figures([index], pipeline, t1))
+    assert sums.figures([index], t1)._stale == []
+
+
+_interleaved = st.lists(st.one_of(
+    st.tuples(st.just("change"), _changes),
+    st.tuples(st.just("start"), _reads, st.integers(1, 3)),    # a new step run at T + move (leads per step)
+    st.tuples(st.just("step"), st.integers(1, 4)),             # the run goes on a few steps
+    st.tuples(st.just("read"), _reads),                        # figures() between two steps
+), min_size=1, max_size=80)
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(st.lists(st.sampled_from((None, 0, 3600, 7200, 86_400)), min_size=1, max_size=4), _interleaved,
+       st.booleans())
+def test_reads_between_the_steps_of_a_catch_up_equal_open_figures(limits, actions, bulk_always):
+    """As the live worker does (LivePulse.catch_up_steps): a run of catch-up steps, with changes
+    between its steps and a figures() call at any of them (a read that cannot wait); every
+    read equals open_figures at its T."""
+    saved_bulk = open_stale._BULK
+    open_stale._BULK = 0 if bulk_always else saved_bulk
+    try:
+        pipeline = _pipeline(limits)
+        n = len(pipeline.stages)
+        indexes = [OpenIndex(pipeline) for _ in range(3)]
+        sums = OpenSums(pipeline)
+        as_of, given_, steps = BASE_US, list(indexes), iter(())
+        for action in actions:
+            if action[0] == "change":
+                i, lead, stage, start, owner, team, source, amount, is_open = action[1]
+                indexes[i].update(_Lead(f"{i}-{lead}", stage % n, BASE_US + start * HOUR_US, owner, team, source,
+                                        amount, is_open))
+            elif action[0] == "start":
+                (move, chosen), per_step = action[1], action[2]
+                as_of += move
+                given_ = [indexes[k] for k in chosen if k < 3]
+                steps = sums.catch_up_steps(list(given_), as_of, per_step)
+            elif action[0] == "step":
+                for _ in range(action[1]):
+                    next(steps, None)
+            else:
+                move, chosen = action[1]
+                as_of += move
+                _assert_same(sums.figures(given_, as_of), open_figures(given_, pipeline, as_of))
+        for _ in steps:
+            pass
+        _assert_same(sums.figures(given_, as_of), open_figures(given_, pipeline, as_of))
+    finally:
+        open_stale._BULK = saved_bulk
