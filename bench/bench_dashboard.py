@@ -230,18 +230,24 @@ async def window(w: WorkerProcess, seconds: float, viewers: int, consumed, reade
             "report_max_ms": round(max(latencies) * 1000, 1) if latencies else None}
 
 
-def stack_samples(path: Path) -> collections.Counter:
-    """Inclusive samples per function (file and name, no line) of a py-spy raw file."""
-    incl: collections.Counter = collections.Counter()
+def raw_stacks(path: Path):
+    """(stack, samples) of each line of a py-spy raw file (none if the file is missing): the
+    stack's frames joined by ";", outermost first, each "function (file:line)"."""
     if not path.exists():
-        return incl
+        return
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
-            frames = {f.rsplit(":", 1)[0] for f in stack.split(";")}
-            for frame in frames:
-                incl[frame] += int(count)
-            incl["(all)"] += int(count)
+            yield stack, int(count)
+
+
+def stack_samples(path: Path) -> collections.Counter:
+    """Inclusive samples per function (file and name, no line) of a py-spy raw file."""
+    incl: collections.Counter = collections.Counter()
+    for stack, count in raw_stacks(path):
+        for frame in {f.rsplit(":", 1)[0] for f in stack.split(";")}:
+            incl[frame] += count
+        incl["(all)"] += count
     return incl
 
 
@@ -259,17 +265,13 @@ def viewer_share(path: Path, frames: tuple[str, ...] = VIEWER_FRAMES) -> tuple[i
     worker's busy time that the viewers caused, measured inside the window (no baseline needed).
     `frames`: what counts as their work (bench_reads.py counts a scraper's)."""
     viewer = busy = 0
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            leaf = stack.rsplit(";", 1)[-1]
-            if any(f in leaf for f in IDLE_FRAMES[:2]):
-                continue                        # waiting for the network, not working
-            busy += int(count)
-            if any(f in stack for f in frames):
-                viewer += int(count)
+    for stack, count in raw_stacks(path):
+        leaf = stack.rsplit(";", 1)[-1]
+        if any(f in leaf for f in IDLE_FRAMES[:2]):
+            continue                            # waiting for the network, not working
+        busy += count
+        if any(f in stack for f in frames):
+            viewer += count
     return viewer, busy
 
 
@@ -278,16 +280,11 @@ def viewer_breakdown(paths: list[Path], frames: tuple[str, ...] = VIEWER_FRAMES)
     `frames` in each stack (a build's own step, aiohttp, the dashboard's handlers...)."""
     parts: collections.Counter = collections.Counter()
     for path in paths:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
+        for stack, count in raw_stacks(path):
             for frame in reversed(stack.split(";")):
                 hit = next((f for f in frames if f in frame), None)
                 if hit is not None:
-                    parts[hit if hit == "aiohttp/" else frame.rsplit(":", 1)[0]] += int(count)
+                    parts[hit if hit == "aiohttp/" else frame.rsplit(":", 1)[0]] += count
                     break
     return parts
 
